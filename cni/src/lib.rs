@@ -1,0 +1,1 @@
+//! Pod networking over netlink: bridge, veth pair, addresses, routes and host-local IPAM.

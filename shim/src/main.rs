@@ -1,0 +1,2 @@
+//! The `podshim` command line.
+fn main() {}

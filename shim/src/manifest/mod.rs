@@ -1,0 +1,1 @@
+//! Kubernetes v1 Pod manifests: strict decoding, defaults and validation with Kubernetes wording.
