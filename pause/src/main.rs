@@ -1,1 +1,144 @@
-fn main() {}
+//! The pause process of a podshim Pod, in the spirit of Kubernetes' `build/pause/linux/pause.c`.
+//!
+//! `pause [--hostname NAME] [--user UID:GID]`
+//!
+//! With `--hostname` it first unshares new network, IPC and UTS namespaces and sets the hostname
+//! in the new UTS namespace (containers that join a UTS namespace by path cannot set it
+//! themselves). With `--user` it then drops every privilege: supplementary groups, gid, uid (which
+//! clears the permitted and effective capability sets), the bounding and ambient sets, and sets
+//! no-new-privileges. It writes `ready\n` to stdout, closes stdout, and then only waits: SIGINT
+//! and SIGTERM exit 0, SIGCHLD reaps every exited child (it may be PID 1 of a shared PID
+//! namespace one day).
+#![allow(unsafe_code)] // this binary is one small module of raw libc calls, each with a SAFETY note
+
+use std::ffi::CString;
+use std::io::Write;
+use std::process::exit;
+
+fn fail(what: &str) -> ! {
+    let err = std::io::Error::last_os_error();
+    eprintln!("pause: {what}: {err}");
+    exit(1)
+}
+
+extern "C" fn on_stop(_: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(0) }
+}
+
+extern "C" fn on_child(_: libc::c_int) {
+    // SAFETY: waitpid with WNOHANG is async-signal-safe; errno is saved and restored around it
+    // so the interrupted code does not see it change.
+    unsafe {
+        let saved = *libc::__errno_location();
+        while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
+        *libc::__errno_location() = saved;
+    }
+}
+
+fn install(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) {
+    // SAFETY: a zeroed sigaction is a valid value; the handler is an `extern "C"` function that
+    // only calls async-signal-safe functions.
+    let rc = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler as usize;
+        action.sa_flags = libc::SA_RESTART | libc::SA_NOCLDSTOP;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(signal, &action, std::ptr::null_mut())
+    };
+    if rc != 0 {
+        fail("sigaction");
+    }
+}
+
+fn new_namespaces(hostname: &str) {
+    // SAFETY: unshare takes only flags; the process is single-threaded.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) } != 0 {
+        fail("unshare network, ipc and uts namespaces");
+    }
+    // SAFETY: the pointer and length describe the bytes of `hostname`, which outlives the call.
+    if unsafe { libc::sethostname(hostname.as_ptr().cast(), hostname.len()) } != 0 {
+        fail("sethostname");
+    }
+}
+
+fn drop_privileges(uid: libc::uid_t, gid: libc::gid_t) {
+    // SAFETY: each call takes plain integers (or a null list with length 0) and only changes
+    // this process's credentials; the return values are checked.
+    unsafe {
+        for cap in 0..=libc::c_ulong::from(63u8) {
+            // EINVAL past the last capability the kernel knows: nothing more to drop.
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
+                break;
+            }
+        }
+        if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 {
+            fail("clear ambient capabilities");
+        }
+        if libc::setgroups(0, std::ptr::null()) != 0 {
+            fail("setgroups");
+        }
+        if libc::setresgid(gid, gid, gid) != 0 {
+            fail("setresgid");
+        }
+        // Changing every uid from 0 to non-zero clears the permitted and effective sets
+        // (capabilities(7), "Effect of user ID changes on capabilities").
+        if libc::setresuid(uid, uid, uid) != 0 {
+            fail("setresuid");
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            fail("no_new_privs");
+        }
+    }
+}
+
+fn parse_user(value: &str) -> Option<(libc::uid_t, libc::gid_t)> {
+    let (uid, gid) = value.split_once(':').unwrap_or((value, value));
+    Some((uid.parse().ok()?, gid.parse().ok()?))
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (mut hostname, mut user) = (None, None);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--hostname", Some(v)) => hostname = Some(v),
+            ("--user", Some(v)) => match parse_user(&v) {
+                Some(u) => user = Some(u),
+                None => {
+                    eprintln!("pause: --user: invalid value {v:?}: want UID[:GID]");
+                    exit(2)
+                }
+            },
+            _ => {
+                eprintln!("usage: pause [--hostname NAME] [--user UID:GID]");
+                exit(2)
+            }
+        }
+    }
+    install(libc::SIGINT, on_stop);
+    install(libc::SIGTERM, on_stop);
+    install(libc::SIGCHLD, on_child);
+    if let Some(name) = &hostname {
+        new_namespaces(name);
+    }
+    if let Some((uid, gid)) = user {
+        drop_privileges(uid, gid);
+    }
+    let root = CString::new("/").expect("no nul");
+    // SAFETY: `root` is a valid C string that outlives the call.
+    if unsafe { libc::chdir(root.as_ptr()) } != 0 {
+        fail("chdir /");
+    }
+    // Tell the runtime the namespaces exist, then let go of the pipe so it sees EOF.
+    let mut out = std::io::stdout();
+    if out.write_all(b"ready\n").and_then(|_| out.flush()).is_err() {
+        exit(1);
+    }
+    // SAFETY: closing our own stdout; nothing writes to it afterwards.
+    unsafe { libc::close(1) };
+    loop {
+        // SAFETY: pause only sleeps until a signal handler has run.
+        unsafe { libc::pause() };
+    }
+}

@@ -1,2 +1,182 @@
-//! The `podshim` command line.
-fn main() {}
+//! The `podshim` command line: a thin front-end that parses options and calls the engine.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use podshim::config::Config;
+use podshim::image::Store;
+use podshim::{foreground, manifest, plan};
+
+#[derive(Parser)]
+#[command(name = "podshim", version, about = "Run Kubernetes Pods on this host")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Persistent data: images, IPAM leases, writable layers
+    #[arg(long, global = true, env = "PODSHIM_ROOT", default_value = "/var/lib/podshim")]
+    root: PathBuf,
+    /// Live Pods: journals, netns pins, emptyDirs, runtime state
+    #[arg(long, global = true, env = "PODSHIM_STATE", default_value = "/run/podshim")]
+    state: PathBuf,
+    /// The host bridge Pods attach to (created on first use)
+    #[arg(long, global = true, env = "PODSHIM_BRIDGE", default_value = "podshim0")]
+    bridge: String,
+    /// The Pod subnet; its first address is the bridge's
+    #[arg(long, global = true, env = "PODSHIM_SUBNET", default_value = "10.66.0.0/16")]
+    subnet: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Pods of a manifest in the foreground (FILE or - for stdin)
+    Run {
+        /// Validate, print the defaulted Pods as YAML, create nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Scale the restart back-off (1 = Kubernetes' 10 s doubling to 300 s)
+        #[arg(long, default_value_t = 1.0, hide = true, env = "PODSHIM_BACKOFF_SCALE")]
+        backoff_scale: f64,
+        file: String,
+    },
+    /// Manage the local image store
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Import an OCI archive, an OCI layout directory or a docker-archive
+    Import {
+        /// The image name (default: from the archive)
+        #[arg(long)]
+        name: Option<String>,
+        path: PathBuf,
+    },
+    /// List the images in the store
+    Ls,
+}
+
+fn main() -> ExitCode {
+    // Sealing re-executes podshim from a memfd, after which /proc/self/exe no longer says where
+    // podshim is installed: find the pause binary next to it first.
+    if std::env::var_os("PODSHIM_PAUSE").is_none() {
+        std::env::set_var("PODSHIM_PAUSE", Config::find_pause());
+    }
+    // libcontainer forks this binary into containers: seal /proc/self/exe first (CVE-2019-5736).
+    if let Err(e) = pentacle::ensure_sealed() {
+        eprintln!("podshim: cannot seal the podshim binary: {e}");
+        return ExitCode::from(1);
+    }
+    podshim::sys::restore_sigpipe();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PODSHIM_LOG").unwrap_or_else(|_| "off".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("podshim: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn config(g: &Global) -> Result<Config> {
+    let subnet = g
+        .subnet
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--subnet {:?}: {e}; want an IPv4 CIDR such as 10.66.0.0/16", g.subnet))?;
+    if g.bridge.is_empty() || g.bridge.len() > 15 {
+        bail!("--bridge {:?}: an interface name has 1 to 15 characters", g.bridge);
+    }
+    Ok(Config { root: g.root.clone(), state: g.state.clone(), bridge: g.bridge.clone(), subnet, pause: Config::find_pause() })
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    let cfg = config(&cli.global)?;
+    match cli.command {
+        Command::Run { dry_run, backoff_scale, file } => run(&cfg, &file, dry_run, backoff_scale),
+        Command::Image(ImageCommand::Import { name, path }) => {
+            let store = Store::open(&cfg.root).context("open the image store")?;
+            let images = store
+                .import(&path, name.as_deref())
+                .with_context(|| format!("import {}", path.display()))?;
+            for i in images {
+                println!("{} {}", i.name, i.digest);
+            }
+            Ok(0)
+        }
+        Command::Image(ImageCommand::Ls) => {
+            let store = Store::open(&cfg.root).context("open the image store")?;
+            println!("{:<50} {:<20} {:>10}", "NAME", "DIGEST", "SIZE");
+            for i in store.list()? {
+                let digest: String = i.digest.trim_start_matches("sha256:").chars().take(12).collect();
+                println!("{:<50} {:<20} {:>10}", i.name, digest, human(i.size));
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1}GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1}MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1}KiB", b as f64 / 1024.0),
+        b => format!("{b}B"),
+    }
+}
+
+fn run(cfg: &Config, file: &str, dry_run: bool, backoff_scale: f64) -> Result<i32> {
+    let text = if file == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("read the manifest from stdin")?;
+        s
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("read {file}"))?
+    };
+    let manifest = match manifest::parse(&text) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(1);
+        }
+    };
+    for w in &manifest.warnings {
+        eprintln!("Warning: {w}");
+    }
+    if dry_run {
+        print!("{}", manifest::to_yaml(&manifest.pods));
+        return Ok(0);
+    }
+    if !nix::unistd::geteuid().is_root() {
+        bail!("podshim run needs root (it creates namespaces, mounts, cgroups and network interfaces)");
+    }
+    if !cfg.pause.is_file() {
+        bail!("the pause binary was not found at {}; set PODSHIM_PAUSE or install it next to podshim", cfg.pause.display());
+    }
+    let store = Store::open(&cfg.root).context("open the image store")?;
+    let mut plans = Vec::new();
+    let mut problems = Vec::new();
+    for pod in &manifest.pods {
+        match plan::plan(pod, &store) {
+            Ok(p) => plans.push(p),
+            Err(errs) => problems.extend(errs.into_iter().map(|e| format!("pod {:?}: {e}", pod.name()))),
+        }
+    }
+    if !problems.is_empty() {
+        bail!(problems.join("\n"));
+    }
+    let opts = foreground::Options { backoff: podshim::pod::restart::Backoff::default().scaled(backoff_scale) };
+    foreground::run(cfg, plans, opts)
+}

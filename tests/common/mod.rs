@@ -1,1 +1,229 @@
-//! Shared helpers of the privileged end-to-end tests.
+//! Shared helpers of the privileged end-to-end tests: one private podshim instance per test
+//! (its own --root, --state, bridge and subnet), running the real `podshim` binary, and checks
+//! that nothing of the instance is left behind.
+//!
+//! These tests need root, the podshim and pause binaries and the busybox test image; when any is
+//! missing they fail with the reason (never skip). `scripts/test.sh` provides all of them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The podshim binary under test (`PODSHIM_BIN`, else the workspace's debug build).
+pub fn podshim_bin() -> PathBuf {
+    let bin = std::env::var_os("PODSHIM_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/podshim"));
+    assert!(bin.is_file(), "podshim binary {} not found: run scripts/test.sh (or set PODSHIM_BIN)", bin.display());
+    bin
+}
+
+/// The busybox OCI archive made by scripts/make-busybox-image.sh (`PODSHIM_TEST_IMAGE`).
+pub fn busybox_archive() -> PathBuf {
+    let p = std::env::var_os("PODSHIM_TEST_IMAGE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-images/busybox-oci.tar"));
+    assert!(p.is_file(), "test image {} not found: run scripts/test.sh (or scripts/make-busybox-image.sh)", p.display());
+    p
+}
+
+pub fn require_root() {
+    let uid = unsafe_free_euid();
+    assert_eq!(uid, 0, "the privileged tests must run as root (euid is {uid}); run them with scripts/test.sh");
+}
+
+fn unsafe_free_euid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|u| u.parse().ok())
+        .expect("euid in /proc/self/status")
+}
+
+/// One private podshim instance.
+pub struct Instance {
+    pub dir: PathBuf,
+    pub root: PathBuf,
+    pub state: PathBuf,
+    pub bridge: String,
+    pub subnet: String,
+    /// The first three octets of the /24 subnet, e.g. "10.123.4".
+    pub prefix: String,
+    /// Unique to this instance; Pod names made by `name()` end with it.
+    pub tag: String,
+}
+
+impl Instance {
+    /// A fresh instance; `suite` (0..=99) keeps the subnets of different test binaries apart.
+    pub fn new(suite: u32) -> Self {
+        require_root();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let tag = format!("{:x}{:02x}", pid % 0xfff, n);
+        let dir = std::env::temp_dir().join(format!("podshim-test-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let prefix = format!("10.{}.{}", 120 + suite, n % 250);
+        Instance {
+            root: dir.join("root"),
+            state: dir.join("state"),
+            bridge: format!("pst{tag}"),
+            subnet: format!("{prefix}.0/24"),
+            prefix,
+            dir,
+            tag,
+        }
+    }
+
+    /// A Pod name unique to this instance.
+    pub fn name(&self, base: &str) -> String {
+        format!("{base}-{}", self.tag)
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(podshim_bin());
+        c.arg("--root").arg(&self.root).arg("--state").arg(&self.state);
+        c.arg("--bridge").arg(&self.bridge).arg("--subnet").arg(&self.subnet);
+        c.env("PODSHIM_BACKOFF_SCALE", "0.05");
+        c
+    }
+
+    /// Import the busybox test image as busybox:1.35.
+    pub fn import_busybox(&self) {
+        let out = self.command().args(["image", "import", "--name", "busybox:1.35"]).arg(busybox_archive()).output().unwrap();
+        assert!(out.status.success(), "image import failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn write_manifest(&self, yaml: &str) -> PathBuf {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path = self.dir.join(format!("pod-{n}.yaml"));
+        std::fs::write(&path, yaml).unwrap();
+        path
+    }
+
+    /// `podshim run FILE` to completion (bounded by `timeout`).
+    pub fn run(&self, yaml: &str, timeout: Duration) -> Output {
+        let child = self.spawn(yaml);
+        wait_output(child, timeout)
+    }
+
+    /// `podshim run FILE` in the background, output piped.
+    pub fn spawn(&self, yaml: &str) -> Child {
+        let path = self.write_manifest(yaml);
+        self.command()
+            .arg("run")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start podshim")
+    }
+
+    /// Everything the instance can create is gone.
+    pub fn assert_clean(&self, pod_uids: &[&str]) {
+        let mut leaks = Vec::new();
+        let pods = self.state.join("pods");
+        if let Ok(entries) = std::fs::read_dir(&pods) {
+            for e in entries.flatten() {
+                leaks.push(format!("pod state {}", e.path().display()));
+            }
+        }
+        let ipam = self.root.join("ipam").join(&self.bridge);
+        if let Ok(entries) = std::fs::read_dir(&ipam) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name.parse::<std::net::Ipv4Addr>().is_ok() {
+                    leaks.push(format!("IPAM lease {name}"));
+                }
+            }
+        }
+        let containers = self.root.join("containers");
+        if let Ok(entries) = std::fs::read_dir(&containers) {
+            for e in entries.flatten() {
+                leaks.push(format!("writable layers {}", e.path().display()));
+            }
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let dir = self.dir.display().to_string();
+        for l in mounts.lines() {
+            if l.split(' ').nth(4).is_some_and(|m| m.starts_with(&dir)) {
+                leaks.push(format!("mount {l}"));
+            }
+        }
+        if Path::new("/sys/class/net").join(&self.bridge).exists() {
+            leaks.push(format!("bridge {}", self.bridge));
+        }
+        for uid in pod_uids {
+            for h in ["memory", "pids", "cpu", "devices", "freezer"] {
+                let p = Path::new("/sys/fs/cgroup").join(h).join("podshim").join(uid);
+                if p.exists() {
+                    leaks.push(format!("cgroup {}", p.display()));
+                }
+            }
+            let veth = host_veth(uid);
+            if Path::new("/sys/class/net").join(&veth).exists() {
+                leaks.push(format!("veth {veth}"));
+            }
+        }
+        let out = Command::new("pgrep").args(["-f", &format!("pause --hostname [^ ]*-{} ", self.tag)]).output().unwrap();
+        if !out.stdout.is_empty() {
+            leaks.push(format!("pause processes {}", String::from_utf8_lossy(&out.stdout)));
+        }
+        assert!(leaks.is_empty(), "instance {} leaked:\n{}", self.dir.display(), leaks.join("\n"));
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // Best effort: never leave a test's bridge behind even when an assertion failed.
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The host veth name podshim derives from a Pod uid (asked from the binary's library).
+pub fn host_veth(uid: &str) -> String {
+    podshim_cni::host_veth_name(uid)
+}
+
+/// Wait for a child with a deadline; on timeout it is killed and the test fails.
+pub fn wait_output(mut child: Child, timeout: Duration) -> Output {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "podshim did not finish within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Lines a container printed (podshim prefixes each with `[name] `).
+pub fn lines_of(out: &str, container: &str) -> Vec<String> {
+    let prefix = format!("[{container}] ");
+    out.lines().filter_map(|l| l.strip_prefix(&prefix)).map(str::to_string).collect()
+}

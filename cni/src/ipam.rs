@@ -1,0 +1,376 @@
+//! Host-local style IPAM: one file per leased address, guarded by an exclusive `flock`.
+//!
+//! Layout under the data directory, as in the reference `host-local` plugin: a file named by
+//! each leased address holding the attachment id, `last_reserved_ip` for round-robin
+//! allocation, and `lock`, which every change holds with `flock(LOCK_EX)`. `flock` locks
+//! belong to the open file description, so they exclude other processes and other threads
+//! (each `lock()` opens the file anew) alike.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::{CniError, Ipv4Net};
+
+const LOCK_FILE: &str = "lock";
+const LAST_RESERVED: &str = "last_reserved_ip";
+
+/// The address pool of one subnet, stored in one directory.
+#[derive(Debug, Clone)]
+pub struct Ipam {
+    dir: PathBuf,
+    subnet: Ipv4Net,
+}
+
+/// The IPAM lock, held; every read and change of the pool goes through it.
+#[derive(Debug)]
+pub struct IpamLock<'a> {
+    ipam: &'a Ipam,
+    _flock: Flock<File>,
+}
+
+impl Ipam {
+    /// Opens (creating if needed) the pool of `subnet` stored in `dir`.
+    pub fn open(dir: &Path, subnet: Ipv4Net) -> Result<Self, CniError> {
+        fs::create_dir_all(dir).map_err(|source| CniError::Ipam {
+            op: "create directory",
+            path: dir.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            subnet,
+        })
+    }
+
+    pub fn subnet(&self) -> Ipv4Net {
+        self.subnet
+    }
+
+    /// Takes the exclusive lock, blocking until no other holder is left.
+    pub fn lock(&self) -> Result<IpamLock<'_>, CniError> {
+        let path = self.dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| self.err("open lock", &path, source))?;
+        let flock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| self.err("lock", &path, errno.into()))?;
+        Ok(IpamLock {
+            ipam: self,
+            _flock: flock,
+        })
+    }
+
+    /// Leases an address to `id`; the same id always gets the address it already holds.
+    pub fn allocate(&self, id: &str) -> Result<Ipv4Addr, CniError> {
+        self.lock()?.allocate(id)
+    }
+
+    /// Releases whatever `id` holds; returns whether it held anything.
+    pub fn release(&self, id: &str) -> Result<bool, CniError> {
+        self.lock()?.release(id)
+    }
+
+    /// Every lease of the subnet: address → attachment id.
+    pub fn leases(&self) -> Result<BTreeMap<Ipv4Addr, String>, CniError> {
+        self.lock()?.leases()
+    }
+
+    fn err(&self, op: &'static str, path: &Path, source: io::Error) -> CniError {
+        CniError::Ipam {
+            op,
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+impl IpamLock<'_> {
+    /// See [`Ipam::allocate`].
+    pub fn allocate(&self, id: &str) -> Result<Ipv4Addr, CniError> {
+        validate_id(id)?;
+        let leases = self.leases()?;
+        if let Some((ip, _)) = leases.iter().find(|(_, holder)| holder.as_str() == id) {
+            return Ok(*ip);
+        }
+        let subnet = self.ipam.subnet;
+        let range = subnet.pod_range();
+        let (first, last) = (*range.start(), *range.end());
+        // Round-robin from the address after the last one handed out, as host-local does, so
+        // an address just released is not reused at once by a different Pod.
+        let start = match self.last_reserved()? {
+            Some(ip) if (first..last).contains(&u32::from(ip)) => u32::from(ip) + 1,
+            _ => first,
+        };
+        let size = last - first + 1;
+        for i in 0..size {
+            let candidate = Ipv4Addr::from(first + (start - first + i) % size);
+            if leases.contains_key(&candidate) {
+                continue;
+            }
+            self.write_atomic(&candidate.to_string(), id)?;
+            self.write_atomic(LAST_RESERVED, &candidate.to_string())?;
+            return Ok(candidate);
+        }
+        Err(CniError::RangeExhausted { subnet })
+    }
+
+    /// See [`Ipam::release`].
+    pub fn release(&self, id: &str) -> Result<bool, CniError> {
+        let mut released = false;
+        for (ip, holder) in self.leases()? {
+            if holder == id {
+                let path = self.ipam.dir.join(ip.to_string());
+                match fs::remove_file(&path) {
+                    Ok(()) => released = true,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(source) => return Err(self.ipam.err("remove lease", &path, source)),
+                }
+            }
+        }
+        Ok(released)
+    }
+
+    /// See [`Ipam::leases`].
+    pub fn leases(&self) -> Result<BTreeMap<Ipv4Addr, String>, CniError> {
+        let dir = &self.ipam.dir;
+        let entries = fs::read_dir(dir).map_err(|source| self.ipam.err("list", dir, source))?;
+        let mut leases = BTreeMap::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| self.ipam.err("list", dir, source))?;
+            // Only files named by an address of this subnet are leases; the lock, the
+            // round-robin marker and temporary files are not.
+            let Some(ip) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<Ipv4Addr>().ok())
+                .filter(|ip| self.ipam.subnet.contains(*ip))
+            else {
+                continue;
+            };
+            let path = entry.path();
+            match fs::read_to_string(&path) {
+                Ok(holder) => {
+                    // host-local writes "id\r\nifname"; the id is the first line.
+                    let holder = holder.lines().next().unwrap_or_default().trim();
+                    leases.insert(ip, holder.to_owned());
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(self.ipam.err("read lease", &path, source)),
+            }
+        }
+        Ok(leases)
+    }
+
+    fn last_reserved(&self) -> Result<Option<Ipv4Addr>, CniError> {
+        let path = self.ipam.dir.join(LAST_RESERVED);
+        match fs::read_to_string(&path) {
+            Ok(s) => Ok(s.trim().parse().ok()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(self.ipam.err("read", &path, source)),
+        }
+    }
+
+    /// Writes a temporary file and renames it over `name`, so a crash never leaves a torn file.
+    fn write_atomic(&self, name: &str, content: &str) -> Result<(), CniError> {
+        let path = self.ipam.dir.join(name);
+        let tmp = self.ipam.dir.join(format!(".{name}.tmp"));
+        let write = || -> io::Result<()> {
+            let mut file = File::create(&tmp)?;
+            file.write_all(content.as_bytes())?;
+            file.sync_data()?;
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(|source| {
+            let _ = fs::remove_file(&tmp);
+            self.ipam.err("write", &path, source)
+        })
+    }
+}
+
+fn validate_id(id: &str) -> Result<(), CniError> {
+    let invalid = |reason| CniError::InvalidAttachmentId {
+        id: id.to_owned(),
+        reason,
+    };
+    if id.is_empty() {
+        return Err(invalid("must not be empty"));
+    }
+    if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(invalid("must not contain whitespace or control characters"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    fn pool(subnet: &str) -> (tempfile::TempDir, Ipam) {
+        let dir = tempfile::tempdir().unwrap();
+        let ipam = Ipam::open(dir.path(), subnet.parse().unwrap()).unwrap();
+        (dir, ipam)
+    }
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn allocates_in_order_skipping_network_gateway_and_broadcast() {
+        let (_dir, ipam) = pool("10.9.0.0/29");
+        let got: Vec<_> = (0..5)
+            .map(|i| ipam.allocate(&format!("pod{i}")).unwrap())
+            .collect();
+        let want: Vec<_> = (2..=6).map(|h| Ipv4Addr::new(10, 9, 0, h)).collect();
+        assert_eq!(got, want);
+        assert!(matches!(
+            ipam.allocate("pod5"),
+            Err(CniError::RangeExhausted { .. })
+        ));
+    }
+
+    #[test]
+    fn allocation_is_idempotent_per_id() {
+        let (_dir, ipam) = pool("10.9.0.0/24");
+        let a = ipam.allocate("a").unwrap();
+        ipam.allocate("b").unwrap();
+        assert_eq!(ipam.allocate("a").unwrap(), a);
+        assert_eq!(ipam.leases().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn release_frees_and_round_robin_continues() {
+        let (dir, ipam) = pool("10.9.0.0/24");
+        assert_eq!(ipam.allocate("a").unwrap(), ip("10.9.0.2"));
+        assert_eq!(ipam.allocate("b").unwrap(), ip("10.9.0.3"));
+        assert!(ipam.release("a").unwrap());
+        assert!(!ipam.release("a").unwrap(), "second release finds nothing");
+        assert!(!dir.path().join("10.9.0.2").exists());
+        // The freed .2 is not handed out again before the range wraps.
+        assert_eq!(ipam.allocate("c").unwrap(), ip("10.9.0.4"));
+        let leases = ipam.leases().unwrap();
+        assert_eq!(leases.get(&ip("10.9.0.3")).map(String::as_str), Some("b"));
+        assert!(!leases.contains_key(&ip("10.9.0.2")));
+    }
+
+    #[test]
+    fn exhausts_a_slash_30_then_wraps_after_release() {
+        let (_dir, ipam) = pool("192.168.7.4/30");
+        assert_eq!(ipam.allocate("a").unwrap(), ip("192.168.7.6"));
+        let err = ipam.allocate("b").unwrap_err();
+        assert!(matches!(err, CniError::RangeExhausted { .. }));
+        assert_eq!(err.to_string(), "no free address left in 192.168.7.4/30");
+        assert_eq!(err.code(), 100);
+        ipam.release("a").unwrap();
+        assert_eq!(ipam.allocate("b").unwrap(), ip("192.168.7.6"));
+    }
+
+    #[test]
+    fn files_are_host_local_style_and_written_atomically() {
+        let (dir, ipam) = pool("10.9.0.0/24");
+        ipam.allocate("pod-a").unwrap();
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        // No temporary file is left behind.
+        assert_eq!(names, ["10.9.0.2", "last_reserved_ip", "lock"]);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("10.9.0.2")).unwrap(),
+            "pod-a"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join(LAST_RESERVED)).unwrap(),
+            "10.9.0.2"
+        );
+        // A lease written by host-local itself ("id\r\nifname") is understood, and stray
+        // files are ignored.
+        fs::write(dir.path().join("10.9.0.9"), "other\r\neth0").unwrap();
+        fs::write(dir.path().join(".10.9.0.3.tmp"), "torn").unwrap();
+        fs::write(dir.path().join("10.10.0.5"), "foreign").unwrap();
+        let leases = ipam.leases().unwrap();
+        assert_eq!(leases.len(), 2);
+        assert_eq!(leases[&ip("10.9.0.9")], "other");
+    }
+
+    #[test]
+    fn rejects_bad_ids() {
+        let (_dir, ipam) = pool("10.9.0.0/24");
+        for bad in ["", "a b", "a\nb"] {
+            let err = ipam.allocate(bad).unwrap_err();
+            assert!(matches!(err, CniError::InvalidAttachmentId { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn twenty_threads_get_distinct_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let subnet: Ipv4Net = "10.9.0.0/24".parse().unwrap();
+        let path = Arc::new(dir.path().to_owned());
+        let threads: Vec<_> = (0..20)
+            .map(|i| {
+                let path = Arc::clone(&path);
+                std::thread::spawn(move || {
+                    // A handle per thread, as separate processes would have.
+                    let ipam = Ipam::open(&path, subnet).unwrap();
+                    ipam.allocate(&format!("pod{i}")).unwrap()
+                })
+            })
+            .collect();
+        let ips: BTreeSet<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(ips.len(), 20);
+        let ipam = Ipam::open(dir.path(), subnet).unwrap();
+        assert_eq!(ipam.leases().unwrap().len(), 20);
+    }
+
+    /// Several processes allocate at once: the test binary re-runs itself as the children.
+    #[test]
+    fn several_processes_get_distinct_addresses() {
+        const CHILD_ENV: &str = "PODSHIM_CNI_IPAM_CHILD_DIR";
+        if let Ok(dir) = std::env::var(CHILD_ENV) {
+            // Child mode: allocate a handful and exit.
+            let ipam = Ipam::open(Path::new(&dir), "10.9.0.0/24".parse().unwrap()).unwrap();
+            let pid = std::process::id();
+            for i in 0..5 {
+                ipam.allocate(&format!("p{pid}-{i}")).unwrap();
+            }
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let children: Vec<_> = (0..6)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "ipam::tests::several_processes_get_distinct_addresses",
+                        "--test-threads=1",
+                        "--quiet",
+                    ])
+                    .env(CHILD_ENV, dir.path())
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut child in children {
+            assert!(child.wait().unwrap().success());
+        }
+        let ipam = Ipam::open(dir.path(), "10.9.0.0/24".parse().unwrap()).unwrap();
+        let leases = ipam.leases().unwrap();
+        assert_eq!(leases.len(), 30, "{leases:?}");
+        let holders: BTreeSet<_> = leases.values().collect();
+        assert_eq!(holders.len(), 30);
+    }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Fail when podshim (or its tests) left anything on this host: pause processes, test bridges and
+# veths, podshim mounts, podshim cgroups.
+set -u
+leaks=()
+n=$(pgrep -c -x pause 2>/dev/null || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n pause process(es)")
+n=$(ip -o link show 2>/dev/null | grep -cE ': (pst[0-9a-f]+|veth[0-9a-f]{8})[:@]' || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n test bridge/veth interface(s)")
+n=$(grep -cE 'podshim' /proc/self/mountinfo || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n podshim mount(s)")
+n=$(find /sys/fs/cgroup -maxdepth 2 -type d -name podshim 2>/dev/null | wc -l); [ "$n" -gt 0 ] && leaks+=("$n podshim cgroup dir(s)")
+if [ "${#leaks[@]}" -gt 0 ]; then
+    echo "LEAKS after the tests: ${leaks[*]}" >&2
+    exit 1
+fi
+echo "no leaks: no pause process, test interface, podshim mount or cgroup left"

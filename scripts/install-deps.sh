@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install the Debian packages podshim's build, example and tests need (Debian 12, as root).
+set -euo pipefail
+pkgs=(busybox-static umoci iproute2 procps libseccomp-dev pkg-config gcc libc6-dev ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || [ -x "$HOME/.cargo/bin/cargo" ] || {
+    echo "cargo not found: install a Rust toolchain >= 1.85 (rustup)" >&2
+    exit 1
+}

@@ -1,0 +1,297 @@
+//! Everything podshim knows about cgroups, for v1 (legacy), hybrid and v2 (unified) hosts.
+//!
+//! libcontainer creates and removes each container's leaf cgroup; this module owns the Pod-level
+//! parent (`/podshim/<pod-uid>`) that holds the pause process and every container, and its
+//! `pids.max`. Paths are explicit and absolute from each hierarchy's mount point, which is also
+//! what libcontainer does with `linux.cgroupsPath`, so a private or a host cgroup namespace both
+//! work.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::Duration;
+
+/// The top-level cgroup under which every podshim Pod lives.
+pub const TOP: &str = "podshim";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("cannot read the cgroup mounts from {path}")]
+    Mounts {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("no cgroup filesystem is mounted")]
+    NoCgroups,
+    #[error("cannot {what} {path}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Which cgroup layout the host has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Only v1 hierarchies.
+    Legacy,
+    /// v1 controllers plus a cgroup2 mount (usually /sys/fs/cgroup/unified) without controllers.
+    Hybrid,
+    /// Only cgroup2 at /sys/fs/cgroup.
+    Unified,
+}
+
+/// One mounted hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    pub mount: PathBuf,
+    /// v1 controllers of this hierarchy (empty for cgroup2 and named hierarchies).
+    pub controllers: Vec<String>,
+    pub v2: bool,
+}
+
+/// The host's cgroup hierarchies.
+#[derive(Debug, Clone)]
+pub struct Cgroups {
+    pub mode: Mode,
+    pub hierarchies: Vec<Hierarchy>,
+}
+
+impl Cgroups {
+    /// Read the hierarchies from `/proc/self/mountinfo`.
+    pub fn detect() -> Result<Self, CgroupError> {
+        let path = PathBuf::from("/proc/self/mountinfo");
+        let text = fs::read_to_string(&path).map_err(|source| CgroupError::Mounts { path, source })?;
+        Self::from_mountinfo(&text)
+    }
+
+    /// Parse mountinfo text (see proc(5)): `... mountpoint ... - fstype source superoptions`.
+    pub fn from_mountinfo(text: &str) -> Result<Self, CgroupError> {
+        let mut hierarchies = Vec::new();
+        for line in text.lines() {
+            let Some((left, right)) = line.split_once(" - ") else { continue };
+            let mount = left.split(' ').nth(4).unwrap_or_default();
+            let mut right = right.split(' ');
+            let fstype = right.next().unwrap_or_default();
+            let options = right.nth(1).unwrap_or_default();
+            let mount = PathBuf::from(mount.replace("\\040", " "));
+            match fstype {
+                "cgroup2" => hierarchies.push(Hierarchy { mount, controllers: vec![], v2: true }),
+                "cgroup" => {
+                    let controllers = options
+                        .split(',')
+                        .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains('='))
+                        .filter(|o| !o.starts_with("no") && *o != "relatime" && *o != "xattr")
+                        .map(str::to_string)
+                        .collect();
+                    hierarchies.push(Hierarchy { mount, controllers, v2: false });
+                }
+                _ => {}
+            }
+        }
+        let v1 = hierarchies.iter().any(|h| !h.v2);
+        let v2 = hierarchies.iter().any(|h| h.v2);
+        let mode = match (v1, v2) {
+            (true, true) => Mode::Hybrid,
+            (true, false) => Mode::Legacy,
+            (false, true) => Mode::Unified,
+            (false, false) => return Err(CgroupError::NoCgroups),
+        };
+        Ok(Cgroups { mode, hierarchies })
+    }
+
+    /// The cgroup of a Pod, relative to every hierarchy's root.
+    pub fn pod_path(pod_uid: &str) -> String {
+        format!("/{TOP}/{pod_uid}")
+    }
+
+    /// The hierarchies where podshim places processes: the v1 controller hierarchies, or the
+    /// single cgroup2 hierarchy on a unified host. (On a hybrid host the cgroup2 mount carries
+    /// no controllers podshim uses; libcontainer's v1 manager leaves it alone too.)
+    fn managed(&self) -> impl Iterator<Item = &Hierarchy> {
+        let mode = self.mode;
+        self.hierarchies.iter().filter(move |h| match mode {
+            Mode::Unified => h.v2,
+            _ => !h.v2 && !h.controllers.is_empty(),
+        })
+    }
+
+    /// Create the Pod cgroup with a finite `pids.max`, and move `pid` (the pause process) into
+    /// its `pause` child.
+    pub fn create_pod(&self, pod: &str, pids_max: u64, pause_pid: u32) -> Result<(), CgroupError> {
+        for h in self.managed() {
+            let dir = join(&h.mount, pod);
+            create(h, pod)?;
+            if h.v2 {
+                enable_controllers(&h.mount, pod)?;
+            }
+            if h.v2 || h.controllers.iter().any(|c| c == "pids") {
+                write(&dir.join("pids.max"), &pids_max.to_string())?;
+            }
+            let leaf = dir.join("pause");
+            create(h, &format!("{pod}/pause"))?;
+            write(&leaf.join("cgroup.procs"), &pause_pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Remove the Pod cgroup from every hierarchy (children first), then the shared top-level
+    /// directory if the kernel shows nothing else in it. Already gone counts as done.
+    pub fn remove_pod(&self, pod: &str) -> Result<(), CgroupError> {
+        let mut first_error = None;
+        for h in &self.hierarchies {
+            let dir = join(&h.mount, pod);
+            if let Err(e) = remove_tree(&dir) {
+                first_error.get_or_insert(e);
+            }
+            let top = join(&h.mount, TOP);
+            // Another Pod may still live there: ENOTEMPTY/EBUSY mean "in use", not an error.
+            let _ = fs::remove_dir(&top);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+fn join(mount: &Path, rel: &str) -> PathBuf {
+    mount.join(rel.trim_start_matches('/'))
+}
+
+fn mkdir_all(dir: &Path) -> Result<(), CgroupError> {
+    // A concurrent teardown may remove the shared parent between our mkdir calls: retry.
+    let mut tries = 0;
+    loop {
+        match fs::create_dir_all(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 5 => tries += 1,
+            Err(source) => return Err(CgroupError::Io { what: "create", path: dir.into(), source }),
+        }
+    }
+}
+
+/// Create `rel` in a hierarchy level by level. A new v1 cpuset cgroup starts with empty
+/// `cpuset.cpus`/`cpuset.mems` and refuses tasks (ENOSPC) until they are set: copy the parent's.
+fn create(h: &Hierarchy, rel: &str) -> Result<(), CgroupError> {
+    let dir = join(&h.mount, rel);
+    mkdir_all(&dir)?;
+    if !h.controllers.iter().any(|c| c == "cpuset") {
+        return Ok(());
+    }
+    let mut parent = h.mount.clone();
+    for part in rel.trim_start_matches('/').split('/') {
+        let child = parent.join(part);
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let current = fs::read_to_string(child.join(file)).unwrap_or_default();
+            if current.trim().is_empty() {
+                let value = fs::read_to_string(parent.join(file)).unwrap_or_default();
+                write(&child.join(file), value.trim())?;
+            }
+        }
+        parent = child;
+    }
+    Ok(())
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    fs::write(path, value).map_err(|source| CgroupError::Io { what: "write", path: path.into(), source })
+}
+
+/// Enable the controllers of the root along the path down to (not including) the Pod cgroup, as
+/// cgroup v2's "no internal processes" rule requires for delegation (cgroups(7)).
+fn enable_controllers(mount: &Path, pod: &str) -> Result<(), CgroupError> {
+    let available = fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default();
+    let wanted: Vec<String> = available
+        .split_whitespace()
+        .filter(|c| matches!(*c, "cpu" | "cpuset" | "memory" | "pids" | "io" | "hugetlb"))
+        .map(|c| format!("+{c}"))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mut dir = mount.to_path_buf();
+    for part in pod.trim_start_matches('/').split('/') {
+        // Best effort per controller: one the parent lacks is simply not enabled.
+        for c in &wanted {
+            let _ = fs::write(dir.join("cgroup.subtree_control"), c);
+        }
+        dir.push(part);
+    }
+    Ok(())
+}
+
+/// rmdir a cgroup directory and its child cgroups, deepest first. A cgroup that still has
+/// (exiting) tasks answers EBUSY for a moment, so retry briefly.
+fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(CgroupError::Io { what: "read", path: dir.into(), source }),
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            remove_tree(&entry.path())?;
+        }
+    }
+    for attempt in 0..50 {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 49 => {
+                sleep(Duration::from_millis(10))
+            }
+            Err(source) => return Err(CgroupError::Io { what: "remove", path: dir.into(), source }),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+35 25 0:30 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+36 35 0:31 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw,nsdelegate
+37 35 0:32 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+38 35 0:33 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 35 0:34 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+40 35 0:35 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+";
+    const UNIFIED: &str = "30 25 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+
+    #[test]
+    fn detects_hybrid_and_controllers() {
+        let c = Cgroups::from_mountinfo(HYBRID).unwrap();
+        assert_eq!(c.mode, Mode::Hybrid);
+        let managed: Vec<_> = c.managed().map(|h| h.mount.clone()).collect();
+        assert_eq!(
+            managed,
+            vec![
+                PathBuf::from("/sys/fs/cgroup/memory"),
+                PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"),
+                PathBuf::from("/sys/fs/cgroup/pids")
+            ]
+        );
+        assert_eq!(c.hierarchies[3].controllers, vec!["cpu", "cpuacct"]);
+        assert!(c.hierarchies[1].controllers.is_empty(), "named hierarchy has no controllers");
+    }
+
+    #[test]
+    fn detects_unified_and_legacy() {
+        let c = Cgroups::from_mountinfo(UNIFIED).unwrap();
+        assert_eq!(c.mode, Mode::Unified);
+        assert_eq!(c.managed().count(), 1);
+        let legacy: String = HYBRID.lines().filter(|l| !l.contains("cgroup2")).map(|l| format!("{l}\n")).collect();
+        assert_eq!(Cgroups::from_mountinfo(&legacy).unwrap().mode, Mode::Legacy);
+        assert!(matches!(Cgroups::from_mountinfo(""), Err(CgroupError::NoCgroups)));
+    }
+
+    #[test]
+    fn pod_path_is_absolute_under_top() {
+        assert_eq!(Cgroups::pod_path("abc"), "/podshim/abc");
+        assert_eq!(join(Path::new("/sys/fs/cgroup/pids"), "/podshim/abc"), PathBuf::from("/sys/fs/cgroup/pids/podshim/abc"));
+    }
+}

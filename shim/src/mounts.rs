@@ -1,0 +1,106 @@
+//! The host mounts a Pod owns: container root filesystems (overlayfs), Memory emptyDirs (tmpfs)
+//! and the network namespace pin (an nsfs bind mount). Unmounting is idempotent.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::statfs::{statfs, OVERLAYFS_SUPER_MAGIC};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("{path} is on overlayfs, which the kernel refuses as an overlay upper directory; put podshim's data root (--root) on a volume, a bind-mounted host directory or a tmpfs")]
+    UpperOnOverlay { path: PathBuf },
+    #[error("overlay mount options for {target} are {len} bytes, over the kernel's page-size limit")]
+    OptionsTooLong { target: PathBuf, len: usize },
+    #[error("cannot mount {what} on {target}")]
+    Mount {
+        what: &'static str,
+        target: PathBuf,
+        #[source]
+        source: Errno,
+    },
+    #[error("cannot unmount {target}")]
+    Unmount {
+        target: PathBuf,
+        #[source]
+        source: Errno,
+    },
+    #[error("cannot prepare {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> MountError + '_ {
+    move |source| MountError::Io { path: path.into(), source }
+}
+
+/// Fail early, with the fix, when `dir` is on overlayfs (as in a container without a volume).
+pub fn check_not_overlay(dir: &Path) -> Result<(), MountError> {
+    match statfs(dir) {
+        Ok(st) if st.filesystem_type() == OVERLAYFS_SUPER_MAGIC => {
+            Err(MountError::UpperOnOverlay { path: dir.into() })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Mount an overlay at `target` with `lower` (top layer first), creating upper/work/target.
+pub fn overlay(lower: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<(), MountError> {
+    for dir in [upper, work, target] {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
+    check_not_overlay(upper)?;
+    let lower: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        upper.display(),
+        work.display()
+    );
+    if data.len() >= 4096 {
+        return Err(MountError::OptionsTooLong { target: target.into(), len: data.len() });
+    }
+    mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
+        .map_err(|source| MountError::Mount { what: "overlay", target: target.into(), source })
+}
+
+/// Mount a tmpfs at `target` (mode 1777 like an emptyDir), with `size=` when given.
+pub fn tmpfs(target: &Path, size: Option<u64>) -> Result<(), MountError> {
+    fs::create_dir_all(target).map_err(io_err(target))?;
+    let mut data = String::from("mode=1777");
+    if let Some(size) = size {
+        data.push_str(&format!(",size={size}"));
+    }
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount(Some("tmpfs"), target, Some("tmpfs"), flags, Some(data.as_str()))
+        .map_err(|source| MountError::Mount { what: "tmpfs", target: target.into(), source })
+}
+
+/// Bind-mount `source` (a file, e.g. `/proc/PID/ns/net`) onto a new file at `target`.
+pub fn bind_file(source: &Path, target: &Path) -> Result<(), MountError> {
+    fs::File::create(target).map_err(io_err(target))?;
+    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|source| MountError::Mount { what: "bind", target: target.into(), source })
+}
+
+/// Unmount `target` (lazily, so a busy mount does not stop teardown). Not mounted or missing
+/// counts as done.
+pub fn unmount(target: &Path) -> Result<(), MountError> {
+    match umount2(target, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => Ok(()),
+        Err(source) => Err(MountError::Unmount { target: target.into(), source }),
+    }
+}
+
+/// Whether something is mounted exactly at `target` (from /proc/self/mountinfo).
+pub fn is_mounted(target: &Path) -> bool {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let want = target.display().to_string().replace(' ', "\\040");
+    info.lines().any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}

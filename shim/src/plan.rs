@@ -1,0 +1,140 @@
+//! From a validated Pod manifest and the image store to what the engine runs: the sandbox spec,
+//! one plan per container, the restart policy and the grace period. Every check that can fail
+//! (missing images) happens here, before anything is created.
+
+use std::time::Duration;
+
+use crate::image::Store;
+use crate::manifest::{Pod, PullPolicy, RestartPolicy};
+use crate::pod::files::Dns;
+use crate::pod::restart::Policy;
+use crate::pod::sandbox::{SandboxSpec, VolumeSpec};
+use crate::pod::{new_uid, ContainerPlan};
+
+/// A Pod ready to run.
+#[derive(Debug, Clone)]
+pub struct PodPlan {
+    pub sandbox: SandboxSpec,
+    pub containers: Vec<ContainerPlan>,
+    pub restart: Policy,
+    pub grace_period: Duration,
+}
+
+/// The Pod's hostname as the kubelet derives it (`GeneratePodHostNameAndDomain`): `spec.hostname`
+/// or the Pod name, truncated to 63 characters without a trailing `-` or `.`.
+pub fn hostname(pod: &Pod) -> String {
+    let name = pod.spec.hostname.clone().unwrap_or_else(|| pod.name().to_string());
+    let mut h: String = name.chars().take(63).collect();
+    while h.ends_with('-') || h.ends_with('.') {
+        h.pop();
+    }
+    h
+}
+
+/// Resolve a Pod against the image store. Errors name the field and say how to fix it.
+pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
+    let mut errors = Vec::new();
+    let spec = &pod.spec;
+    let uid = pod.metadata.uid.clone().filter(|u| !u.is_empty()).unwrap_or_else(new_uid);
+    let host = hostname(pod);
+    let fqdn = spec.subdomain.as_ref().map(|sub| format!("{host}.{sub}.{}.svc.cluster.local", pod.namespace()));
+    let mut dns_config = Dns::default();
+    if let Some(c) = &spec.dns_config {
+        dns_config.nameservers = c.nameservers.clone();
+        dns_config.searches = c.searches.clone();
+        dns_config.options = c
+            .options
+            .iter()
+            .map(|o| match &o.value {
+                Some(v) => format!("{}:{v}", o.name),
+                None => o.name.clone(),
+            })
+            .collect();
+    }
+    let volumes = spec
+        .volumes
+        .iter()
+        .filter_map(|v| {
+            let e = v.empty_dir.as_ref()?;
+            Some(VolumeSpec {
+                name: v.name.clone(),
+                memory: e.medium.as_deref() == Some("Memory"),
+                size_limit: e.size_limit.as_ref().and_then(|q| q.to_bytes()).map(|b| b.max(0) as u64),
+            })
+        })
+        .collect();
+    let psc = spec.security_context.clone().unwrap_or_default();
+    let mut containers = Vec::new();
+    for (i, c) in spec.containers.iter().enumerate() {
+        let image_ref = c.image.clone().unwrap_or_default();
+        let image = match store.resolve(&image_ref) {
+            Ok(Some(image)) => image,
+            Ok(None) => {
+                let never = matches!(c.pull_policy(), PullPolicy::Never);
+                let reason = if never { "ErrImageNeverPull" } else { "ErrImagePull" };
+                errors.push(format!(
+                    "spec.containers[{i}].image: {reason}: image {image_ref:?} is not in podshim's image store \
+                     (pulling from registries is not supported yet); import it first: \
+                     podshim image import --name {image_ref} ARCHIVE"
+                ));
+                continue;
+            }
+            Err(e) => {
+                errors.push(format!("spec.containers[{i}].image: {}", crate::pod::chain(&e)));
+                continue;
+            }
+        };
+        let sc = c.security_context.clone().unwrap_or_default();
+        let caps = sc.capabilities.clone().unwrap_or_default();
+        containers.push(ContainerPlan {
+            name: c.name.clone(),
+            layers: image.layers.clone(),
+            entrypoint: image.config.entrypoint.clone(),
+            cmd: image.config.cmd.clone(),
+            image_env: image.config.env.clone(),
+            image_working_dir: image.config.working_dir.clone(),
+            image_user: image.config.user.clone(),
+            stop_signal: image.config.stop_signal.clone(),
+            command: c.command.clone(),
+            args: c.args.clone(),
+            env: c.env.iter().map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())).collect(),
+            working_dir: c.working_dir.clone(),
+            run_as_user: sc.run_as_user.or(psc.run_as_user),
+            run_as_group: sc.run_as_group.or(psc.run_as_group),
+            run_as_non_root: sc.run_as_non_root.or(psc.run_as_non_root).unwrap_or(false),
+            supplemental_groups: psc.supplemental_groups.clone(),
+            cap_add: caps.add.clone(),
+            cap_drop: caps.drop.clone(),
+            no_new_privileges: sc.allow_privilege_escalation == Some(false),
+            readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
+            mounts: c
+                .volume_mounts
+                .iter()
+                .map(|m| (m.name.clone(), m.mount_path.clone(), m.read_only.unwrap_or(false)))
+                .collect(),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(PodPlan {
+        sandbox: SandboxSpec {
+            namespace: pod.namespace().to_string(),
+            name: pod.name().to_string(),
+            uid,
+            hostname: host,
+            fqdn,
+            dns_none: spec.dns_policy.as_deref() == Some("None"),
+            dns_config,
+            host_aliases: spec.host_aliases.iter().map(|a| (a.ip.clone(), a.hostnames.clone())).collect(),
+            volumes,
+        },
+        containers,
+        restart: match spec.restart_policy() {
+            RestartPolicy::Always => Policy::Always,
+            RestartPolicy::OnFailure => Policy::OnFailure,
+            RestartPolicy::Never => Policy::Never,
+        },
+        grace_period: Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64),
+    })
+}

@@ -1,0 +1,195 @@
+//! One container of a Pod: its overlay root filesystem, its OCI spec and its libcontainer
+//! lifecycle (create + start, then delete). The caller must be single-threaded: libcontainer
+//! forks it, and the container's init becomes the caller's child.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use nix::fcntl::OFlag;
+use nix::unistd::{pipe2, Pid};
+
+use super::journal::Resource;
+use super::process::{self, User};
+use super::teardown::remove;
+use super::{chain, PodError, Sandbox};
+use crate::config::Config;
+use crate::mounts;
+use crate::spec::{self, Bind, ContainerSpec, HostLimits};
+
+/// Everything needed to (re)start one container, resolved before the Pod is created.
+#[derive(Debug, Clone)]
+pub struct ContainerPlan {
+    pub name: String,
+    /// Unpacked image layers, lowest first.
+    pub layers: Vec<PathBuf>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub image_env: Vec<String>,
+    pub image_working_dir: Option<String>,
+    pub image_user: Option<String>,
+    /// The image's STOPSIGNAL, e.g. "SIGQUIT".
+    pub stop_signal: Option<String>,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    pub run_as_non_root: bool,
+    pub supplemental_groups: Vec<i64>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub no_new_privileges: bool,
+    pub readonly_rootfs: bool,
+    /// volume name, mount path, read-only
+    pub mounts: Vec<(String, String, bool)>,
+}
+
+/// A started container: its init PID (our child) and the read ends of its stdout and stderr.
+#[derive(Debug)]
+pub struct Started {
+    pub id: String,
+    pub pid: Pid,
+    pub stdout: File,
+    pub stderr: File,
+}
+
+/// The libcontainer id of a Pod's container.
+pub fn container_id(sandbox: &Sandbox, name: &str) -> String {
+    format!("{}-{}", sandbox.uid, name)
+}
+
+fn paths(cfg: &Config, sandbox: &Sandbox, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let bundle = sandbox.dir.join("containers").join(name);
+    let rootfs = bundle.join("rootfs");
+    let layer = cfg.layers_dir(&sandbox.uid).join(name);
+    (bundle, rootfs, layer)
+}
+
+/// Create and start a container in the sandbox (a fresh writable layer each time, as a restarted
+/// Kubernetes container gets).
+pub fn start(cfg: &Config, sandbox: &mut Sandbox, plan: &ContainerPlan) -> Result<Started, PodError> {
+    let name = plan.name.clone();
+    let io = |what, path: &PathBuf| {
+        let path = path.clone();
+        move |source| PodError::Io { what, path, source }
+    };
+    let (bundle, rootfs, layer) = paths(cfg, sandbox, &name);
+    let id = container_id(sandbox, &name);
+    let _ = fs::remove_dir_all(&layer);
+    let (upper, work) = (layer.join("upper"), layer.join("work"));
+    let mut lower: Vec<PathBuf> = plan.layers.iter().rev().cloned().collect();
+    if lower.is_empty() {
+        let empty = layer.join("empty");
+        fs::create_dir_all(&empty).map_err(io("create", &empty))?;
+        lower.push(empty);
+    }
+    sandbox.journal.record(Resource::Mount { path: rootfs.clone() })?;
+    mounts::overlay(&lower, &upper, &work, &rootfs)?;
+
+    let perr = |source| PodError::Process { container: name.clone(), source };
+    let user: User = process::resolve_user(
+        &rootfs,
+        plan.image_user.as_deref(),
+        plan.run_as_user,
+        plan.run_as_group,
+        &plan.supplemental_groups,
+        plan.run_as_non_root,
+    )
+    .map_err(perr)?;
+    let hostname = fs::read_to_string(sandbox.dir.join("etc/hostname")).unwrap_or_default();
+    let (env, vars) = process::environment(&plan.image_env, &plan.env, hostname.trim());
+    let expand = |v: &Vec<String>| v.iter().map(|s| process::expand(s, &vars)).collect::<Vec<_>>();
+    let args = process::command(&plan.entrypoint, &plan.cmd, &expand(&plan.command), &expand(&plan.args)).map_err(perr)?;
+    let cwd = plan.working_dir.clone().or_else(|| plan.image_working_dir.clone()).filter(|d| !d.is_empty()).unwrap_or_else(|| "/".into());
+    // Kubernetes creates a missing working directory (containerd CRI `WithProcessCwd` + mkdir).
+    let cwd_host = rootfs.join(cwd.trim_start_matches('/'));
+    fs::create_dir_all(&cwd_host).map_err(io("create", &cwd_host))?;
+
+    let mut binds: Vec<Bind> = sandbox
+        .etc
+        .iter()
+        .map(|(source, dest)| Bind { source: source.clone(), destination: dest.to_string(), readonly: false })
+        .collect();
+    for (volume, path, readonly) in &plan.mounts {
+        let source = sandbox.volumes.get(volume).cloned().ok_or_else(|| PodError::Runtime {
+            container: name.clone(),
+            action: "mount",
+            detail: format!("volume {volume:?} is not an emptyDir of this Pod"),
+        })?;
+        binds.push(Bind { source, destination: path.clone(), readonly: *readonly });
+    }
+    let spec = ContainerSpec {
+        args,
+        env,
+        cwd,
+        uid: user.uid,
+        gid: user.gid,
+        additional_gids: user.additional_gids,
+        rootfs: rootfs.clone(),
+        readonly_rootfs: plan.readonly_rootfs,
+        capabilities: spec::capabilities(&plan.cap_add, &plan.cap_drop),
+        no_new_privileges: plan.no_new_privileges,
+        netns: sandbox.netns.clone(),
+        ipcns: sandbox.pause_ns("ipc"),
+        utsns: sandbox.pause_ns("uts"),
+        cgroups_path: format!("{}/{}", sandbox.cgroup, name),
+        binds,
+        limits: HostLimits::read(),
+    };
+    let config = bundle.join("config.json");
+    let json = serde_json::to_vec_pretty(&spec::build(&spec)).expect("spec serializes");
+    fs::write(&config, json).map_err(io("write", &config))?;
+
+    let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| io("create a pipe for", &bundle)(e.into()))?;
+    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| io("create a pipe for", &bundle)(e.into()))?;
+    let devnull: OwnedFd = OpenOptions::new().read(true).open("/dev/null").map_err(io("open", &PathBuf::from("/dev/null")))?.into();
+
+    let runtime_dir = cfg.runtime_dir();
+    fs::create_dir_all(&runtime_dir).map_err(io("create", &runtime_dir))?;
+    sandbox.journal.record(Resource::Container { id: id.clone(), runtime_dir: runtime_dir.clone() })?;
+    let rt = |action: &'static str| {
+        let container = name.clone();
+        move |e: libcontainer::error::LibcontainerError| PodError::Runtime { container, action, detail: chain(&e) }
+    };
+    let mut container = ContainerBuilder::new(id.clone(), SyscallType::default())
+        .with_executor(DefaultExecutor {})
+        .with_root_path(&runtime_dir)
+        .map_err(rt("create"))?
+        .with_stdin(devnull)
+        .with_stdout(out_w)
+        .with_stderr(err_w)
+        .validate_id()
+        .map_err(rt("create"))?
+        .as_init(&bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()
+        .map_err(rt("create"))?;
+    container.start().map_err(rt("start"))?;
+    let pid = container.pid().ok_or_else(|| PodError::Runtime {
+        container: name.clone(),
+        action: "start",
+        detail: "no init pid in the container state".into(),
+    })?;
+    Ok(Started { id, pid, stdout: File::from(out_r), stderr: File::from(err_r) })
+}
+
+/// Delete an exited container and its root filesystem (before a restart or at teardown).
+pub fn remove_container(cfg: &Config, sandbox: &mut Sandbox, name: &str) -> Result<(), PodError> {
+    let (_, rootfs, layer) = paths(cfg, sandbox, name);
+    let resources = [
+        Resource::Container { id: container_id(sandbox, name), runtime_dir: cfg.runtime_dir() },
+        Resource::Mount { path: rootfs },
+    ];
+    for r in resources {
+        remove(&r).map_err(|detail| PodError::Runtime { container: name.to_string(), action: "delete", detail })?;
+        sandbox.journal.forget(&r)?;
+    }
+    let _ = fs::remove_dir_all(layer);
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! The journal of a Pod: every host resource it creates, recorded *before* it is created, so
+//! that teardown (and, after a crash, `rm -f`/`gc`) works from records rather than guesses.
+//!
+//! The journal is one JSON file in the Pod's state directory, rewritten atomically
+//! (write to a temporary file, fsync, rename) on every change.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot write the pod journal {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read the pod journal {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the pod journal {path} is corrupt")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// One host resource a Pod owns. Teardown undoes them in reverse order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum Resource {
+    /// A directory podshim created (state dir, writable layers); removed after its mounts.
+    Dir { path: PathBuf },
+    /// The Pod cgroup (relative to every hierarchy's root).
+    Cgroup { path: String },
+    /// The pause process; `start_time` (field 22 of /proc/PID/stat) guards against PID reuse.
+    Pause { pid: i32, start_time: u64 },
+    /// The nsfs bind mount that pins the Pod's network namespace.
+    NetnsPin { path: PathBuf },
+    /// The Pod's network attachment: IPAM lease and veth (and the bridge when last).
+    Network { bridge: String, subnet: String, ipam_dir: PathBuf, attachment_id: String, host_veth: String },
+    /// A mount point (overlay root filesystem, Memory emptyDir).
+    Mount { path: PathBuf },
+    /// A libcontainer container (its state lives under `runtime_dir/id`).
+    Container { id: String, runtime_dir: PathBuf },
+}
+
+/// Who the Pod is, as written in its journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodRecord {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    /// The podshim process that owns the Pod.
+    pub owner_pid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Journal {
+    #[serde(skip)]
+    path: PathBuf,
+    pub pod: PodRecord,
+    pub resources: Vec<Resource>,
+}
+
+impl Journal {
+    /// Start the journal of a Pod at `path` (its directory must exist).
+    pub fn create(path: &Path, pod: PodRecord) -> Result<Self, JournalError> {
+        let journal = Journal { path: path.into(), pod, resources: Vec::new() };
+        journal.save()?;
+        Ok(journal)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, JournalError> {
+        let text = fs::read(path).map_err(|source| JournalError::Read { path: path.into(), source })?;
+        let mut journal: Journal = serde_json::from_slice(&text)
+            .map_err(|source| JournalError::Corrupt { path: path.into(), source })?;
+        journal.path = path.into();
+        Ok(journal)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Record a resource before creating it.
+    pub fn record(&mut self, resource: Resource) -> Result<(), JournalError> {
+        if !self.resources.contains(&resource) {
+            self.resources.push(resource);
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// Forget a resource after it has been removed (e.g. a container before its restart).
+    pub fn forget(&mut self, resource: &Resource) -> Result<(), JournalError> {
+        let before = self.resources.len();
+        self.resources.retain(|r| r != resource);
+        if self.resources.len() != before {
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    fn save(&self) -> Result<(), JournalError> {
+        let err = |source| JournalError::Write { path: self.path.clone(), source };
+        let tmp = self.path.with_extension("tmp");
+        let data = serde_json::to_vec_pretty(self).expect("journal serializes");
+        let mut file = fs::File::create(&tmp).map_err(err)?;
+        file.write_all(&data).and_then(|_| file.sync_all()).map_err(err)?;
+        fs::rename(&tmp, &self.path).map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_persist_atomically_and_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.json");
+        let pod = PodRecord { namespace: "default".into(), name: "p".into(), uid: "u".into(), owner_pid: 1 };
+        let mut j = Journal::create(&path, pod).unwrap();
+        j.record(Resource::Cgroup { path: "/podshim/u".into() }).unwrap();
+        j.record(Resource::Mount { path: "/x".into() }).unwrap();
+        j.record(Resource::Mount { path: "/x".into() }).unwrap();
+        assert_eq!(Journal::load(&path).unwrap(), j);
+        assert_eq!(j.resources.len(), 2);
+        j.forget(&Resource::Mount { path: "/x".into() }).unwrap();
+        assert_eq!(Journal::load(&path).unwrap().resources, vec![Resource::Cgroup { path: "/podshim/u".into() }]);
+        assert!(!path.with_extension("tmp").exists());
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"kind\": \"cgroup\""), "{text}");
+    }
+}

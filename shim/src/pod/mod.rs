@@ -1,0 +1,94 @@
+//! A Pod on this host: its sandbox (pause, network, volumes, cgroup), its containers, and the
+//! journal-driven teardown. Every front-end (the foreground CLI now; the supervisor, the
+//! containerd shim and the controllers later) drives Pods through this module.
+
+pub mod container;
+pub mod files;
+pub mod journal;
+pub mod process;
+pub mod restart;
+pub mod sandbox;
+pub mod teardown;
+
+use std::io;
+use std::path::PathBuf;
+
+pub use container::{ContainerPlan, Started};
+pub use sandbox::Sandbox;
+
+/// The key of a Pod in the state directory: `<namespace>_<name>` (both are DNS names, so `_`
+/// cannot occur in either).
+pub fn pod_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}_{name}")
+}
+
+/// A fresh Pod UID in the RFC 4122 version 4 text form Kubernetes uses.
+pub fn new_uid() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-4{}-{:x}{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        (b[8] & 0x3) | 0x8,
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PodError {
+    #[error("pod {key} already exists (state in {dir}); stop the podshim that runs it first")]
+    AlreadyExists { key: String, dir: PathBuf },
+    #[error("cannot {what} {path}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the pause process failed to start ({path})")]
+    Pause {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error(transparent)]
+    Mount(#[from] crate::mounts::MountError),
+    #[error("pod network")]
+    Network(#[from] podshim_cni::CniError),
+    #[error("container {container:?}: {source}")]
+    Process {
+        container: String,
+        #[source]
+        source: process::ProcessError,
+    },
+    #[error("container {container:?}: the runtime failed to {action} it: {detail}")]
+    Runtime { container: String, action: &'static str, detail: String },
+    #[error("{error}; rolling back also failed: {}", rollback.join("; "))]
+    Rollback {
+        #[source]
+        error: Box<PodError>,
+        rollback: Vec<String>,
+    },
+}
+
+/// Render an error with its whole `source()` chain, for messages kept as text.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let msg = e.to_string();
+        if !s.contains(&msg) {
+            s.push_str(": ");
+            s.push_str(&msg);
+        }
+        cur = e.source();
+    }
+    s
+}

@@ -1,0 +1,258 @@
+//! The Pod sandbox: the pause process holding the network, IPC and UTS namespaces, the netns pin,
+//! the Pod IP on the bridge, the Pod cgroup, `/etc` files and the emptyDir volumes.
+//!
+//! Each resource is recorded in the journal before it is created; a failure half-way rolls back
+//! everything already created, from the journal.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use podshim_cni::Attachment;
+
+use super::files::{self, Dns};
+use super::journal::{Journal, PodRecord, Resource};
+use super::teardown::{start_time, teardown};
+use super::{pod_key, PodError};
+use crate::cgroups::Cgroups;
+use crate::config::Config;
+use crate::mounts;
+
+/// The pause process runs as this unprivileged user (Kubernetes' pause image uses 65535).
+pub const PAUSE_USER: &str = "65535:65535";
+/// A finite `pids.max` for the whole Pod (fork bombs stay inside it).
+pub const POD_PIDS_MAX: u64 = 4096;
+
+/// An emptyDir volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    pub name: String,
+    /// `medium: Memory`: one tmpfs.
+    pub memory: bool,
+    /// `sizeLimit` in bytes (the tmpfs `size=`).
+    pub size_limit: Option<u64>,
+}
+
+/// What the sandbox is made of, resolved from the Pod manifest.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub hostname: String,
+    pub fqdn: Option<String>,
+    /// `dnsPolicy: None`: only `dns_config` counts; otherwise the host's resolv.conf plus it.
+    pub dns_none: bool,
+    pub dns_config: Dns,
+    pub host_aliases: Vec<(String, Vec<String>)>,
+    pub volumes: Vec<VolumeSpec>,
+}
+
+/// A Pod's sandbox, alive.
+#[derive(Debug)]
+pub struct Sandbox {
+    pub key: String,
+    pub uid: String,
+    pub dir: PathBuf,
+    pub journal: Journal,
+    pub pause: Child,
+    pub netns: PathBuf,
+    pub attachment: Attachment,
+    /// `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname` sources, bind-mounted into containers.
+    pub etc: Vec<(PathBuf, &'static str)>,
+    /// emptyDir name → host directory.
+    pub volumes: BTreeMap<String, PathBuf>,
+    pub cgroup: String,
+}
+
+impl Sandbox {
+    /// Create the sandbox; on failure everything created so far is removed again.
+    pub fn create(cfg: &Config, spec: &SandboxSpec) -> Result<Sandbox, PodError> {
+        let key = pod_key(&spec.namespace, &spec.name);
+        let dir = cfg.pod_dir(&key);
+        let io = |what, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| PodError::Io { what, path, source }
+        };
+        fs::create_dir_all(cfg.pods_dir()).map_err(io("create", &cfg.pods_dir()))?;
+        // Creating the Pod directory is the lock on the Pod name.
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(PodError::AlreadyExists { key, dir })
+            }
+            Err(e) => return Err(io("create", &dir)(e)),
+        }
+        let record = PodRecord {
+            namespace: spec.namespace.clone(),
+            name: spec.name.clone(),
+            uid: spec.uid.clone(),
+            owner_pid: std::process::id(),
+        };
+        let mut journal = match Journal::create(&dir.join("journal.json"), record) {
+            Ok(j) => j,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(e.into());
+            }
+        };
+        if let Err(e) = journal.record(Resource::Dir { path: dir.clone() }) {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(e.into());
+        }
+        match build(cfg, spec, key, dir, &mut journal) {
+            Ok(sandbox) => Ok(sandbox),
+            Err(error) => {
+                let rollback = teardown(&mut journal);
+                if rollback.is_empty() {
+                    Err(error)
+                } else {
+                    Err(PodError::Rollback { error: Box::new(error), rollback })
+                }
+            }
+        }
+    }
+
+    /// The pause process's namespace file, e.g. `ns/ipc`.
+    pub fn pause_ns(&self, ns: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/{ns}", self.pause.id()))
+    }
+
+    /// Tear the whole Pod down from its journal (containers must have been handled first or are
+    /// killed here). Returns the problems met.
+    pub fn destroy(mut self) -> Vec<String> {
+        let errors = teardown(&mut self.journal);
+        let _ = self.pause.try_wait();
+        errors
+    }
+}
+
+fn build(cfg: &Config, spec: &SandboxSpec, key: String, dir: PathBuf, journal: &mut Journal) -> Result<Sandbox, PodError> {
+    let io = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PodError::Io { what, path, source }
+    };
+    let layers = cfg.layers_dir(&spec.uid);
+    journal.record(Resource::Dir { path: layers.clone() })?;
+    fs::create_dir_all(&layers).map_err(io("create", &layers))?;
+    mounts::check_not_overlay(&layers)?;
+
+    let cgroups = Cgroups::detect()?;
+    let cgroup = Cgroups::pod_path(&spec.uid);
+    journal.record(Resource::Cgroup { path: cgroup.clone() })?;
+    let pause = spawn_pause(cfg, &spec.hostname)?;
+    let pid = pause.id() as i32;
+    let started = start_time(pid).unwrap_or(0);
+    // Recorded right after the fork (its PID cannot be known before); the Pod cgroup recorded
+    // above also holds it.
+    journal.record(Resource::Pause { pid, start_time: started })?;
+    let mut pause = Some(pause);
+    let result = (|| {
+        cgroups.create_pod(&cgroup, POD_PIDS_MAX, pid as u32)?;
+
+        let netns = dir.join("netns");
+        journal.record(Resource::NetnsPin { path: netns.clone() })?;
+        mounts::bind_file(Path::new(&format!("/proc/{pid}/ns/net")), &netns)?;
+
+        let net = cfg.network();
+        let host_veth = podshim_cni::host_veth_name(&spec.uid);
+        journal.record(Resource::Network {
+            bridge: net.bridge.clone(),
+            subnet: net.subnet.to_string(),
+            ipam_dir: net.ipam_dir.clone(),
+            attachment_id: spec.uid.clone(),
+            host_veth: host_veth.clone(),
+        })?;
+        let attachment = podshim_cni::setup(&net, &netns, &spec.uid, &host_veth, "eth0")?;
+
+        let etc = write_etc(&dir, spec, &attachment)?;
+        let mut volumes = BTreeMap::new();
+        for v in &spec.volumes {
+            let path = dir.join("volumes").join(&v.name);
+            if v.memory {
+                journal.record(Resource::Mount { path: path.clone() })?;
+                mounts::tmpfs(&path, v.size_limit)?;
+            } else {
+                fs::create_dir_all(&path).map_err(io("create", &path))?;
+            }
+            // Kubernetes makes emptyDirs world-writable (0777) so any container user can use them.
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o777)).map_err(io("chmod", &path))?;
+            volumes.insert(v.name.clone(), path);
+        }
+        Ok((netns, attachment, etc, volumes))
+    })();
+    match result {
+        Ok((netns, attachment, etc, volumes)) => Ok(Sandbox {
+            key,
+            uid: spec.uid.clone(),
+            dir,
+            journal: journal.clone(),
+            pause: pause.take().expect("pause"),
+            netns,
+            attachment,
+            etc,
+            volumes,
+            cgroup,
+        }),
+        Err(e) => {
+            // The journal's teardown kills pause; reap our child handle as well.
+            if let Some(mut p) = pause.take() {
+                let _ = p.kill();
+                let _ = p.wait();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Start pause and wait until it reports that the namespaces exist.
+fn spawn_pause(cfg: &Config, hostname: &str) -> Result<Child, PodError> {
+    let err = |source| PodError::Pause { path: cfg.pause.clone(), source };
+    let mut child = Command::new(&cfg.pause)
+        .args(["--hostname", hostname, "--user", PAUSE_USER])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(err)?;
+    let mut line = String::new();
+    let out = child.stdout.take().expect("piped stdout");
+    let _ = BufReader::new(out).read_line(&mut line);
+    if line.trim() != "ready" {
+        let status = child.wait().map_err(err)?;
+        return Err(err(std::io::Error::other(format!("pause exited before it was ready ({status})"))));
+    }
+    Ok(child)
+}
+
+fn write_etc(dir: &Path, spec: &SandboxSpec, att: &Attachment) -> Result<Vec<(PathBuf, &'static str)>, PodError> {
+    let etc = dir.join("etc");
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PodError::Io { what: "write", path, source }
+    };
+    fs::create_dir_all(&etc).map_err(io(&etc))?;
+    let mut dns = if spec.dns_none {
+        Dns::default()
+    } else {
+        Dns::from_resolv_conf(&fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
+    };
+    let c = &spec.dns_config;
+    dns.merge(&c.nameservers, &c.searches, &c.options);
+    let files = [
+        ("hosts", files::hosts(att.ip, &spec.hostname, spec.fqdn.as_deref(), &spec.host_aliases), "/etc/hosts"),
+        ("resolv.conf", dns.render(), "/etc/resolv.conf"),
+        ("hostname", format!("{}\n", spec.hostname), "/etc/hostname"),
+    ];
+    let mut out = Vec::new();
+    for (name, content, dest) in files {
+        let path = etc.join(name);
+        fs::write(&path, content).map_err(io(&path))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).map_err(io(&path))?;
+        out.push((path, dest));
+    }
+    Ok(out)
+}

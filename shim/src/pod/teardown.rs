@@ -1,0 +1,167 @@
+//! Teardown of a Pod from its journal: every recorded resource, newest first, best effort.
+//! Already-gone resources count as removed, so tearing down twice succeeds twice.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use libcontainer::container::Container;
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
+
+use super::journal::{Journal, Resource};
+use super::chain;
+use crate::cgroups::Cgroups;
+use crate::mounts;
+
+/// Undo every resource in the journal, newest first, forgetting each one that is gone.
+/// Returns the problems met (empty when everything is gone).
+pub fn teardown(journal: &mut Journal) -> Vec<String> {
+    let mut errors = Vec::new();
+    let resources: Vec<Resource> = journal.resources.iter().rev().cloned().collect();
+    for resource in resources {
+        match remove(&resource) {
+            Ok(()) => {
+                // The journal lives in the state directory: once that is gone there is nothing
+                // left to update.
+                if !matches!(resource, Resource::Dir { ref path } if journal.path().starts_with(path)) {
+                    if let Err(e) = journal.forget(&resource) {
+                        errors.push(chain(&e));
+                    }
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    reap_children();
+    errors
+}
+
+/// Remove one resource; `Err` carries a readable reason.
+pub fn remove(resource: &Resource) -> Result<(), String> {
+    match resource {
+        Resource::Container { id, runtime_dir } => remove_container(id, runtime_dir),
+        Resource::Mount { path } => mounts::unmount(path).map_err(|e| chain(&e)),
+        Resource::Network { bridge, subnet, ipam_dir, attachment_id, host_veth } => {
+            let subnet = subnet.parse().map_err(|_| format!("invalid subnet {subnet:?} in journal"))?;
+            let cfg = podshim_cni::NetworkConfig {
+                bridge: bridge.clone(),
+                subnet,
+                ipam_dir: ipam_dir.clone(),
+                mtu: None,
+            };
+            podshim_cni::teardown(&cfg, attachment_id, host_veth).map_err(|e| chain(&e))
+        }
+        Resource::NetnsPin { path } => {
+            mounts::unmount(path).map_err(|e| chain(&e))?;
+            remove_file(path)
+        }
+        Resource::Pause { pid, start_time } => stop_process(*pid, *start_time),
+        Resource::Cgroup { path } => Cgroups::detect()
+            .and_then(|c| c.remove_pod(path))
+            .map_err(|e| chain(&e)),
+        Resource::Dir { path } => remove_dir(path),
+    }
+}
+
+/// Kill and delete a libcontainer container; a missing state directory means already deleted.
+fn remove_container(id: &str, runtime_dir: &Path) -> Result<(), String> {
+    let dir = runtime_dir.join(id);
+    if !dir.exists() {
+        return Ok(());
+    }
+    let mut container = match Container::load(dir.clone()) {
+        Ok(c) => c,
+        Err(_) => return remove_dir(&dir),
+    };
+    if let Some(pid) = container.pid() {
+        if container.can_kill() {
+            let _ = container.kill(Signal::SIGKILL, true);
+        }
+        wait_gone(pid, Duration::from_secs(5));
+    }
+    container
+        .delete(true)
+        .map_err(|e| format!("delete container {id}: {}", chain(&e)))
+}
+
+/// The start time of a process (field 22 of /proc/PID/stat), to tell it from a reused PID.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split(' ').nth(19)?.parse().ok()
+}
+
+fn stop_process(pid: i32, expected_start: u64) -> Result<(), String> {
+    if start_time(pid) != Some(expected_start) {
+        return Ok(()); // gone, or the PID now belongs to someone else
+    }
+    match kill(Pid::from_raw(pid), Signal::SIGKILL) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(e) => return Err(format!("kill pause process {pid}: {e}")),
+    }
+    wait_gone(Pid::from_raw(pid), Duration::from_secs(5));
+    Ok(())
+}
+
+/// Wait until `pid` has exited: reap it if it is our child, otherwise watch /proc.
+fn wait_gone(pid: Pid, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(nix::sys::wait::WaitStatus::StillAlive) => {}
+            Ok(_) => return,
+            Err(_) => {
+                // Not our child: gone once /proc has no entry or only a zombie.
+                match fs::read_to_string(format!("/proc/{pid}/stat")) {
+                    Err(_) => return,
+                    Ok(s) if s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')) => return,
+                    Ok(_) => {}
+                }
+            }
+        }
+        sleep(Duration::from_millis(2));
+    }
+}
+
+/// Reap any of our children that have exited (container inits killed during teardown).
+fn reap_children() {
+    while let Ok(status) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        if status == nix::sys::wait::WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+fn remove_file(path: &Path) -> Result<(), String> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("remove {}: {e}", path.display())),
+    }
+}
+
+/// Remove a directory tree, first unmounting anything still mounted inside it so that removal
+/// never reaches into a mounted filesystem.
+fn remove_dir(path: &Path) -> Result<(), String> {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = format!("{}/", path.display());
+    let mut inside: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&prefix))
+        .collect();
+    inside.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in inside {
+        mounts::unmount(Path::new(&m.replace("\\040", " "))).map_err(|e| chain(&e))?;
+    }
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("remove {}: {e}", path.display())),
+    }
+}
