@@ -11,15 +11,27 @@ const T: Duration = Duration::from_secs(30);
 fn rejects(inst: &Instance, yaml: &str, expected: &[&str]) {
     let out = inst.run(yaml, T);
     let err = stderr(&out);
-    assert!(!out.status.success(), "accepted:\n{yaml}\nstdout: {}", stdout(&out));
+    assert!(
+        !out.status.success(),
+        "accepted:\n{yaml}\nstdout: {}",
+        stdout(&out)
+    );
     for e in expected {
         assert!(err.contains(e), "expected {e:?} in:\n{err}");
     }
-    assert!(!inst.state.join("pods").exists() || std::fs::read_dir(inst.state.join("pods")).unwrap().next().is_none(), "pod state was created");
+    assert!(
+        !inst.state.join("pods").exists()
+            || std::fs::read_dir(inst.state.join("pods"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "pod state was created"
+    );
     inst.assert_clean(&[]);
 }
 
-const GOOD_CONTAINER: &str = "  - name: app\n    image: busybox:1.35\n    command: [sh, -c, 'true']\n";
+const GOOD_CONTAINER: &str =
+    "  - name: app\n    image: busybox:1.35\n    command: [sh, -c, 'true']\n";
 
 #[test]
 fn the_documentation_seed_example_gets_the_kubernetes_name_error_and_a_hint() {
@@ -39,27 +51,43 @@ fn the_documentation_seed_example_gets_the_kubernetes_name_error_and_a_hint() {
 fn duplicate_container_names() {
     let inst = Instance::new(SUITE);
     let yaml = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: dup}}\nspec:\n  containers:\n{GOOD_CONTAINER}{GOOD_CONTAINER}");
-    rejects(&inst, &yaml, &["spec.containers[1].name: Duplicate value: \"app\""]);
+    rejects(
+        &inst,
+        &yaml,
+        &["spec.containers[1].name: Duplicate value: \"app\""],
+    );
 }
 
 #[test]
 fn mount_of_an_undefined_volume() {
     let inst = Instance::new(SUITE);
     let yaml = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: vol}}\nspec:\n  containers:\n{GOOD_CONTAINER}    volumeMounts:\n    - {{name: data, mountPath: /data}}\n");
-    rejects(&inst, &yaml, &["spec.containers[0].volumeMounts[0].name: Not found: \"data\""]);
+    rejects(
+        &inst,
+        &yaml,
+        &["spec.containers[0].volumeMounts[0].name: Not found: \"data\""],
+    );
 }
 
 #[test]
 fn unknown_field_with_suggestion() {
     let inst = Instance::new(SUITE);
     let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: typo}\nspec:\n  containers:\n  - name: app\n    image: busybox:1.35\n    comand: [sh]\n";
-    rejects(&inst, yaml, &["spec.containers[0].comand", "unknown field", "command"]);
+    rejects(
+        &inst,
+        yaml,
+        &["spec.containers[0].comand", "unknown field", "command"],
+    );
 }
 
 #[test]
 fn broken_yaml() {
     let inst = Instance::new(SUITE);
-    rejects(&inst, "apiVersion: v1\nkind: Pod\nmetadata:\n  name: [unclosed\n", &["line"]);
+    rejects(
+        &inst,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: [unclosed\n",
+        &["line"],
+    );
 }
 
 #[test]
@@ -80,7 +108,15 @@ fn missing_image_names_it_and_says_how_to_import() {
 fn every_problem_is_reported_at_once() {
     let inst = Instance::new(SUITE);
     let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: Bad_Name}\nspec:\n  restartPolicy: Sometimes\n  containers:\n  - name: app\n    image: busybox:1.35\n    ports:\n    - containerPort: 70000\n";
-    rejects(&inst, yaml, &["metadata.name", "spec.restartPolicy: Unsupported value: \"Sometimes\"", "spec.containers[0].ports[0].containerPort"]);
+    rejects(
+        &inst,
+        yaml,
+        &[
+            "metadata.name",
+            "spec.restartPolicy: Unsupported value: \"Sometimes\"",
+            "spec.containers[0].ports[0].containerPort",
+        ],
+    );
 }
 
 #[test]
@@ -89,12 +125,27 @@ fn dry_run_prints_the_defaulted_pod_and_creates_nothing() {
     let yaml = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: dry}}\nspec:\n  containers:\n{GOOD_CONTAINER}");
     let path = inst.dir.join("dry.yaml");
     std::fs::write(&path, yaml).unwrap();
-    let out = inst.command().arg("run").arg("--dry-run").arg(&path).output().unwrap();
+    let out = inst
+        .command()
+        .arg("run")
+        .arg("--dry-run")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let s = stdout(&out);
-    for want in ["restartPolicy: Always", "imagePullPolicy: IfNotPresent", "terminationGracePeriodSeconds: 30", "dnsPolicy: ClusterFirst", "namespace: default"] {
+    for want in [
+        "restartPolicy: Always",
+        "imagePullPolicy: IfNotPresent",
+        "terminationGracePeriodSeconds: 30",
+        "dnsPolicy: ClusterFirst",
+        "namespace: default",
+    ] {
         assert!(s.contains(want), "{want:?} missing in:\n{s}");
     }
-    assert!(!inst.state.exists() && !inst.root.exists(), "dry run created state");
+    assert!(
+        !inst.state.exists() && !inst.root.exists(),
+        "dry run created state"
+    );
     inst.assert_clean(&[]);
 }

@@ -7,30 +7,12 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use podshim_tests::{lines_of, stderr, stdout, wait_output, Instance};
+use podshim_tests::{
+    container, ipv4_of, lines_of, ok, pod, stderr, stdout, uid, wait_output, Instance,
+};
 
 const SUITE: u32 = 1;
 const T: Duration = Duration::from_secs(60);
-
-fn uid(n: u32) -> String {
-    format!("00000000-0000-4000-8000-{:012x}", std::process::id() as u64 * 1000 + n as u64)
-}
-
-/// A Pod manifest: `containers` and `volumes` are YAML list items indented for `spec:`.
-fn pod(name: &str, uid: &str, restart: &str, containers: &str, volumes: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  uid: {uid}\nspec:\n  restartPolicy: {restart}\n  terminationGracePeriodSeconds: 1\n  containers:\n{containers}{volumes}"
-    )
-}
-
-fn container(name: &str, script: &str, mounts: &str) -> String {
-    let script = script.replace('\'', "''");
-    format!("  - name: {name}\n    image: busybox:1.35\n    command: [sh, -c, '{script}']\n{mounts}")
-}
-
-fn ok(out: &std::process::Output) {
-    assert!(out.status.success(), "podshim failed ({:?})\nstdout:\n{}\nstderr:\n{}", out.status, stdout(out), stderr(out));
-}
 
 #[test]
 fn two_containers_talk_over_localhost() {
@@ -52,8 +34,14 @@ fn two_containers_talk_over_localhost() {
     let out = inst.run(&yaml, T);
     ok(&out);
     let s = stdout(&out);
-    assert!(lines_of(&s, "client").contains(&"hello-from-server".to_string()), "{s}");
-    assert!(lines_of(&s, "server").contains(&"served".to_string()), "{s}");
+    assert!(
+        lines_of(&s, "client").contains(&"hello-from-server".to_string()),
+        "{s}"
+    );
+    assert!(
+        lines_of(&s, "server").contains(&"served".to_string()),
+        "{s}"
+    );
     inst.assert_clean(&[&u]);
 }
 
@@ -75,23 +63,32 @@ fn empty_dirs_are_shared_on_disk_and_in_memory() {
         "    volumeMounts:\n    - {name: disk, mountPath: /disk, readOnly: true}\n    - {name: mem, mountPath: /mem}\n",
     );
     let volumes = "  volumes:\n  - name: disk\n    emptyDir: {}\n  - name: mem\n    emptyDir: {medium: Memory, sizeLimit: 8Mi}\n";
-    let out = inst.run(&pod(&inst.name("share"), &u, "Never", &(writer + &reader), volumes), T);
+    let out = inst.run(
+        &pod(
+            &inst.name("share"),
+            &u,
+            "Never",
+            &(writer + &reader),
+            volumes,
+        ),
+        T,
+    );
     ok(&out);
     let r = lines_of(&stdout(&out), "reader");
-    assert!(r.contains(&"disk-data".to_string()) && r.contains(&"mem-data".to_string()), "{r:?}");
-    let mem = r.iter().find(|l| l.contains(" /mem ")).unwrap_or_else(|| panic!("no /mem mount: {r:?}"));
-    assert!(mem.starts_with("tmpfs ") && mem.contains("size=8192k"), "{mem}");
+    assert!(
+        r.contains(&"disk-data".to_string()) && r.contains(&"mem-data".to_string()),
+        "{r:?}"
+    );
+    let mem = r
+        .iter()
+        .find(|l| l.contains(" /mem "))
+        .unwrap_or_else(|| panic!("no /mem mount: {r:?}"));
+    assert!(
+        mem.starts_with("tmpfs ") && mem.contains("size=8192k"),
+        "{mem}"
+    );
     assert!(r.contains(&"disk-read-only".to_string()), "{r:?}");
     inst.assert_clean(&[&u]);
-}
-
-fn ipv4_of(lines: &[String]) -> Option<String> {
-    // `ip -o -4 addr show dev eth0`: "2: eth0    inet 10.x.y.z/24 brd ..."
-    lines.iter().find_map(|l| {
-        let mut w = l.split_whitespace();
-        w.position(|x| x == "inet")?;
-        Some(w.next()?.split('/').next()?.to_string())
-    })
 }
 
 #[test]
@@ -101,18 +98,35 @@ fn containers_share_the_pod_ip_and_hostname() {
     let u = uid(3);
     let name = inst.name("same");
     let script = "ip -o -4 addr show dev eth0; echo host=$(hostname); grep -v ^# /etc/hosts | grep $(hostname)";
-    let yaml = pod(&name, &u, "Never", &(container("a", script, "") + &container("b", script, "")), "");
+    let yaml = pod(
+        &name,
+        &u,
+        "Never",
+        &(container("a", script, "") + &container("b", script, "")),
+        "",
+    );
     let out = inst.run(&yaml, T);
     ok(&out);
     let s = stdout(&out);
     let (a, b) = (lines_of(&s, "a"), lines_of(&s, "b"));
     let ip_a = ipv4_of(&a).unwrap_or_else(|| panic!("no IP in {a:?}"));
     assert_eq!(Some(ip_a.clone()), ipv4_of(&b), "{s}");
-    assert!(ip_a.starts_with(&format!("{}.", inst.prefix)), "{ip_a} not in {}", inst.subnet);
-    assert_ne!(ip_a, format!("{}.1", inst.prefix), "the gateway address is the bridge's");
+    assert!(
+        ip_a.starts_with(&format!("{}.", inst.prefix)),
+        "{ip_a} not in {}",
+        inst.subnet
+    );
+    assert_ne!(
+        ip_a,
+        format!("{}.1", inst.prefix),
+        "the gateway address is the bridge's"
+    );
     for l in [&a, &b] {
         assert!(l.contains(&format!("host={name}")), "{l:?}");
-        assert!(l.iter().any(|x| x.starts_with(&ip_a) && x.ends_with(&name)), "/etc/hosts: {l:?}");
+        assert!(
+            l.iter().any(|x| x.starts_with(&ip_a) && x.ends_with(&name)),
+            "/etc/hosts: {l:?}"
+        );
     }
     inst.assert_clean(&[&u]);
 }
@@ -126,7 +140,11 @@ fn two_pods_get_different_ips_and_reach_each_other() {
         &inst.name("pod-a"),
         &ua,
         "Never",
-        &container("srv", "ip -o -4 addr show dev eth0; echo pong | nc -l -p 9000; echo done", ""),
+        &container(
+            "srv",
+            "ip -o -4 addr show dev eth0; echo pong | nc -l -p 9000; echo done",
+            "",
+        ),
         "",
     );
     let mut child = inst.spawn(&a);
@@ -142,7 +160,9 @@ fn two_pods_get_different_ips_and_reach_each_other() {
     });
     let mut ip_a = None;
     while ip_a.is_none() {
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("pod A printed its IP");
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("pod A printed its IP");
         ip_a = ipv4_of(&lines_of(&line, "srv"));
     }
     let ip_a = ip_a.unwrap();
@@ -175,7 +195,13 @@ fn the_first_failing_exit_code_is_podshims() {
     let inst = Instance::new(SUITE);
     inst.import_busybox();
     let u = uid(6);
-    let yaml = pod(&inst.name("codes"), &u, "Never", &(container("ok", "true", "") + &container("bad", "sleep 0.3; exit 3", "")), "");
+    let yaml = pod(
+        &inst.name("codes"),
+        &u,
+        "Never",
+        &(container("ok", "true", "") + &container("bad", "sleep 0.3; exit 3", "")),
+        "",
+    );
     let out = inst.run(&yaml, T);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     inst.assert_clean(&[&u]);
@@ -187,12 +213,23 @@ fn a_container_killed_by_a_signal_gives_128_plus_n() {
     inst.import_busybox();
     let u = uid(7);
     let marker = format!("4{}", std::process::id() % 1000 + 1000);
-    let yaml = pod(&inst.name("killed"), &u, "Never", &container("victim", &format!("exec sleep {marker}"), ""), "");
+    let yaml = pod(
+        &inst.name("killed"),
+        &u,
+        "Never",
+        &container("victim", &format!("exec sleep {marker}"), ""),
+        "",
+    );
     let child = inst.spawn(&yaml);
     let pattern = format!("^sleep {marker}$");
     let mut killed = false;
     for _ in 0..300 {
-        if Command::new("pkill").args(["-KILL", "-f", &pattern]).status().unwrap().success() {
+        if Command::new("pkill")
+            .args(["-KILL", "-f", &pattern])
+            .status()
+            .unwrap()
+            .success()
+        {
             killed = true;
             break;
         }
@@ -214,12 +251,21 @@ fn a_restarted_container_finds_its_empty_dir_file() {
         &inst.name("restart"),
         &u,
         "OnFailure",
-        &container("job", script, "    volumeMounts:\n    - {name: data, mountPath: /data}\n"),
+        &container(
+            "job",
+            script,
+            "    volumeMounts:\n    - {name: data, mountPath: /data}\n",
+        ),
         "  volumes:\n  - name: data\n    emptyDir: {}\n",
     );
     let out = inst.run(&yaml, T);
     ok(&out);
-    assert_eq!(lines_of(&stdout(&out), "job"), vec!["failing", "found-first"], "{}", stderr(&out));
+    assert_eq!(
+        lines_of(&stdout(&out), "job"),
+        vec!["failing", "found-first"],
+        "{}",
+        stderr(&out)
+    );
     inst.assert_clean(&[&u]);
 }
 
@@ -232,17 +278,30 @@ fn sigterm_stops_every_container_and_tears_down() {
         &inst.name("stop"),
         &u,
         "Always",
-        &(container("polite", "trap \"echo bye; exit 0\" TERM; echo up; while true; do sleep 0.1; done", "")
-            + &container("stubborn", "echo up; exec sleep 1000", "")),
+        &(container(
+            "polite",
+            "trap \"echo bye; exit 0\" TERM; echo up; while true; do sleep 0.1; done",
+            "",
+        ) + &container("stubborn", "echo up; exec sleep 1000", "")),
         "",
     );
     let mut child = inst.spawn(&yaml);
     let out = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || BufReader::new(out).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let reader = std::thread::spawn(move || {
+        BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
     // Wait until both containers run.
     let mut up = false;
     for _ in 0..300 {
-        let n = Command::new("pgrep").args(["-f", "^sleep 1000$"]).output().unwrap().stdout.len();
+        let n = Command::new("pgrep")
+            .args(["-f", "^sleep 1000$"])
+            .output()
+            .unwrap()
+            .stdout
+            .len();
         if n > 0 {
             up = true;
             break;
@@ -255,13 +314,26 @@ fn sigterm_stops_every_container_and_tears_down() {
     nix_kill(child.id(), "TERM");
     let out = wait_output(child, T);
     let lines = reader.join().unwrap();
-    assert!(lines.contains(&"[polite] bye".to_string()), "{lines:?} {}", stderr(&out));
+    assert!(
+        lines.contains(&"[polite] bye".to_string()),
+        "{lines:?} {}",
+        stderr(&out)
+    );
     // The stubborn one (PID 1 ignores SIGTERM) is killed after the 2 s minimum grace.
-    assert!(started.elapsed() >= Duration::from_secs(2), "killed too early: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "killed too early: {:?}",
+        started.elapsed()
+    );
     assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
     inst.assert_clean(&[&u]);
 }
 
 fn nix_kill(pid: u32, sig: &str) {
-    assert!(Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap().success());
+    assert!(Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success());
 }

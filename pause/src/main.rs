@@ -72,7 +72,14 @@ fn drop_privileges(uid: libc::uid_t, gid: libc::gid_t) {
                 break;
             }
         }
-        if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 {
+        if libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        ) != 0
+        {
             fail("clear ambient capabilities");
         }
         if libc::setgroups(0, std::ptr::null()) != 0 {

@@ -65,7 +65,8 @@ impl Cgroups {
     /// Read the hierarchies from `/proc/self/mountinfo`.
     pub fn detect() -> Result<Self, CgroupError> {
         let path = PathBuf::from("/proc/self/mountinfo");
-        let text = fs::read_to_string(&path).map_err(|source| CgroupError::Mounts { path, source })?;
+        let text =
+            fs::read_to_string(&path).map_err(|source| CgroupError::Mounts { path, source })?;
         Self::from_mountinfo(&text)
     }
 
@@ -73,14 +74,20 @@ impl Cgroups {
     pub fn from_mountinfo(text: &str) -> Result<Self, CgroupError> {
         let mut hierarchies = Vec::new();
         for line in text.lines() {
-            let Some((left, right)) = line.split_once(" - ") else { continue };
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
             let mount = left.split(' ').nth(4).unwrap_or_default();
             let mut right = right.split(' ');
             let fstype = right.next().unwrap_or_default();
             let options = right.nth(1).unwrap_or_default();
             let mount = PathBuf::from(mount.replace("\\040", " "));
             match fstype {
-                "cgroup2" => hierarchies.push(Hierarchy { mount, controllers: vec![], v2: true }),
+                "cgroup2" => hierarchies.push(Hierarchy {
+                    mount,
+                    controllers: vec![],
+                    v2: true,
+                }),
                 "cgroup" => {
                     let controllers = options
                         .split(',')
@@ -88,7 +95,11 @@ impl Cgroups {
                         .filter(|o| !o.starts_with("no") && *o != "relatime" && *o != "xattr")
                         .map(str::to_string)
                         .collect();
-                    hierarchies.push(Hierarchy { mount, controllers, v2: false });
+                    hierarchies.push(Hierarchy {
+                        mount,
+                        controllers,
+                        v2: false,
+                    });
                 }
                 _ => {}
             }
@@ -167,7 +178,13 @@ fn mkdir_all(dir: &Path) -> Result<(), CgroupError> {
         match fs::create_dir_all(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 5 => tries += 1,
-            Err(source) => return Err(CgroupError::Io { what: "create", path: dir.into(), source }),
+            Err(source) => {
+                return Err(CgroupError::Io {
+                    what: "create",
+                    path: dir.into(),
+                    source,
+                })
+            }
         }
     }
 }
@@ -196,7 +213,11 @@ fn create(h: &Hierarchy, rel: &str) -> Result<(), CgroupError> {
 }
 
 fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
-    fs::write(path, value).map_err(|source| CgroupError::Io { what: "write", path: path.into(), source })
+    fs::write(path, value).map_err(|source| CgroupError::Io {
+        what: "write",
+        path: path.into(),
+        source,
+    })
 }
 
 /// Enable the controllers of the root along the path down to (not including) the Pod cgroup, as
@@ -228,7 +249,13 @@ fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(CgroupError::Io { what: "read", path: dir.into(), source }),
+        Err(source) => {
+            return Err(CgroupError::Io {
+                what: "read",
+                path: dir.into(),
+                source,
+            })
+        }
     };
     for entry in entries.flatten() {
         if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
@@ -242,7 +269,13 @@ fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 49 => {
                 sleep(Duration::from_millis(10))
             }
-            Err(source) => return Err(CgroupError::Io { what: "remove", path: dir.into(), source }),
+            Err(source) => {
+                return Err(CgroupError::Io {
+                    what: "remove",
+                    path: dir.into(),
+                    source,
+                })
+            }
         }
     }
     Ok(())
@@ -276,7 +309,10 @@ mod tests {
             ]
         );
         assert_eq!(c.hierarchies[3].controllers, vec!["cpu", "cpuacct"]);
-        assert!(c.hierarchies[1].controllers.is_empty(), "named hierarchy has no controllers");
+        assert!(
+            c.hierarchies[1].controllers.is_empty(),
+            "named hierarchy has no controllers"
+        );
     }
 
     #[test]
@@ -284,14 +320,24 @@ mod tests {
         let c = Cgroups::from_mountinfo(UNIFIED).unwrap();
         assert_eq!(c.mode, Mode::Unified);
         assert_eq!(c.managed().count(), 1);
-        let legacy: String = HYBRID.lines().filter(|l| !l.contains("cgroup2")).map(|l| format!("{l}\n")).collect();
+        let legacy: String = HYBRID
+            .lines()
+            .filter(|l| !l.contains("cgroup2"))
+            .map(|l| format!("{l}\n"))
+            .collect();
         assert_eq!(Cgroups::from_mountinfo(&legacy).unwrap().mode, Mode::Legacy);
-        assert!(matches!(Cgroups::from_mountinfo(""), Err(CgroupError::NoCgroups)));
+        assert!(matches!(
+            Cgroups::from_mountinfo(""),
+            Err(CgroupError::NoCgroups)
+        ));
     }
 
     #[test]
     fn pod_path_is_absolute_under_top() {
         assert_eq!(Cgroups::pod_path("abc"), "/podshim/abc");
-        assert_eq!(join(Path::new("/sys/fs/cgroup/pids"), "/podshim/abc"), PathBuf::from("/sys/fs/cgroup/pids/podshim/abc"));
+        assert_eq!(
+            join(Path::new("/sys/fs/cgroup/pids"), "/podshim/abc"),
+            PathBuf::from("/sys/fs/cgroup/pids/podshim/abc")
+        );
     }
 }

@@ -59,11 +59,18 @@ impl Config {
             return PathBuf::from(p);
         }
         let mut candidates = Vec::new();
-        if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        if let Some(dir) = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(Path::to_path_buf))
+        {
             candidates.push(dir.join("pause"));
         }
         candidates.push(PathBuf::from("/usr/local/lib/podshim/pause"));
         candidates.push(PathBuf::from("/usr/lib/podshim/pause"));
-        candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| candidates[0].clone())
+        candidates
+            .iter()
+            .find(|p| p.is_file())
+            .cloned()
+            .unwrap_or_else(|| candidates[0].clone())
     }
 }

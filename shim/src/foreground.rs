@@ -29,9 +29,14 @@ use crate::pod::{chain, Sandbox};
 /// How one container slot stands.
 #[derive(Debug)]
 enum State {
-    Running { pid: Pid, started: Instant },
+    Running {
+        pid: Pid,
+        started: Instant,
+    },
     /// Waiting to be (re)started at this instant.
-    Waiting { at: Instant },
+    Waiting {
+        at: Instant,
+    },
     Done,
 }
 
@@ -76,7 +81,11 @@ pub fn run(cfg: &Config, plans: Vec<PodPlan>, opts: Options) -> anyhow::Result<i
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register_usize(sig, Arc::clone(&stop_sig), sig as usize)?;
     }
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGCHLD] {
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGCHLD,
+    ] {
         signal_hook::low_level::pipe::register(sig, wake_w.try_clone()?)?;
     }
 
@@ -86,9 +95,18 @@ pub fn run(cfg: &Config, plans: Vec<PodPlan>, opts: Options) -> anyhow::Result<i
             break;
         }
         match Sandbox::create(cfg, &plan.sandbox) {
-            Ok(sb) => pods.push(PodRun { plan, sandbox: Some(sb), failed: None }),
+            Ok(sb) => pods.push(PodRun {
+                plan,
+                sandbox: Some(sb),
+                failed: None,
+            }),
             Err(e) => {
-                let msg = format!("pod {}/{}: {}", plan.sandbox.namespace, plan.sandbox.name, chain(&e));
+                let msg = format!(
+                    "pod {}/{}: {}",
+                    plan.sandbox.namespace,
+                    plan.sandbox.name,
+                    chain(&e)
+                );
                 let problems = teardown_all(&mut pods);
                 for p in problems {
                     eprintln!("podshim: teardown: {p}");
@@ -102,8 +120,21 @@ pub fn run(cfg: &Config, plans: Vec<PodPlan>, opts: Options) -> anyhow::Result<i
     let mut slots: Vec<Slot> = Vec::new();
     for (p, pod) in pods.iter().enumerate() {
         for (i, c) in pod.plan.containers.iter().enumerate() {
-            let prefix = if many { format!("[{}/{}] ", pod.plan.sandbox.name, c.name) } else { format!("[{}] ", c.name) };
-            slots.push(Slot { pod: p, index: i, prefix, state: State::Waiting { at: now }, restarts: 0, streak: 0, streams: vec![], last_exit: None });
+            let prefix = if many {
+                format!("[{}/{}] ", pod.plan.sandbox.name, c.name)
+            } else {
+                format!("[{}] ", c.name)
+            };
+            slots.push(Slot {
+                pod: p,
+                index: i,
+                prefix,
+                state: State::Waiting { at: now },
+                restarts: 0,
+                streak: 0,
+                streams: vec![],
+                last_exit: None,
+            });
         }
     }
 
@@ -189,9 +220,15 @@ fn supervise(
         reap(cfg, pods, slots, stopping.is_some(), opts.backoff);
         // A Pod whose pause process died has lost its namespaces: stop it.
         for (p, pod) in pods.iter_mut().enumerate() {
-            let dead = pod.sandbox.as_mut().is_some_and(|sb| matches!(sb.pause.try_wait(), Ok(Some(_)) | Err(_)));
+            let dead = pod
+                .sandbox
+                .as_mut()
+                .is_some_and(|sb| matches!(sb.pause.try_wait(), Ok(Some(_)) | Err(_)));
             if dead && stopping.is_none() {
-                eprintln!("podshim: pod {}: the pause process exited; stopping the pod", pod.plan.sandbox.name);
+                eprintln!(
+                    "podshim: pod {}: the pause process exited; stopping the pod",
+                    pod.plan.sandbox.name
+                );
                 pod.failed.get_or_insert(1);
                 for s in slots.iter_mut().filter(|s| s.pod == p) {
                     match s.state {
@@ -217,10 +254,17 @@ fn start_slot(cfg: &Config, pods: &mut [PodRun], s: &mut Slot, backoff: Backoff)
                 .into_iter()
                 .map(|(file, to_stderr)| {
                     let _ = fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
-                    Stream { file, buf: Vec::new(), to_stderr }
+                    Stream {
+                        file,
+                        buf: Vec::new(),
+                        to_stderr,
+                    }
                 })
                 .collect();
-            s.state = State::Running { pid: started.pid, started: Instant::now() };
+            s.state = State::Running {
+                pid: started.pid,
+                started: Instant::now(),
+            };
         }
         Err(e) => {
             // Kubernetes reports a container that could not be started as exit code 128
@@ -233,7 +277,14 @@ fn start_slot(cfg: &Config, pods: &mut [PodRun], s: &mut Slot, backoff: Backoff)
 }
 
 /// Decide what follows an exit, by the Pod's restart policy: restart (after the back-off) or done.
-fn after_exit(pod: &mut PodRun, s: &mut Slot, code: i32, ran: Duration, stopping: bool, backoff: Backoff) {
+fn after_exit(
+    pod: &mut PodRun,
+    s: &mut Slot,
+    code: i32,
+    ran: Duration,
+    stopping: bool,
+    backoff: Backoff,
+) {
     static SEQ: AtomicUsize = AtomicUsize::new(0);
     s.last_exit = Some((SEQ.fetch_add(1, Ordering::SeqCst) as u64, code));
     if stopping || !pod.plan.restart.restarts(code) {
@@ -247,9 +298,15 @@ fn after_exit(pod: &mut PodRun, s: &mut Slot, code: i32, ran: Duration, stopping
     s.streak += 1;
     s.restarts += 1;
     if !delay.is_zero() {
-        eprintln!("{}podshim: exited with code {code}; restarting in {:.1}s (back-off)", s.prefix, delay.as_secs_f64());
+        eprintln!(
+            "{}podshim: exited with code {code}; restarting in {:.1}s (back-off)",
+            s.prefix,
+            delay.as_secs_f64()
+        );
     }
-    s.state = State::Waiting { at: Instant::now() + delay };
+    s.state = State::Waiting {
+        at: Instant::now() + delay,
+    };
 }
 
 fn begin_stop(pods: &mut [PodRun], slots: &mut [Slot]) -> Instant {
@@ -279,17 +336,27 @@ fn begin_stop(pods: &mut [PodRun], slots: &mut [Slot]) -> Instant {
 
 /// The image's STOPSIGNAL ("SIGQUIT", "QUIT" or "3"), else SIGTERM.
 pub fn stop_signal(name: Option<&str>) -> Signal {
-    let Some(name) = name else { return Signal::SIGTERM };
+    let Some(name) = name else {
+        return Signal::SIGTERM;
+    };
     if let Ok(n) = name.parse::<i32>() {
         return Signal::try_from(n).unwrap_or(Signal::SIGTERM);
     }
     let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
     Signal::from_str(&full).unwrap_or(Signal::SIGTERM)
 }
 
 /// poll(2) the wake pipe and every open stream; returns the (slot, stream) pairs that are ready.
-fn wait(wake: &UnixStream, slots: &[Slot], timeout: Option<Duration>) -> io::Result<Vec<(usize, usize)>> {
+fn wait(
+    wake: &UnixStream,
+    slots: &[Slot],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<(usize, usize)>> {
     let mut index = Vec::new();
     let mut fds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
     for (i, s) in slots.iter().enumerate() {
@@ -341,7 +408,14 @@ fn pump(s: &mut Slot, j: usize) {
 }
 
 fn emit(prefix: &str, st: &mut Stream, all: bool) {
-    let end = if all { st.buf.len() } else { st.buf.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) };
+    let end = if all {
+        st.buf.len()
+    } else {
+        st.buf
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |p| p + 1)
+    };
     if end == 0 {
         return;
     }
@@ -354,14 +428,23 @@ fn emit(prefix: &str, st: &mut Stream, all: bool) {
             out.push(b'\n');
         }
     }
-    let _ = if st.to_stderr { io::stderr().write_all(&out) } else { io::stdout().write_all(&out).and_then(|_| io::stdout().flush()) };
+    let _ = if st.to_stderr {
+        io::stderr().write_all(&out)
+    } else {
+        io::stdout()
+            .write_all(&out)
+            .and_then(|_| io::stdout().flush())
+    };
 }
 
 /// Read every stream of a slot to its end (after the container exited), printing everything.
 fn flush(s: &mut Slot) {
     while !s.streams.is_empty() {
         let last = s.streams.len() - 1;
-        let _ = fcntl(s.streams[last].file.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty()));
+        let _ = fcntl(
+            s.streams[last].file.as_raw_fd(),
+            FcntlArg::F_SETFL(OFlag::empty()),
+        );
         pump(s, last);
         if s.streams.len() > last {
             let mut st = s.streams.remove(last);
@@ -384,8 +467,13 @@ fn reap(cfg: &Config, pods: &mut [PodRun], slots: &mut [Slot], stopping: bool, b
             Ok(s) => s,
         };
         let Some(pid) = status.pid() else { continue };
-        let Some(code) = exit_code(status) else { continue };
-        let Some(s) = slots.iter_mut().find(|s| matches!(s.state, State::Running { pid: p, .. } if p == pid)) else {
+        let Some(code) = exit_code(status) else {
+            continue;
+        };
+        let Some(s) = slots
+            .iter_mut()
+            .find(|s| matches!(s.state, State::Running { pid: p, .. } if p == pid))
+        else {
             continue; // pause, or an orphan re-parented to us (we are a subreaper)
         };
         let ran = match s.state {
@@ -420,7 +508,11 @@ fn teardown_all(pods: &mut [PodRun]) -> Vec<String> {
     let mut problems = Vec::new();
     for pod in pods.iter_mut().rev() {
         if let Some(sb) = pod.sandbox.take() {
-            problems.extend(sb.destroy().into_iter().map(|p| format!("pod {}: {p}", pod.plan.sandbox.name)));
+            problems.extend(
+                sb.destroy()
+                    .into_iter()
+                    .map(|p| format!("pod {}: {p}", pod.plan.sandbox.name)),
+            );
         }
     }
     problems

@@ -22,16 +22,36 @@ struct Cli {
 #[derive(Args)]
 struct Global {
     /// Persistent data: images, IPAM leases, writable layers
-    #[arg(long, global = true, env = "PODSHIM_ROOT", default_value = "/var/lib/podshim")]
+    #[arg(
+        long,
+        global = true,
+        env = "PODSHIM_ROOT",
+        default_value = "/var/lib/podshim"
+    )]
     root: PathBuf,
     /// Live Pods: journals, netns pins, emptyDirs, runtime state
-    #[arg(long, global = true, env = "PODSHIM_STATE", default_value = "/run/podshim")]
+    #[arg(
+        long,
+        global = true,
+        env = "PODSHIM_STATE",
+        default_value = "/run/podshim"
+    )]
     state: PathBuf,
     /// The host bridge Pods attach to (created on first use)
-    #[arg(long, global = true, env = "PODSHIM_BRIDGE", default_value = "podshim0")]
+    #[arg(
+        long,
+        global = true,
+        env = "PODSHIM_BRIDGE",
+        default_value = "podshim0"
+    )]
     bridge: String,
     /// The Pod subnet; its first address is the bridge's
-    #[arg(long, global = true, env = "PODSHIM_SUBNET", default_value = "10.66.0.0/16")]
+    #[arg(
+        long,
+        global = true,
+        env = "PODSHIM_SUBNET",
+        default_value = "10.66.0.0/16"
+    )]
     subnet: String,
 }
 
@@ -43,7 +63,12 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
         /// Scale the restart back-off (1 = Kubernetes' 10 s doubling to 300 s)
-        #[arg(long, default_value_t = 1.0, hide = true, env = "PODSHIM_BACKOFF_SCALE")]
+        #[arg(
+            long,
+            default_value_t = 1.0,
+            hide = true,
+            env = "PODSHIM_BACKOFF_SCALE"
+        )]
         backoff_scale: f64,
         file: String,
     },
@@ -76,9 +101,12 @@ fn main() -> ExitCode {
         eprintln!("podshim: cannot seal the podshim binary: {e}");
         return ExitCode::from(1);
     }
-    podshim::sys::restore_sigpipe();
+    podshim::sys::reset_ignored_signals();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PODSHIM_LOG").unwrap_or_else(|_| "off".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PODSHIM_LOG")
+                .unwrap_or_else(|_| "off".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -92,20 +120,35 @@ fn main() -> ExitCode {
 }
 
 fn config(g: &Global) -> Result<Config> {
-    let subnet = g
-        .subnet
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--subnet {:?}: {e}; want an IPv4 CIDR such as 10.66.0.0/16", g.subnet))?;
+    let subnet = g.subnet.parse().map_err(|e| {
+        anyhow::anyhow!(
+            "--subnet {:?}: {e}; want an IPv4 CIDR such as 10.66.0.0/16",
+            g.subnet
+        )
+    })?;
     if g.bridge.is_empty() || g.bridge.len() > 15 {
-        bail!("--bridge {:?}: an interface name has 1 to 15 characters", g.bridge);
+        bail!(
+            "--bridge {:?}: an interface name has 1 to 15 characters",
+            g.bridge
+        );
     }
-    Ok(Config { root: g.root.clone(), state: g.state.clone(), bridge: g.bridge.clone(), subnet, pause: Config::find_pause() })
+    Ok(Config {
+        root: g.root.clone(),
+        state: g.state.clone(),
+        bridge: g.bridge.clone(),
+        subnet,
+        pause: Config::find_pause(),
+    })
 }
 
 fn dispatch(cli: Cli) -> Result<i32> {
     let cfg = config(&cli.global)?;
     match cli.command {
-        Command::Run { dry_run, backoff_scale, file } => run(&cfg, &file, dry_run, backoff_scale),
+        Command::Run {
+            dry_run,
+            backoff_scale,
+            file,
+        } => run(&cfg, &file, dry_run, backoff_scale),
         Command::Image(ImageCommand::Import { name, path }) => {
             let store = Store::open(&cfg.root).context("open the image store")?;
             let images = store
@@ -120,7 +163,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let store = Store::open(&cfg.root).context("open the image store")?;
             println!("{:<50} {:<20} {:>10}", "NAME", "DIGEST", "SIZE");
             for i in store.list()? {
-                let digest: String = i.digest.trim_start_matches("sha256:").chars().take(12).collect();
+                let digest: String = i
+                    .digest
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect();
                 println!("{:<50} {:<20} {:>10}", i.name, digest, human(i.size));
             }
             Ok(0)
@@ -140,7 +188,9 @@ fn human(bytes: u64) -> String {
 fn run(cfg: &Config, file: &str, dry_run: bool, backoff_scale: f64) -> Result<i32> {
     let text = if file == "-" {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("read the manifest from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("read the manifest from stdin")?;
         s
     } else {
         std::fs::read_to_string(file).with_context(|| format!("read {file}"))?
@@ -163,7 +213,10 @@ fn run(cfg: &Config, file: &str, dry_run: bool, backoff_scale: f64) -> Result<i3
         bail!("podshim run needs root (it creates namespaces, mounts, cgroups and network interfaces)");
     }
     if !cfg.pause.is_file() {
-        bail!("the pause binary was not found at {}; set PODSHIM_PAUSE or install it next to podshim", cfg.pause.display());
+        bail!(
+            "the pause binary was not found at {}; set PODSHIM_PAUSE or install it next to podshim",
+            cfg.pause.display()
+        );
     }
     let store = Store::open(&cfg.root).context("open the image store")?;
     let mut plans = Vec::new();
@@ -171,12 +224,17 @@ fn run(cfg: &Config, file: &str, dry_run: bool, backoff_scale: f64) -> Result<i3
     for pod in &manifest.pods {
         match plan::plan(pod, &store) {
             Ok(p) => plans.push(p),
-            Err(errs) => problems.extend(errs.into_iter().map(|e| format!("pod {:?}: {e}", pod.name()))),
+            Err(errs) => problems.extend(
+                errs.into_iter()
+                    .map(|e| format!("pod {:?}: {e}", pod.name())),
+            ),
         }
     }
     if !problems.is_empty() {
         bail!(problems.join("\n"));
     }
-    let opts = foreground::Options { backoff: podshim::pod::restart::Backoff::default().scaled(backoff_scale) };
+    let opts = foreground::Options {
+        backoff: podshim::pod::restart::Backoff::default().scaled(backoff_scale),
+    };
     foreground::run(cfg, plans, opts)
 }

@@ -13,7 +13,9 @@ use nix::sys::statfs::{statfs, OVERLAYFS_SUPER_MAGIC};
 pub enum MountError {
     #[error("{path} is on overlayfs, which the kernel refuses as an overlay upper directory; put podshim's data root (--root) on a volume, a bind-mounted host directory or a tmpfs")]
     UpperOnOverlay { path: PathBuf },
-    #[error("overlay mount options for {target} are {len} bytes, over the kernel's page-size limit")]
+    #[error(
+        "overlay mount options for {target} are {len} bytes, over the kernel's page-size limit"
+    )]
     OptionsTooLong { target: PathBuf, len: usize },
     #[error("cannot mount {what} on {target}")]
     Mount {
@@ -37,7 +39,10 @@ pub enum MountError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> MountError + '_ {
-    move |source| MountError::Io { path: path.into(), source }
+    move |source| MountError::Io {
+        path: path.into(),
+        source,
+    }
 }
 
 /// Fail early, with the fix, when `dir` is on overlayfs (as in a container without a volume).
@@ -51,7 +56,12 @@ pub fn check_not_overlay(dir: &Path) -> Result<(), MountError> {
 }
 
 /// Mount an overlay at `target` with `lower` (top layer first), creating upper/work/target.
-pub fn overlay(lower: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<(), MountError> {
+pub fn overlay(
+    lower: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<(), MountError> {
     for dir in [upper, work, target] {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
     }
@@ -64,10 +74,23 @@ pub fn overlay(lower: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> R
         work.display()
     );
     if data.len() >= 4096 {
-        return Err(MountError::OptionsTooLong { target: target.into(), len: data.len() });
+        return Err(MountError::OptionsTooLong {
+            target: target.into(),
+            len: data.len(),
+        });
     }
-    mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
-        .map_err(|source| MountError::Mount { what: "overlay", target: target.into(), source })
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(|source| MountError::Mount {
+        what: "overlay",
+        target: target.into(),
+        source,
+    })
 }
 
 /// Mount a tmpfs at `target` (mode 1777 like an emptyDir), with `size=` when given.
@@ -78,15 +101,35 @@ pub fn tmpfs(target: &Path, size: Option<u64>) -> Result<(), MountError> {
         data.push_str(&format!(",size={size}"));
     }
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    mount(Some("tmpfs"), target, Some("tmpfs"), flags, Some(data.as_str()))
-        .map_err(|source| MountError::Mount { what: "tmpfs", target: target.into(), source })
+    mount(
+        Some("tmpfs"),
+        target,
+        Some("tmpfs"),
+        flags,
+        Some(data.as_str()),
+    )
+    .map_err(|source| MountError::Mount {
+        what: "tmpfs",
+        target: target.into(),
+        source,
+    })
 }
 
 /// Bind-mount `source` (a file, e.g. `/proc/PID/ns/net`) onto a new file at `target`.
 pub fn bind_file(source: &Path, target: &Path) -> Result<(), MountError> {
     fs::File::create(target).map_err(io_err(target))?;
-    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .map_err(|source| MountError::Mount { what: "bind", target: target.into(), source })
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|source| MountError::Mount {
+        what: "bind",
+        target: target.into(),
+        source,
+    })
 }
 
 /// Unmount `target` (lazily, so a busy mount does not stop teardown). Not mounted or missing
@@ -94,13 +137,19 @@ pub fn bind_file(source: &Path, target: &Path) -> Result<(), MountError> {
 pub fn unmount(target: &Path) -> Result<(), MountError> {
     match umount2(target, MntFlags::MNT_DETACH) {
         Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => Ok(()),
-        Err(source) => Err(MountError::Unmount { target: target.into(), source }),
+        Err(source) => Err(MountError::Unmount {
+            target: target.into(),
+            source,
+        }),
     }
 }
 
 /// Whether something is mounted exactly at `target` (from /proc/self/mountinfo).
 pub fn is_mounted(target: &Path) -> bool {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
     let want = target.display().to_string().replace(' ', "\\040");
-    info.lines().any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
 }

@@ -23,7 +23,11 @@ pub struct PodPlan {
 /// The Pod's hostname as the kubelet derives it (`GeneratePodHostNameAndDomain`): `spec.hostname`
 /// or the Pod name, truncated to 63 characters without a trailing `-` or `.`.
 pub fn hostname(pod: &Pod) -> String {
-    let name = pod.spec.hostname.clone().unwrap_or_else(|| pod.name().to_string());
+    let name = pod
+        .spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| pod.name().to_string());
     let mut h: String = name.chars().take(63).collect();
     while h.ends_with('-') || h.ends_with('.') {
         h.pop();
@@ -35,9 +39,17 @@ pub fn hostname(pod: &Pod) -> String {
 pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
     let mut errors = Vec::new();
     let spec = &pod.spec;
-    let uid = pod.metadata.uid.clone().filter(|u| !u.is_empty()).unwrap_or_else(new_uid);
+    let uid = pod
+        .metadata
+        .uid
+        .clone()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(new_uid);
     let host = hostname(pod);
-    let fqdn = spec.subdomain.as_ref().map(|sub| format!("{host}.{sub}.{}.svc.cluster.local", pod.namespace()));
+    let fqdn = spec
+        .subdomain
+        .as_ref()
+        .map(|sub| format!("{host}.{sub}.{}.svc.cluster.local", pod.namespace()));
     let mut dns_config = Dns::default();
     if let Some(c) = &spec.dns_config {
         dns_config.nameservers = c.nameservers.clone();
@@ -59,7 +71,11 @@ pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
             Some(VolumeSpec {
                 name: v.name.clone(),
                 memory: e.medium.as_deref() == Some("Memory"),
-                size_limit: e.size_limit.as_ref().and_then(|q| q.to_bytes()).map(|b| b.max(0) as u64),
+                size_limit: e
+                    .size_limit
+                    .as_ref()
+                    .and_then(|q| q.to_bytes())
+                    .map(|b| b.max(0) as u64),
             })
         })
         .collect();
@@ -71,7 +87,11 @@ pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
             Ok(Some(image)) => image,
             Ok(None) => {
                 let never = matches!(c.pull_policy(), PullPolicy::Never);
-                let reason = if never { "ErrImageNeverPull" } else { "ErrImagePull" };
+                let reason = if never {
+                    "ErrImageNeverPull"
+                } else {
+                    "ErrImagePull"
+                };
                 errors.push(format!(
                     "spec.containers[{i}].image: {reason}: image {image_ref:?} is not in podshim's image store \
                      (pulling from registries is not supported yet); import it first: \
@@ -80,7 +100,10 @@ pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
                 continue;
             }
             Err(e) => {
-                errors.push(format!("spec.containers[{i}].image: {}", crate::pod::chain(&e)));
+                errors.push(format!(
+                    "spec.containers[{i}].image: {}",
+                    crate::pod::chain(&e)
+                ));
                 continue;
             }
         };
@@ -97,7 +120,11 @@ pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
             stop_signal: image.config.stop_signal.clone(),
             command: c.command.clone(),
             args: c.args.clone(),
-            env: c.env.iter().map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())).collect(),
+            env: c
+                .env
+                .iter()
+                .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+                .collect(),
             working_dir: c.working_dir.clone(),
             run_as_user: sc.run_as_user.or(psc.run_as_user),
             run_as_group: sc.run_as_group.or(psc.run_as_group),
@@ -110,7 +137,13 @@ pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
             mounts: c
                 .volume_mounts
                 .iter()
-                .map(|m| (m.name.clone(), m.mount_path.clone(), m.read_only.unwrap_or(false)))
+                .map(|m| {
+                    (
+                        m.name.clone(),
+                        m.mount_path.clone(),
+                        m.read_only.unwrap_or(false),
+                    )
+                })
                 .collect(),
         });
     }
@@ -126,7 +159,11 @@ pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
             fqdn,
             dns_none: spec.dns_policy.as_deref() == Some("None"),
             dns_config,
-            host_aliases: spec.host_aliases.iter().map(|a| (a.ip.clone(), a.hostnames.clone())).collect(),
+            host_aliases: spec
+                .host_aliases
+                .iter()
+                .map(|a| (a.ip.clone(), a.hostnames.clone()))
+                .collect(),
             volumes,
         },
         containers,
@@ -135,6 +172,8 @@ pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
             RestartPolicy::OnFailure => Policy::OnFailure,
             RestartPolicy::Never => Policy::Never,
         },
-        grace_period: Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64),
+        grace_period: Duration::from_secs(
+            spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64,
+        ),
     })
 }

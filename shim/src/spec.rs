@@ -40,19 +40,57 @@ pub const MASKED_PATHS: [&str; 12] = [
 ];
 
 /// containerd's read-only paths.
-pub const READONLY_PATHS: [&str; 5] =
-    ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 /// Every capability name the kernel headers know, for `drop: [ALL]` / `add: [ALL]`.
 const ALL_CAPS: [&str; 41] = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ];
 
 /// A bind mount into the container.
@@ -100,17 +138,24 @@ impl HostLimits {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
-        let nofile_hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-            .map(|(_, hard)| hard)
-            .unwrap_or(1024);
-        HostLimits { oom_score_adj, nofile_hard }
+        let nofile_hard =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                .map(|(_, hard)| hard)
+                .unwrap_or(1024);
+        HostLimits {
+            oom_score_adj,
+            nofile_hard,
+        }
     }
 }
 
 /// Kubernetes BestEffort Pods get oom_score_adj 1000 (kubelet `qos.GetContainerOOMScoreAdjust`);
 /// containerd's default nofile is 1048576. Both are clamped to what the host allows.
 pub fn clamp(limits: HostLimits, want_oom: i32, want_nofile: u64) -> (i32, u64) {
-    (want_oom.clamp(limits.oom_score_adj, 1000), want_nofile.min(limits.nofile_hard))
+    (
+        want_oom.clamp(limits.oom_score_adj, 1000),
+        want_nofile.min(limits.nofile_hard),
+    )
 }
 
 /// Kubernetes' capability rules: the runtime default set, then `add`, then `drop` (`ALL` allowed
@@ -118,7 +163,11 @@ pub fn clamp(limits: HostLimits, want_oom: i32, want_nofile: u64) -> (i32, u64) 
 pub fn capabilities(add: &[String], drop: &[String]) -> Vec<String> {
     let norm = |c: &String| {
         let c = c.to_ascii_uppercase();
-        if c.starts_with("CAP_") || c == "ALL" { c } else { format!("CAP_{c}") }
+        if c.starts_with("CAP_") || c == "ALL" {
+            c
+        } else {
+            format!("CAP_{c}")
+        }
     };
     let add: Vec<String> = add.iter().map(norm).collect();
     let drop: Vec<String> = drop.iter().map(norm).collect();
@@ -225,8 +274,15 @@ mod tests {
             ipcns: "/proc/9/ns/ipc".into(),
             utsns: "/proc/9/ns/uts".into(),
             cgroups_path: "/podshim/u/c".into(),
-            binds: vec![Bind { source: "/v".into(), destination: "/data".into(), readonly: true }],
-            limits: HostLimits { oom_score_adj: 0, nofile_hard: 20000 },
+            binds: vec![Bind {
+                source: "/v".into(),
+                destination: "/data".into(),
+                readonly: true,
+            }],
+            limits: HostLimits {
+                oom_score_adj: 0,
+                nofile_hard: 20000,
+            },
         }
     }
 
@@ -234,18 +290,36 @@ mod tests {
     fn spec_has_security_defaults_and_parses_as_oci() {
         let v = build(&sample());
         let _: libcontainer::oci_spec::runtime::Spec = serde_json::from_value(v.clone()).unwrap();
-        assert_eq!(v["linux"]["resources"]["devices"][0], json!({"allow": false, "access": "rwm"}));
-        assert_eq!(v["process"]["capabilities"]["bounding"].as_array().unwrap().len(), 14);
-        assert!(v["linux"]["maskedPaths"].as_array().unwrap().contains(&json!("/sys/devices/virtual/powercap")));
+        assert_eq!(
+            v["linux"]["resources"]["devices"][0],
+            json!({"allow": false, "access": "rwm"})
+        );
+        assert_eq!(
+            v["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .len(),
+            14
+        );
+        assert!(v["linux"]["maskedPaths"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("/sys/devices/virtual/powercap")));
         assert_eq!(v["linux"]["readonlyPaths"].as_array().unwrap().len(), 5);
         assert_eq!(v["process"]["rlimits"][0]["hard"], json!(20000));
-        assert_eq!(v["mounts"].as_array().unwrap().last().unwrap()["options"][2], json!("ro"));
+        assert_eq!(
+            v["mounts"].as_array().unwrap().last().unwrap()["options"][2],
+            json!("ro")
+        );
         assert_eq!(v["linux"]["namespaces"][2]["path"], json!("/run/p/netns"));
     }
 
     #[test]
     fn limits_are_clamped_to_the_host() {
-        let host = HostLimits { oom_score_adj: 0, nofile_hard: 20000 };
+        let host = HostLimits {
+            oom_score_adj: 0,
+            nofile_hard: 20000,
+        };
         assert_eq!(clamp(host, -998, 1_048_576), (0, 20000));
         assert_eq!(clamp(host, 1000, 512), (1000, 512));
     }
@@ -255,9 +329,14 @@ mod tests {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let caps = capabilities(&s(&["NET_ADMIN"]), &s(&["kill", "CAP_CHOWN"]));
         assert!(caps.contains(&"CAP_NET_ADMIN".to_string()));
-        assert!(!caps.contains(&"CAP_KILL".to_string()) && !caps.contains(&"CAP_CHOWN".to_string()));
+        assert!(
+            !caps.contains(&"CAP_KILL".to_string()) && !caps.contains(&"CAP_CHOWN".to_string())
+        );
         assert_eq!(caps.len(), 13);
-        assert_eq!(capabilities(&s(&["NET_BIND_SERVICE"]), &s(&["ALL"])), vec!["CAP_NET_BIND_SERVICE"]);
+        assert_eq!(
+            capabilities(&s(&["NET_BIND_SERVICE"]), &s(&["ALL"])),
+            vec!["CAP_NET_BIND_SERVICE"]
+        );
         assert!(capabilities(&[], &s(&["ALL"])).is_empty());
         assert!(capabilities(&s(&["ALL"]), &[]).len() >= 40);
     }

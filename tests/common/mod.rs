@@ -17,7 +17,11 @@ pub fn podshim_bin() -> PathBuf {
     let bin = std::env::var_os("PODSHIM_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/podshim"));
-    assert!(bin.is_file(), "podshim binary {} not found: run scripts/test.sh (or set PODSHIM_BIN)", bin.display());
+    assert!(
+        bin.is_file(),
+        "podshim binary {} not found: run scripts/test.sh (or set PODSHIM_BIN)",
+        bin.display()
+    );
     bin
 }
 
@@ -25,14 +29,23 @@ pub fn podshim_bin() -> PathBuf {
 pub fn busybox_archive() -> PathBuf {
     let p = std::env::var_os("PODSHIM_TEST_IMAGE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-images/busybox-oci.tar"));
-    assert!(p.is_file(), "test image {} not found: run scripts/test.sh (or scripts/make-busybox-image.sh)", p.display());
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-images/busybox-oci.tar")
+        });
+    assert!(
+        p.is_file(),
+        "test image {} not found: run scripts/test.sh (or scripts/make-busybox-image.sh)",
+        p.display()
+    );
     p
 }
 
 pub fn require_root() {
     let uid = unsafe_free_euid();
-    assert_eq!(uid, 0, "the privileged tests must run as root (euid is {uid}); run them with scripts/test.sh");
+    assert_eq!(
+        uid, 0,
+        "the privileged tests must run as root (euid is {uid}); run them with scripts/test.sh"
+    );
 }
 
 fn unsafe_free_euid() -> u32 {
@@ -87,16 +100,31 @@ impl Instance {
 
     pub fn command(&self) -> Command {
         let mut c = Command::new(podshim_bin());
-        c.arg("--root").arg(&self.root).arg("--state").arg(&self.state);
-        c.arg("--bridge").arg(&self.bridge).arg("--subnet").arg(&self.subnet);
+        c.arg("--root")
+            .arg(&self.root)
+            .arg("--state")
+            .arg(&self.state);
+        c.arg("--bridge")
+            .arg(&self.bridge)
+            .arg("--subnet")
+            .arg(&self.subnet);
         c.env("PODSHIM_BACKOFF_SCALE", "0.05");
         c
     }
 
     /// Import the busybox test image as busybox:1.35.
     pub fn import_busybox(&self) {
-        let out = self.command().args(["image", "import", "--name", "busybox:1.35"]).arg(busybox_archive()).output().unwrap();
-        assert!(out.status.success(), "image import failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self
+            .command()
+            .args(["image", "import", "--name", "busybox:1.35"])
+            .arg(busybox_archive())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "image import failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn write_manifest(&self, yaml: &str) -> PathBuf {
@@ -161,7 +189,10 @@ impl Instance {
         }
         for uid in pod_uids {
             for h in ["memory", "pids", "cpu", "devices", "freezer"] {
-                let p = Path::new("/sys/fs/cgroup").join(h).join("podshim").join(uid);
+                let p = Path::new("/sys/fs/cgroup")
+                    .join(h)
+                    .join("podshim")
+                    .join(uid);
                 if p.exists() {
                     leaks.push(format!("cgroup {}", p.display()));
                 }
@@ -171,18 +202,32 @@ impl Instance {
                 leaks.push(format!("veth {veth}"));
             }
         }
-        let out = Command::new("pgrep").args(["-f", &format!("pause --hostname [^ ]*-{} ", self.tag)]).output().unwrap();
+        let out = Command::new("pgrep")
+            .args(["-f", &format!("pause --hostname [^ ]*-{} ", self.tag)])
+            .output()
+            .unwrap();
         if !out.stdout.is_empty() {
-            leaks.push(format!("pause processes {}", String::from_utf8_lossy(&out.stdout)));
+            leaks.push(format!(
+                "pause processes {}",
+                String::from_utf8_lossy(&out.stdout)
+            ));
         }
-        assert!(leaks.is_empty(), "instance {} leaked:\n{}", self.dir.display(), leaks.join("\n"));
+        assert!(
+            leaks.is_empty(),
+            "instance {} leaked:\n{}",
+            self.dir.display(),
+            leaks.join("\n")
+        );
     }
 }
 
 impl Drop for Instance {
     fn drop(&mut self) {
         // Best effort: never leave a test's bridge behind even when an assertion failed.
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -225,5 +270,52 @@ pub fn stderr(o: &Output) -> String {
 /// Lines a container printed (podshim prefixes each with `[name] `).
 pub fn lines_of(out: &str, container: &str) -> Vec<String> {
     let prefix = format!("[{container}] ");
-    out.lines().filter_map(|l| l.strip_prefix(&prefix)).map(str::to_string).collect()
+    out.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A Pod uid unique to this test process.
+pub fn uid(n: u32) -> String {
+    format!(
+        "00000000-0000-4000-8000-{:012x}",
+        std::process::id() as u64 * 1000 + n as u64
+    )
+}
+
+/// A Pod manifest: `containers` and `volumes` are YAML list items indented for `spec:`.
+pub fn pod(name: &str, uid: &str, restart: &str, containers: &str, volumes: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  uid: {uid}\nspec:\n  restartPolicy: {restart}\n  terminationGracePeriodSeconds: 1\n  containers:\n{containers}{volumes}"
+    )
+}
+
+/// One busybox container running `script` with `sh -c` (`mounts`: YAML lines for it).
+pub fn container(name: &str, script: &str, mounts: &str) -> String {
+    let script = script.replace('\'', "''");
+    format!(
+        "  - name: {name}\n    image: busybox:1.35\n    command: [sh, -c, '{script}']\n{mounts}"
+    )
+}
+
+/// Assert podshim exited 0, showing its output otherwise.
+pub fn ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "podshim failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// The IPv4 address in `ip -o -4 addr` output lines.
+pub fn ipv4_of(lines: &[String]) -> Option<String> {
+    // `ip -o -4 addr show dev eth0`: "2: eth0    inet 10.x.y.z/24 brd ..."
+    lines.iter().find_map(|l| {
+        let mut w = l.split_whitespace();
+        w.position(|x| x == "inet")?;
+        Some(w.next()?.split('/').next()?.to_string())
+    })
 }

@@ -72,7 +72,11 @@ fn paths(cfg: &Config, sandbox: &Sandbox, name: &str) -> (PathBuf, PathBuf, Path
 
 /// Create and start a container in the sandbox (a fresh writable layer each time, as a restarted
 /// Kubernetes container gets).
-pub fn start(cfg: &Config, sandbox: &mut Sandbox, plan: &ContainerPlan) -> Result<Started, PodError> {
+pub fn start(
+    cfg: &Config,
+    sandbox: &mut Sandbox,
+    plan: &ContainerPlan,
+) -> Result<Started, PodError> {
     let name = plan.name.clone();
     let io = |what, path: &PathBuf| {
         let path = path.clone();
@@ -88,10 +92,15 @@ pub fn start(cfg: &Config, sandbox: &mut Sandbox, plan: &ContainerPlan) -> Resul
         fs::create_dir_all(&empty).map_err(io("create", &empty))?;
         lower.push(empty);
     }
-    sandbox.journal.record(Resource::Mount { path: rootfs.clone() })?;
+    sandbox.journal.record(Resource::Mount {
+        path: rootfs.clone(),
+    })?;
     mounts::overlay(&lower, &upper, &work, &rootfs)?;
 
-    let perr = |source| PodError::Process { container: name.clone(), source };
+    let perr = |source| PodError::Process {
+        container: name.clone(),
+        source,
+    };
     let user: User = process::resolve_user(
         &rootfs,
         plan.image_user.as_deref(),
@@ -103,9 +112,24 @@ pub fn start(cfg: &Config, sandbox: &mut Sandbox, plan: &ContainerPlan) -> Resul
     .map_err(perr)?;
     let hostname = fs::read_to_string(sandbox.dir.join("etc/hostname")).unwrap_or_default();
     let (env, vars) = process::environment(&plan.image_env, &plan.env, hostname.trim());
-    let expand = |v: &Vec<String>| v.iter().map(|s| process::expand(s, &vars)).collect::<Vec<_>>();
-    let args = process::command(&plan.entrypoint, &plan.cmd, &expand(&plan.command), &expand(&plan.args)).map_err(perr)?;
-    let cwd = plan.working_dir.clone().or_else(|| plan.image_working_dir.clone()).filter(|d| !d.is_empty()).unwrap_or_else(|| "/".into());
+    let expand = |v: &Vec<String>| {
+        v.iter()
+            .map(|s| process::expand(s, &vars))
+            .collect::<Vec<_>>()
+    };
+    let args = process::command(
+        &plan.entrypoint,
+        &plan.cmd,
+        &expand(&plan.command),
+        &expand(&plan.args),
+    )
+    .map_err(perr)?;
+    let cwd = plan
+        .working_dir
+        .clone()
+        .or_else(|| plan.image_working_dir.clone())
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "/".into());
     // Kubernetes creates a missing working directory (containerd CRI `WithProcessCwd` + mkdir).
     let cwd_host = rootfs.join(cwd.trim_start_matches('/'));
     fs::create_dir_all(&cwd_host).map_err(io("create", &cwd_host))?;
@@ -113,15 +137,27 @@ pub fn start(cfg: &Config, sandbox: &mut Sandbox, plan: &ContainerPlan) -> Resul
     let mut binds: Vec<Bind> = sandbox
         .etc
         .iter()
-        .map(|(source, dest)| Bind { source: source.clone(), destination: dest.to_string(), readonly: false })
+        .map(|(source, dest)| Bind {
+            source: source.clone(),
+            destination: dest.to_string(),
+            readonly: false,
+        })
         .collect();
     for (volume, path, readonly) in &plan.mounts {
-        let source = sandbox.volumes.get(volume).cloned().ok_or_else(|| PodError::Runtime {
-            container: name.clone(),
-            action: "mount",
-            detail: format!("volume {volume:?} is not an emptyDir of this Pod"),
-        })?;
-        binds.push(Bind { source, destination: path.clone(), readonly: *readonly });
+        let source = sandbox
+            .volumes
+            .get(volume)
+            .cloned()
+            .ok_or_else(|| PodError::Runtime {
+                container: name.clone(),
+                action: "mount",
+                detail: format!("volume {volume:?} is not an emptyDir of this Pod"),
+            })?;
+        binds.push(Bind {
+            source,
+            destination: path.clone(),
+            readonly: *readonly,
+        });
     }
     let spec = ContainerSpec {
         args,
@@ -145,16 +181,29 @@ pub fn start(cfg: &Config, sandbox: &mut Sandbox, plan: &ContainerPlan) -> Resul
     let json = serde_json::to_vec_pretty(&spec::build(&spec)).expect("spec serializes");
     fs::write(&config, json).map_err(io("write", &config))?;
 
-    let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| io("create a pipe for", &bundle)(e.into()))?;
-    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| io("create a pipe for", &bundle)(e.into()))?;
-    let devnull: OwnedFd = OpenOptions::new().read(true).open("/dev/null").map_err(io("open", &PathBuf::from("/dev/null")))?.into();
+    let (out_r, out_w) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|e| io("create a pipe for", &bundle)(e.into()))?;
+    let (err_r, err_w) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|e| io("create a pipe for", &bundle)(e.into()))?;
+    let devnull: OwnedFd = OpenOptions::new()
+        .read(true)
+        .open("/dev/null")
+        .map_err(io("open", &PathBuf::from("/dev/null")))?
+        .into();
 
     let runtime_dir = cfg.runtime_dir();
     fs::create_dir_all(&runtime_dir).map_err(io("create", &runtime_dir))?;
-    sandbox.journal.record(Resource::Container { id: id.clone(), runtime_dir: runtime_dir.clone() })?;
+    sandbox.journal.record(Resource::Container {
+        id: id.clone(),
+        runtime_dir: runtime_dir.clone(),
+    })?;
     let rt = |action: &'static str| {
         let container = name.clone();
-        move |e: libcontainer::error::LibcontainerError| PodError::Runtime { container, action, detail: chain(&e) }
+        move |e: libcontainer::error::LibcontainerError| PodError::Runtime {
+            container,
+            action,
+            detail: chain(&e),
+        }
     };
     let mut container = ContainerBuilder::new(id.clone(), SyscallType::default())
         .with_executor(DefaultExecutor {})
@@ -176,18 +225,30 @@ pub fn start(cfg: &Config, sandbox: &mut Sandbox, plan: &ContainerPlan) -> Resul
         action: "start",
         detail: "no init pid in the container state".into(),
     })?;
-    Ok(Started { id, pid, stdout: File::from(out_r), stderr: File::from(err_r) })
+    Ok(Started {
+        id,
+        pid,
+        stdout: File::from(out_r),
+        stderr: File::from(err_r),
+    })
 }
 
 /// Delete an exited container and its root filesystem (before a restart or at teardown).
 pub fn remove_container(cfg: &Config, sandbox: &mut Sandbox, name: &str) -> Result<(), PodError> {
     let (_, rootfs, layer) = paths(cfg, sandbox, name);
     let resources = [
-        Resource::Container { id: container_id(sandbox, name), runtime_dir: cfg.runtime_dir() },
+        Resource::Container {
+            id: container_id(sandbox, name),
+            runtime_dir: cfg.runtime_dir(),
+        },
         Resource::Mount { path: rootfs },
     ];
     for r in resources {
-        remove(&r).map_err(|detail| PodError::Runtime { container: name.to_string(), action: "delete", detail })?;
+        remove(&r).map_err(|detail| PodError::Runtime {
+            container: name.to_string(),
+            action: "delete",
+            detail,
+        })?;
         sandbox.journal.forget(&r)?;
     }
     let _ = fs::remove_dir_all(layer);

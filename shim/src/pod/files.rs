@@ -4,7 +4,12 @@ use std::net::Ipv4Addr;
 
 /// Kubernetes' managed hosts file (kubelet `managedHostsFileContent`): localhost entries, the Pod
 /// IP with its hostname (and FQDN when a subdomain is set), then the hostAliases.
-pub fn hosts(ip: Ipv4Addr, hostname: &str, fqdn: Option<&str>, aliases: &[(String, Vec<String>)]) -> String {
+pub fn hosts(
+    ip: Ipv4Addr,
+    hostname: &str,
+    fqdn: Option<&str>,
+    aliases: &[(String, Vec<String>)],
+) -> String {
     let mut s = String::from(
         "# Kubernetes-managed hosts file (podshim).\n\
          127.0.0.1\tlocalhost\n\
@@ -45,13 +50,17 @@ impl Dns {
             match words.next() {
                 Some("nameserver") => {
                     if let Some(ns) = words.next() {
-                        let loopback = ns.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+                        let loopback = ns
+                            .parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback());
                         if !loopback {
                             dns.nameservers.push(ns.to_string());
                         }
                     }
                 }
-                Some("search") | Some("domain") => dns.searches = words.map(str::to_string).collect(),
+                Some("search") | Some("domain") => {
+                    dns.searches = words.map(str::to_string).collect()
+                }
                 Some("options") => dns.options.extend(words.map(str::to_string)),
                 _ => {}
             }
@@ -74,7 +83,8 @@ impl Dns {
         }
         for o in options {
             let name = o.split(':').next().unwrap_or(o);
-            self.options.retain(|x| x.split(':').next().unwrap_or(x) != name);
+            self.options
+                .retain(|x| x.split(':').next().unwrap_or(x) != name);
             self.options.push(o.clone());
         }
     }
@@ -100,20 +110,35 @@ mod tests {
 
     #[test]
     fn hosts_lists_pod_ip_and_aliases() {
-        let h = hosts(Ipv4Addr::new(10, 66, 0, 2), "web", None, &[("1.2.3.4".into(), vec!["a".into(), "b".into()])]);
+        let h = hosts(
+            Ipv4Addr::new(10, 66, 0, 2),
+            "web",
+            None,
+            &[("1.2.3.4".into(), vec!["a".into(), "b".into()])],
+        );
         assert!(h.contains("127.0.0.1\tlocalhost\n"));
         assert!(h.contains("10.66.0.2\tweb\n"));
         assert!(h.ends_with("1.2.3.4\ta\tb\n"));
-        let h = hosts(Ipv4Addr::new(10, 66, 0, 2), "web", Some("web.sub.default.svc"), &[]);
+        let h = hosts(
+            Ipv4Addr::new(10, 66, 0, 2),
+            "web",
+            Some("web.sub.default.svc"),
+            &[],
+        );
         assert!(h.contains("10.66.0.2\tweb.sub.default.svc\tweb\n"));
     }
 
     #[test]
     fn resolv_conf_drops_loopback_and_merges() {
-        let mut d = Dns::from_resolv_conf("# c\nnameserver 127.0.0.53\nnameserver 192.0.2.1\nsearch a b\noptions ndots:1 edns0\n");
+        let mut d = Dns::from_resolv_conf(
+            "# c\nnameserver 127.0.0.53\nnameserver 192.0.2.1\nsearch a b\noptions ndots:1 edns0\n",
+        );
         assert_eq!(d.nameservers, vec!["192.0.2.1"]);
         assert_eq!(d.searches, vec!["a", "b"]);
         d.merge(&["192.0.2.9".into()], &["c".into()], &["ndots:5".into()]);
-        assert_eq!(d.render(), "search a b c\nnameserver 192.0.2.1\nnameserver 192.0.2.9\noptions edns0 ndots:5\n");
+        assert_eq!(
+            d.render(),
+            "search a b c\nnameserver 192.0.2.1\nnameserver 192.0.2.9\noptions edns0 ndots:5\n"
+        );
     }
 }

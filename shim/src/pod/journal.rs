@@ -34,7 +34,11 @@ pub enum JournalError {
 
 /// One host resource a Pod owns. Teardown undoes them in reverse order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum Resource {
     /// A directory podshim created (state dir, writable layers); removed after its mounts.
     Dir { path: PathBuf },
@@ -45,7 +49,13 @@ pub enum Resource {
     /// The nsfs bind mount that pins the Pod's network namespace.
     NetnsPin { path: PathBuf },
     /// The Pod's network attachment: IPAM lease and veth (and the bridge when last).
-    Network { bridge: String, subnet: String, ipam_dir: PathBuf, attachment_id: String, host_veth: String },
+    Network {
+        bridge: String,
+        subnet: String,
+        ipam_dir: PathBuf,
+        attachment_id: String,
+        host_veth: String,
+    },
     /// A mount point (overlay root filesystem, Memory emptyDir).
     Mount { path: PathBuf },
     /// A libcontainer container (its state lives under `runtime_dir/id`).
@@ -75,15 +85,25 @@ pub struct Journal {
 impl Journal {
     /// Start the journal of a Pod at `path` (its directory must exist).
     pub fn create(path: &Path, pod: PodRecord) -> Result<Self, JournalError> {
-        let journal = Journal { path: path.into(), pod, resources: Vec::new() };
+        let journal = Journal {
+            path: path.into(),
+            pod,
+            resources: Vec::new(),
+        };
         journal.save()?;
         Ok(journal)
     }
 
     pub fn load(path: &Path) -> Result<Self, JournalError> {
-        let text = fs::read(path).map_err(|source| JournalError::Read { path: path.into(), source })?;
-        let mut journal: Journal = serde_json::from_slice(&text)
-            .map_err(|source| JournalError::Corrupt { path: path.into(), source })?;
+        let text = fs::read(path).map_err(|source| JournalError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let mut journal: Journal =
+            serde_json::from_slice(&text).map_err(|source| JournalError::Corrupt {
+                path: path.into(),
+                source,
+            })?;
         journal.path = path.into();
         Ok(journal)
     }
@@ -112,11 +132,16 @@ impl Journal {
     }
 
     fn save(&self) -> Result<(), JournalError> {
-        let err = |source| JournalError::Write { path: self.path.clone(), source };
+        let err = |source| JournalError::Write {
+            path: self.path.clone(),
+            source,
+        };
         let tmp = self.path.with_extension("tmp");
         let data = serde_json::to_vec_pretty(self).expect("journal serializes");
         let mut file = fs::File::create(&tmp).map_err(err)?;
-        file.write_all(&data).and_then(|_| file.sync_all()).map_err(err)?;
+        file.write_all(&data)
+            .and_then(|_| file.sync_all())
+            .map_err(err)?;
         fs::rename(&tmp, &self.path).map_err(err)
     }
 }
@@ -129,15 +154,28 @@ mod tests {
     fn records_persist_atomically_and_reload() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.json");
-        let pod = PodRecord { namespace: "default".into(), name: "p".into(), uid: "u".into(), owner_pid: 1 };
+        let pod = PodRecord {
+            namespace: "default".into(),
+            name: "p".into(),
+            uid: "u".into(),
+            owner_pid: 1,
+        };
         let mut j = Journal::create(&path, pod).unwrap();
-        j.record(Resource::Cgroup { path: "/podshim/u".into() }).unwrap();
+        j.record(Resource::Cgroup {
+            path: "/podshim/u".into(),
+        })
+        .unwrap();
         j.record(Resource::Mount { path: "/x".into() }).unwrap();
         j.record(Resource::Mount { path: "/x".into() }).unwrap();
         assert_eq!(Journal::load(&path).unwrap(), j);
         assert_eq!(j.resources.len(), 2);
         j.forget(&Resource::Mount { path: "/x".into() }).unwrap();
-        assert_eq!(Journal::load(&path).unwrap().resources, vec![Resource::Cgroup { path: "/podshim/u".into() }]);
+        assert_eq!(
+            Journal::load(&path).unwrap().resources,
+            vec![Resource::Cgroup {
+                path: "/podshim/u".into()
+            }]
+        );
         assert!(!path.with_extension("tmp").exists());
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"kind\": \"cgroup\""), "{text}");

@@ -69,7 +69,11 @@ pub enum PodError {
         source: process::ProcessError,
     },
     #[error("container {container:?}: the runtime failed to {action} it: {detail}")]
-    Runtime { container: String, action: &'static str, detail: String },
+    Runtime {
+        container: String,
+        action: &'static str,
+        detail: String,
+    },
     #[error("{error}; rolling back also failed: {}", rollback.join("; "))]
     Rollback {
         #[source]

@@ -74,14 +74,22 @@ pub fn expand(input: &str, vars: &[(String, String)]) -> String {
 /// The container's environment: the image's, then the container's in order (each value expanded
 /// against the container variables defined before it), a later name overriding an earlier one.
 /// Returns `KEY=VALUE` strings and the expanded container variables (for command expansion).
-pub fn environment(image_env: &[String], container_env: &[(String, String)], hostname: &str) -> (Vec<String>, Vec<(String, String)>) {
+pub fn environment(
+    image_env: &[String],
+    container_env: &[(String, String)],
+    hostname: &str,
+) -> (Vec<String>, Vec<(String, String)>) {
     let mut vars: Vec<(String, String)> = Vec::new();
     let set = |vars: &mut Vec<(String, String)>, k: String, v: String| {
         vars.retain(|(name, _)| *name != k);
         vars.push((k, v));
     };
     if !image_env.iter().any(|e| e.starts_with("PATH=")) {
-        set(&mut vars, "PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        set(
+            &mut vars,
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        );
     }
     for e in image_env {
         let (k, v) = e.split_once('=').unwrap_or((e, ""));
@@ -95,7 +103,10 @@ pub fn environment(image_env: &[String], container_env: &[(String, String)], hos
         expanded.push((k.clone(), value.clone()));
         set(&mut vars, k.clone(), value);
     }
-    (vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect(), expanded)
+    (
+        vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        expanded,
+    )
 }
 
 /// The user a container runs as.
@@ -119,7 +130,10 @@ pub fn resolve_user(
     let passwd = fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
     let group = fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
     let entries = |text: &str| -> Vec<Vec<String>> {
-        text.lines().filter(|l| !l.starts_with('#')).map(|l| l.split(':').map(str::to_string).collect()).collect()
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(':').map(str::to_string).collect())
+            .collect()
     };
     let passwd = entries(&passwd);
     let groups = entries(&group);
@@ -130,14 +144,32 @@ pub fn resolve_user(
         },
         None => ("0".to_string(), None),
     };
-    let by_name = |name: &str| passwd.iter().find(|e| e.first().map(String::as_str) == Some(name) && e.len() >= 4);
-    let by_uid = |uid: u32| passwd.iter().find(|e| e.get(2).and_then(|u| u.parse().ok()) == Some(uid));
+    let by_name = |name: &str| {
+        passwd
+            .iter()
+            .find(|e| e.first().map(String::as_str) == Some(name) && e.len() >= 4)
+    };
+    let by_uid = |uid: u32| {
+        passwd
+            .iter()
+            .find(|e| e.get(2).and_then(|u| u.parse().ok()) == Some(uid))
+    };
     let (uid, mut gid) = match run_as_user {
-        Some(u) => (u as u32, by_uid(u as u32).and_then(|e| e[3].parse().ok()).unwrap_or(0)),
+        Some(u) => (
+            u as u32,
+            by_uid(u as u32)
+                .and_then(|e| e[3].parse().ok())
+                .unwrap_or(0),
+        ),
         None => match user_part.parse::<u32>() {
-            Ok(uid) => (uid, by_uid(uid).and_then(|e| e[3].parse().ok()).unwrap_or(0)),
+            Ok(uid) => (
+                uid,
+                by_uid(uid).and_then(|e| e[3].parse().ok()).unwrap_or(0),
+            ),
             Err(_) => {
-                let e = by_name(&user_part).ok_or_else(|| ProcessError::UnknownUser { user: user_part.clone() })?;
+                let e = by_name(&user_part).ok_or_else(|| ProcessError::UnknownUser {
+                    user: user_part.clone(),
+                })?;
                 (e[2].parse().unwrap_or(0), e[3].parse().unwrap_or(0))
             }
         },
@@ -162,14 +194,23 @@ pub fn resolve_user(
     let name = by_uid(uid).and_then(|e| e.first().cloned());
     let mut additional_gids: Vec<u32> = groups
         .iter()
-        .filter(|e| e.len() >= 4 && name.as_ref().is_some_and(|n| e[3].split(',').any(|m| m == n)))
+        .filter(|e| {
+            e.len() >= 4
+                && name
+                    .as_ref()
+                    .is_some_and(|n| e[3].split(',').any(|m| m == n))
+        })
         .filter_map(|e| e[2].parse().ok())
         .collect();
     additional_gids.extend(supplemental.iter().map(|g| *g as u32));
     additional_gids.retain(|g| *g != gid);
     additional_gids.sort_unstable();
     additional_gids.dedup();
-    Ok(User { uid, gid, additional_gids })
+    Ok(User {
+        uid,
+        gid,
+        additional_gids,
+    })
 }
 
 #[cfg(test)]
@@ -183,11 +224,23 @@ mod tests {
     #[test]
     fn command_and_args_combine_like_kubernetes() {
         let (ep, cmd) = (v(&["/ep"]), v(&["default"]));
-        assert_eq!(command(&ep, &cmd, &[], &[]).unwrap(), v(&["/ep", "default"]));
-        assert_eq!(command(&ep, &cmd, &[], &v(&["a"])).unwrap(), v(&["/ep", "a"]));
+        assert_eq!(
+            command(&ep, &cmd, &[], &[]).unwrap(),
+            v(&["/ep", "default"])
+        );
+        assert_eq!(
+            command(&ep, &cmd, &[], &v(&["a"])).unwrap(),
+            v(&["/ep", "a"])
+        );
         assert_eq!(command(&ep, &cmd, &v(&["sh"]), &[]).unwrap(), v(&["sh"]));
-        assert_eq!(command(&ep, &cmd, &v(&["sh"]), &v(&["-c", "x"])).unwrap(), v(&["sh", "-c", "x"]));
-        assert!(matches!(command(&[], &[], &[], &[]), Err(ProcessError::NoCommand)));
+        assert_eq!(
+            command(&ep, &cmd, &v(&["sh"]), &v(&["-c", "x"])).unwrap(),
+            v(&["sh", "-c", "x"])
+        );
+        assert!(matches!(
+            command(&[], &[], &[], &[]),
+            Err(ProcessError::NoCommand)
+        ));
     }
 
     #[test]
@@ -202,7 +255,10 @@ mod tests {
     fn environment_merges_and_expands_in_order() {
         let (env, _) = environment(
             &v(&["PATH=/bin", "A=img"]),
-            &[("A".into(), "c".into()), ("B".into(), "$(A)-$(PATH)".into())],
+            &[
+                ("A".into(), "c".into()),
+                ("B".into(), "$(A)-$(PATH)".into()),
+            ],
             "pod",
         );
         assert_eq!(env, v(&["PATH=/bin", "HOSTNAME=pod", "A=c", "B=c-$(PATH)"]));
@@ -214,14 +270,54 @@ mod tests {
     fn users_resolve_from_the_rootfs() {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("etc")).unwrap();
-        fs::write(dir.path().join("etc/passwd"), "root:x:0:0::/:/bin/sh\nwww:x:33:34::/:/bin/sh\n").unwrap();
-        fs::write(dir.path().join("etc/group"), "root:x:0:\nweb:x:34:\nextra:x:50:www\n").unwrap();
+        fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0::/:/bin/sh\nwww:x:33:34::/:/bin/sh\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\nweb:x:34:\nextra:x:50:www\n",
+        )
+        .unwrap();
         let r = dir.path();
-        assert_eq!(resolve_user(r, None, None, None, &[], false).unwrap(), User { uid: 0, gid: 0, additional_gids: vec![] });
-        assert_eq!(resolve_user(r, Some("www"), None, None, &[7], false).unwrap(), User { uid: 33, gid: 34, additional_gids: vec![7, 50] });
-        assert_eq!(resolve_user(r, Some("1000:web"), None, None, &[], false).unwrap().gid, 34);
-        assert_eq!(resolve_user(r, Some("www"), Some(1001), Some(5), &[], false).unwrap(), User { uid: 1001, gid: 5, additional_gids: vec![] });
-        assert!(matches!(resolve_user(r, Some("nobody"), None, None, &[], false), Err(ProcessError::UnknownUser { .. })));
-        assert!(matches!(resolve_user(r, None, None, None, &[], true), Err(ProcessError::RunsAsRoot)));
+        assert_eq!(
+            resolve_user(r, None, None, None, &[], false).unwrap(),
+            User {
+                uid: 0,
+                gid: 0,
+                additional_gids: vec![]
+            }
+        );
+        assert_eq!(
+            resolve_user(r, Some("www"), None, None, &[7], false).unwrap(),
+            User {
+                uid: 33,
+                gid: 34,
+                additional_gids: vec![7, 50]
+            }
+        );
+        assert_eq!(
+            resolve_user(r, Some("1000:web"), None, None, &[], false)
+                .unwrap()
+                .gid,
+            34
+        );
+        assert_eq!(
+            resolve_user(r, Some("www"), Some(1001), Some(5), &[], false).unwrap(),
+            User {
+                uid: 1001,
+                gid: 5,
+                additional_gids: vec![]
+            }
+        );
+        assert!(matches!(
+            resolve_user(r, Some("nobody"), None, None, &[], false),
+            Err(ProcessError::UnknownUser { .. })
+        ));
+        assert!(matches!(
+            resolve_user(r, None, None, None, &[], true),
+            Err(ProcessError::RunsAsRoot)
+        ));
     }
 }

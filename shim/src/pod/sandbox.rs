@@ -110,7 +110,10 @@ impl Sandbox {
                 if rollback.is_empty() {
                     Err(error)
                 } else {
-                    Err(PodError::Rollback { error: Box::new(error), rollback })
+                    Err(PodError::Rollback {
+                        error: Box::new(error),
+                        rollback,
+                    })
                 }
             }
         }
@@ -130,31 +133,46 @@ impl Sandbox {
     }
 }
 
-fn build(cfg: &Config, spec: &SandboxSpec, key: String, dir: PathBuf, journal: &mut Journal) -> Result<Sandbox, PodError> {
+fn build(
+    cfg: &Config,
+    spec: &SandboxSpec,
+    key: String,
+    dir: PathBuf,
+    journal: &mut Journal,
+) -> Result<Sandbox, PodError> {
     let io = |what, path: &Path| {
         let path = path.to_path_buf();
         move |source| PodError::Io { what, path, source }
     };
     let layers = cfg.layers_dir(&spec.uid);
-    journal.record(Resource::Dir { path: layers.clone() })?;
+    journal.record(Resource::Dir {
+        path: layers.clone(),
+    })?;
     fs::create_dir_all(&layers).map_err(io("create", &layers))?;
     mounts::check_not_overlay(&layers)?;
 
     let cgroups = Cgroups::detect()?;
     let cgroup = Cgroups::pod_path(&spec.uid);
-    journal.record(Resource::Cgroup { path: cgroup.clone() })?;
+    journal.record(Resource::Cgroup {
+        path: cgroup.clone(),
+    })?;
     let pause = spawn_pause(cfg, &spec.hostname)?;
     let pid = pause.id() as i32;
     let started = start_time(pid).unwrap_or(0);
     // Recorded right after the fork (its PID cannot be known before); the Pod cgroup recorded
     // above also holds it.
-    journal.record(Resource::Pause { pid, start_time: started })?;
+    journal.record(Resource::Pause {
+        pid,
+        start_time: started,
+    })?;
     let mut pause = Some(pause);
     let result = (|| {
         cgroups.create_pod(&cgroup, POD_PIDS_MAX, pid as u32)?;
 
         let netns = dir.join("netns");
-        journal.record(Resource::NetnsPin { path: netns.clone() })?;
+        journal.record(Resource::NetnsPin {
+            path: netns.clone(),
+        })?;
         mounts::bind_file(Path::new(&format!("/proc/{pid}/ns/net")), &netns)?;
 
         let net = cfg.network();
@@ -179,7 +197,8 @@ fn build(cfg: &Config, spec: &SandboxSpec, key: String, dir: PathBuf, journal: &
                 fs::create_dir_all(&path).map_err(io("create", &path))?;
             }
             // Kubernetes makes emptyDirs world-writable (0777) so any container user can use them.
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o777)).map_err(io("chmod", &path))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o777))
+                .map_err(io("chmod", &path))?;
             volumes.insert(v.name.clone(), path);
         }
         Ok((netns, attachment, etc, volumes))
@@ -210,7 +229,10 @@ fn build(cfg: &Config, spec: &SandboxSpec, key: String, dir: PathBuf, journal: &
 
 /// Start pause and wait until it reports that the namespaces exist.
 fn spawn_pause(cfg: &Config, hostname: &str) -> Result<Child, PodError> {
-    let err = |source| PodError::Pause { path: cfg.pause.clone(), source };
+    let err = |source| PodError::Pause {
+        path: cfg.pause.clone(),
+        source,
+    };
     let mut child = Command::new(&cfg.pause)
         .args(["--hostname", hostname, "--user", PAUSE_USER])
         .stdin(Stdio::null())
@@ -223,16 +245,26 @@ fn spawn_pause(cfg: &Config, hostname: &str) -> Result<Child, PodError> {
     let _ = BufReader::new(out).read_line(&mut line);
     if line.trim() != "ready" {
         let status = child.wait().map_err(err)?;
-        return Err(err(std::io::Error::other(format!("pause exited before it was ready ({status})"))));
+        return Err(err(std::io::Error::other(format!(
+            "pause exited before it was ready ({status})"
+        ))));
     }
     Ok(child)
 }
 
-fn write_etc(dir: &Path, spec: &SandboxSpec, att: &Attachment) -> Result<Vec<(PathBuf, &'static str)>, PodError> {
+fn write_etc(
+    dir: &Path,
+    spec: &SandboxSpec,
+    att: &Attachment,
+) -> Result<Vec<(PathBuf, &'static str)>, PodError> {
     let etc = dir.join("etc");
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| PodError::Io { what: "write", path, source }
+        move |source| PodError::Io {
+            what: "write",
+            path,
+            source,
+        }
     };
     fs::create_dir_all(&etc).map_err(io(&etc))?;
     let mut dns = if spec.dns_none {
@@ -243,7 +275,16 @@ fn write_etc(dir: &Path, spec: &SandboxSpec, att: &Attachment) -> Result<Vec<(Pa
     let c = &spec.dns_config;
     dns.merge(&c.nameservers, &c.searches, &c.options);
     let files = [
-        ("hosts", files::hosts(att.ip, &spec.hostname, spec.fqdn.as_deref(), &spec.host_aliases), "/etc/hosts"),
+        (
+            "hosts",
+            files::hosts(
+                att.ip,
+                &spec.hostname,
+                spec.fqdn.as_deref(),
+                &spec.host_aliases,
+            ),
+            "/etc/hosts",
+        ),
         ("resolv.conf", dns.render(), "/etc/resolv.conf"),
         ("hostname", format!("{}\n", spec.hostname), "/etc/hostname"),
     ];

@@ -13,8 +13,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 
-use super::journal::{Journal, Resource};
 use super::chain;
+use super::journal::{Journal, Resource};
 use crate::cgroups::Cgroups;
 use crate::mounts;
 
@@ -28,7 +28,8 @@ pub fn teardown(journal: &mut Journal) -> Vec<String> {
             Ok(()) => {
                 // The journal lives in the state directory: once that is gone there is nothing
                 // left to update.
-                if !matches!(resource, Resource::Dir { ref path } if journal.path().starts_with(path)) {
+                if !matches!(resource, Resource::Dir { ref path } if journal.path().starts_with(path))
+                {
                     if let Err(e) = journal.forget(&resource) {
                         errors.push(chain(&e));
                     }
@@ -46,8 +47,16 @@ pub fn remove(resource: &Resource) -> Result<(), String> {
     match resource {
         Resource::Container { id, runtime_dir } => remove_container(id, runtime_dir),
         Resource::Mount { path } => mounts::unmount(path).map_err(|e| chain(&e)),
-        Resource::Network { bridge, subnet, ipam_dir, attachment_id, host_veth } => {
-            let subnet = subnet.parse().map_err(|_| format!("invalid subnet {subnet:?} in journal"))?;
+        Resource::Network {
+            bridge,
+            subnet,
+            ipam_dir,
+            attachment_id,
+            host_veth,
+        } => {
+            let subnet = subnet
+                .parse()
+                .map_err(|_| format!("invalid subnet {subnet:?} in journal"))?;
             let cfg = podshim_cni::NetworkConfig {
                 bridge: bridge.clone(),
                 subnet,
@@ -119,7 +128,13 @@ fn wait_gone(pid: Pid, timeout: Duration) {
                 // Not our child: gone once /proc has no entry or only a zombie.
                 match fs::read_to_string(format!("/proc/{pid}/stat")) {
                     Err(_) => return,
-                    Ok(s) if s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')) => return,
+                    Ok(s)
+                        if s.rsplit(')')
+                            .next()
+                            .is_some_and(|r| r.trim_start().starts_with('Z')) =>
+                    {
+                        return
+                    }
                     Ok(_) => {}
                 }
             }

@@ -1,0 +1,414 @@
+//! End-to-end tests of the Pod sandbox: security defaults inside containers, the pause process,
+//! rollback of a failed setup, isolation between instances, concurrency, and the name lock.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use podshim_tests::{
+    container, ipv4_of, lines_of, ok, pod, stderr, stdout, uid, wait_output, Instance,
+};
+
+const SUITE: u32 = 3;
+const T: Duration = Duration::from_secs(60);
+
+fn pgrep(pattern: &str) -> Option<u32> {
+    let out = Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+}
+
+fn wait_for(pattern: &str) -> u32 {
+    let deadline = Instant::now() + T;
+    loop {
+        if let Some(pid) = pgrep(pattern) {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no process matching {pattern:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn status_field(pid: u32, field: &str) -> String {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn ns(pid: u32, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+fn term(child: &std::process::Child) {
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+#[test]
+fn containers_get_the_security_defaults() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(1);
+    let script = "grep -E \"^(CapEff|SigIgn)\" /proc/self/status; echo oom=$(cat /proc/self/oom_score_adj); \
+        echo nofile=$(ulimit -n); echo pid=$$$$; ls /proc/self/fd | tr \"\\n\" \" \"; echo; \
+        echo keys=$(cat /proc/keys | wc -c) timer_list=$(cat /proc/timer_list | wc -c); \
+        if (echo 3 > /proc/sys/vm/drop_caches) 2>/dev/null; then echo procsys-writable; else echo procsys-ro; fi; \
+        mknod /tmp/sda b 8 0; if head -c1 /tmp/sda >/dev/null 2>&1; then echo dev-open; else echo dev-denied; fi; \
+        grep ^nameserver /etc/resolv.conf | tr \"\\n\" \" \"; echo";
+    let out = inst.run(
+        &pod(
+            &inst.name("sec"),
+            &u,
+            "Never",
+            &container("c", script, ""),
+            "",
+        ),
+        T,
+    );
+    ok(&out);
+    let l = lines_of(&stdout(&out), "c");
+    // containerd's 14 default capabilities.
+    assert!(
+        l.contains(&"CapEff:\t00000000a80425fb".to_string()),
+        "{l:?}"
+    );
+    assert!(
+        l.contains(&"SigIgn:\t0000000000000000".to_string()),
+        "signals ignored in the container: {l:?}"
+    );
+    assert!(l.contains(&"oom=1000".to_string()), "{l:?}");
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let hard: u64 = limits
+        .lines()
+        .find(|x| x.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .nth(4)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        l.contains(&format!("nofile={}", hard.min(1_048_576))),
+        "{l:?}"
+    );
+    assert!(l.contains(&"pid=1".to_string()), "{l:?}");
+    let fds = l
+        .iter()
+        .find(|x| x.starts_with("0 1 2"))
+        .unwrap_or_else(|| panic!("{l:?}"));
+    assert!(
+        fds.split_whitespace()
+            .all(|fd| fd.parse::<u32>().unwrap() <= 3),
+        "leaked fds: {fds}"
+    );
+    // $$ is Kubernetes' escape for a literal $ in command (the shell then sees $$).
+    assert!(
+        l.contains(&"keys=0 timer_list=0".to_string()),
+        "masked paths readable: {l:?}"
+    );
+    assert!(
+        l.contains(&"procsys-ro".to_string()) && l.contains(&"dev-denied".to_string()),
+        "{l:?}"
+    );
+    let host_ns: Vec<String> = std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap()
+        .lines()
+        .filter_map(|x| x.strip_prefix("nameserver "))
+        .filter(|ip| !ip.starts_with("127.") && *ip != "::1")
+        .map(|ip| format!("nameserver {ip}"))
+        .collect();
+    let got = l
+        .iter()
+        .find(|x| x.starts_with("nameserver") || x.is_empty())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        got.split(" nameserver").count(),
+        host_ns.len().max(1),
+        "resolv.conf {got:?} vs host {host_ns:?}"
+    );
+    inst.assert_clean(&[&u]);
+}
+
+#[test]
+fn pause_is_unprivileged_and_holds_the_shared_namespaces() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(2);
+    let name = inst.name("pause");
+    let mark = format!("5{}", std::process::id() % 1000 + 1000);
+    let child = inst.spawn(&pod(
+        &name,
+        &u,
+        "Always",
+        &container("c", &format!("exec sleep {mark}"), ""),
+        "",
+    ));
+    let c = wait_for(&format!("^sleep {mark}$"));
+    let p = wait_for(&format!("pause --hostname {name} "));
+    assert_eq!(
+        status_field(p, "Uid").split_whitespace().next(),
+        Some("65535")
+    );
+    assert_eq!(status_field(p, "CapEff"), "0000000000000000");
+    assert_eq!(status_field(p, "CapBnd"), "0000000000000000");
+    assert_eq!(status_field(p, "NoNewPrivs"), "1");
+    for kind in ["net", "ipc", "uts"] {
+        assert_eq!(
+            ns(p, kind),
+            ns(c, kind),
+            "{kind} namespace not shared with pause"
+        );
+        assert_ne!(
+            ns(p, kind),
+            ns(std::process::id(), kind),
+            "{kind} namespace is the host's"
+        );
+    }
+    for kind in ["pid", "mnt"] {
+        assert_ne!(
+            ns(p, kind),
+            ns(c, kind),
+            "the container should have its own {kind} namespace"
+        );
+    }
+    let pin = inst
+        .state
+        .join("pods")
+        .join(format!("default_{name}"))
+        .join("netns");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        mounts.contains(&format!(" {} ", pin.display())),
+        "netns pin {} is not mounted",
+        pin.display()
+    );
+    term(&child);
+    wait_output(child, T);
+    inst.assert_clean(&[&u]);
+}
+
+#[test]
+fn a_dead_pause_stops_the_pod_and_everything_is_removed() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(3);
+    let name = inst.name("nopause");
+    let child = inst.spawn(&pod(
+        &name,
+        &u,
+        "Always",
+        &container("c", "exec sleep 600", ""),
+        "",
+    ));
+    let p = wait_for(&format!("pause --hostname {name} "));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(Command::new("kill")
+        .args(["-KILL", &p.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = wait_output(child, T);
+    assert!(
+        !out.status.success(),
+        "podshim exited 0 after its pause died"
+    );
+    assert!(
+        stderr(&out).contains("pause process exited"),
+        "{}",
+        stderr(&out)
+    );
+    inst.assert_clean(&[&u]);
+}
+
+#[test]
+fn a_failure_during_setup_rolls_back_everything() {
+    let mut inst = Instance::new(SUITE);
+    // A /30 has exactly one Pod address (.1 is the gateway): the second Pod cannot get one.
+    inst.subnet = format!("{}.0/30", inst.prefix);
+    inst.import_busybox();
+    let (ua, ub) = (uid(4), uid(5));
+    let first = inst.spawn(&pod(
+        &inst.name("first"),
+        &ua,
+        "Always",
+        &container("c", "exec sleep 600", ""),
+        "",
+    ));
+    wait_for(&format!("pause --hostname {} ", inst.name("first")));
+    std::thread::sleep(Duration::from_millis(300));
+    let out = inst.run(
+        &pod(
+            &inst.name("second"),
+            &ub,
+            "Never",
+            &container("c", "true", ""),
+            "",
+        ),
+        T,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no free address"), "{}", stderr(&out));
+    // The second Pod's pause, cgroup, netns pin, veth and state are gone while the first runs.
+    assert!(pgrep(&format!("pause --hostname {} ", inst.name("second"))).is_none());
+    assert!(!inst
+        .state
+        .join("pods")
+        .join(format!("default_{}", inst.name("second")))
+        .exists());
+    assert!(!std::path::Path::new("/sys/fs/cgroup/pids/podshim")
+        .join(&ub)
+        .exists());
+    assert!(!std::path::Path::new("/sys/class/net")
+        .join(podshim_tests::host_veth(&ub))
+        .exists());
+    term(&first);
+    wait_output(first, T);
+    inst.assert_clean(&[&ua, &ub]);
+}
+
+#[test]
+fn a_container_that_cannot_start_exits_128() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(6);
+    let yaml = pod(
+        &inst.name("nostart"),
+        &u,
+        "Never",
+        "  - name: c\n    image: busybox:1.35\n    command: [/no/such/binary]\n",
+        "",
+    );
+    let out = inst.run(&yaml, T);
+    assert_eq!(out.status.code(), Some(128), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot start container"),
+        "{}",
+        stderr(&out)
+    );
+    inst.assert_clean(&[&u]);
+}
+
+#[test]
+fn two_instances_run_pods_of_the_same_name_side_by_side() {
+    let (a, b) = (Instance::new(SUITE), Instance::new(SUITE));
+    a.import_busybox();
+    b.import_busybox();
+    let (ua, ub) = (uid(7), uid(8));
+    let script = "ip -o -4 addr show dev eth0; sleep 1";
+    let ca = a.spawn(&pod("twin", &ua, "Never", &container("c", script, ""), ""));
+    let cb = b.spawn(&pod("twin", &ub, "Never", &container("c", script, ""), ""));
+    let (oa, ob) = (wait_output(ca, T), wait_output(cb, T));
+    ok(&oa);
+    ok(&ob);
+    let ipa = ipv4_of(&lines_of(&stdout(&oa), "c")).unwrap();
+    let ipb = ipv4_of(&lines_of(&stdout(&ob), "c")).unwrap();
+    assert!(
+        ipa.starts_with(&format!("{}.", a.prefix)) && ipb.starts_with(&format!("{}.", b.prefix)),
+        "{ipa} {ipb}"
+    );
+    a.assert_clean(&[&ua]);
+    b.assert_clean(&[&ub]);
+}
+
+#[test]
+fn concurrent_runs_get_distinct_ips() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let uids: Vec<String> = (10..16).map(uid).collect();
+    let children: Vec<_> = uids
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            inst.spawn(&pod(
+                &inst.name(&format!("par{i}")),
+                u,
+                "Never",
+                &container("c", "ip -o -4 addr show dev eth0", ""),
+                "",
+            ))
+        })
+        .collect();
+    let mut ips: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let o = wait_output(c, T);
+            ok(&o);
+            ipv4_of(&lines_of(&stdout(&o), "c")).unwrap()
+        })
+        .collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), uids.len(), "{ips:?}");
+    let refs: Vec<&str> = uids.iter().map(String::as_str).collect();
+    inst.assert_clean(&refs);
+}
+
+#[test]
+fn a_running_pod_name_is_refused_and_stdin_manifests_work() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let (ua, ub) = (uid(20), uid(21));
+    let name = inst.name("taken");
+    let first = inst.spawn(&pod(
+        &name,
+        &ua,
+        "Always",
+        &container("c", "exec sleep 600", ""),
+        "",
+    ));
+    wait_for(&format!("pause --hostname {name} "));
+    // The second run reads its manifest from stdin and names the image in full.
+    let yaml = pod(&name, &ub, "Never", &container("c", "true", ""), "")
+        .replace("busybox:1.35", "docker.io/library/busybox:1.35");
+    let mut second = inst
+        .command()
+        .args(["run", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    second
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = wait_output(second, T);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    term(&first);
+    wait_output(first, T);
+    // Now the name is free and the same stdin manifest runs.
+    let mut third = inst
+        .command()
+        .args(["run", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    third
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    ok(&wait_output(third, T));
+    inst.assert_clean(&[&ua, &ub]);
+}
