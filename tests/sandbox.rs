@@ -412,3 +412,53 @@ fn a_running_pod_name_is_refused_and_stdin_manifests_work() {
     ok(&wait_output(third, T));
     inst.assert_clean(&[&ua, &ub]);
 }
+
+#[test]
+fn gc_removes_what_a_killed_podshim_left() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(30);
+    let name = inst.name("orphan");
+    let mark = format!("6{}", std::process::id() % 1000 + 1000);
+    let yaml = pod(
+        &name,
+        &u,
+        "Always",
+        &container(
+            "c",
+            &format!("exec sleep {mark}"),
+            "    volumeMounts:\n    - {name: m, mountPath: /m}\n",
+        ),
+        "  volumes:\n  - name: m\n    emptyDir: {medium: Memory}\n",
+    );
+    let mut child = inst.spawn(&yaml);
+    wait_for(&format!("^sleep {mark}$"));
+    child.kill().unwrap(); // SIGKILL: no teardown happens
+    child.wait().unwrap();
+    // The name stays taken, with a pointer to gc.
+    let out = inst.run(&yaml, T);
+    assert!(
+        !out.status.success() && stderr(&out).contains("podshim gc"),
+        "{}",
+        stderr(&out)
+    );
+    let gc = inst.command().arg("gc").output().unwrap();
+    assert!(gc.status.success(), "{}{}", stdout(&gc), stderr(&gc));
+    assert!(
+        stdout(&gc).contains(&format!("default_{name}: removed")),
+        "{}",
+        stdout(&gc)
+    );
+    assert!(
+        pgrep(&format!("^sleep {mark}$")).is_none(),
+        "the container survived gc"
+    );
+    inst.assert_clean(&[&u]);
+    // gc twice is fine and finds nothing.
+    let again = inst.command().arg("gc").output().unwrap();
+    assert!(
+        again.status.success() && stdout(&again).is_empty(),
+        "{}",
+        stdout(&again)
+    );
+}

@@ -72,6 +72,8 @@ enum Command {
         backoff_scale: f64,
         file: String,
     },
+    /// Tear down the Pods of this instance whose podshim is gone (killed or crashed)
+    Gc,
     /// Manage the local image store
     #[command(subcommand)]
     Image(ImageCommand),
@@ -149,6 +151,24 @@ fn dispatch(cli: Cli) -> Result<i32> {
             backoff_scale,
             file,
         } => run(&cfg, &file, dry_run, backoff_scale),
+        Command::Gc => {
+            let mut code = 0;
+            for outcome in podshim::pod::gc::gc(&cfg) {
+                match outcome {
+                    podshim::pod::gc::Outcome::Running { key, pid } => {
+                        println!("{key}: running (podshim pid {pid})")
+                    }
+                    podshim::pod::gc::Outcome::Removed { key, problems } if problems.is_empty() => {
+                        println!("{key}: removed")
+                    }
+                    podshim::pod::gc::Outcome::Removed { key, problems } => {
+                        code = 1;
+                        println!("{key}: removed with problems: {}", problems.join("; "));
+                    }
+                }
+            }
+            Ok(code)
+        }
         Command::Image(ImageCommand::Import { name, path }) => {
             let store = Store::open(&cfg.root).context("open the image store")?;
             let images = store

@@ -69,8 +69,9 @@ pub struct PodRecord {
     pub namespace: String,
     pub name: String,
     pub uid: String,
-    /// The podshim process that owns the Pod.
+    /// The podshim process that owns the Pod, and its start time (to tell it from a reused PID).
     pub owner_pid: u32,
+    pub owner_start_time: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

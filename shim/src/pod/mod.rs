@@ -4,6 +4,7 @@
 
 pub mod container;
 pub mod files;
+pub mod gc;
 pub mod journal;
 pub mod process;
 pub mod restart;
@@ -41,6 +42,8 @@ pub fn new_uid() -> String {
 pub enum PodError {
     #[error("pod {key} already exists (state in {dir}); stop the podshim that runs it first")]
     AlreadyExists { key: String, dir: PathBuf },
+    #[error("pod {key} was left behind by podshim (pid {pid}), which is gone; remove it with `podshim gc`")]
+    Orphaned { key: String, pid: u32 },
     #[error("cannot {what} {path}")]
     Io {
         what: &'static str,

@@ -82,7 +82,14 @@ impl Sandbox {
         match fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(PodError::AlreadyExists { key, dir })
+                let owner = Journal::load(&dir.join("journal.json")).ok().map(|j| j.pod);
+                return Err(match owner {
+                    Some(pod) if !super::gc::owner_alive(&pod) => PodError::Orphaned {
+                        key,
+                        pid: pod.owner_pid,
+                    },
+                    _ => PodError::AlreadyExists { key, dir },
+                });
             }
             Err(e) => return Err(io("create", &dir)(e)),
         }
@@ -91,6 +98,7 @@ impl Sandbox {
             name: spec.name.clone(),
             uid: spec.uid.clone(),
             owner_pid: std::process::id(),
+            owner_start_time: start_time(std::process::id() as i32).unwrap_or(0),
         };
         let mut journal = match Journal::create(&dir.join("journal.json"), record) {
             Ok(j) => j,
