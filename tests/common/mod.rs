@@ -69,6 +69,8 @@ pub struct Instance {
     pub prefix: String,
     /// Unique to this instance; Pod names made by `name()` end with it.
     pub tag: String,
+    /// podshim processes started by `spawn`, stopped by `Drop` if a failed test left them.
+    spawned: std::sync::Mutex<Vec<u32>>,
 }
 
 impl Instance {
@@ -90,6 +92,7 @@ impl Instance {
             prefix,
             dir,
             tag,
+            spawned: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -150,6 +153,10 @@ impl Instance {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
+            .map(|c| {
+                self.spawned.lock().unwrap().push(c.id());
+                c
+            })
             .expect("start podshim")
     }
 
@@ -223,6 +230,43 @@ impl Instance {
 
 impl Drop for Instance {
     fn drop(&mut self) {
+        // A failed test may leave podshim processes running: stop them (SIGTERM makes podshim
+        // tear its Pods down), then collect whatever a killed one left.
+        let dir = self.dir.display().to_string();
+        let alive = |pid: &u32| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c).contains(&dir)
+                    && !String::from_utf8_lossy(
+                        &std::fs::read(format!("/proc/{pid}/stat")).unwrap_or_default(),
+                    )
+                    .contains(") Z")
+            })
+        };
+        let pids: Vec<u32> = self
+            .spawned
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(alive)
+            .collect();
+        for pid in &pids {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pids.iter().any(alive) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for pid in pids.iter().filter(|p| alive(p)) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        if !pids.is_empty() {
+            let _ = self.command().arg("gc").output();
+        }
         // Best effort: never leave a test's bridge behind even when an assertion failed.
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
