@@ -12,5 +12,7 @@ image=target/test-images/busybox-oci.tar
 export PODSHIM_BIN=$PWD/target/debug/podshim
 export PODSHIM_PAUSE=$PWD/target/debug/pause
 export PODSHIM_TEST_IMAGE=$PWD/$image
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -q -- -D warnings
 cargo test --workspace --exclude podshim-pause -- --test-threads=4
 scripts/check-leaks.sh

@@ -350,7 +350,8 @@ pub fn teardown(cfg: &NetworkConfig, attachment_id: &str, host_veth: &str) -> Re
         let lock = ipam.lock()?;
         let released = lock.release(attachment_id);
         let bridge = match host.as_mut() {
-            Some(host) => remove_idle_bridge(&lock, host, &cfg.bridge),
+            Some(host) if !cfg.keep_bridge => remove_idle_bridge(&lock, host, &cfg.bridge),
+            Some(_) => Ok(()),
             None => Ok(()),
         };
         Ok((released, bridge))
@@ -385,6 +386,7 @@ mod tests {
             subnet: "10.9.0.0/24".parse().unwrap(),
             ipam_dir: "/nonexistent".into(),
             mtu: None,
+            keep_bridge: false,
         }
     }
 

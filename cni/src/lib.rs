@@ -21,7 +21,8 @@ pub use subnet::Ipv4Net;
 /// The network Pods are attached to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkConfig {
-    /// The bridge; created on first use, removed when nothing is attached to it any more.
+    /// The bridge; created on first use, removed when nothing is attached to it any more
+    /// (unless `keep_bridge`).
     pub bridge: String,
     /// The Pod subnet; its first address is the gateway, held by the bridge.
     pub subnet: Ipv4Net,
@@ -29,6 +30,9 @@ pub struct NetworkConfig {
     pub ipam_dir: PathBuf,
     /// MTU of the bridge and both veth ends; the kernel default when `None`.
     pub mtu: Option<u32>,
+    /// Leave the bridge in place when the last Pod leaves it (as the reference CNI bridge
+    /// plugin does): deleting a bridge costs the kernel tens of milliseconds.
+    pub keep_bridge: bool,
 }
 
 /// What [`setup`] gave a Pod.

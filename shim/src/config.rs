@@ -20,6 +20,8 @@ pub struct Config {
     pub subnet: Ipv4Net,
     /// The pause binary.
     pub pause: PathBuf,
+    /// Keep the bridge when the last Pod leaves it.
+    pub keep_bridge: bool,
 }
 
 impl Config {
@@ -50,6 +52,7 @@ impl Config {
             subnet: self.subnet,
             ipam_dir: self.root.join("ipam").join(&self.bridge),
             mtu: None,
+            keep_bridge: self.keep_bridge,
         }
     }
 

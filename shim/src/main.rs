@@ -53,6 +53,9 @@ struct Global {
         default_value = "10.66.0.0/16"
     )]
     subnet: String,
+    /// Keep the bridge when the last Pod leaves it (default: remove it)
+    #[arg(long, global = true, env = "PODSHIM_KEEP_BRIDGE")]
+    keep_bridge: bool,
 }
 
 #[derive(Subcommand)]
@@ -140,6 +143,7 @@ fn config(g: &Global) -> Result<Config> {
         bridge: g.bridge.clone(),
         subnet,
         pause: Config::find_pause(),
+        keep_bridge: g.keep_bridge,
     })
 }
 

@@ -153,10 +153,7 @@ impl Instance {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map(|c| {
-                self.spawned.lock().unwrap().push(c.id());
-                c
-            })
+            .inspect(|c| self.spawned.lock().unwrap().push(c.id()))
             .expect("start podshim")
     }
 

@@ -149,6 +149,7 @@ impl TestNetwork {
             subnet: format!("10.250.{}.0/24", subnet_octet()).parse().unwrap(),
             ipam_dir: dir.path().join("ipam"),
             mtu: None,
+            keep_bridge: false,
         };
         Self {
             cfg,

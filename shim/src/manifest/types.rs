@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use super::quantity::{IntOrString, Quantity};
+pub use super::volume_types::*;
 
 type Map = BTreeMap<String, String>;
 
@@ -22,6 +23,7 @@ macro_rules! k8s_struct {
         pub struct $name { $($body)* }
     };
 }
+pub(crate) use k8s_struct;
 
 k8s_struct! {
     /// A `v1` Pod.
@@ -114,7 +116,7 @@ k8s_struct! {
         #[serde(skip_serializing_if = "Option::is_none")]
         pub security_context: Option<PodSecurityContext>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
-        pub image_pull_secrets: Vec<Value>,
+        pub image_pull_secrets: Vec<LocalObjectReference>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub hostname: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,7 +135,7 @@ k8s_struct! {
         pub priority_class_name: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub priority: Option<i32>,
-        #[serde(rename = "dnsConfig", skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         pub dns_config: Option<PodDNSConfig>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         pub readiness_gates: Vec<Value>,
@@ -565,139 +567,6 @@ k8s_struct! {
         pub ip: String,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         pub hostnames: Vec<String>,
-    }
-}
-
-k8s_struct! {
-    /// A Pod volume: a name and exactly one source.
-    pub struct Volume {
-        pub name: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub host_path: Option<HostPathVolumeSource>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub empty_dir: Option<EmptyDirVolumeSource>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub gce_persistent_disk: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub aws_elastic_block_store: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub git_repo: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub secret: Option<SecretVolumeSource>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub nfs: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub iscsi: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub glusterfs: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub persistent_volume_claim: Option<PersistentVolumeClaimVolumeSource>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub rbd: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub flex_volume: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub cinder: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub cephfs: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub flocker: Option<Value>,
-        #[serde(rename = "downwardAPI", skip_serializing_if = "Option::is_none")]
-        pub downward_api: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub fc: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub azure_file: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub config_map: Option<ConfigMapVolumeSource>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub vsphere_volume: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub quobyte: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub azure_disk: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub photon_persistent_disk: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub projected: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub portworx_volume: Option<Value>,
-        #[serde(rename = "scaleIO", skip_serializing_if = "Option::is_none")]
-        pub scale_io: Option<Value>,
-        #[serde(rename = "storageos", skip_serializing_if = "Option::is_none")]
-        pub storage_os: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub csi: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub ephemeral: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub image: Option<Value>,
-    }
-}
-
-k8s_struct! {
-    /// `emptyDir`: a fresh directory (or tmpfs with `medium: Memory`).
-    pub struct EmptyDirVolumeSource {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub medium: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub size_limit: Option<Quantity>,
-    }
-}
-
-k8s_struct! {
-    /// `hostPath`: a path of the host.
-    pub struct HostPathVolumeSource {
-        pub path: String,
-        #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-        pub type_: Option<String>,
-    }
-}
-
-k8s_struct! {
-    /// `secret` volume.
-    pub struct SecretVolumeSource {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub secret_name: Option<String>,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        pub items: Vec<KeyToPath>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub default_mode: Option<i32>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub optional: Option<bool>,
-    }
-}
-
-k8s_struct! {
-    /// `configMap` volume.
-    pub struct ConfigMapVolumeSource {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub name: Option<String>,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        pub items: Vec<KeyToPath>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub default_mode: Option<i32>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub optional: Option<bool>,
-    }
-}
-
-k8s_struct! {
-    /// A key of a Secret or ConfigMap projected to a file.
-    pub struct KeyToPath {
-        pub key: String,
-        pub path: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub mode: Option<i32>,
-    }
-}
-
-k8s_struct! {
-    /// `persistentVolumeClaim` volume.
-    pub struct PersistentVolumeClaimVolumeSource {
-        pub claim_name: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub read_only: Option<bool>,
     }
 }
 

@@ -78,6 +78,15 @@ pub fn start(
     plan: &ContainerPlan,
 ) -> Result<Started, PodError> {
     let name = plan.name.clone();
+    let t = std::time::Instant::now();
+    let step = |s: &str| {
+        tracing::debug!(
+            container = plan.name,
+            step = s,
+            elapsed_us = t.elapsed().as_micros() as u64,
+            "start"
+        )
+    };
     let io = |what, path: &PathBuf| {
         let path = path.clone();
         move |source| PodError::Io { what, path, source }
@@ -96,6 +105,7 @@ pub fn start(
         path: rootfs.clone(),
     })?;
     mounts::overlay(&lower, &upper, &work, &rootfs)?;
+    step("rootfs");
 
     let perr = |source| PodError::Process {
         container: name.clone(),
@@ -219,7 +229,9 @@ pub fn start(
         .with_detach(true)
         .build()
         .map_err(rt("create"))?;
+    step("created");
     container.start().map_err(rt("start"))?;
+    step("started");
     let pid = container.pid().ok_or_else(|| PodError::Runtime {
         container: name.clone(),
         action: "start",

@@ -1,8 +1,10 @@
 //! The journal of a Pod: every host resource it creates, recorded *before* it is created, so
 //! that teardown (and, after a crash, `rm -f`/`gc`) works from records rather than guesses.
 //!
-//! The journal is one JSON file in the Pod's state directory, rewritten atomically
-//! (write to a temporary file, fsync, rename) on every change.
+//! The journal is one JSON file in the Pod's state directory, rewritten atomically (write to a
+//! temporary file, rename) on every change. It guards against podshim crashing, not the machine:
+//! it lives under `--state` (`/run`, a tmpfs emptied at boot, when every Pod is gone anyway), so
+//! it is not fsync'ed — a sync per record would cost more than the Pod setup itself on a disk.
 
 use std::fs;
 use std::io::{self, Write};
@@ -55,6 +57,8 @@ pub enum Resource {
         ipam_dir: PathBuf,
         attachment_id: String,
         host_veth: String,
+        #[serde(default)]
+        keep_bridge: bool,
     },
     /// A mount point (overlay root filesystem, Memory emptyDir).
     Mount { path: PathBuf },
@@ -160,6 +164,7 @@ mod tests {
             name: "p".into(),
             uid: "u".into(),
             owner_pid: 1,
+            owner_start_time: 2,
         };
         let mut j = Journal::create(&path, pod).unwrap();
         j.record(Resource::Cgroup {

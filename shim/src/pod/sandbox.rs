@@ -159,6 +159,14 @@ fn build(
     fs::create_dir_all(&layers).map_err(io("create", &layers))?;
     mounts::check_not_overlay(&layers)?;
 
+    let t = std::time::Instant::now();
+    let step = |name: &str| {
+        tracing::debug!(
+            step = name,
+            elapsed_us = t.elapsed().as_micros() as u64,
+            "sandbox"
+        )
+    };
     let cgroups = Cgroups::detect()?;
     let cgroup = Cgroups::pod_path(&spec.uid);
     journal.record(Resource::Cgroup {
@@ -167,15 +175,16 @@ fn build(
     let pause = spawn_pause(cfg, &spec.hostname)?;
     let pid = pause.id() as i32;
     let started = start_time(pid).unwrap_or(0);
-    // Recorded right after the fork (its PID cannot be known before); the Pod cgroup recorded
-    // above also holds it.
+    // Recorded right after the fork: its PID cannot be known before.
     journal.record(Resource::Pause {
         pid,
         start_time: started,
     })?;
+    step("pause");
     let mut pause = Some(pause);
     let result = (|| {
-        cgroups.create_pod(&cgroup, POD_PIDS_MAX, pid as u32)?;
+        cgroups.create_pod(&cgroup, POD_PIDS_MAX)?;
+        step("cgroup");
 
         let netns = dir.join("netns");
         journal.record(Resource::NetnsPin {
@@ -191,8 +200,10 @@ fn build(
             ipam_dir: net.ipam_dir.clone(),
             attachment_id: spec.uid.clone(),
             host_veth: host_veth.clone(),
+            keep_bridge: net.keep_bridge,
         })?;
         let attachment = podshim_cni::setup(&net, &netns, &spec.uid, &host_veth, "eth0")?;
+        step("network");
 
         let etc = write_etc(&dir, spec, &attachment)?;
         let mut volumes = BTreeMap::new();
@@ -209,6 +220,7 @@ fn build(
                 .map_err(io("chmod", &path))?;
             volumes.insert(v.name.clone(), path);
         }
+        step("volumes");
         Ok((netns, attachment, etc, volumes))
     })();
     match result {

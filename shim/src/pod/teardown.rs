@@ -24,7 +24,14 @@ pub fn teardown(journal: &mut Journal) -> Vec<String> {
     let mut errors = Vec::new();
     let resources: Vec<Resource> = journal.resources.iter().rev().cloned().collect();
     for resource in resources {
-        match remove(&resource) {
+        let t = std::time::Instant::now();
+        let result = remove(&resource);
+        tracing::debug!(
+            ?resource,
+            elapsed_us = t.elapsed().as_micros() as u64,
+            "removed"
+        );
+        match result {
             Ok(()) => {
                 // The journal lives in the state directory: once that is gone there is nothing
                 // left to update.
@@ -44,6 +51,13 @@ pub fn teardown(journal: &mut Journal) -> Vec<String> {
 
 /// Remove one resource; `Err` carries a readable reason.
 pub fn remove(resource: &Resource) -> Result<(), String> {
+    let t = std::time::Instant::now();
+    let r = remove_inner(resource);
+    tracing::trace!(elapsed_us = t.elapsed().as_micros() as u64, "remove");
+    r
+}
+
+fn remove_inner(resource: &Resource) -> Result<(), String> {
     match resource {
         Resource::Container { id, runtime_dir } => remove_container(id, runtime_dir),
         Resource::Mount { path } => mounts::unmount(path).map_err(|e| chain(&e)),
@@ -53,6 +67,7 @@ pub fn remove(resource: &Resource) -> Result<(), String> {
             ipam_dir,
             attachment_id,
             host_veth,
+            keep_bridge,
         } => {
             let subnet = subnet
                 .parse()
@@ -62,6 +77,7 @@ pub fn remove(resource: &Resource) -> Result<(), String> {
                 subnet,
                 ipam_dir: ipam_dir.clone(),
                 mtu: None,
+                keep_bridge: *keep_bridge,
             };
             podshim_cni::teardown(&cfg, attachment_id, host_veth).map_err(|e| chain(&e))
         }

@@ -1,0 +1,254 @@
+//! The "not supported by podshim yet" gate: a valid Kubernetes field the user set that podshim does
+//! not implement is refused. `SUPPORTED` is the one list to grow as features land.
+//!
+//! The gate looks at the document as the user wrote it (before defaults), so defaulted fields never
+//! trip it. An entry allows that field and everything beneath it; `[]` stands for any list index.
+
+use serde_json::Value;
+
+use super::error::{FieldError, FieldPath};
+
+/// Fields podshim implements.
+const SUPPORTED: &[&str] = &[
+    "apiVersion",
+    "kind",
+    // Accepted (e.g. from `kubectl get -o yaml`) and dropped.
+    "status",
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.labels",
+    "metadata.annotations",
+    "metadata.uid",
+    "spec.containers[].name",
+    "spec.containers[].image",
+    "spec.containers[].command",
+    "spec.containers[].args",
+    "spec.containers[].workingDir",
+    "spec.containers[].env[].name",
+    "spec.containers[].env[].value",
+    "spec.containers[].ports[].containerPort",
+    "spec.containers[].ports[].name",
+    "spec.containers[].ports[].protocol",
+    "spec.containers[].volumeMounts[].name",
+    "spec.containers[].volumeMounts[].mountPath",
+    "spec.containers[].volumeMounts[].readOnly",
+    "spec.containers[].imagePullPolicy",
+    "spec.containers[].terminationMessagePath",
+    "spec.containers[].terminationMessagePolicy",
+    "spec.containers[].securityContext.runAsUser",
+    "spec.containers[].securityContext.runAsGroup",
+    "spec.containers[].securityContext.runAsNonRoot",
+    "spec.containers[].securityContext.capabilities",
+    "spec.containers[].securityContext.allowPrivilegeEscalation",
+    "spec.containers[].securityContext.readOnlyRootFilesystem",
+    "spec.volumes[].name",
+    "spec.volumes[].emptyDir",
+    "spec.restartPolicy",
+    "spec.terminationGracePeriodSeconds",
+    "spec.hostname",
+    "spec.subdomain",
+    "spec.dnsPolicy",
+    "spec.dnsConfig",
+    "spec.hostAliases",
+    "spec.securityContext.runAsUser",
+    "spec.securityContext.runAsGroup",
+    "spec.securityContext.runAsNonRoot",
+    "spec.securityContext.supplementalGroups",
+    // No-ops: accepted, with a warning.
+    "spec.enableServiceLinks",
+    "spec.automountServiceAccountToken",
+    "spec.schedulerName",
+    "spec.priority",
+];
+
+/// Fields accepted but ignored, with the warning shown when they are set.
+const NO_OPS: &[(&str, &str)] = &[
+    ("spec.enableServiceLinks", "podshim has no Services to link"),
+    (
+        "spec.automountServiceAccountToken",
+        "podshim mounts no service account token",
+    ),
+    ("spec.schedulerName", "podshim runs every Pod on this host"),
+    ("spec.priority", "podshim does not preempt Pods"),
+];
+
+/// `emptyDir.medium` values podshim implements (HugePages is not).
+const EMPTY_DIR_MEDIA: &[&str] = &["", "Memory"];
+/// `dnsPolicy` values podshim implements (ClusterFirstWithHostNet needs hostNetwork).
+const DNS_POLICIES: &[&str] = &["ClusterFirst", "Default", "None"];
+
+const NOT_YET: &str = "not supported by podshim yet";
+
+/// The gate: errors for unsupported fields and values, warnings for accepted no-ops.
+pub fn check(doc: &Value) -> (Vec<FieldError>, Vec<String>) {
+    let mut errs = Vec::new();
+    walk(doc, &FieldPath::default(), "", &mut errs);
+    errs.extend(check_values(doc));
+    let mut warnings = Vec::new();
+    for (field, why) in NO_OPS {
+        if let Some(v) = lookup(doc, field) {
+            warnings.push(format!("{field}: {v} is ignored: {why}"));
+        }
+    }
+    (errs, warnings)
+}
+
+/// Whether `pattern` is supported itself or lies beneath a supported entry.
+fn is_supported(pattern: &str) -> bool {
+    SUPPORTED.iter().any(|s| {
+        pattern == *s
+            || pattern
+                .strip_prefix(s)
+                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+    })
+}
+
+/// Whether some supported entry lies beneath `pattern` (so it must be walked into).
+fn leads_to_supported(pattern: &str) -> bool {
+    SUPPORTED.iter().any(|s| {
+        s.strip_prefix(pattern)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+    })
+}
+
+fn walk(v: &Value, path: &FieldPath, pattern: &str, errs: &mut Vec<FieldError>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                if is_unset(child) {
+                    continue;
+                }
+                let p = if pattern.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{pattern}.{k}")
+                };
+                let fp = path.child(k);
+                if is_supported(&p) {
+                    continue;
+                }
+                if leads_to_supported(&p) {
+                    walk(child, &fp, &p, errs);
+                } else {
+                    errs.push(FieldError::forbidden(&fp, NOT_YET));
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                walk(item, &path.index(i), &format!("{pattern}[]"), errs);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `null` and empty lists count as not set.
+fn is_unset(v: &Value) -> bool {
+    v.is_null() || v.as_array().is_some_and(|a| a.is_empty())
+}
+
+fn lookup<'a>(doc: &'a Value, dotted: &str) -> Option<&'a Value> {
+    dotted
+        .split('.')
+        .try_fold(doc, |v, k| v.get(k))
+        .filter(|v| !v.is_null())
+}
+
+/// Supported fields with only some values implemented.
+fn check_values(doc: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let spec = FieldPath::new("spec");
+    if let Some(Value::Bool(true)) = lookup(doc, "spec.automountServiceAccountToken") {
+        errs.push(FieldError::forbidden(
+            &spec.child("automountServiceAccountToken"),
+            "true is not supported by podshim yet: podshim has no service account token to mount",
+        ));
+    }
+    if let Some(Value::String(p)) = lookup(doc, "spec.dnsPolicy") {
+        if !DNS_POLICIES.contains(&p.as_str()) {
+            errs.push(FieldError::not_supported(
+                &spec.child("dnsPolicy"),
+                p,
+                DNS_POLICIES,
+            ));
+        }
+    }
+    let volumes = lookup(doc, "spec.volumes").and_then(Value::as_array);
+    for (i, v) in volumes.into_iter().flatten().enumerate() {
+        if let Some(Value::String(m)) = v.get("emptyDir").and_then(|e| e.get("medium")) {
+            if !EMPTY_DIR_MEDIA.contains(&m.as_str()) {
+                let p = spec
+                    .child("volumes")
+                    .index(i)
+                    .child("emptyDir")
+                    .child("medium");
+                errs.push(FieldError::not_supported(&p, m, EMPTY_DIR_MEDIA));
+            }
+        }
+    }
+    errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(v: Value) -> Vec<String> {
+        check(&v).0.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn supported_fields_pass() {
+        let v = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "labels": {"a": "b"}},
+            "spec": {
+                "containers": [{"name": "c", "image": "i", "env": [{"name": "A", "value": "1"}],
+                  "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}],
+                "volumes": [{"name": "v", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}],
+                "securityContext": {}, "initContainers": []
+            }
+        });
+        assert_eq!(gate(v), Vec::<String>::new());
+    }
+
+    #[test]
+    fn unsupported_fields_are_forbidden_at_their_top() {
+        let v = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "generateName": "x-"},
+            "spec": {
+                "hostNetwork": true,
+                "containers": [{"name": "c", "livenessProbe": {"exec": {"command": ["true"]}},
+                  "env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                  "ports": [{"containerPort": 80, "hostPort": 80}],
+                  "securityContext": {"privileged": true}}],
+                "volumes": [{"name": "v", "hostPath": {"path": "/"}},
+                            {"name": "w", "emptyDir": {"medium": "HugePages"}}]
+            }
+        });
+        let errs = gate(v);
+        for want in [
+            "metadata.generateName: Forbidden: not supported by podshim yet",
+            "spec.hostNetwork: Forbidden: not supported by podshim yet",
+            "spec.containers[0].livenessProbe: Forbidden: not supported by podshim yet",
+            "spec.containers[0].env[0].valueFrom: Forbidden: not supported by podshim yet",
+            "spec.containers[0].ports[0].hostPort: Forbidden: not supported by podshim yet",
+            "spec.containers[0].securityContext.privileged: Forbidden: not supported by podshim yet",
+            "spec.volumes[0].hostPath: Forbidden: not supported by podshim yet",
+            r#"spec.volumes[1].emptyDir.medium: Unsupported value: "HugePages": supported values: "", "Memory""#,
+        ] {
+            assert!(errs.contains(&want.to_string()), "missing {want} in {errs:#?}");
+        }
+        assert_eq!(errs.len(), 8, "{errs:#?}");
+    }
+
+    #[test]
+    fn no_ops_warn() {
+        let v = serde_json::json!({"spec": {"enableServiceLinks": false,
+            "automountServiceAccountToken": false}});
+        let (errs, warnings) = check(&v);
+        assert!(errs.is_empty());
+        assert_eq!(warnings.len(), 2);
+    }
+}
