@@ -247,7 +247,12 @@ fn run(cfg: &Config, file: &str, dry_run: bool, backoff_scale: f64) -> Result<i3
     let mut problems = Vec::new();
     for pod in &manifest.pods {
         match plan::plan(pod, &store) {
-            Ok(p) => plans.push(p),
+            Ok(p) => {
+                for w in &p.warnings {
+                    eprintln!("Warning: pod {:?}: {w}", pod.name());
+                }
+                plans.push(p)
+            }
             Err(errs) => problems.extend(
                 errs.into_iter()
                     .map(|e| format!("pod {:?}: {e}", pod.name())),

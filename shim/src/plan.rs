@@ -18,6 +18,8 @@ pub struct PodPlan {
     pub containers: Vec<ContainerPlan>,
     pub restart: Policy,
     pub grace_period: Duration,
+    /// Things the user should know that do not stop the Pod.
+    pub warnings: Vec<String>,
 }
 
 /// The Pod's hostname as the kubelet derives it (`GeneratePodHostNameAndDomain`): `spec.hostname`
@@ -38,6 +40,7 @@ pub fn hostname(pod: &Pod) -> String {
 /// Resolve a Pod against the image store. Errors name the field and say how to fix it.
 pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     let spec = &pod.spec;
     let uid = pod
         .metadata
@@ -107,6 +110,13 @@ pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
                 continue;
             }
         };
+        if matches!(c.pull_policy(), PullPolicy::Always) {
+            warnings.push(format!(
+                "spec.containers[{i}].imagePullPolicy: Always: podshim cannot pull from registries yet; \
+                 using {} from the image store",
+                image.name
+            ));
+        }
         let sc = c.security_context.clone().unwrap_or_default();
         let caps = sc.capabilities.clone().unwrap_or_default();
         containers.push(ContainerPlan {
@@ -172,6 +182,7 @@ pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
             RestartPolicy::OnFailure => Policy::OnFailure,
             RestartPolicy::Never => Policy::Never,
         },
+        warnings,
         grace_period: Duration::from_secs(
             spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64,
         ),
