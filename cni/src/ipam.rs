@@ -178,14 +178,15 @@ impl IpamLock<'_> {
         }
     }
 
-    /// Writes a temporary file and renames it over `name`, so a crash never leaves a torn file.
+    /// Writes a temporary file and renames it over `name`, so a crash of the writer never leaves
+    /// a torn file. Not fsync'ed (like host-local): a lease only means something while its Pod
+    /// lives, and no Pod outlives a machine crash; the sync cost more than the whole allocation.
     fn write_atomic(&self, name: &str, content: &str) -> Result<(), CniError> {
         let path = self.ipam.dir.join(name);
         let tmp = self.ipam.dir.join(format!(".{name}.tmp"));
         let write = || -> io::Result<()> {
             let mut file = File::create(&tmp)?;
             file.write_all(content.as_bytes())?;
-            file.sync_data()?;
             fs::rename(&tmp, &path)
         };
         write().map_err(|source| {
