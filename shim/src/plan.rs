@@ -66,6 +66,16 @@ pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
             })
             .collect();
     }
+    for (i, v) in spec.volumes.iter().enumerate() {
+        if let Some(e) = &v.empty_dir {
+            if e.size_limit.is_some() && e.medium.as_deref() != Some("Memory") {
+                warnings.push(format!(
+                    "spec.volumes[{i}].emptyDir.sizeLimit: not enforced for a disk emptyDir \
+                     (the kubelet evicts the Pod; podshim does not); it sizes Memory emptyDirs"
+                ));
+            }
+        }
+    }
     let volumes = spec
         .volumes
         .iter()
