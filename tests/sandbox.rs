@@ -462,3 +462,57 @@ fn gc_removes_what_a_killed_podshim_left() {
         stdout(&again)
     );
 }
+
+#[test]
+fn ctrl_c_on_the_terminal_stops_the_pod_gracefully() {
+    use std::os::unix::process::CommandExt;
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(31);
+    let name = inst.name("ctrlc");
+    let yaml = pod(
+        &name,
+        &u,
+        "Always",
+        &container(
+            "c",
+            "trap \"echo bye; exit 0\" INT TERM; echo up; while true; do sleep 0.1; done",
+            "",
+        ),
+        "",
+    );
+    let path = inst.dir.join("ctrlc.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    // Like an interactive shell: podshim leads its own foreground process group, and Ctrl-C
+    // sends SIGINT to that whole group.
+    let child = inst
+        .command()
+        .arg("run")
+        .arg(&path)
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&format!("pause --hostname {name} "));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", child.id())])
+        .status()
+        .unwrap()
+        .success());
+    let out = wait_output(child, T);
+    assert!(
+        !stderr(&out).contains("pause process exited"),
+        "pause died of the Ctrl-C: {}",
+        stderr(&out)
+    );
+    assert!(
+        lines_of(&stdout(&out), "c").contains(&"bye".to_string()),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    inst.assert_clean(&[&u]);
+}

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -258,6 +259,9 @@ fn spawn_pause(cfg: &Config, hostname: &str) -> Result<Child, PodError> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
+        // Its own process group: Ctrl-C on podshim's terminal goes to the foreground process
+        // group, and must stop the Pod through podshim (graceful stop), not kill pause under it.
+        .process_group(0)
         .spawn()
         .map_err(err)?;
     let mut line = String::new();
