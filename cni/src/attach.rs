@@ -1,12 +1,14 @@
 //! Attaching a Pod network namespace to the bridge, and detaching it.
 //!
-//! `setup` validates everything first, then applies step by step, recording what it created;
-//! on failure it undoes those steps in reverse. `teardown` is best-effort and idempotent. The
-//! IPAM lock is held across "bridge exists → veth attached" in setup and across "nothing
-//! attached → delete bridge" in teardown, so a concurrent setup never loses its bridge.
+//! One implementation serves podshim ([`setup`]) and the CNI plugin (through [`AttachSpec`]);
+//! the way back is in `detach`. `attach` validates everything first, then applies step by
+//! step, recording what it created; on failure it undoes those steps in reverse. The IPAM lock is held across "bridge exists → veth attached"
+//! in attach and across "nothing attached → delete bridge" in detach, so a concurrent attach
+//! never loses its bridge.
 
 use std::fs;
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -16,12 +18,13 @@ use netlink_packet_route::link::InfoKind;
 use crate::ipam::{Ipam, IpamLock};
 use crate::netlink::Socket;
 use crate::netns::Netns;
+use crate::subnet::broadcast_of;
 use crate::{Attachment, CniError, NetworkConfig};
 
 /// Kernel limit on interface names, without the trailing NUL (IFNAMSIZ - 1).
 const MAX_IFNAME: usize = 15;
 
-fn nl<'a>(op: &'static str, name: &'a str) -> impl FnOnce(io::Error) -> CniError + 'a {
+pub(crate) fn nl<'a>(op: &'static str, name: &'a str) -> impl FnOnce(io::Error) -> CniError + 'a {
     move |source| CniError::Netlink {
         op,
         name: name.to_owned(),
@@ -29,12 +32,12 @@ fn nl<'a>(op: &'static str, name: &'a str) -> impl FnOnce(io::Error) -> CniError
     }
 }
 
-fn is_errno(err: &io::Error, errno: i32) -> bool {
+pub(crate) fn is_errno(err: &io::Error, errno: i32) -> bool {
     err.raw_os_error() == Some(errno)
 }
 
 /// Rejects what the kernel's `dev_valid_name` rejects, before anything is created.
-fn validate_ifname(what: &'static str, name: &str) -> Result<(), CniError> {
+pub(crate) fn validate_ifname(what: &'static str, name: &str) -> Result<(), CniError> {
     let invalid = |reason| CniError::InvalidName {
         what,
         name: name.to_owned(),
@@ -58,11 +61,11 @@ fn validate_ifname(what: &'static str, name: &str) -> Result<(), CniError> {
     Ok(())
 }
 
-fn validate(cfg: &NetworkConfig, host_veth: &str, ifname: &str) -> Result<(), CniError> {
-    validate_ifname("bridge", &cfg.bridge)?;
+fn validate(bridge: &str, host_veth: &str, ifname: &str) -> Result<(), CniError> {
+    validate_ifname("bridge", bridge)?;
     validate_ifname("host veth", host_veth)?;
     validate_ifname("pod interface", ifname)?;
-    if host_veth == cfg.bridge {
+    if host_veth == bridge {
         return Err(CniError::InvalidName {
             what: "host veth",
             name: host_veth.to_owned(),
@@ -72,7 +75,74 @@ fn validate(cfg: &NetworkConfig, host_veth: &str, ifname: &str) -> Result<(), Cn
     Ok(())
 }
 
-/// What setup has done so far, undone in reverse on failure.
+/// An IPv4 address of the Pod interface, with its prefix length and gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodIp {
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// An IPv4 route inside the Pod; without `gw` it goes via the Pod address's gateway (as the
+/// reference bridge plugin does with IPAM routes), or directly on the link when there is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub dst: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gw: Option<Ipv4Addr>,
+}
+
+/// The bridge and how ports join it.
+#[derive(Debug, Clone)]
+pub struct BridgeSpec {
+    pub name: String,
+    pub mtu: Option<u32>,
+    /// Give the bridge the gateway address of the Pod's network.
+    pub is_gateway: bool,
+    /// Hairpin mode on the host veth (frames may return through the port they came in by).
+    pub hairpin: bool,
+    /// Promiscuous mode on the bridge.
+    pub promisc: bool,
+    /// Leave the bridge in place when the last port leaves it.
+    pub keep: bool,
+}
+
+/// How the Pod interface gets its address.
+#[derive(Debug, Clone, Copy)]
+pub enum Addressing<'a> {
+    /// Leased from a host-local pool to `id` (and `ifname`), under the pool's lock.
+    HostLocal {
+        ipam: &'a Ipam,
+        id: &'a str,
+        ifname: Option<&'a str>,
+    },
+    /// Decided elsewhere (a delegated IPAM plugin), or no address at all.
+    Fixed(Option<PodIp>),
+}
+
+/// Everything [`attach`] needs.
+#[derive(Debug, Clone)]
+pub struct AttachSpec<'a> {
+    pub bridge: &'a BridgeSpec,
+    pub netns: &'a Path,
+    pub host_veth: &'a str,
+    pub ifname: &'a str,
+    pub addressing: Addressing<'a>,
+    pub routes: &'a [Route],
+    /// Bring `lo` up too (podshim does; in a CNI chain that is the loopback plugin's job).
+    pub lo_up: bool,
+}
+
+/// What [`attach`] made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    pub ip: Option<PodIp>,
+    pub bridge_mac: Option<Vec<u8>>,
+    pub host_mac: Option<Vec<u8>>,
+    pub pod_mac: [u8; 6],
+}
+
+/// What attach has done so far, undone in reverse on failure.
 #[derive(Debug, Default)]
 struct Done {
     lease: bool,
@@ -96,9 +166,56 @@ pub fn setup(
     host_veth: &str,
     ifname: &str,
 ) -> Result<Attachment, CniError> {
+    validate(&cfg.bridge, host_veth, ifname)?;
+    let ipam = Ipam::open(&cfg.ipam_dir, cfg.subnet)?;
+    let bridge = bridge_of(cfg);
+    let default_route = [Route {
+        dst: Ipv4Addr::UNSPECIFIED,
+        prefix_len: 0,
+        gw: None,
+    }];
+    let attached = attach(&AttachSpec {
+        bridge: &bridge,
+        netns: netns_path,
+        host_veth,
+        ifname,
+        addressing: Addressing::HostLocal {
+            ipam: &ipam,
+            id: attachment_id,
+            ifname: None,
+        },
+        routes: &default_route,
+        lo_up: true,
+    })?;
+    let ip = attached
+        .ip
+        .expect("host-local addressing always yields an address");
+    Ok(Attachment {
+        ip: ip.ip,
+        prefix_len: ip.prefix_len,
+        gateway: ip.gateway.unwrap_or_else(|| cfg.subnet.gateway()),
+        host_veth: host_veth.to_owned(),
+        mac: attached.pod_mac,
+    })
+}
+
+pub(crate) fn bridge_of(cfg: &NetworkConfig) -> BridgeSpec {
+    BridgeSpec {
+        name: cfg.bridge.clone(),
+        mtu: cfg.mtu,
+        is_gateway: true,
+        hairpin: false,
+        promisc: false,
+        keep: cfg.keep_bridge,
+    }
+}
+
+/// Attaches a network namespace to a bridge as `spec` says; see [`setup`] for the steps.
+pub fn attach(spec: &AttachSpec<'_>) -> Result<Attached, CniError> {
     let started = Instant::now();
-    validate(cfg, host_veth, ifname)?;
-    let netns = Netns::open(netns_path)?;
+    let host_veth = spec.host_veth;
+    validate(&spec.bridge.name, host_veth, spec.ifname)?;
+    let netns = Netns::open(spec.netns)?;
     let mut host = Socket::new().map_err(nl("open socket", "host"))?;
     if host
         .find_link(host_veth)
@@ -109,33 +226,20 @@ pub fn setup(
             libc::EEXIST,
         )));
     }
-    let ipam = Ipam::open(&cfg.ipam_dir, cfg.subnet)?;
-
     let mut done = Done::default();
-    let result = apply(
-        cfg,
-        &mut host,
-        &ipam,
-        &netns,
-        attachment_id,
-        host_veth,
-        ifname,
-        &mut done,
-    );
-    match result {
-        Ok(attachment) => {
+    match apply(spec, &mut host, &netns, &mut done) {
+        Ok(attached) => {
             tracing::debug!(
-                attachment_id,
                 host_veth,
-                ip = %attachment.ip,
+                ip = ?attached.ip,
                 elapsed_us = started.elapsed().as_micros() as u64,
                 "pod network set up"
             );
-            Ok(attachment)
+            Ok(attached)
         }
         Err(err) => {
-            tracing::debug!(attachment_id, host_veth, error = %err, ?done, "rolling back");
-            match rollback(cfg, &mut host, &ipam, attachment_id, host_veth, &done) {
+            tracing::debug!(host_veth, error = %err, ?done, "rolling back");
+            match rollback(spec, &mut host, &done) {
                 Ok(()) => Err(err),
                 Err(rollback) => Err(CniError::Rollback {
                     source: Box::new(err),
@@ -146,26 +250,15 @@ pub fn setup(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn apply(
-    cfg: &NetworkConfig,
+    spec: &AttachSpec<'_>,
     host: &mut Socket,
-    ipam: &Ipam,
     netns: &Netns,
-    attachment_id: &str,
-    host_veth: &str,
-    ifname: &str,
     done: &mut Done,
-) -> Result<Attachment, CniError> {
-    let subnet = cfg.subnet;
-    let ip = {
-        // Held until the veth is on the bridge: a teardown deleting an idle bridge takes it too.
-        let lock = ipam.lock()?;
-        let had_lease = lock.leases()?.values().any(|id| id == attachment_id);
-        let ip = lock.allocate(attachment_id)?;
-        done.lease = !had_lease;
-        let bridge = ensure_bridge(cfg, host, done)?;
-        host.create_veth(host_veth, bridge, ifname, netns.as_fd(), cfg.mtu)
+) -> Result<Attached, CniError> {
+    let (host_veth, ifname) = (spec.host_veth, spec.ifname);
+    let create_veth = |host: &mut Socket, bridge: u32| {
+        host.create_veth(host_veth, bridge, ifname, netns.as_fd(), spec.bridge.mtu)
             .map_err(|e| {
                 if is_errno(&e, libc::EEXIST) {
                     // Either name may be taken: the host end here or the peer in the Pod.
@@ -173,48 +266,94 @@ fn apply(
                 } else {
                     nl("create veth", host_veth)(e)
                 }
-            })?;
-        done.veth = true;
-        ip
+            })
+    };
+    let (pod_ip, bridge_index) = match spec.addressing {
+        Addressing::HostLocal { ipam, id, ifname } => {
+            // Held until the veth is on the bridge: a detach deleting an idle bridge takes it.
+            let lock = ipam.lock()?;
+            let had_lease = lock
+                .holders()?
+                .values()
+                .any(|h| h.id == id && (ifname.is_none() || h.ifname.as_deref() == ifname));
+            let ip = lock.allocate_for(id, ifname)?;
+            done.lease = !had_lease;
+            let pod_ip = PodIp {
+                ip,
+                prefix_len: ipam.subnet().prefix_len(),
+                gateway: Some(ipam.range().gateway),
+            };
+            let bridge = ensure_bridge(spec.bridge, Some(pod_ip), host, done)?;
+            create_veth(host, bridge)?;
+            done.veth = true;
+            (Some(pod_ip), bridge)
+        }
+        Addressing::Fixed(pod_ip) => {
+            let bridge = ensure_bridge(spec.bridge, pod_ip, host, done)?;
+            create_veth(host, bridge)?;
+            done.veth = true;
+            (pod_ip, bridge)
+        }
     };
     let link = host
         .get_link(host_veth)
         .map_err(nl("get link", host_veth))?;
+    if spec.bridge.hairpin {
+        host.set_hairpin(link.index)
+            .map_err(nl("set hairpin", host_veth))?;
+    }
     host.set_up(link.index).map_err(nl("set up", host_veth))?;
 
-    let gateway = subnet.gateway();
-    let broadcast = subnet.broadcast();
-    let prefix_len = subnet.prefix_len();
+    let routes = spec.routes;
+    let lo_up = spec.lo_up;
     let mac = netns.run(|| {
         let mut pod = Socket::new().map_err(nl("open socket", "pod"))?;
         let link = pod.get_link(ifname).map_err(nl("get link", ifname))?;
         disable_dad(ifname)?;
-        let lo = pod.get_link("lo").map_err(nl("get link", "lo"))?;
-        pod.set_up(lo.index).map_err(nl("set up", "lo"))?;
-        pod.add_address(link.index, ip, prefix_len, broadcast)
-            .map_err(nl("add address", ifname))?;
+        if lo_up {
+            let lo = pod.get_link("lo").map_err(nl("get link", "lo"))?;
+            pod.set_up(lo.index).map_err(nl("set up", "lo"))?;
+        }
+        if let Some(ip) = pod_ip {
+            let broadcast = broadcast_of(ip.ip, ip.prefix_len);
+            pod.add_address(link.index, ip.ip, ip.prefix_len, broadcast)
+                .map_err(nl("add address", ifname))?;
+        }
         pod.set_up(link.index).map_err(nl("set up", ifname))?;
-        pod.add_default_route(gateway)
-            .map_err(nl("add default route", ifname))?;
+        for route in routes {
+            let gw = route.gw.or(pod_ip.and_then(|ip| ip.gateway));
+            pod.add_route(route.dst, route.prefix_len, gw, Some(link.index))
+                .map_err(nl("add route", ifname))?;
+        }
         Ok(link.mac)
     })?;
-    let mac = mac
+    let pod_mac = mac
         .and_then(|m| <[u8; 6]>::try_from(m).ok())
         .ok_or_else(|| {
             nl("get link", ifname)(io::Error::other("no ethernet address on pod interface"))
         })?;
-    Ok(Attachment {
-        ip,
-        prefix_len,
-        gateway,
-        host_veth: host_veth.to_owned(),
-        mac,
+    // Read after the veth joined: a bridge without an address of its own takes its ports'.
+    let bridge = host
+        .get_link(&spec.bridge.name)
+        .map_err(nl("get link", &spec.bridge.name))?;
+    debug_assert_eq!(bridge.index, bridge_index);
+    Ok(Attached {
+        ip: pod_ip,
+        bridge_mac: bridge.mac,
+        host_mac: link.mac,
+        pod_mac,
     })
 }
 
-/// Creates the bridge if missing and makes sure it holds the gateway address and is up.
-fn ensure_bridge(cfg: &NetworkConfig, host: &mut Socket, done: &mut Done) -> Result<u32, CniError> {
-    let name = cfg.bridge.as_str();
+/// Creates the bridge if missing and makes sure it is up, promiscuous if asked, and holds the
+/// gateway address of `pod_ip` if it is the gateway.
+fn ensure_bridge(
+    spec: &BridgeSpec,
+    pod_ip: Option<PodIp>,
+    host: &mut Socket,
+    done: &mut Done,
+) -> Result<u32, CniError> {
+    let name = spec.name.as_str();
     let link = match host.find_link(name).map_err(nl("get link", name))? {
         Some(link) if link.kind != Some(InfoKind::Bridge) => {
             return Err(CniError::NotABridge {
@@ -223,21 +362,30 @@ fn ensure_bridge(cfg: &NetworkConfig, host: &mut Socket, done: &mut Done) -> Res
         }
         Some(link) => link,
         None => {
-            host.create_bridge(name, cfg.mtu)
+            host.create_bridge(name, spec.mtu)
                 .map_err(nl("create bridge", name))?;
             done.bridge = true;
             host.get_link(name).map_err(nl("get link", name))?
         }
     };
-    let subnet = cfg.subnet;
-    match host.add_address(
-        link.index,
-        subnet.gateway(),
-        subnet.prefix_len(),
-        subnet.broadcast(),
-    ) {
-        Err(e) if !is_errno(&e, libc::EEXIST) => return Err(nl("add address", name)(e)),
-        _ => {}
+    if let (
+        true,
+        Some(PodIp {
+            prefix_len,
+            gateway: Some(gateway),
+            ..
+        }),
+    ) = (spec.is_gateway, pod_ip)
+    {
+        let broadcast = broadcast_of(gateway, prefix_len);
+        match host.add_address(link.index, gateway, prefix_len, broadcast) {
+            Err(e) if !is_errno(&e, libc::EEXIST) => return Err(nl("add address", name)(e)),
+            _ => {}
+        }
+    }
+    if spec.promisc {
+        host.set_promisc(link.index)
+            .map_err(nl("set promisc", name))?;
     }
     if !link.up {
         host.set_up(link.index).map_err(nl("set up", name))?;
@@ -256,38 +404,33 @@ fn disable_dad(ifname: &str) -> Result<(), CniError> {
     }
 }
 
-fn rollback(
-    cfg: &NetworkConfig,
-    host: &mut Socket,
-    ipam: &Ipam,
-    attachment_id: &str,
-    host_veth: &str,
-    done: &Done,
-) -> Result<(), CniError> {
+fn rollback(spec: &AttachSpec<'_>, host: &mut Socket, done: &Done) -> Result<(), CniError> {
     let mut errors = Vec::new();
     if done.veth {
         // Deleting the host end deletes the peer in the Pod namespace too.
-        if let Err(e) = host.delete_link(host_veth) {
+        if let Err(e) = host.delete_link(spec.host_veth) {
             if !is_errno(&e, libc::ENODEV) {
-                errors.push(nl("delete link", host_veth)(e));
+                errors.push(nl("delete link", spec.host_veth)(e));
             }
         }
     }
-    if done.lease || done.bridge {
-        match ipam.lock() {
-            Ok(lock) => {
-                if done.lease {
-                    if let Err(e) = lock.release(attachment_id) {
-                        errors.push(e);
+    if let Addressing::HostLocal { ipam, id, ifname } = spec.addressing {
+        if done.lease || done.bridge {
+            match ipam.lock() {
+                Ok(lock) => {
+                    if done.lease {
+                        if let Err(e) = lock.release_for(id, ifname) {
+                            errors.push(e);
+                        }
+                    }
+                    if done.bridge {
+                        if let Err(e) = remove_idle_bridge(&lock, host, &spec.bridge.name) {
+                            errors.push(e);
+                        }
                     }
                 }
-                if done.bridge {
-                    if let Err(e) = remove_idle_bridge(&lock, host, &cfg.bridge) {
-                        errors.push(e);
-                    }
-                }
+                Err(e) => errors.push(e),
             }
-            Err(e) => errors.push(e),
         }
     }
     into_result(errors)
@@ -295,7 +438,11 @@ fn rollback(
 
 /// Deletes the bridge if the kernel shows nothing attached to it. The caller holds the IPAM
 /// lock, which every setup holds from "bridge exists" until its veth is attached.
-fn remove_idle_bridge(_lock: &IpamLock<'_>, host: &mut Socket, name: &str) -> Result<(), CniError> {
+pub(crate) fn remove_idle_bridge(
+    _lock: &IpamLock<'_>,
+    host: &mut Socket,
+    name: &str,
+) -> Result<(), CniError> {
     let Some(link) = host.find_link(name).map_err(nl("get link", name))? else {
         return Ok(());
     };
@@ -323,59 +470,6 @@ fn into_result(mut errors: Vec<CniError>) -> Result<(), CniError> {
     }
 }
 
-/// Undoes [`setup`], best-effort and idempotently: deletes `host_veth` (which deletes its peer;
-/// already gone is fine), releases the lease of `attachment_id`, and deletes the bridge if the
-/// kernel shows nothing attached to it, under the IPAM lock so that a concurrent setup never
-/// loses its bridge. Succeeds when everything is already gone; otherwise goes on past failures
-/// and returns them all.
-pub fn teardown(cfg: &NetworkConfig, attachment_id: &str, host_veth: &str) -> Result<(), CniError> {
-    let started = Instant::now();
-    let mut errors = Vec::new();
-    let mut host = match Socket::new() {
-        Ok(socket) => Some(socket),
-        Err(e) => {
-            errors.push(nl("open socket", "host")(e));
-            None
-        }
-    };
-    if let Some(host) = host.as_mut() {
-        // ENODEV: already gone, e.g. with the Pod namespace that held its peer.
-        if let Err(e) = host.delete_link(host_veth) {
-            if !is_errno(&e, libc::ENODEV) {
-                errors.push(nl("delete link", host_veth)(e));
-            }
-        }
-    }
-    match Ipam::open(&cfg.ipam_dir, cfg.subnet).and_then(|ipam| {
-        let lock = ipam.lock()?;
-        let released = lock.release(attachment_id);
-        let bridge = match host.as_mut() {
-            Some(host) if !cfg.keep_bridge => remove_idle_bridge(&lock, host, &cfg.bridge),
-            Some(_) => Ok(()),
-            None => Ok(()),
-        };
-        Ok((released, bridge))
-    }) {
-        Ok((released, bridge)) => {
-            errors.extend(released.err());
-            errors.extend(bridge.err());
-        }
-        Err(e) => errors.push(e),
-    }
-    tracing::debug!(
-        attachment_id,
-        host_veth,
-        errors = errors.len(),
-        elapsed_us = started.elapsed().as_micros() as u64,
-        "pod network torn down"
-    );
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(CniError::Teardown { errors })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,12 +494,12 @@ mod tests {
             ("br0", "v", ".."),
             ("br0", "br0", "eth0"),
         ] {
-            let err = validate(&cfg(bridge), veth, ifname).unwrap_err();
+            let err = validate(&cfg(bridge).bridge, veth, ifname).unwrap_err();
             assert!(matches!(err, CniError::InvalidName { .. }), "{err}");
             assert_eq!(err.code(), 7);
         }
-        validate(&cfg("br0"), "veth0123abcd", "eth0").unwrap();
-        validate(&cfg("br0"), "v23456789012345", "eth0").unwrap();
+        validate(&cfg("br0").bridge, "veth0123abcd", "eth0").unwrap();
+        validate(&cfg("br0").bridge, "v23456789012345", "eth0").unwrap();
     }
 
     #[test]

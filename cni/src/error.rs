@@ -7,16 +7,26 @@ use crate::subnet::Ipv4Net;
 
 /// CNI spec error codes (SPEC.md, "Error"): 1-99 are well-known, 100+ are plugin-specific.
 pub mod codes {
+    /// Incompatible CNI version.
+    pub const INCOMPATIBLE_VERSION: u32 = 1;
+    /// Unsupported field in network configuration (the message names key and value).
+    pub const UNSUPPORTED_FIELD: u32 = 2;
     /// Container unknown or does not exist.
     pub const CONTAINER_UNKNOWN: u32 = 3;
     /// Invalid necessary environment variables (CNI_CONTAINERID, CNI_IFNAME, ...).
     pub const INVALID_ENVIRONMENT: u32 = 4;
     /// I/O failure.
     pub const IO_FAILURE: u32 = 5;
+    /// Failed to decode content (network config, prevResult, a delegated plugin's output).
+    pub const DECODE_FAILED: u32 = 6;
     /// Invalid network config.
     pub const INVALID_NETWORK_CONFIG: u32 = 7;
+    /// STATUS: the plugin is not available (cannot serve ADD).
+    pub const PLUGIN_NOT_AVAILABLE: u32 = 50;
     /// Plugin-specific: the IPAM range has no free address.
     pub const RANGE_EXHAUSTED: u32 = 100;
+    /// Plugin-specific: CHECK found the attachment different from what ADD made.
+    pub const ATTACHMENT_DRIFTED: u32 = 101;
 }
 
 /// Everything that can go wrong while setting up or tearing down a Pod's network.
@@ -87,6 +97,63 @@ pub enum CniError {
         source: io::Error,
     },
 
+    #[error("incompatible CNI versions: config is {version:?}, plugin supports {}", supported.join(", "))]
+    IncompatibleVersion {
+        version: String,
+        supported: &'static [&'static str],
+    },
+
+    #[error("{command} needs cniVersion {needs} or later, config is {version}")]
+    CommandNotInVersion {
+        command: &'static str,
+        needs: &'static str,
+        version: String,
+    },
+
+    #[error("unsupported field {field}: {value}")]
+    UnsupportedField { field: String, value: String },
+
+    #[error("missing environment variable {var}")]
+    MissingEnv { var: &'static str },
+
+    #[error("invalid environment variable {var}={value:?}: {reason}")]
+    InvalidEnv {
+        var: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+
+    #[error("decode {what}")]
+    Decode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("invalid network config: {field}: {reason}")]
+    InvalidConfig { field: String, reason: String },
+
+    #[error("check failed: {what}")]
+    Drifted { what: String },
+
+    #[error("not available: {reason}")]
+    Unavailable { reason: String },
+
+    #[error("run plugin {}", path.display())]
+    DelegateRun {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("plugin {plugin}: {msg}")]
+    Delegated {
+        plugin: String,
+        code: u32,
+        msg: String,
+        details: String,
+    },
+
     #[error("setup failed and its rollback failed too: {}", chain(rollback))]
     Rollback {
         #[source]
@@ -106,7 +173,20 @@ impl CniError {
             Self::InvalidSubnet { .. } | Self::InvalidName { .. } | Self::NotABridge { .. } => {
                 INVALID_NETWORK_CONFIG
             }
-            Self::InvalidAttachmentId { .. } => INVALID_ENVIRONMENT,
+            Self::InvalidAttachmentId { .. }
+            | Self::MissingEnv { .. }
+            | Self::InvalidEnv { .. } => INVALID_ENVIRONMENT,
+            Self::IncompatibleVersion { .. } | Self::CommandNotInVersion { .. } => {
+                INCOMPATIBLE_VERSION
+            }
+            Self::UnsupportedField { .. } => UNSUPPORTED_FIELD,
+            Self::Decode { .. } => DECODE_FAILED,
+            Self::InvalidConfig { .. } => INVALID_NETWORK_CONFIG,
+            Self::Drifted { .. } => ATTACHMENT_DRIFTED,
+            Self::Unavailable { .. } => PLUGIN_NOT_AVAILABLE,
+            Self::DelegateRun { .. } => IO_FAILURE,
+            // A delegated plugin's own code goes to the wire unchanged.
+            Self::Delegated { code, .. } => *code,
             Self::RangeExhausted { .. } => RANGE_EXHAUSTED,
             Self::NetnsOpen { source, .. } if source.kind() == io::ErrorKind::NotFound => {
                 CONTAINER_UNKNOWN
@@ -134,7 +214,7 @@ impl CniError {
 }
 
 /// An error and its sources on one line, for errors that are listed rather than chained.
-fn chain(err: &CniError) -> String {
+pub(crate) fn chain(err: &CniError) -> String {
     let mut out = err.to_string();
     let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(err);
     while let Some(e) = cur {
@@ -200,6 +280,69 @@ mod tests {
                 5,
             ),
             (CniError::NotANetns { path: "/x".into() }, 3),
+            (
+                CniError::IncompatibleVersion {
+                    version: "9".into(),
+                    supported: &["1.1.0"],
+                },
+                1,
+            ),
+            (
+                CniError::CommandNotInVersion {
+                    command: "CHECK",
+                    needs: "0.4.0",
+                    version: "0.3.1".into(),
+                },
+                1,
+            ),
+            (
+                CniError::UnsupportedField {
+                    field: "vlan".into(),
+                    value: "5".into(),
+                },
+                2,
+            ),
+            (CniError::MissingEnv { var: "CNI_IFNAME" }, 4),
+            (
+                CniError::InvalidEnv {
+                    var: "CNI_IFNAME",
+                    value: "a/b".into(),
+                    reason: "r",
+                },
+                4,
+            ),
+            (
+                CniError::Decode {
+                    what: "network config",
+                    source: serde_json::from_str::<u8>("x").unwrap_err(),
+                },
+                6,
+            ),
+            (
+                CniError::InvalidConfig {
+                    field: "mtu".into(),
+                    reason: "r".into(),
+                },
+                7,
+            ),
+            (CniError::Drifted { what: "x".into() }, 101),
+            (CniError::Unavailable { reason: "x".into() }, 50),
+            (
+                CniError::DelegateRun {
+                    path: "/x".into(),
+                    source: io::Error::other("x"),
+                },
+                5,
+            ),
+            (
+                CniError::Delegated {
+                    plugin: "static".into(),
+                    code: 11,
+                    msg: "m".into(),
+                    details: String::new(),
+                },
+                11,
+            ),
             (netlink(libc::EPERM), 5),
             (
                 CniError::Ipam {

@@ -5,6 +5,10 @@
 //! allocation, and `lock`, which every change holds with `flock(LOCK_EX)`. `flock` locks
 //! belong to the open file description, so they exclude other processes and other threads
 //! (each `lock()` opens the file anew) alike.
+//!
+//! The CNI plugin uses the exact host-local layout (`<dataDir>/<network>/`, leases holding
+//! `id\r\nifname`, `last_reserved_ip.0`) and a configurable range, so host-local and podshim
+//! can take turns on one directory.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -18,12 +22,55 @@ use crate::{CniError, Ipv4Net};
 
 const LOCK_FILE: &str = "lock";
 const LAST_RESERVED: &str = "last_reserved_ip";
+/// host-local keeps one marker per range set; podshim's plugin has one range set.
+const LAST_RESERVED_HOST_LOCAL: &str = "last_reserved_ip.0";
 
 /// The address pool of one subnet, stored in one directory.
 #[derive(Debug, Clone)]
 pub struct Ipam {
     dir: PathBuf,
     subnet: Ipv4Net,
+    range: Range,
+    last_reserved: &'static str,
+}
+
+/// The part of a subnet a pool hands out (host-local's `rangeStart`, `rangeEnd`, `gateway`):
+/// every address from `start` to `end` except `gateway`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub start: Ipv4Addr,
+    pub end: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+}
+
+impl Range {
+    /// The whole subnet but its network, gateway (the first address) and broadcast addresses.
+    pub fn of(subnet: Ipv4Net) -> Self {
+        let range = subnet.pod_range();
+        Self {
+            start: Ipv4Addr::from(*range.start()),
+            end: Ipv4Addr::from(*range.end()),
+            gateway: subnet.gateway(),
+        }
+    }
+}
+
+/// Who holds a lease: an attachment id and, for CNI attachments, the interface name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub id: String,
+    pub ifname: Option<String>,
+}
+
+impl Holder {
+    /// Whether this lease belongs to `id` (and `ifname`, when both sides know it).
+    fn is(&self, id: &str, ifname: Option<&str>) -> bool {
+        self.id == id
+            && match (self.ifname.as_deref(), ifname) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
 }
 
 /// The IPAM lock, held; every read and change of the pool goes through it.
@@ -36,6 +83,20 @@ pub struct IpamLock<'a> {
 impl Ipam {
     /// Opens (creating if needed) the pool of `subnet` stored in `dir`.
     pub fn open(dir: &Path, subnet: Ipv4Net) -> Result<Self, CniError> {
+        Self::open_range(dir, subnet, Range::of(subnet), LAST_RESERVED)
+    }
+
+    /// Opens the pool of `range` within `subnet` in host-local's own layout.
+    pub fn open_host_local(dir: &Path, subnet: Ipv4Net, range: Range) -> Result<Self, CniError> {
+        Self::open_range(dir, subnet, range, LAST_RESERVED_HOST_LOCAL)
+    }
+
+    fn open_range(
+        dir: &Path,
+        subnet: Ipv4Net,
+        range: Range,
+        last_reserved: &'static str,
+    ) -> Result<Self, CniError> {
         fs::create_dir_all(dir).map_err(|source| CniError::Ipam {
             op: "create directory",
             path: dir.to_owned(),
@@ -44,11 +105,21 @@ impl Ipam {
         Ok(Self {
             dir: dir.to_owned(),
             subnet,
+            range,
+            last_reserved,
         })
     }
 
     pub fn subnet(&self) -> Ipv4Net {
         self.subnet
+    }
+
+    pub fn range(&self) -> Range {
+        self.range
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Takes the exclusive lock, blocking until no other holder is left.
@@ -95,14 +166,20 @@ impl Ipam {
 impl IpamLock<'_> {
     /// See [`Ipam::allocate`].
     pub fn allocate(&self, id: &str) -> Result<Ipv4Addr, CniError> {
+        self.allocate_for(id, None)
+    }
+
+    /// Leases an address to `id` on interface `ifname` (written as host-local does); the same
+    /// holder always gets the address it already holds.
+    pub fn allocate_for(&self, id: &str, ifname: Option<&str>) -> Result<Ipv4Addr, CniError> {
         validate_id(id)?;
-        let leases = self.leases()?;
-        if let Some((ip, _)) = leases.iter().find(|(_, holder)| holder.as_str() == id) {
+        let leases = self.holders()?;
+        if let Some((ip, _)) = leases.iter().find(|(_, h)| h.is(id, ifname)) {
             return Ok(*ip);
         }
         let subnet = self.ipam.subnet;
-        let range = subnet.pod_range();
-        let (first, last) = (*range.start(), *range.end());
+        let range = self.ipam.range;
+        let (first, last) = (u32::from(range.start), u32::from(range.end));
         // Round-robin from the address after the last one handed out, as host-local does, so
         // an address just released is not reused at once by a different Pod.
         let start = match self.last_reserved()? {
@@ -112,11 +189,15 @@ impl IpamLock<'_> {
         let size = last - first + 1;
         for i in 0..size {
             let candidate = Ipv4Addr::from(first + (start - first + i) % size);
-            if leases.contains_key(&candidate) {
+            if leases.contains_key(&candidate) || candidate == range.gateway {
                 continue;
             }
-            self.write_atomic(&candidate.to_string(), id)?;
-            self.write_atomic(LAST_RESERVED, &candidate.to_string())?;
+            let content = match ifname {
+                Some(ifname) => format!("{id}\r\n{ifname}"),
+                None => id.to_owned(),
+            };
+            self.write_atomic(&candidate.to_string(), &content)?;
+            self.write_atomic(self.ipam.last_reserved, &candidate.to_string())?;
             return Ok(candidate);
         }
         Err(CniError::RangeExhausted { subnet })
@@ -124,9 +205,14 @@ impl IpamLock<'_> {
 
     /// See [`Ipam::release`].
     pub fn release(&self, id: &str) -> Result<bool, CniError> {
+        self.release_for(id, None)
+    }
+
+    /// Releases what `id` holds on `ifname` (on any interface when `None`).
+    pub fn release_for(&self, id: &str, ifname: Option<&str>) -> Result<bool, CniError> {
         let mut released = false;
-        for (ip, holder) in self.leases()? {
-            if holder == id {
+        for (ip, holder) in self.holders()? {
+            if holder.is(id, ifname) {
                 let path = self.ipam.dir.join(ip.to_string());
                 match fs::remove_file(&path) {
                     Ok(()) => released = true,
@@ -140,6 +226,24 @@ impl IpamLock<'_> {
 
     /// See [`Ipam::leases`].
     pub fn leases(&self) -> Result<BTreeMap<Ipv4Addr, String>, CniError> {
+        Ok(self
+            .holders()?
+            .into_iter()
+            .map(|(ip, holder)| (ip, holder.id))
+            .collect())
+    }
+
+    /// Whether `range` still has an address nobody holds.
+    pub fn has_free(&self) -> Result<bool, CniError> {
+        let leases = self.holders()?;
+        let range = self.ipam.range;
+        Ok((u32::from(range.start)..=u32::from(range.end))
+            .map(Ipv4Addr::from)
+            .any(|ip| ip != range.gateway && !leases.contains_key(&ip)))
+    }
+
+    /// Every lease of the subnet with its holder.
+    pub fn holders(&self) -> Result<BTreeMap<Ipv4Addr, Holder>, CniError> {
         let dir = &self.ipam.dir;
         let entries = fs::read_dir(dir).map_err(|source| self.ipam.err("list", dir, source))?;
         let mut leases = BTreeMap::new();
@@ -157,10 +261,12 @@ impl IpamLock<'_> {
             };
             let path = entry.path();
             match fs::read_to_string(&path) {
-                Ok(holder) => {
-                    // host-local writes "id\r\nifname"; the id is the first line.
-                    let holder = holder.lines().next().unwrap_or_default().trim();
-                    leases.insert(ip, holder.to_owned());
+                Ok(content) => {
+                    // host-local writes "id\r\nifname"; podshim's own leases hold the id only.
+                    let mut lines = content.lines().map(str::trim);
+                    let id = lines.next().unwrap_or_default().to_owned();
+                    let ifname = lines.next().filter(|l| !l.is_empty()).map(str::to_owned);
+                    leases.insert(ip, Holder { id, ifname });
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(source) => return Err(self.ipam.err("read lease", &path, source)),
@@ -170,7 +276,7 @@ impl IpamLock<'_> {
     }
 
     fn last_reserved(&self) -> Result<Option<Ipv4Addr>, CniError> {
-        let path = self.ipam.dir.join(LAST_RESERVED);
+        let path = self.ipam.dir.join(self.ipam.last_reserved);
         match fs::read_to_string(&path) {
             Ok(s) => Ok(s.trim().parse().ok()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),

@@ -2,19 +2,25 @@
 //!
 //! [`setup`] gives a Pod network namespace an `eth0` on a shared bridge with an address from
 //! the host-local style [`ipam`] pool; [`teardown`] undoes it, idempotently. Everything goes
-//! through netlink (no `ip` command); in-namespace work runs on a short-lived thread.
+//! through netlink (no `ip` command); in-namespace work runs on a short-lived thread. The
+//! [`plugin`] module is the same code behind the CNI 1.1 protocol (the `podshim-bridge` binary).
 
 mod attach;
+pub mod check;
+mod detach;
 mod error;
+pub mod gc;
 pub mod ipam;
 mod netlink;
 mod netns;
+pub mod plugin;
 mod subnet;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-pub use attach::{setup, teardown};
+pub use attach::{attach, setup, Addressing, AttachSpec, Attached, BridgeSpec, PodIp, Route};
+pub use detach::{detach, teardown, DetachSpec};
 pub use error::{codes, CniError};
 pub use subnet::Ipv4Net;
 
@@ -53,6 +59,11 @@ pub fn host_veth_name(attachment_id: &str) -> String {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     });
     format!("veth{hash:08x}")
+}
+
+/// The host-side veth name of a CNI attachment (container id, interface name).
+pub fn cni_host_veth_name(container_id: &str, ifname: &str) -> String {
+    host_veth_name(&format!("{container_id}/{ifname}"))
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -30,6 +31,7 @@ const RECV_BUF: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct Link {
     pub index: u32,
+    pub name: String,
     pub kind: Option<InfoKind>,
     pub controller: Option<u32>,
     pub mac: Option<Vec<u8>>,
@@ -40,6 +42,7 @@ impl From<LinkMessage> for Link {
     fn from(msg: LinkMessage) -> Self {
         let mut link = Link {
             index: msg.header.index,
+            name: String::new(),
             kind: None,
             controller: None,
             mac: None,
@@ -47,6 +50,7 @@ impl From<LinkMessage> for Link {
         };
         for attr in msg.attributes {
             match attr {
+                LinkAttribute::IfName(name) => link.name = name,
                 LinkAttribute::Controller(i) => link.controller = Some(i),
                 LinkAttribute::Address(mac) => link.mac = Some(mac),
                 LinkAttribute::LinkInfo(infos) => {
@@ -61,6 +65,16 @@ impl From<LinkMessage> for Link {
         }
         link
     }
+}
+
+/// An IPv4 route as this crate needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteEntry {
+    pub dst: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+    pub oif: Option<u32>,
+    pub table: u32,
 }
 
 /// An rtnetlink socket, bound to the network namespace of the thread that opened it.
@@ -226,11 +240,90 @@ impl Socket {
     }
 
     pub fn set_up(&mut self, index: u32) -> io::Result<()> {
+        self.set_flag(index, LinkFlags::Up)
+    }
+
+    /// Turns promiscuous mode on (`ip link set promisc on`).
+    pub fn set_promisc(&mut self, index: u32) -> io::Result<()> {
+        self.set_flag(index, LinkFlags::Promisc)
+    }
+
+    fn set_flag(&mut self, index: u32, flag: LinkFlags) -> io::Result<()> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
+        msg.header.flags = flag;
+        msg.header.change_mask = flag;
         self.ack(RouteNetlinkMessage::SetLink(msg), 0)
+    }
+
+    /// Turns hairpin mode on for the bridge port `index` (IFLA_BRPORT_MODE, as `ip link set
+    /// dev X type bridge_slave hairpin on`): frames may leave by the port they came in.
+    pub fn set_hairpin(&mut self, index: u32) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                true,
+            )])),
+        ]));
+        self.ack(RouteNetlinkMessage::NewLink(msg), 0)
+    }
+
+    /// The IPv4 addresses (address, prefix length) of link `index`.
+    pub fn addresses(&mut self, index: u32) -> io::Result<Vec<(Ipv4Addr, u8)>> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.index = index;
+        let replies = self.request(RouteNetlinkMessage::GetAddress(msg), NLM_F_DUMP)?;
+        let mut out = Vec::new();
+        for reply in replies {
+            let RouteNetlinkMessage::NewAddress(m) = reply else {
+                continue;
+            };
+            if m.header.index != index {
+                continue;
+            }
+            for attr in m.attributes {
+                if let AddressAttribute::Local(std::net::IpAddr::V4(ip)) = attr {
+                    out.push((ip, m.header.prefix_len));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The IPv4 routes of the main table.
+    pub fn routes(&mut self) -> io::Result<Vec<RouteEntry>> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet;
+        let replies = self.request(RouteNetlinkMessage::GetRoute(msg), NLM_F_DUMP)?;
+        let mut out = Vec::new();
+        for reply in replies {
+            let RouteNetlinkMessage::NewRoute(m) = reply else {
+                continue;
+            };
+            let mut route = RouteEntry {
+                dst: Ipv4Addr::UNSPECIFIED,
+                prefix_len: m.header.destination_prefix_length,
+                gateway: None,
+                oif: None,
+                table: u32::from(m.header.table),
+            };
+            for attr in m.attributes {
+                match attr {
+                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => route.dst = ip,
+                    RouteAttribute::Gateway(RouteAddress::Inet(ip)) => route.gateway = Some(ip),
+                    RouteAttribute::Oif(i) => route.oif = Some(i),
+                    RouteAttribute::Table(t) => route.table = t,
+                    _ => {}
+                }
+            }
+            if route.table == u32::from(libc::RT_TABLE_MAIN) {
+                out.push(route);
+            }
+        }
+        Ok(out)
     }
 
     /// Adds `ip/prefix_len` (with its broadcast address) to link `index`; EEXIST if present.
@@ -254,17 +347,35 @@ impl Socket {
         )
     }
 
-    /// Adds the IPv4 default route via `gateway`.
-    pub fn add_default_route(&mut self, gateway: Ipv4Addr) -> io::Result<()> {
+    /// Adds the IPv4 route to `dst/prefix_len`, via `gateway` or (without one) directly on
+    /// link `oif`.
+    pub fn add_route(
+        &mut self,
+        dst: Ipv4Addr,
+        prefix_len: u8,
+        gateway: Option<Ipv4Addr>,
+        oif: Option<u32>,
+    ) -> io::Result<()> {
         let mut msg = RouteMessage::default();
         msg.header.address_family = AddressFamily::Inet;
         msg.header.table = libc::RT_TABLE_MAIN;
         msg.header.protocol = RouteProtocol::Boot;
         msg.header.scope = RouteScope::Universe;
         msg.header.kind = RouteType::Unicast;
-        msg.header.destination_prefix_length = 0;
-        msg.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        msg.header.destination_prefix_length = prefix_len;
+        if prefix_len > 0 {
+            msg.attributes
+                .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+        }
+        match gateway {
+            Some(gw) => msg
+                .attributes
+                .push(RouteAttribute::Gateway(RouteAddress::Inet(gw))),
+            None => msg.header.scope = RouteScope::Link,
+        }
+        if let Some(oif) = oif {
+            msg.attributes.push(RouteAttribute::Oif(oif));
+        }
         self.ack(
             RouteNetlinkMessage::NewRoute(msg),
             NLM_F_CREATE | NLM_F_EXCL,

@@ -58,6 +58,16 @@ impl Ipv4Net {
     }
 }
 
+/// The broadcast address of `ip`'s network of `prefix_len` bits.
+pub(crate) fn broadcast_of(ip: Ipv4Addr, prefix_len: u8) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(ip) | !mask(prefix_len))
+}
+
+/// The network address of `ip` in a network of `prefix_len` bits.
+pub(crate) fn network_of(ip: Ipv4Addr, prefix_len: u8) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(ip) & mask(prefix_len))
+}
+
 fn mask(prefix_len: u8) -> u32 {
     u32::MAX
         .checked_shl(32 - u32::from(prefix_len))

@@ -2,6 +2,10 @@
 //!
 //! Every name made here starts with `pst` and every guard removes what it made when dropped,
 //! also when the test panics. The library under test uses netlink only; `ip` is the witness.
+// Shared by several test crates, each using a part.
+#![allow(dead_code)]
+
+pub mod plugin;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

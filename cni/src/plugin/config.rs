@@ -1,0 +1,543 @@
+//! The network configuration on stdin, checked strictly: every problem names its field.
+//!
+//! Fields follow the reference `bridge` plugin and, for `ipam.type: host-local`, the reference
+//! `host-local` plugin. An unknown field is CNI error 2 (its key and value in the message), a
+//! wrong value is 7 naming the field; fields the reference knows but podshim does not do yet
+//! are accepted only with their do-nothing value.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use crate::attach::{validate_ifname, BridgeSpec, Route};
+use crate::ipam::Range;
+use crate::subnet::network_of;
+use crate::{CniError, Ipv4Net};
+
+/// CNI versions this plugin speaks, oldest first.
+pub const SUPPORTED_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+/// host-local's default `dataDir`.
+const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
+
+/// The bridge plugin's configuration.
+#[derive(Debug, Clone)]
+pub struct NetConf {
+    pub cni_version: String,
+    pub name: String,
+    pub bridge: BridgeSpec,
+    pub is_default_gateway: bool,
+    pub ipam: IpamConf,
+    pub prev_result: Option<Value>,
+    /// The `dns` of the result, as the reference plugin: from the config, not from IPAM.
+    pub dns: Value,
+    /// GC's `cni.dev/valid-attachments`: (container id, interface).
+    pub valid_attachments: Option<Vec<(String, String)>>,
+    /// The whole config as received, for a delegated IPAM plugin.
+    pub raw: Value,
+}
+
+/// Where addresses come from.
+#[derive(Debug, Clone)]
+pub enum IpamConf {
+    /// No `ipam` section: the interface gets no address (as with the reference plugin).
+    None,
+    /// `host-local`, served in-process.
+    HostLocal(HostLocal),
+    /// Any other type: the plugin of that name in `CNI_PATH`.
+    Delegated { plugin: String },
+}
+
+/// host-local's configuration (one range set of one IPv4 range).
+#[derive(Debug, Clone)]
+pub struct HostLocal {
+    pub subnet: Ipv4Net,
+    pub range: Range,
+    pub routes: Vec<Route>,
+    /// `<dataDir>/<network name>`, as host-local lays it out.
+    pub dir: PathBuf,
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> CniError {
+    CniError::InvalidConfig {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A JSON object whose fields are taken one by one; what is left over is unknown.
+struct Fields {
+    path: String,
+    map: Map<String, Value>,
+}
+
+impl Fields {
+    fn new(path: &str, value: Value) -> Result<Self, CniError> {
+        match value {
+            Value::Object(map) => Ok(Self {
+                path: path.to_owned(),
+                map,
+            }),
+            other => Err(invalid(path, format!("expected an object, got {other}"))),
+        }
+    }
+
+    fn name(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn take(&mut self, key: &str) -> Option<Value> {
+        self.map.remove(key).filter(|v| !v.is_null())
+    }
+
+    fn string(&mut self, key: &str) -> Result<Option<String>, CniError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(invalid(
+                self.name(key),
+                format!("expected a string, got {other}"),
+            )),
+        }
+    }
+
+    fn bool(&mut self, key: &str) -> Result<bool, CniError> {
+        match self.take(key) {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(b),
+            Some(other) => Err(invalid(
+                self.name(key),
+                format!("expected true or false, got {other}"),
+            )),
+        }
+    }
+
+    fn ip(&mut self, key: &str) -> Result<Option<Ipv4Addr>, CniError> {
+        let field = self.name(key);
+        self.string(key)?
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| invalid(field, format!("{s:?} is not an IPv4 address")))
+            })
+            .transpose()
+    }
+
+    /// Accepts a field the reference plugin has and podshim does not do yet only when it asks
+    /// for nothing (false, 0, empty, null).
+    fn not_yet(&mut self, key: &str) -> Result<(), CniError> {
+        match self.take(key) {
+            None | Some(Value::Bool(false)) => Ok(()),
+            Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(()),
+            Some(Value::Array(a)) if a.is_empty() => Ok(()),
+            Some(Value::String(s)) if s.is_empty() => Ok(()),
+            Some(value) => Err(CniError::UnsupportedField {
+                field: self.name(key),
+                value: format!("{value} (not supported by podshim-bridge yet)"),
+            }),
+        }
+    }
+
+    /// Fails on the first field nobody took.
+    fn finish(self) -> Result<(), CniError> {
+        match self.map.into_iter().next() {
+            None => Ok(()),
+            Some((key, value)) => Err(CniError::UnsupportedField {
+                field: if self.path.is_empty() {
+                    key
+                } else {
+                    format!("{}.{key}", self.path)
+                },
+                value: value.to_string(),
+            }),
+        }
+    }
+}
+
+/// Parses the config on stdin (after decoding: `raw` is its JSON value).
+pub fn parse(raw: Value) -> Result<NetConf, CniError> {
+    let mut f = Fields::new("", raw.clone())?;
+    let cni_version = f
+        .string("cniVersion")?
+        .ok_or_else(|| invalid("cniVersion", "missing"))?;
+    if !SUPPORTED_VERSIONS.contains(&cni_version.as_str()) {
+        return Err(CniError::IncompatibleVersion {
+            version: cni_version,
+            supported: SUPPORTED_VERSIONS,
+        });
+    }
+    let name = f
+        .string("name")?
+        .ok_or_else(|| invalid("name", "missing network name"))?;
+    validate_network_name(&name)?;
+    f.string("type")?
+        .ok_or_else(|| invalid("type", "missing"))?;
+    // Set by runtimes: conventions and capabilities podshim does not act on (yet).
+    for key in ["args", "runtimeConfig", "capabilities"] {
+        f.take(key);
+    }
+    let dns = match f.take("dns") {
+        None => serde_json::json!({}),
+        Some(v @ Value::Object(_)) => v,
+        Some(other) => return Err(invalid("dns", format!("expected an object, got {other}"))),
+    };
+    let prev_result = f.take("prevResult");
+    let valid_attachments = f
+        .take("cni.dev/valid-attachments")
+        .map(parse_valid_attachments)
+        .transpose()?;
+
+    let bridge_name = f.string("bridge")?.unwrap_or_else(|| "cni0".to_owned());
+    validate_ifname("bridge", &bridge_name).map_err(|e| invalid("bridge", e.to_string()))?;
+    let is_default_gateway = f.bool("isDefaultGateway")?;
+    // The reference plugin: "isDefaultGateway implies isGateway".
+    let is_gateway = f.bool("isGateway")? || is_default_gateway;
+    if f.bool("ipMasq")? {
+        return Err(invalid(
+            "ipMasq",
+            "true is not supported yet (outbound NAT)",
+        ));
+    }
+    f.string("ipMasqBackend")?;
+    let hairpin = f.bool("hairpinMode")?;
+    let promisc = f.bool("promiscMode")?;
+    let mtu = match f.take("mtu") {
+        None => None,
+        Some(v) => match v.as_u64() {
+            Some(0) => None,
+            Some(m @ 68..=65535) => Some(m as u32),
+            _ => {
+                return Err(invalid(
+                    "mtu",
+                    format!("{v} is not an MTU (68 to 65535, or 0)"),
+                ))
+            }
+        },
+    };
+    for key in [
+        "forceAddress",
+        "vlan",
+        "vlanTrunk",
+        "preserveDefaultVlan",
+        "macspoofchk",
+        "enabledad",
+        "disableContainerInterface",
+        "portIsolation",
+    ] {
+        f.not_yet(key)?;
+    }
+    let ipam = match f.take("ipam") {
+        None => IpamConf::None,
+        Some(v) => parse_ipam(v, &name)?,
+    };
+    f.finish()?;
+    Ok(NetConf {
+        cni_version,
+        name,
+        bridge: BridgeSpec {
+            name: bridge_name,
+            mtu,
+            is_gateway,
+            hairpin,
+            promisc,
+            // As the reference plugin: a bridge is shared configuration, never deleted by DEL.
+            keep: true,
+        },
+        is_default_gateway,
+        ipam,
+        prev_result,
+        dns,
+        valid_attachments,
+        raw,
+    })
+}
+
+/// The spec's network name: alphanumerics, `_`, `.` and `-`, starting alphanumeric. It also
+/// names host-local's data directory, so it must never climb out of it.
+fn validate_network_name(name: &str) -> Result<(), CniError> {
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "name",
+            format!(
+                "{name:?}: only letters, digits, '_', '.' and '-', starting with a letter or digit"
+            ),
+        ))
+    }
+}
+
+fn parse_valid_attachments(v: Value) -> Result<Vec<(String, String)>, CniError> {
+    let field = "cni.dev/valid-attachments";
+    let Value::Array(items) = v else {
+        return Err(invalid(field, "expected an array"));
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let mut f = Fields::new(&format!("{field}[{i}]"), item)?;
+            let id = f.string("containerID")?;
+            let ifname = f.string("ifname")?;
+            match (id, ifname) {
+                (Some(id), Some(ifname)) => Ok((id, ifname)),
+                _ => Err(invalid(
+                    format!("{field}[{i}]"),
+                    "needs containerID and ifname",
+                )),
+            }
+        })
+        .collect()
+}
+
+fn parse_ipam(v: Value, network: &str) -> Result<IpamConf, CniError> {
+    let mut f = Fields::new("ipam", v)?;
+    let kind = f
+        .string("type")?
+        .ok_or_else(|| invalid("ipam.type", "missing"))?;
+    if kind != "host-local" {
+        if kind.is_empty() || kind.contains('/') || kind.starts_with('.') {
+            return Err(invalid(
+                "ipam.type",
+                format!("{kind:?} is not a plugin name"),
+            ));
+        }
+        // The delegated plugin checks its own fields.
+        return Ok(IpamConf::Delegated { plugin: kind });
+    }
+    let data_dir = f
+        .string("dataDir")?
+        .unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned());
+    let routes = match f.take("routes") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| parse_route(&format!("ipam.routes[{i}]"), r))
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(invalid(
+                "ipam.routes",
+                format!("expected an array, got {other}"),
+            ))
+        }
+    };
+    f.not_yet("resolvConf")?;
+    // host-local's legacy single range: subnet, rangeStart, rangeEnd, gateway at ipam level.
+    let legacy = f.map.contains_key("subnet");
+    let (subnet, range) = if legacy {
+        let mut legacy_fields = Fields::new("ipam", Value::Object(Map::new()))?;
+        for key in ["subnet", "rangeStart", "rangeEnd", "gateway"] {
+            if let Some(v) = f.map.remove(key) {
+                legacy_fields.map.insert(key.to_owned(), v);
+            }
+        }
+        parse_range(legacy_fields)?
+    } else {
+        let sets = match f.take("ranges") {
+            Some(Value::Array(sets)) if !sets.is_empty() => sets,
+            Some(Value::Array(_)) | None => {
+                return Err(invalid("ipam.ranges", "no IP ranges specified"))
+            }
+            Some(other) => {
+                return Err(invalid(
+                    "ipam.ranges",
+                    format!("expected an array of range sets, got {other}"),
+                ))
+            }
+        };
+        if sets.len() > 1 {
+            return Err(CniError::UnsupportedField {
+                field: "ipam.ranges[1]".into(),
+                value: format!("{} (only one range set is supported yet)", sets[1]),
+            });
+        }
+        let set = match sets.into_iter().next() {
+            Some(Value::Array(set)) if !set.is_empty() => set,
+            _ => {
+                return Err(invalid(
+                    "ipam.ranges[0]",
+                    "expected a non-empty array of ranges",
+                ))
+            }
+        };
+        if set.len() > 1 {
+            return Err(CniError::UnsupportedField {
+                field: "ipam.ranges[0][1]".into(),
+                value: format!("{} (only one range per set is supported yet)", set[1]),
+            });
+        }
+        let range = set.into_iter().next().unwrap_or_default();
+        parse_range(Fields::new("ipam.ranges[0][0]", range)?)?
+    };
+    f.finish()?;
+    Ok(IpamConf::HostLocal(HostLocal {
+        subnet,
+        range,
+        routes,
+        dir: PathBuf::from(data_dir).join(network),
+    }))
+}
+
+/// One host-local range; defaults as host-local: from the first to the last host address,
+/// gateway the first.
+fn parse_range(mut f: Fields) -> Result<(Ipv4Net, Range), CniError> {
+    let field = f.name("subnet");
+    let subnet: Ipv4Net = f
+        .string("subnet")?
+        .ok_or_else(|| invalid(&field, "missing"))?
+        .parse()
+        .map_err(|e: CniError| invalid(&field, e.to_string()))?;
+    let first = Ipv4Addr::from(u32::from(subnet.addr()) + 1);
+    let last = Ipv4Addr::from(u32::from(subnet.broadcast()) - 1);
+    let mut within = |key: &str, default: Ipv4Addr| -> Result<Ipv4Addr, CniError> {
+        let name = f.name(key);
+        match f.ip(key)? {
+            None => Ok(default),
+            Some(ip) if subnet.contains(ip) && (first..=last).contains(&ip) => Ok(ip),
+            Some(ip) => Err(invalid(
+                name,
+                format!("{ip} is not a host address of {subnet}"),
+            )),
+        }
+    };
+    let start = within("rangeStart", first)?;
+    let end = within("rangeEnd", last)?;
+    let gateway = within("gateway", first)?;
+    if start > end {
+        return Err(invalid(
+            f.name("rangeEnd"),
+            format!("{end} is before rangeStart {start}"),
+        ));
+    }
+    f.finish()?;
+    Ok((
+        subnet,
+        Range {
+            start,
+            end,
+            gateway,
+        },
+    ))
+}
+
+/// `{"dst": "10.1.0.0/16", "gw": "10.0.0.1"}`; `gw` optional.
+pub fn parse_route(path: &str, v: Value) -> Result<Route, CniError> {
+    let mut f = Fields::new(path, v)?;
+    let field = f.name("dst");
+    let dst = f.string("dst")?.ok_or_else(|| invalid(&field, "missing"))?;
+    let (addr, prefix_len) =
+        parse_cidr(&dst).ok_or_else(|| invalid(&field, format!("{dst:?} is not an IPv4 CIDR")))?;
+    let gw = f.ip("gw")?;
+    // Fields of newer specs the kernel route does not need from us.
+    for key in ["mtu", "advmss", "priority", "table", "scope"] {
+        f.take(key);
+    }
+    f.finish()?;
+    Ok(Route {
+        dst: network_of(addr, prefix_len),
+        prefix_len,
+        gw,
+    })
+}
+
+/// `a.b.c.d/n` with any prefix length, host bits allowed (an interface address).
+pub fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (addr, prefix) = s.split_once('/')?;
+    let addr: Ipv4Addr = addr.parse().ok()?;
+    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32)?;
+    Some((addr, prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base() -> Value {
+        json!({"cniVersion": "1.0.0", "name": "n", "type": "podshim-bridge",
+               "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.9.0.0/24"}]]}})
+    }
+
+    #[test]
+    fn defaults_follow_the_reference_plugins() {
+        let conf = parse(base()).unwrap();
+        assert_eq!(conf.bridge.name, "cni0");
+        assert!(!conf.bridge.is_gateway && !conf.is_default_gateway && conf.bridge.keep);
+        let IpamConf::HostLocal(h) = conf.ipam else {
+            panic!("not host-local")
+        };
+        assert_eq!(h.range.start, Ipv4Addr::new(10, 9, 0, 1));
+        assert_eq!(h.range.end, Ipv4Addr::new(10, 9, 0, 254));
+        assert_eq!(h.range.gateway, Ipv4Addr::new(10, 9, 0, 1));
+        assert_eq!(h.dir, PathBuf::from("/var/lib/cni/networks/n"));
+        let mut v = base();
+        v["isDefaultGateway"] = json!(true);
+        assert!(
+            parse(v).unwrap().bridge.is_gateway,
+            "isDefaultGateway implies isGateway"
+        );
+        let mut v = base();
+        v["ipam"] = json!({"type": "static", "anything": 1});
+        assert!(matches!(parse(v).unwrap().ipam, IpamConf::Delegated { .. }));
+    }
+
+    #[test]
+    fn errors_name_the_field_with_the_right_code() {
+        type Change = fn(&mut Value);
+        let cases: Vec<(Change, u32, &str)> = vec![
+            (|v| v["mtu"] = json!(20), 7, "mtu"),
+            (|v| v["hairpinMode"] = json!(1), 7, "hairpinMode"),
+            (|v| v["name"] = json!("../x"), 7, "name"),
+            (
+                |v| v["bridge"] = json!("a-very-long-bridge-name"),
+                7,
+                "bridge",
+            ),
+            (|v| v["cniVersion"] = json!("0.2.0"), 1, "0.2.0"),
+            (|v| v["extra"] = json!("x"), 2, "extra"),
+            (
+                |v| v["ipam"]["ranges"][0][0]["gateway"] = json!("10.9.1.1"),
+                7,
+                "ipam.ranges[0][0].gateway",
+            ),
+            (
+                |v| {
+                    v["ipam"]["ranges"] =
+                        json!([[{"subnet": "10.9.0.0/24"}], [{"subnet": "10.8.0.0/24"}]])
+                },
+                2,
+                "ipam.ranges[1]",
+            ),
+            (
+                |v| v["ipam"]["routes"] = json!([{"dst": "10.0.0.0/8", "via": "x"}]),
+                2,
+                "ipam.routes[0].via",
+            ),
+        ];
+        for (change, code, field) in cases {
+            let mut v = base();
+            change(&mut v);
+            let err = parse(v).unwrap_err();
+            assert_eq!(err.code(), code, "{err}");
+            assert!(
+                err.to_string().contains(field),
+                "{err} does not name {field}"
+            );
+        }
+    }
+}
