@@ -516,3 +516,56 @@ fn ctrl_c_on_the_terminal_stops_the_pod_gracefully() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     inst.assert_clean(&[&u]);
 }
+
+#[test]
+fn a_closed_output_pipe_or_terminal_still_tears_everything_down() {
+    use std::io::BufRead;
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    // `podshim run pod.yaml | head -1`: the reader goes away, the Pod keeps writing.
+    let u = uid(32);
+    let yaml = pod(
+        &inst.name("pipe"),
+        &u,
+        "Never",
+        &container(
+            "c",
+            "for i in $(seq 200); do echo line $i; sleep 0.005; done",
+            "",
+        ),
+        "",
+    );
+    let mut child = inst.spawn(&yaml);
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "[c] line 1\n");
+    let out = wait_output(child, T); // the reader was dropped above
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    inst.assert_clean(&[&u]);
+    // SIGHUP (the terminal closed) stops the Pod like SIGTERM.
+    let u = uid(33);
+    let name = inst.name("hup");
+    let child = inst.spawn(&pod(
+        &name,
+        &u,
+        "Always",
+        &container(
+            "c",
+            "trap \"exit 0\" TERM; while true; do sleep 0.1; done",
+            "",
+        ),
+        "",
+    ));
+    wait_for(&format!("pause --hostname {name} "));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = wait_output(child, T);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    inst.assert_clean(&[&u]);
+}

@@ -6,7 +6,8 @@
 //! in the new UTS namespace (containers that join a UTS namespace by path cannot set it
 //! themselves). With `--user` it then drops every privilege: supplementary groups, gid, uid (which
 //! clears the permitted and effective capability sets), the bounding and ambient sets, and sets
-//! no-new-privileges. It writes `ready\n` to stdout, closes stdout, and then only waits: SIGINT
+//! no-new-privileges. It writes `ready\n` to stdout, points its stdio at /dev/null, and then only
+//! waits: SIGINT
 //! and SIGTERM exit 0, SIGCHLD reaps every exited child (it may be PID 1 of a shared PID
 //! namespace one day).
 #![allow(unsafe_code)] // this binary is one small module of raw libc calls, each with a SAFETY note
@@ -142,8 +143,19 @@ fn main() {
     if out.write_all(b"ready\n").and_then(|_| out.flush()).is_err() {
         exit(1);
     }
-    // SAFETY: closing our own stdout; nothing writes to it afterwards.
-    unsafe { libc::close(1) };
+    // Let go of every stdio stream: pause outlives nothing it should hold, and a caller's pipe
+    // or terminal must see EOF when the caller is done with it.
+    let null = CString::new("/dev/null").expect("no nul");
+    // SAFETY: `null` is a valid C string; dup2 onto our own fds 0-2 only replaces them.
+    unsafe {
+        let fd = libc::open(null.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if fd >= 0 {
+            for target in 0..=2 {
+                libc::dup2(fd, target);
+            }
+            libc::close(fd);
+        }
+    }
     loop {
         // SAFETY: pause only sleeps until a signal handler has run.
         unsafe { libc::pause() };

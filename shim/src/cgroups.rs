@@ -1,9 +1,10 @@
 //! Everything podshim knows about cgroups, for v1 (legacy), hybrid and v2 (unified) hosts.
 //!
 //! libcontainer creates and removes each container's leaf cgroup; this module owns the Pod-level
-//! parent (`/podshim/<pod-uid>`) that holds every container, and its `pids.max`. Paths are explicit and absolute from each hierarchy's mount point, which is also
-//! what libcontainer does with `linux.cgroupsPath`, so a private or a host cgroup namespace both
-//! work.
+//! parent (`/podshim/<pod-uid>`) that holds every container, and its `pids.max`, and reads what
+//! the memory controller says about a container (OOM kills, swap support). Paths are explicit and
+//! absolute from each hierarchy's mount point, which is also what libcontainer does with
+//! `linux.cgroupsPath`, so a private or a host cgroup namespace both work.
 
 use std::fs;
 use std::io;
@@ -151,6 +152,42 @@ impl Cgroups {
         Ok(())
     }
 
+    /// The hierarchy of the memory controller: its v1 hierarchy (legacy and hybrid hosts), else
+    /// the cgroup2 hierarchy of a unified host.
+    fn memory(&self) -> Option<&Hierarchy> {
+        self.hierarchies
+            .iter()
+            .find(|h| !h.v2 && h.controllers.iter().any(|c| c == "memory"))
+            .or_else(|| {
+                let unified = self.mode == Mode::Unified;
+                self.hierarchies.iter().find(|h| h.v2 && unified)
+            })
+    }
+
+    /// How many times the memory cgroup's OOM killer killed a process in the cgroup `path`
+    /// (relative to the hierarchy root): `oom_kill` of v1 `memory.oom_control` (kernel 4.13+) or
+    /// of v2 `memory.events`. `None` when there is no such cgroup or counter.
+    pub fn oom_kills(&self, path: &str) -> Option<u64> {
+        let h = self.memory()?;
+        let file = if h.v2 {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
+        let text = fs::read_to_string(join(&h.mount, path).join(file)).ok()?;
+        oom_kill_count(&text)
+    }
+
+    /// Whether a container's memory+swap can be limited under the Pod cgroup `pod`: v1 needs swap
+    /// accounting (`memory.memsw.*`), v2 the `memory.swap.max` file in the Pod cgroup.
+    pub fn swap_limit_supported(&self, pod: &str) -> bool {
+        match self.memory() {
+            Some(h) if h.v2 => join(&h.mount, pod).join("memory.swap.max").exists(),
+            Some(h) => h.mount.join("memory.memsw.limit_in_bytes").exists(),
+            None => false,
+        }
+    }
+
     /// Remove the Pod cgroup from every hierarchy (children first), then the shared top-level
     /// directory if the kernel shows nothing else in it. Already gone counts as done.
     pub fn remove_pod(&self, pod: &str) -> Result<(), CgroupError> {
@@ -166,6 +203,17 @@ impl Cgroups {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// The `oom_kill N` line of v1 `memory.oom_control` or v2 `memory.events` (not `oom_kill_disable`
+/// nor `oom_group_kill`).
+fn oom_kill_count(text: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let mut words = l.split_whitespace();
+        (words.next() == Some("oom_kill"))
+            .then(|| words.next()?.parse().ok())
+            .flatten()
+    })
 }
 
 fn join(mount: &Path, rel: &str) -> PathBuf {
@@ -331,6 +379,35 @@ mod tests {
             Cgroups::from_mountinfo(""),
             Err(CgroupError::NoCgroups)
         ));
+    }
+
+    #[test]
+    fn oom_kills_from_v1_oom_control_and_v2_events() {
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
+        assert_eq!(oom_kill_count(v1), Some(2));
+        let v2 = "low 0\nhigh 0\nmax 31\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(oom_kill_count(v2), Some(1));
+        // Kernels before 4.13 have no counter in memory.oom_control.
+        assert_eq!(oom_kill_count("oom_kill_disable 0\nunder_oom 0\n"), None);
+        assert_eq!(oom_kill_count("oom_group_kill 3\n"), None);
+    }
+
+    #[test]
+    fn memory_hierarchy_per_mode() {
+        let hybrid = Cgroups::from_mountinfo(HYBRID).unwrap();
+        let m = hybrid.memory().unwrap();
+        assert_eq!(m.mount, PathBuf::from("/sys/fs/cgroup/memory"));
+        let unified = Cgroups::from_mountinfo(UNIFIED).unwrap();
+        assert!(unified.memory().unwrap().v2);
+        let no_memory: String = HYBRID
+            .lines()
+            .filter(|l| !l.contains("memory") && !l.contains("cgroup2"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let legacy = Cgroups::from_mountinfo(&no_memory).unwrap();
+        assert!(legacy.memory().is_none());
+        assert_eq!(legacy.oom_kills("/podshim/u/c"), None);
+        assert!(!legacy.swap_limit_supported("/podshim/u"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use nix::unistd::Pid;
 
 use crate::config::Config;
 use crate::plan::PodPlan;
-use crate::pod::container::{remove_container, start};
+use crate::pod::container::{oom_killed, remove_container, start};
 use crate::pod::restart::{exit_code, Backoff};
 use crate::pod::{chain, Sandbox};
 
@@ -78,14 +78,23 @@ pub fn run(cfg: &Config, plans: Vec<PodPlan>, opts: Options) -> anyhow::Result<i
     let (wake_r, wake_w) = UnixStream::pair()?;
     wake_r.set_nonblocking(true)?;
     wake_w.set_nonblocking(true)?;
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_usize(sig, Arc::clone(&stop_sig), sig as usize)?;
-    }
-    for sig in [
+    // SIGHUP too: a closed terminal must not leave the Pod behind.
+    let stops = [
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGCHLD,
-    ] {
+        signal_hook::consts::SIGHUP,
+    ];
+    for sig in stops {
+        signal_hook::flag::register_usize(sig, Arc::clone(&stop_sig), sig as usize)?;
+    }
+    // A reader of our output that goes away (`podshim run x | head`) must not kill podshim
+    // before teardown: a handler (not SIG_IGN, which containers would inherit across exec)
+    // turns SIGPIPE into EPIPE errors, which output copying ignores.
+    signal_hook::flag::register(
+        signal_hook::consts::SIGPIPE,
+        Arc::new(AtomicBool::new(false)),
+    )?;
+    for sig in stops.into_iter().chain([signal_hook::consts::SIGCHLD]) {
         signal_hook::low_level::pipe::register(sig, wake_w.try_clone()?)?;
     }
 
@@ -271,23 +280,45 @@ fn start_slot(cfg: &Config, pods: &mut [PodRun], s: &mut Slot, backoff: Backoff)
             // (reason StartError) and applies the restart policy to it.
             eprintln!("{}podshim: cannot start container: {}", s.prefix, chain(&e));
             let _ = remove_container(cfg, sandbox, &plan.name);
-            after_exit(pod, s, 128, Duration::ZERO, false, backoff);
+            after_exit(pod, s, 128, "StartError", Duration::ZERO, false, backoff);
         }
     }
 }
 
+/// The kubelet's reason for a terminated container: `OOMKilled` when the memory cgroup's OOM
+/// killer fired in it, else `Completed` (0) or `Error`.
+fn exit_reason(code: i32, oom_killed: bool) -> &'static str {
+    match (oom_killed, code) {
+        (true, _) => "OOMKilled",
+        (false, 0) => "Completed",
+        (false, _) => "Error",
+    }
+}
+
 /// Decide what follows an exit, by the Pod's restart policy: restart (after the back-off) or done.
+/// An exit other than `Completed`, or one followed by a back-off, is reported on stderr with its
+/// reason.
 fn after_exit(
     pod: &mut PodRun,
     s: &mut Slot,
     code: i32,
+    reason: &str,
     ran: Duration,
     stopping: bool,
     backoff: Backoff,
 ) {
     static SEQ: AtomicUsize = AtomicUsize::new(0);
     s.last_exit = Some((SEQ.fetch_add(1, Ordering::SeqCst) as u64, code));
+    let report = |then: &str| {
+        if reason != "Completed" || !then.is_empty() {
+            eprintln!(
+                "{}podshim: container exited with code {code} ({reason}){then}",
+                s.prefix
+            );
+        }
+    };
     if stopping || !pod.plan.restart.restarts(code) {
+        report("");
         s.state = State::Done;
         return;
     }
@@ -297,12 +328,13 @@ fn after_exit(
     let delay = backoff.delay(s.streak);
     s.streak += 1;
     s.restarts += 1;
-    if !delay.is_zero() {
-        eprintln!(
-            "{}podshim: exited with code {code}; restarting in {:.1}s (back-off)",
-            s.prefix,
+    if delay.is_zero() {
+        report("");
+    } else {
+        report(&format!(
+            "; restarting in {:.1}s (back-off)",
             delay.as_secs_f64()
-        );
+        ));
     }
     s.state = State::Waiting {
         at: Instant::now() + delay,
@@ -484,10 +516,12 @@ fn reap(cfg: &Config, pods: &mut [PodRun], slots: &mut [Slot], stopping: bool, b
         let pod = &mut pods[s.pod];
         let name = pod.plan.containers[s.index].name.clone();
         let sandbox = pod.sandbox.as_mut().expect("live sandbox");
+        // Before the delete, which removes the container's cgroup and its OOM count.
+        let reason = exit_reason(code, oom_killed(sandbox, &name));
         if let Err(e) = remove_container(cfg, sandbox, &name) {
             eprintln!("{}podshim: {}", s.prefix, chain(&e));
         }
-        after_exit(pod, s, code, ran, stopping, backoff);
+        after_exit(pod, s, code, reason, ran, stopping, backoff);
     }
 }
 
@@ -516,4 +550,19 @@ fn teardown_all(pods: &mut [PodRun]) -> Vec<String> {
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_reasons_are_the_kubelets() {
+        assert_eq!(exit_reason(0, false), "Completed");
+        assert_eq!(exit_reason(1, false), "Error");
+        assert_eq!(exit_reason(137, false), "Error");
+        assert_eq!(exit_reason(137, true), "OOMKilled");
+        // A child killed by the OOM killer while the init exits 0 still reports it.
+        assert_eq!(exit_reason(0, true), "OOMKilled");
+    }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::image::Store;
 use crate::manifest::{Pod, PullPolicy, RestartPolicy};
 use crate::pod::files::Dns;
+use crate::pod::resources;
 use crate::pod::restart::Policy;
 use crate::pod::sandbox::{SandboxSpec, VolumeSpec};
 use crate::pod::{new_uid, ContainerPlan};
@@ -93,6 +94,8 @@ pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
         })
         .collect();
     let psc = spec.security_context.clone().unwrap_or_default();
+    let qos = resources::pod_qos(spec.containers.iter().chain(&spec.init_containers));
+    let node_memory = resources::node_memory();
     let mut containers = Vec::new();
     for (i, c) in spec.containers.iter().enumerate() {
         let image_ref = c.image.clone().unwrap_or_default();
@@ -165,6 +168,7 @@ pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
                     )
                 })
                 .collect(),
+            resources: resources::container_resources(c, qos, node_memory),
         });
     }
     if !errors.is_empty() {

@@ -120,7 +120,38 @@ pub struct ContainerSpec {
     pub utsns: PathBuf,
     pub cgroups_path: String,
     pub binds: Vec<Bind>,
+    pub resources: Resources,
     pub limits: HostLimits,
+}
+
+/// A container's cgroup limits and the `oom_score_adj` it should get, already worked out from its
+/// Kubernetes `resources` (see `pod::resources`); `None` leaves the cgroup's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resources {
+    /// `memory.limit_in_bytes` / `memory.max`.
+    pub memory_limit: Option<i64>,
+    /// Memory plus swap (v1 `memory.memsw.limit_in_bytes`; v2 `memory.swap.max` is this minus the
+    /// limit): equal to the limit means no swap, as the kubelet's `ConfigureNoSwap` does.
+    pub memory_swap: Option<i64>,
+    pub cpu_shares: Option<u64>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+    /// Before clamping to what the host allows.
+    pub oom_score_adj: i32,
+}
+
+impl Default for Resources {
+    /// No limits, and Kubernetes' BestEffort `oom_score_adj`.
+    fn default() -> Self {
+        Resources {
+            memory_limit: None,
+            memory_swap: None,
+            cpu_shares: None,
+            cpu_quota: None,
+            cpu_period: None,
+            oom_score_adj: 1000,
+        }
+    }
 }
 
 /// What this host lets an unprivileged-by-CAP_SYS_RESOURCE root ask for.
@@ -149,8 +180,8 @@ impl HostLimits {
     }
 }
 
-/// Kubernetes BestEffort Pods get oom_score_adj 1000 (kubelet `qos.GetContainerOOMScoreAdjust`);
-/// containerd's default nofile is 1048576. Both are clamped to what the host allows.
+/// The kubelet's `oom_score_adj` (`qos.GetContainerOOMScoreAdjust`, e.g. -997 for Guaranteed) and
+/// containerd's default nofile (1048576), both clamped to what the host allows.
 pub fn clamp(limits: HostLimits, want_oom: i32, want_nofile: u64) -> (i32, u64) {
     (
         want_oom.clamp(limits.oom_score_adj, 1000),
@@ -200,7 +231,7 @@ fn host_has_sys_resource() -> bool {
 
 /// The `config.json` of one container.
 pub fn build(c: &ContainerSpec) -> Value {
-    let (oom, nofile) = clamp(c.limits, 1000, 1_048_576);
+    let (oom, nofile) = clamp(c.limits, c.resources.oom_score_adj, 1_048_576);
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
@@ -240,7 +271,7 @@ pub fn build(c: &ContainerSpec) -> Value {
         "mounts": mounts,
         "linux": {
             "cgroupsPath": c.cgroups_path,
-            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "resources": resources(&c.resources),
             "namespaces": [
                 {"type": "pid"},
                 {"type": "mount"},
@@ -252,6 +283,36 @@ pub fn build(c: &ContainerSpec) -> Value {
             "readonlyPaths": READONLY_PATHS,
         },
     })
+}
+
+/// `linux.resources`: the deny-all device rule first (libcontainer adds the standard allow list),
+/// then the memory and CPU limits that are set.
+fn resources(r: &Resources) -> Value {
+    let mut v = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    let mut memory = serde_json::Map::new();
+    if let Some(limit) = r.memory_limit {
+        memory.insert("limit".into(), json!(limit));
+    }
+    if let Some(swap) = r.memory_swap {
+        memory.insert("swap".into(), json!(swap));
+    }
+    if !memory.is_empty() {
+        v["memory"] = Value::Object(memory);
+    }
+    let mut cpu = serde_json::Map::new();
+    if let Some(shares) = r.cpu_shares {
+        cpu.insert("shares".into(), json!(shares));
+    }
+    if let Some(quota) = r.cpu_quota {
+        cpu.insert("quota".into(), json!(quota));
+    }
+    if let Some(period) = r.cpu_period {
+        cpu.insert("period".into(), json!(period));
+    }
+    if !cpu.is_empty() {
+        v["cpu"] = Value::Object(cpu);
+    }
+    v
 }
 
 #[cfg(test)]
@@ -279,6 +340,7 @@ mod tests {
                 destination: "/data".into(),
                 readonly: true,
             }],
+            resources: Resources::default(),
             limits: HostLimits {
                 oom_score_adj: 0,
                 nofile_hard: 20000,
@@ -312,6 +374,36 @@ mod tests {
             json!("ro")
         );
         assert_eq!(v["linux"]["namespaces"][2]["path"], json!("/run/p/netns"));
+    }
+
+    #[test]
+    fn resources_become_linux_resources() {
+        let mut c = sample();
+        let v = build(&c);
+        assert_eq!(v["linux"]["resources"].as_object().unwrap().len(), 1);
+        assert_eq!(v["process"]["oomScoreAdj"], json!(1000));
+        c.resources = Resources {
+            memory_limit: Some(32 << 20),
+            memory_swap: Some(32 << 20),
+            cpu_shares: Some(256),
+            cpu_quota: Some(50_000),
+            cpu_period: Some(100_000),
+            oom_score_adj: -997,
+        };
+        let v = build(&c);
+        let spec: libcontainer::oci_spec::runtime::Spec =
+            serde_json::from_value(v.clone()).unwrap();
+        let r = spec.linux().as_ref().unwrap().resources().as_ref().unwrap();
+        let mem = r.memory().as_ref().unwrap();
+        assert_eq!((mem.limit(), mem.swap()), (Some(32 << 20), Some(32 << 20)));
+        let cpu = r.cpu().as_ref().unwrap();
+        assert_eq!(
+            (cpu.shares(), cpu.quota(), cpu.period()),
+            (Some(256), Some(50_000), Some(100_000))
+        );
+        assert_eq!(r.devices().as_ref().unwrap().len(), 1);
+        // Guaranteed asks for -997; this host's floor (0) wins.
+        assert_eq!(v["process"]["oomScoreAdj"], json!(0));
     }
 
     #[test]

@@ -261,7 +261,7 @@ impl Drop for Instance {
                 .args(["-KILL", &pid.to_string()])
                 .status();
         }
-        if !pids.is_empty() {
+        if !pids.is_empty() || std::thread::panicking() {
             let _ = self.command().arg("gc").output();
         }
         // Best effort: never leave a test's bridge behind even when an assertion failed.

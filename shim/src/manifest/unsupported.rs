@@ -41,6 +41,9 @@ const SUPPORTED: &[&str] = &[
     "spec.containers[].securityContext.capabilities",
     "spec.containers[].securityContext.allowPrivilegeEscalation",
     "spec.containers[].securityContext.readOnlyRootFilesystem",
+    // Only the names in CONTAINER_RESOURCES (checked in `check_values`).
+    "spec.containers[].resources.limits",
+    "spec.containers[].resources.requests",
     "spec.volumes[].name",
     "spec.volumes[].emptyDir",
     "spec.restartPolicy",
@@ -76,6 +79,9 @@ const NO_OPS: &[(&str, &str)] = &[
 const EMPTY_DIR_MEDIA: &[&str] = &["", "Memory"];
 /// `dnsPolicy` values podshim implements (ClusterFirstWithHostNet needs hostNetwork).
 const DNS_POLICIES: &[&str] = &["ClusterFirst", "Default", "None"];
+/// Container resources podshim turns into cgroup limits (not hugepages, ephemeral-storage or
+/// extended resources).
+const CONTAINER_RESOURCES: &[&str] = &["cpu", "memory"];
 
 const NOT_YET: &str = "not supported by podshim yet";
 
@@ -174,6 +180,26 @@ fn check_values(doc: &Value) -> Vec<FieldError> {
             ));
         }
     }
+    let containers = lookup(doc, "spec.containers").and_then(Value::as_array);
+    for (i, c) in containers.into_iter().flatten().enumerate() {
+        for list in ["limits", "requests"] {
+            let names = c
+                .get("resources")
+                .and_then(|r| r.get(list))
+                .and_then(Value::as_object);
+            for (name, _) in names.into_iter().flatten() {
+                if !CONTAINER_RESOURCES.contains(&name.as_str()) {
+                    let p = spec
+                        .child("containers")
+                        .index(i)
+                        .child("resources")
+                        .child(list)
+                        .key(name);
+                    errs.push(FieldError::forbidden(&p, NOT_YET));
+                }
+            }
+        }
+    }
     let volumes = lookup(doc, "spec.volumes").and_then(Value::as_array);
     for (i, v) in volumes.into_iter().flatten().enumerate() {
         if let Some(Value::String(m)) = v.get("emptyDir").and_then(|e| e.get("medium")) {
@@ -205,7 +231,8 @@ mod tests {
             "metadata": {"name": "p", "labels": {"a": "b"}},
             "spec": {
                 "containers": [{"name": "c", "image": "i", "env": [{"name": "A", "value": "1"}],
-                  "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}],
+                  "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}},
+                  "resources": {"limits": {"memory": "32Mi", "cpu": "500m"}, "requests": {"cpu": "250m"}}}],
                 "volumes": [{"name": "v", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}],
                 "securityContext": {}, "initContainers": []
             }
@@ -222,7 +249,10 @@ mod tests {
                 "containers": [{"name": "c", "livenessProbe": {"exec": {"command": ["true"]}},
                   "env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
                   "ports": [{"containerPort": 80, "hostPort": 80}],
-                  "securityContext": {"privileged": true}}],
+                  "securityContext": {"privileged": true},
+                  "resources": {"limits": {"memory": "1Gi", "hugepages-2Mi": "2Mi"},
+                    "requests": {"ephemeral-storage": "1Gi"}, "claims": [{"name": "gpu"}]}}],
+                "resources": {"limits": {"cpu": "1"}},
                 "volumes": [{"name": "v", "hostPath": {"path": "/"}},
                             {"name": "w", "emptyDir": {"medium": "HugePages"}}]
             }
@@ -236,11 +266,15 @@ mod tests {
             "spec.containers[0].ports[0].hostPort: Forbidden: not supported by podshim yet",
             "spec.containers[0].securityContext.privileged: Forbidden: not supported by podshim yet",
             "spec.volumes[0].hostPath: Forbidden: not supported by podshim yet",
+            "spec.containers[0].resources.limits[hugepages-2Mi]: Forbidden: not supported by podshim yet",
+            "spec.containers[0].resources.requests[ephemeral-storage]: Forbidden: not supported by podshim yet",
+            "spec.containers[0].resources.claims: Forbidden: not supported by podshim yet",
+            "spec.resources: Forbidden: not supported by podshim yet",
             r#"spec.volumes[1].emptyDir.medium: Unsupported value: "HugePages": supported values: "", "Memory""#,
         ] {
             assert!(errs.contains(&want.to_string()), "missing {want} in {errs:#?}");
         }
-        assert_eq!(errs.len(), 8, "{errs:#?}");
+        assert_eq!(errs.len(), 12, "{errs:#?}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::journal::Resource;
 use super::process::{self, User};
 use super::teardown::remove;
 use super::{chain, PodError, Sandbox};
+use crate::cgroups::Cgroups;
 use crate::config::Config;
 use crate::mounts;
 use crate::spec::{self, Bind, ContainerSpec, HostLimits};
@@ -47,6 +48,8 @@ pub struct ContainerPlan {
     pub readonly_rootfs: bool,
     /// volume name, mount path, read-only
     pub mounts: Vec<(String, String, bool)>,
+    /// cgroup limits and `oom_score_adj` from `resources` and the Pod's QoS class.
+    pub resources: spec::Resources,
 }
 
 /// A started container: its init PID (our child) and the read ends of its stdout and stderr.
@@ -61,6 +64,11 @@ pub struct Started {
 /// The libcontainer id of a Pod's container.
 pub fn container_id(sandbox: &Sandbox, name: &str) -> String {
     format!("{}-{}", sandbox.uid, name)
+}
+
+/// A container's cgroup, inside the Pod's (relative to every hierarchy's root).
+pub fn container_cgroup(sandbox: &Sandbox, name: &str) -> String {
+    format!("{}/{}", sandbox.cgroup, name)
 }
 
 fn paths(cfg: &Config, sandbox: &Sandbox, name: &str) -> (PathBuf, PathBuf, PathBuf) {
@@ -169,6 +177,15 @@ pub fn start(
             readonly: *readonly,
         });
     }
+    let cgroups_path = container_cgroup(sandbox, &name);
+    let mut resources = plan.resources;
+    // No swap for a memory-limited container (kubelet `ConfigureNoSwap`), where the host's memory
+    // cgroup can limit swap at all (a v1 kernel without swap accounting has no memsw files).
+    if let Some(limit) = resources.memory_limit {
+        if Cgroups::detect()?.swap_limit_supported(&sandbox.cgroup) {
+            resources.memory_swap = Some(limit);
+        }
+    }
     let spec = ContainerSpec {
         args,
         env,
@@ -183,8 +200,9 @@ pub fn start(
         netns: sandbox.netns.clone(),
         ipcns: sandbox.pause_ns("ipc"),
         utsns: sandbox.pause_ns("uts"),
-        cgroups_path: format!("{}/{}", sandbox.cgroup, name),
+        cgroups_path,
         binds,
+        resources,
         limits: HostLimits::read(),
     };
     let config = bundle.join("config.json");
@@ -243,6 +261,16 @@ pub fn start(
         stdout: File::from(out_r),
         stderr: File::from(err_r),
     })
+}
+
+/// Whether the memory cgroup's OOM killer killed a process of this container (Kubernetes reason
+/// `OOMKilled`). Ask before `remove_container`: deleting the container removes its cgroup and the
+/// count with it. Unknown (no memory controller, cgroup gone) counts as no.
+pub fn oom_killed(sandbox: &Sandbox, name: &str) -> bool {
+    Cgroups::detect()
+        .ok()
+        .and_then(|c| c.oom_kills(&container_cgroup(sandbox, name)))
+        .is_some_and(|n| n > 0)
 }
 
 /// Delete an exited container and its root filesystem (before a restart or at teardown).

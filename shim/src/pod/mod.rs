@@ -7,6 +7,7 @@ pub mod files;
 pub mod gc;
 pub mod journal;
 pub mod process;
+pub mod resources;
 pub mod restart;
 pub mod sandbox;
 pub mod teardown;
