@@ -569,3 +569,35 @@ fn a_closed_output_pipe_or_terminal_still_tears_everything_down() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     inst.assert_clean(&[&u]);
 }
+
+#[test]
+fn pause_exits_0_on_sigterm_and_sigint_and_keeps_no_stdio() {
+    podshim_tests::require_root();
+    let pause = std::env::var_os("PODSHIM_PAUSE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| podshim_tests::podshim_bin().with_file_name("pause"));
+    for sig in ["TERM", "INT"] {
+        let mut child = Command::new(&pause)
+            .args(["--hostname", "pause-test", "--user", "65535:65535"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+        // stdout reached EOF while pause still runs: it let go of it after "ready".
+        assert_eq!(out, "ready\n");
+        assert_eq!(
+            status_field(child.id(), "Uid").split_whitespace().next(),
+            Some("65535")
+        );
+        assert_ne!(ns(child.id(), "net"), ns(std::process::id(), "net"));
+        assert!(Command::new("kill")
+            .args([&format!("-{sig}"), &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "pause after SIG{sig}: {status:?}");
+    }
+}
