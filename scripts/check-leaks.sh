@@ -2,8 +2,14 @@
 # Fail when podshim (or its tests) left anything on this host: pause processes, test bridges and
 # veths, podshim mounts, podshim cgroups.
 set -u
+# Give processes killed at the very end of the tests a moment to be reaped by their parents.
+for _ in $(seq 50); do
+    pids=$(ps -eo stat=,comm= | awk '$2 == "pause" && $1 !~ /^Z/' | wc -l)
+    [ "$pids" -eq 0 ] && break
+    sleep 0.1
+done
 leaks=()
-n=$(pgrep -c -x pause 2>/dev/null || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n pause process(es)")
+n=$(ps -eo stat=,comm= | awk '$2 == "pause" && $1 !~ /^Z/' | wc -l); [ "$n" -gt 0 ] && leaks+=("$n pause process(es)")
 n=$(ip -o link show 2>/dev/null | grep -cE ': (pst[0-9a-f]+|veth[0-9a-f]{8})[:@]' || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n test bridge/veth interface(s)")
 n=$(grep -cE 'podshim' /proc/self/mountinfo || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n podshim mount(s)")
 n=$(find /sys/fs/cgroup -maxdepth 2 -type d -name podshim 2>/dev/null | wc -l); [ "$n" -gt 0 ] && leaks+=("$n podshim cgroup dir(s)")

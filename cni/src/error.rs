@@ -97,6 +97,15 @@ pub enum CniError {
         source: io::Error,
     },
 
+    #[error("nftables: {op}{}", if detail.is_empty() { String::new() } else { format!(": {detail}") })]
+    Nft {
+        op: &'static str,
+        /// What nft said on stderr.
+        detail: String,
+        #[source]
+        source: io::Error,
+    },
+
     #[error("incompatible CNI versions: config is {version:?}, plugin supports {}", supported.join(", "))]
     IncompatibleVersion {
         version: String,
@@ -197,7 +206,8 @@ impl CniError {
             | Self::Setns { .. }
             | Self::NetnsThread { .. }
             | Self::Netlink { .. }
-            | Self::Sysctl { .. } => IO_FAILURE,
+            | Self::Sysctl { .. }
+            | Self::Nft { .. } => IO_FAILURE,
             // The caller cares about why setup failed, not why cleaning up failed.
             Self::Rollback { source, .. } => source.code(),
             Self::Teardown { errors } => errors.first().map_or(IO_FAILURE, CniError::code),
@@ -344,6 +354,14 @@ mod tests {
                 11,
             ),
             (netlink(libc::EPERM), 5),
+            (
+                CniError::Nft {
+                    op: "add rules",
+                    detail: "Error: x".into(),
+                    source: io::Error::other("x"),
+                },
+                5,
+            ),
             (
                 CniError::Ipam {
                     op: "read",

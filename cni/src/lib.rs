@@ -11,6 +11,7 @@ mod detach;
 mod error;
 pub mod gc;
 pub mod ipam;
+pub mod nat;
 mod netlink;
 mod netns;
 pub mod plugin;

@@ -107,12 +107,15 @@ fn broken_configs_get_cni_error_codes_naming_the_field() {
             "vlan: 5",
             None,
         ),
-        // The reference would add NAT rules to the host's firewall.
+        // The reference bridge ignores runtimeConfig (portmap's job there).
         (
-            "ipMasq (not yet)",
-            |_, c| c["ipMasq"] = json!(true),
+            "port mapping with a bad protocol",
+            |_, c| {
+                c["runtimeConfig"] = json!({"portMappings": [
+                    {"hostPort": 18080, "containerPort": 80, "protocol": "icmp"}]})
+            },
             7,
-            "ipMasq",
+            "runtimeConfig.portMappings[0].protocol",
             None,
         ),
     ];

@@ -1,8 +1,9 @@
 //! The pause process of a podshim Pod, in the spirit of Kubernetes' `build/pause/linux/pause.c`.
 //!
-//! `pause [--hostname NAME] [--user UID:GID]`
+//! `pause [--hostname NAME] [--user UID:GID] [--host-network]`
 //!
-//! With `--hostname` it first unshares new network, IPC and UTS namespaces and sets the hostname
+//! With `--hostname` it first unshares new network, IPC and UTS namespaces (only IPC and UTS with
+//! `--host-network`: a `hostNetwork` Pod stays in the host's) and sets the hostname
 //! in the new UTS namespace (containers that join a UTS namespace by path cannot set it
 //! themselves). With `--user` it then drops every privilege: supplementary groups, gid, uid (which
 //! clears the permitted and effective capability sets), the bounding and ambient sets, and sets
@@ -52,9 +53,10 @@ fn install(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) {
     }
 }
 
-fn new_namespaces(hostname: &str) {
+fn new_namespaces(hostname: &str, host_network: bool) {
+    let net = if host_network { 0 } else { libc::CLONE_NEWNET };
     // SAFETY: unshare takes only flags; the process is single-threaded.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) } != 0 {
+    if unsafe { libc::unshare(net | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) } != 0 {
         fail("unshare network, ipc and uts namespaces");
     }
     // SAFETY: the pointer and length describe the bytes of `hostname`, which outlives the call.
@@ -107,8 +109,12 @@ fn parse_user(value: &str) -> Option<(libc::uid_t, libc::gid_t)> {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let (mut hostname, mut user) = (None, None);
+    let (mut hostname, mut user, mut host_network) = (None, None, false);
     while let Some(arg) = args.next() {
+        if arg == "--host-network" {
+            host_network = true;
+            continue;
+        }
         match (arg.as_str(), args.next()) {
             ("--hostname", Some(v)) => hostname = Some(v),
             ("--user", Some(v)) => match parse_user(&v) {
@@ -119,7 +125,7 @@ fn main() {
                 }
             },
             _ => {
-                eprintln!("usage: pause [--hostname NAME] [--user UID:GID]");
+                eprintln!("usage: pause [--hostname NAME] [--user UID:GID] [--host-network]");
                 exit(2)
             }
         }
@@ -128,7 +134,7 @@ fn main() {
     install(libc::SIGTERM, on_stop);
     install(libc::SIGCHLD, on_child);
     if let Some(name) = &hostname {
-        new_namespaces(name);
+        new_namespaces(name, host_network);
     }
     if let Some((uid, gid)) = user {
         drop_privileges(uid, gid);

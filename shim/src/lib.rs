@@ -9,5 +9,6 @@ pub mod manifest;
 pub mod mounts;
 pub mod plan;
 pub mod pod;
+pub mod resolve;
 pub mod spec;
 pub mod sys;

@@ -230,7 +230,7 @@ fn run(cfg: &Config, file: &str, dry_run: bool, backoff_scale: f64) -> Result<i3
         eprintln!("Warning: {w}");
     }
     if dry_run {
-        print!("{}", manifest::to_yaml(&manifest.pods));
+        print!("{}", manifest::to_yaml(&manifest));
         return Ok(0);
     }
     if !nix::unistd::geteuid().is_root() {
@@ -246,7 +246,7 @@ fn run(cfg: &Config, file: &str, dry_run: bool, backoff_scale: f64) -> Result<i3
     let mut plans = Vec::new();
     let mut problems = Vec::new();
     for pod in &manifest.pods {
-        match plan::plan(pod, &store) {
+        match plan::plan(pod, &manifest, &store) {
             Ok(p) => {
                 for w in &p.warnings {
                     eprintln!("Warning: pod {:?}: {w}", pod.name());

@@ -5,12 +5,13 @@
 use std::time::Duration;
 
 use crate::image::Store;
-use crate::manifest::{Pod, PullPolicy, RestartPolicy};
+use crate::manifest::{Manifest, Pod, PullPolicy, RestartPolicy};
 use crate::pod::files::Dns;
 use crate::pod::resources;
 use crate::pod::restart::Policy;
 use crate::pod::sandbox::{SandboxSpec, VolumeSpec};
 use crate::pod::{new_uid, ContainerPlan};
+use crate::resolve;
 
 /// A Pod ready to run.
 #[derive(Debug, Clone)]
@@ -38,8 +39,9 @@ pub fn hostname(pod: &Pod) -> String {
     h
 }
 
-/// Resolve a Pod against the image store. Errors name the field and say how to fix it.
-pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
+/// Resolve a Pod against the image store and the manifest's ConfigMaps and Secrets. Errors name
+/// the field and say how to fix it.
+pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Vec<String>> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let spec = &pod.spec;
@@ -49,7 +51,16 @@ pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
         .clone()
         .filter(|u| !u.is_empty())
         .unwrap_or_else(new_uid);
-    let host = hostname(pod);
+    let host_network = spec.host_network == Some(true);
+    // The kubelet: a hostNetwork Pod keeps the node's hostname.
+    let host = match host_network {
+        true => crate::pod::ports::node_hostname(),
+        false => hostname(pod),
+    };
+    let host_ports = crate::pod::ports::host_ports(pod).unwrap_or_else(|e| {
+        errors.extend(e);
+        Vec::new()
+    });
     let fqdn = spec
         .subdomain
         .as_ref()
@@ -77,12 +88,19 @@ pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
             }
         }
     }
-    let volumes = spec
-        .volumes
-        .iter()
-        .filter_map(|v| {
-            let e = v.empty_dir.as_ref()?;
-            Some(VolumeSpec {
+    let node = resolve::Node::detect();
+    let cx = resolve::Context {
+        pod,
+        uid: &uid,
+        manifest,
+        node: &node,
+    };
+    let mut volumes = Vec::new();
+    // configMap and secret volumes: mounted read-only whatever the mount says, as Kubernetes does.
+    let mut read_only_volumes = Vec::new();
+    for (i, v) in spec.volumes.iter().enumerate() {
+        if let Some(e) = &v.empty_dir {
+            volumes.push(VolumeSpec {
                 name: v.name.clone(),
                 memory: e.medium.as_deref() == Some("Memory"),
                 size_limit: e
@@ -90,14 +108,25 @@ pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
                     .as_ref()
                     .and_then(|q| q.to_bytes())
                     .map(|b| b.max(0) as u64),
-            })
-        })
-        .collect();
+                contents: None,
+            });
+        } else if let Some(c) = resolve::volume_contents(&cx, i, v, &mut errors) {
+            read_only_volumes.push(v.name.clone());
+            volumes.push(VolumeSpec {
+                name: v.name.clone(),
+                memory: c.secret,
+                // A small tmpfs: the payload plus room for the atomic writer's metadata.
+                size_limit: c.secret.then(|| c.projection.size() + (1 << 20)),
+                contents: Some(c.projection),
+            });
+        }
+    }
     let psc = spec.security_context.clone().unwrap_or_default();
     let qos = resources::pod_qos(spec.containers.iter().chain(&spec.init_containers));
     let node_memory = resources::node_memory();
     let mut containers = Vec::new();
     for (i, c) in spec.containers.iter().enumerate() {
+        let env = resolve::container_env(&cx, i, c, &mut errors, &mut warnings);
         let image_ref = c.image.clone().unwrap_or_default();
         let image = match store.resolve(&image_ref) {
             Ok(Some(image)) => image,
@@ -143,11 +172,7 @@ pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
             stop_signal: image.config.stop_signal.clone(),
             command: c.command.clone(),
             args: c.args.clone(),
-            env: c
-                .env
-                .iter()
-                .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
-                .collect(),
+            env,
             working_dir: c.working_dir.clone(),
             run_as_user: sc.run_as_user.or(psc.run_as_user),
             run_as_group: sc.run_as_group.or(psc.run_as_group),
@@ -164,7 +189,7 @@ pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
                     (
                         m.name.clone(),
                         m.mount_path.clone(),
-                        m.read_only.unwrap_or(false),
+                        m.read_only.unwrap_or(false) || read_only_volumes.contains(&m.name),
                     )
                 })
                 .collect(),
@@ -189,6 +214,10 @@ pub fn plan(pod: &Pod, store: &Store) -> Result<PodPlan, Vec<String>> {
                 .map(|a| (a.ip.clone(), a.hostnames.clone()))
                 .collect(),
             volumes,
+            host_network,
+            // Host ports of a hostNetwork Pod are its own sockets: only checked free.
+            host_ports,
+            masquerade: !host_network,
         },
         containers,
         restart: match spec.restart_policy() {

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::attach::{validate_ifname, BridgeSpec, Route};
 use crate::ipam::Range;
+use crate::nat::{PortMapping, Protocol};
 use crate::subnet::network_of;
 use crate::{CniError, Ipv4Net};
 
@@ -28,6 +29,10 @@ pub struct NetConf {
     pub name: String,
     pub bridge: BridgeSpec,
     pub is_default_gateway: bool,
+    /// Masquerade the Pods' traffic leaving their subnet.
+    pub ip_masq: bool,
+    /// The `portMappings` capability (`runtimeConfig.portMappings`).
+    pub port_mappings: Vec<PortMapping>,
     pub ipam: IpamConf,
     pub prev_result: Option<Value>,
     /// The `dns` of the result, as the reference plugin: from the config, not from IPAM.
@@ -176,10 +181,15 @@ pub fn parse(raw: Value) -> Result<NetConf, CniError> {
     validate_network_name(&name)?;
     f.string("type")?
         .ok_or_else(|| invalid("type", "missing"))?;
-    // Set by runtimes: conventions and capabilities podshim does not act on (yet).
-    for key in ["args", "runtimeConfig", "capabilities"] {
+    // Set by runtimes: conventions and capabilities; of runtimeConfig only portMappings is
+    // acted on (a runtime passes only the capabilities a config declares).
+    for key in ["args", "capabilities"] {
         f.take(key);
     }
+    let port_mappings = match f.take("runtimeConfig") {
+        None => Vec::new(),
+        Some(v) => parse_port_mappings(v)?,
+    };
     let dns = match f.take("dns") {
         None => serde_json::json!({}),
         Some(v @ Value::Object(_)) => v,
@@ -196,13 +206,16 @@ pub fn parse(raw: Value) -> Result<NetConf, CniError> {
     let is_default_gateway = f.bool("isDefaultGateway")?;
     // The reference plugin: "isDefaultGateway implies isGateway".
     let is_gateway = f.bool("isGateway")? || is_default_gateway;
-    if f.bool("ipMasq")? {
-        return Err(invalid(
-            "ipMasq",
-            "true is not supported yet (outbound NAT)",
-        ));
+    let ip_masq = f.bool("ipMasq")?;
+    match f.string("ipMasqBackend")?.as_deref() {
+        None | Some("nftables") => {}
+        Some(other) => {
+            return Err(CniError::UnsupportedField {
+                field: "ipMasqBackend".into(),
+                value: format!("{other:?} (podshim-bridge uses nftables)"),
+            })
+        }
     }
-    f.string("ipMasqBackend")?;
     let hairpin = f.bool("hairpinMode")?;
     let promisc = f.bool("promiscMode")?;
     let mtu = match f.take("mtu") {
@@ -248,6 +261,8 @@ pub fn parse(raw: Value) -> Result<NetConf, CniError> {
             keep: true,
         },
         is_default_gateway,
+        ip_masq,
+        port_mappings,
         ipam,
         prev_result,
         dns,
@@ -276,6 +291,78 @@ fn validate_network_name(name: &str) -> Result<(), CniError> {
             ),
         ))
     }
+}
+
+/// `runtimeConfig`: its `portMappings` (as the reference portmap plugin reads them); other
+/// capabilities' keys are ignored.
+fn parse_port_mappings(v: Value) -> Result<Vec<PortMapping>, CniError> {
+    let field = "runtimeConfig.portMappings";
+    let items = match v.get("portMappings") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items.clone(),
+        Some(_) => return Err(invalid(field, "expected an array")),
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let path = format!("{field}[{i}]");
+            let mut f = Fields::new(&path, item)?;
+            let mut port = |key: &str| -> Result<u16, CniError> {
+                let name = f.name(key);
+                match f.take(key) {
+                    None => Err(invalid(name, "missing")),
+                    Some(v) => v
+                        .as_u64()
+                        .and_then(|p| u16::try_from(p).ok())
+                        .filter(|p| *p > 0)
+                        .ok_or_else(|| invalid(name, format!("{v} is not a port (1 to 65535)"))),
+                }
+            };
+            let host_port = port("hostPort")?;
+            let container_port = port("containerPort")?;
+            let protocol = match f
+                .string("protocol")?
+                .as_deref()
+                .map(str::to_ascii_lowercase)
+            {
+                None => Protocol::Tcp,
+                Some(p) if p.is_empty() || p == "tcp" => Protocol::Tcp,
+                Some(p) if p == "udp" => Protocol::Udp,
+                Some(p) => {
+                    return Err(invalid(
+                        f.name("protocol"),
+                        format!("{p:?}: supported values: \"tcp\", \"udp\""),
+                    ))
+                }
+            };
+            // The reference: an empty hostIP means every local address.
+            let host_ip = match f.string("hostIP")?.filter(|s| !s.is_empty()) {
+                None => None,
+                Some(s) if s == "0.0.0.0" => None,
+                Some(s) => Some(s.parse().map_err(|_| {
+                    invalid(
+                        f.name("hostIP"),
+                        format!("{s:?} is not an IPv4 address (IPv6 is not supported)"),
+                    )
+                })?),
+            };
+            f.finish()?;
+            if !seen.insert((host_port, protocol, host_ip)) {
+                return Err(invalid(
+                    path,
+                    format!("hostPort {host_port}/{} mapped twice", protocol.as_str()),
+                ));
+            }
+            Ok(PortMapping {
+                host_port,
+                container_port,
+                protocol,
+                host_ip,
+            })
+        })
+        .collect()
 }
 
 fn parse_valid_attachments(v: Value) -> Result<Vec<(String, String)>, CniError> {

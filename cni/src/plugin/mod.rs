@@ -19,7 +19,7 @@ use crate::check::{format_mac, verify, Expected};
 use crate::detach::DetachSpec;
 use crate::error::chain;
 use crate::ipam::Ipam;
-use crate::{cni_host_veth_name, CniError};
+use crate::{cni_host_veth_name, nat, CniError};
 use config::{IpamConf, NetConf, SUPPORTED_VERSIONS};
 use result::{route_json, CniResult};
 
@@ -262,6 +262,19 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
         routes: &routes,
         lo_up: false,
     });
+    let attached = attached.and_then(|a| {
+        // Rules after the interface: DNAT needs the Pod address.
+        match add_nat(conf, &id, &ifname, a.ip) {
+            Ok(()) => Ok(a),
+            Err(e) => Err(match del(env, conf) {
+                Ok(()) => e,
+                Err(rollback) => CniError::Rollback {
+                    source: Box::new(e),
+                    rollback: Box::new(rollback),
+                },
+            }),
+        }
+    });
     let attached = match attached {
         Ok(a) => a,
         Err(e) => {
@@ -302,6 +315,36 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
     Ok(out.to_json(&conf.cni_version))
 }
 
+/// The `portMappings` DNAT and `ipMasq` rules of one attachment.
+fn add_nat(conf: &NetConf, id: &str, ifname: &str, ip: Option<PodIp>) -> Result<(), CniError> {
+    if conf.port_mappings.is_empty() && !conf.ip_masq {
+        return Ok(());
+    }
+    let ip = ip.ok_or_else(|| CniError::InvalidConfig {
+        field: if conf.ip_masq {
+            "ipMasq".into()
+        } else {
+            "runtimeConfig.portMappings".into()
+        },
+        reason: "needs an IPv4 address on the interface (an ipam section)".into(),
+    })?;
+    let subnet = match &conf.ipam {
+        IpamConf::HostLocal(h) => h.subnet,
+        _ => crate::Ipv4Net::new(
+            crate::subnet::network_of(ip.ip, ip.prefix_len),
+            ip.prefix_len,
+        )?,
+    };
+    nat::apply(&nat::NatSpec {
+        tag: &nat::tag(&conf.name, id, ifname),
+        pod_ip: ip.ip,
+        subnet,
+        masquerade: conf.ip_masq,
+        ports: &conf.port_mappings,
+        bridge: &conf.bridge.name,
+    })
+}
+
 fn object(v: Value) -> serde_json::Map<String, Value> {
     match v {
         Value::Object(m) => m,
@@ -315,6 +358,10 @@ fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     let host_veth = cni_host_veth_name(&id, &ifname);
     let pool = host_local_pool(conf)?;
     let mut errors = Vec::new();
+    // Whatever the config says now: rules of an earlier ADD must go.
+    if let Err(e) = nat::remove(&nat::tag(&conf.name, &id, &ifname)) {
+        errors.push(e);
+    }
     if let Err(e) = crate::detach(&DetachSpec {
         bridge: &conf.bridge,
         netns: env.netns.as_deref().map(Path::new),
@@ -385,7 +432,13 @@ fn gc(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             reason: "missing: GC needs the attachments to keep".into(),
         })?;
     let pool = host_local_pool(conf)?;
+    let keep = valid
+        .iter()
+        .map(|(id, ifname)| nat::tag(&conf.name, id, ifname))
+        .collect();
+    let rules = nat::collect(&conf.name, &keep);
     crate::gc::collect(&conf.bridge.name, pool.as_ref(), valid)?;
+    rules?;
     if let IpamConf::Delegated { plugin } = &conf.ipam {
         delegate::run(plugin, "GC", env, &conf.raw)?;
     }

@@ -2,6 +2,7 @@
 //! apiVersion/kind check, and every unknown field reported at once with its Kubernetes path and a
 //! "did you mean" suggestion.
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_path_to_error::Segment;
@@ -53,9 +54,19 @@ fn yaml_to_json(v: serde_yaml::Value, document: usize) -> Result<Value, Document
     })
 }
 
-/// Checks `apiVersion: v1` and `kind: Pod`.
-pub fn check_kind(v: &Value, document: usize) -> Result<(), DocumentError> {
-    const SUPPORTED: &str = "podshim runs apiVersion v1 kind Pod";
+/// The kinds of object a manifest may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Pod,
+    ConfigMap,
+    Secret,
+}
+
+/// Checks `apiVersion: v1` and a supported `kind`, returning the kind.
+pub fn check_kind(v: &Value, document: usize) -> Result<Kind, DocumentError> {
+    const SUPPORTED: &str =
+        "podshim supports apiVersion v1 kinds Pod, ConfigMap and Secret (ConfigMaps and Secrets are \
+         used by the Pods of the same file)";
     let err = |problem: String| DocumentError::Kind { document, problem };
     let Some(map) = v.as_object() else {
         return Err(err(format!(
@@ -72,16 +83,24 @@ pub fn check_kind(v: &Value, document: usize) -> Result<(), DocumentError> {
         ))),
     };
     let (api_version, kind) = (field("apiVersion")?, field("kind")?);
+    let known = |k: &str| match k {
+        "Pod" => Some(Kind::Pod),
+        "ConfigMap" => Some(Kind::ConfigMap),
+        "Secret" => Some(Kind::Secret),
+        _ => None,
+    };
     match (api_version, kind) {
         (_, None) => Err(err(format!("kind: Required value: {SUPPORTED}"))),
         (None, Some(_)) => Err(err(format!("apiVersion: Required value: {SUPPORTED}"))),
-        (Some("v1"), Some("Pod")) => Ok(()),
-        (Some(av), Some("Pod")) => Err(err(format!(
-            "apiVersion {av:?} is not supported for kind \"Pod\": {SUPPORTED}"
-        ))),
-        (Some(av), Some(k)) => Err(err(format!(
-            "kind {k:?} (apiVersion {av:?}) is not supported: {SUPPORTED}"
-        ))),
+        (Some(av), Some(k)) => match (av, known(k)) {
+            ("v1", Some(kind)) => Ok(kind),
+            (av, Some(_)) => Err(err(format!(
+                "apiVersion {av:?} is not supported for kind {k:?}: {SUPPORTED}"
+            ))),
+            (av, None) => Err(err(format!(
+                "kind {k:?} (apiVersion {av:?}) is not supported: {SUPPORTED}"
+            ))),
+        },
     }
 }
 
@@ -108,12 +127,17 @@ pub fn strip_nulls(v: &mut Value) {
     }
 }
 
-/// Decodes a Pod strictly. On success `value` is what was decoded; on failure every unknown field
-/// (each removed from `value` to find the next) and the first type error are returned.
+/// Decodes a Pod strictly (see `decode`).
 pub fn decode_pod(value: &mut Value) -> Result<Pod, Vec<String>> {
+    decode(value)
+}
+
+/// Decodes an object strictly. On success `value` is what was decoded; on failure every unknown
+/// field (each removed from `value` to find the next) and the first type error are returned.
+pub fn decode<T: DeserializeOwned>(value: &mut Value) -> Result<T, Vec<String>> {
     let mut problems = Vec::new();
     for _ in 0..=MAX_UNKNOWN_FIELDS {
-        let err = match serde_path_to_error::deserialize::<_, Pod>(value.clone()) {
+        let err = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
             Ok(pod) if problems.is_empty() => return Ok(pod),
             Ok(_) => return Err(problems),
             Err(e) => e,
@@ -260,12 +284,16 @@ mod tests {
     #[test]
     fn kind_checks() {
         let ok = serde_json::json!({"apiVersion": "v1", "kind": "Pod"});
-        assert!(check_kind(&ok, 1).is_ok());
+        assert_eq!(check_kind(&ok, 1).unwrap(), Kind::Pod);
+        let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap"});
+        assert_eq!(check_kind(&cm, 1).unwrap(), Kind::ConfigMap);
+        let s = serde_json::json!({"apiVersion": "v2", "kind": "Secret"});
+        assert!(check_kind(&s, 1).is_err());
         let dep = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment"});
         let e = check_kind(&dep, 2).unwrap_err().to_string();
         assert_eq!(
             e,
-            r#"error in document 2: kind "Deployment" (apiVersion "apps/v1") is not supported: podshim runs apiVersion v1 kind Pod"#
+            r#"error in document 2: kind "Deployment" (apiVersion "apps/v1") is not supported: podshim supports apiVersion v1 kinds Pod, ConfigMap and Secret (ConfigMaps and Secrets are used by the Pods of the same file)"#
         );
         let none = serde_json::json!({"apiVersion": "v1"});
         let e = check_kind(&none, 1).unwrap_err().to_string();

@@ -232,9 +232,11 @@ pub enum DocumentError {
         document: usize,
         problems: Vec<String>,
     },
-    /// The Pod decoded but is invalid (Kubernetes validation or podshim's unsupported gate).
+    /// The object decoded but is invalid (Kubernetes validation or podshim's unsupported gate).
     Invalid {
         document: usize,
+        /// `Pod`, `ConfigMap` or `Secret`.
+        kind: &'static str,
         name: String,
         errors: Vec<FieldError>,
         /// A valid name derived from an invalid `metadata.name`.
@@ -279,13 +281,14 @@ impl fmt::Display for DocumentError {
                 f.write_str(&lines.join("\n"))
             }
             DocumentError::Invalid {
+                kind,
                 name,
                 errors,
                 name_hint,
                 ..
             } => {
                 // kubectl: `The Pod "x" is invalid: <one error>` or one `* <error>` line each.
-                write!(f, "The Pod {name:?} is invalid: ")?;
+                write!(f, "The {kind} {name:?} is invalid: ")?;
                 if let [only] = errors.as_slice() {
                     write!(f, "{only}")?;
                 } else {
@@ -308,6 +311,9 @@ pub enum ManifestError {
     /// The text holds no YAML document at all.
     #[error("no Pod found: the manifest has no YAML document")]
     Empty,
+    /// The manifest holds ConfigMaps or Secrets but no Pod to use them.
+    #[error("no Pod found: the manifest has only ConfigMaps and Secrets")]
+    NoPod,
     /// At least one document has problems; all of them are listed.
     #[error("{}", join_documents(.0))]
     Invalid(Vec<DocumentError>),
@@ -322,7 +328,7 @@ impl ManifestError {
     /// One line per problem, e.g. `spec.containers[1].name: Duplicate value: "web"`.
     pub fn problems(&self) -> Vec<String> {
         match self {
-            ManifestError::Empty => vec![self.to_string()],
+            ManifestError::Empty | ManifestError::NoPod => vec![self.to_string()],
             ManifestError::Invalid(docs) => docs.iter().flat_map(|d| d.problems()).collect(),
         }
     }

@@ -1,9 +1,10 @@
-//! Kubernetes `v1` Pod manifests: strict YAML decoding, Kubernetes defaults, Kubernetes validation
+//! Kubernetes `v1` manifests (Pods, and the ConfigMaps and Secrets they use): strict YAML decoding, Kubernetes defaults, Kubernetes validation
 //! (with Kubernetes' error wording) and podshim's "not supported yet" gate.
 //!
 //! Order as in the API server: decode (strict) → default → validate; then the gate. Problems of
 //! every document are collected before failing.
 
+pub mod config;
 pub mod decode;
 pub mod defaults;
 pub mod error;
@@ -16,18 +17,47 @@ pub mod volume_types;
 #[cfg(test)]
 mod tests;
 
+pub use config::{Bytes, ConfigMap, Secret};
 pub use error::{BadValue, DocumentError, ErrorKind, FieldError, FieldPath, ManifestError};
 pub use quantity::{IntOrString, Quantity};
 pub use types::*;
 
-/// The Pods of a manifest, defaulted and valid, with warnings for fields accepted as no-ops.
+use decode::Kind;
+
+/// The objects of a manifest, defaulted and valid, with warnings for fields accepted as no-ops.
+/// ConfigMaps and Secrets are unique by namespace and name.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Manifest {
     pub pods: Vec<Pod>,
+    pub config_maps: Vec<ConfigMap>,
+    pub secrets: Vec<Secret>,
     pub warnings: Vec<String>,
 }
 
-/// Decodes every YAML document of `text`, applies defaults, validates and gates each Pod.
+impl Manifest {
+    /// The ConfigMap `name` of namespace `ns`.
+    pub fn config_map(&self, ns: &str, name: &str) -> Option<&ConfigMap> {
+        self.config_maps
+            .iter()
+            .find(|c| c.namespace() == ns && c.metadata.name == name)
+    }
+
+    /// The Secret `name` of namespace `ns`.
+    pub fn secret(&self, ns: &str, name: &str) -> Option<&Secret> {
+        self.secrets
+            .iter()
+            .find(|s| s.namespace() == ns && s.metadata.name == name)
+    }
+}
+
+/// One decoded, defaulted and valid object.
+enum Object {
+    Pod(Box<Pod>, Vec<String>),
+    ConfigMap(ConfigMap),
+    Secret(Secret),
+}
+
+/// Decodes every YAML document of `text`, applies defaults, validates and gates each object.
 pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
     let docs = decode::documents(text);
     if docs.is_empty() {
@@ -37,27 +67,100 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
     let mut problems = Vec::new();
     for (document, doc) in docs {
         match parse_document(document, doc) {
-            Ok((pod, warnings)) => {
-                manifest.pods.push(pod);
+            Ok(Object::Pod(pod, warnings)) => {
+                manifest.pods.push(*pod);
                 manifest.warnings.extend(warnings);
+            }
+            Ok(Object::ConfigMap(cm)) => {
+                if manifest
+                    .config_map(cm.namespace(), &cm.metadata.name)
+                    .is_some()
+                {
+                    problems.push(duplicate(document, "ConfigMap", &cm.metadata.name));
+                } else {
+                    manifest.config_maps.push(cm);
+                }
+            }
+            Ok(Object::Secret(s)) => {
+                if manifest.secret(s.namespace(), &s.metadata.name).is_some() {
+                    problems.push(duplicate(document, "Secret", &s.metadata.name));
+                } else {
+                    manifest.secrets.push(s);
+                }
             }
             Err(e) => problems.push(e),
         }
     }
-    if problems.is_empty() {
-        Ok(manifest)
-    } else {
+    if !problems.is_empty() {
         Err(ManifestError::Invalid(problems))
+    } else if manifest.pods.is_empty() {
+        Err(ManifestError::NoPod)
+    } else {
+        Ok(manifest)
+    }
+}
+
+/// A second object of the same kind, namespace and name (the API server's `AlreadyExists`).
+fn duplicate(document: usize, kind: &'static str, name: &str) -> DocumentError {
+    DocumentError::Invalid {
+        document,
+        kind,
+        name: name.to_string(),
+        errors: vec![FieldError::duplicate(
+            &FieldPath::new("metadata").child("name"),
+            name,
+        )],
+        name_hint: None,
     }
 }
 
 fn parse_document(
     document: usize,
     doc: Result<serde_json::Value, DocumentError>,
-) -> Result<(Pod, Vec<String>), DocumentError> {
+) -> Result<Object, DocumentError> {
     let mut value = doc?;
-    decode::check_kind(&value, document)?;
+    let kind = decode::check_kind(&value, document)?;
     decode::strip_nulls(&mut value);
+    let decode_err = |problems| DocumentError::Decode { document, problems };
+    let (kind_name, name, errors) = match kind {
+        Kind::Pod => return parse_pod(document, value),
+        Kind::ConfigMap => {
+            let mut cm: ConfigMap = decode::decode(&mut value).map_err(decode_err)?;
+            default_namespace(&mut cm.metadata);
+            let errors = config::validate_config_map(&cm);
+            if errors.is_empty() {
+                return Ok(Object::ConfigMap(cm));
+            }
+            ("ConfigMap", cm.metadata.name, errors)
+        }
+        Kind::Secret => {
+            let mut s: Secret = decode::decode(&mut value).map_err(decode_err)?;
+            default_namespace(&mut s.metadata);
+            config::default_secret(&mut s);
+            let errors = config::validate_secret(&s);
+            if errors.is_empty() {
+                return Ok(Object::Secret(s));
+            }
+            ("Secret", s.metadata.name, errors)
+        }
+    };
+    Err(DocumentError::Invalid {
+        document,
+        kind: kind_name,
+        name_hint: validate::names::suggest_subdomain(&name)
+            .filter(|_| errors.iter().any(|e| e.path.as_str() == "metadata.name")),
+        name,
+        errors,
+    })
+}
+
+fn default_namespace(meta: &mut ObjectMeta) {
+    if meta.namespace.as_deref().unwrap_or("").is_empty() {
+        meta.namespace = Some("default".to_string());
+    }
+}
+
+fn parse_pod(document: usize, mut value: serde_json::Value) -> Result<Object, DocumentError> {
     let mut pod = decode::decode_pod(&mut value)
         .map_err(|problems| DocumentError::Decode { document, problems })?;
     pod.status = None;
@@ -72,6 +175,7 @@ fn parse_document(
             .flatten();
         return Err(DocumentError::Invalid {
             document,
+            kind: "Pod",
             name: pod.metadata.name,
             errors,
             name_hint,
@@ -81,13 +185,21 @@ fn parse_document(
         .into_iter()
         .map(|w| format!("Pod {:?}: {w}", pod.metadata.name))
         .collect();
-    Ok((pod, warnings))
+    Ok(Object::Pod(Box::new(pod), warnings))
 }
 
-/// The (defaulted) Pods as a multi-document YAML, for `podshim run --dry-run`.
-pub fn to_yaml(pods: &[Pod]) -> String {
-    pods.iter()
-        .map(|p| serde_yaml::to_string(p).unwrap_or_else(|e| format!("# cannot render Pod: {e}\n")))
+/// The (defaulted) objects as a multi-document YAML, for `podshim run --dry-run`: ConfigMaps,
+/// Secrets (`data` in base64, as the API server returns them), then Pods.
+pub fn to_yaml(m: &Manifest) -> String {
+    fn render<T: serde::Serialize>(kind: &str, v: &T) -> String {
+        serde_yaml::to_string(v).unwrap_or_else(|e| format!("# cannot render {kind}: {e}\n"))
+    }
+    let config_maps = m.config_maps.iter().map(|c| render("ConfigMap", c));
+    let secrets = m.secrets.iter().map(|s| render("Secret", s));
+    let pods = m.pods.iter().map(|p| render("Pod", p));
+    config_maps
+        .chain(secrets)
+        .chain(pods)
         .collect::<Vec<_>>()
         .join("---\n")
 }

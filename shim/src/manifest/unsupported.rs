@@ -26,9 +26,20 @@ const SUPPORTED: &[&str] = &[
     "spec.containers[].workingDir",
     "spec.containers[].env[].name",
     "spec.containers[].env[].value",
+    // Resolved at plan time against the Pod and the manifest's ConfigMaps and Secrets (not
+    // `fileKeyRef`); `resourceFieldRef` only for cpu and memory (checked in `check_values`).
+    "spec.containers[].env[].valueFrom.fieldRef",
+    "spec.containers[].env[].valueFrom.resourceFieldRef",
+    "spec.containers[].env[].valueFrom.configMapKeyRef",
+    "spec.containers[].env[].valueFrom.secretKeyRef",
+    "spec.containers[].envFrom",
     "spec.containers[].ports[].containerPort",
     "spec.containers[].ports[].name",
     "spec.containers[].ports[].protocol",
+    // DNAT from the host port to the Pod (nftables), checked free before the Pod starts.
+    "spec.containers[].ports[].hostPort",
+    "spec.containers[].ports[].hostIP",
+    "spec.hostNetwork",
     "spec.containers[].volumeMounts[].name",
     "spec.containers[].volumeMounts[].mountPath",
     "spec.containers[].volumeMounts[].readOnly",
@@ -46,6 +57,8 @@ const SUPPORTED: &[&str] = &[
     "spec.containers[].resources.requests",
     "spec.volumes[].name",
     "spec.volumes[].emptyDir",
+    "spec.volumes[].configMap",
+    "spec.volumes[].secret",
     "spec.restartPolicy",
     "spec.terminationGracePeriodSeconds",
     "spec.hostname",
@@ -77,11 +90,20 @@ const NO_OPS: &[(&str, &str)] = &[
 
 /// `emptyDir.medium` values podshim implements (HugePages is not).
 const EMPTY_DIR_MEDIA: &[&str] = &["", "Memory"];
-/// `dnsPolicy` values podshim implements (ClusterFirstWithHostNet needs hostNetwork).
-const DNS_POLICIES: &[&str] = &["ClusterFirst", "Default", "None"];
+/// `dnsPolicy` values podshim implements (all of them use the host's resolv.conf, having no
+/// cluster DNS).
+const DNS_POLICIES: &[&str] = &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"];
 /// Container resources podshim turns into cgroup limits (not hugepages, ephemeral-storage or
 /// extended resources).
 const CONTAINER_RESOURCES: &[&str] = &["cpu", "memory"];
+
+/// `resourceFieldRef.resource` values podshim resolves (not ephemeral-storage or hugepages).
+const RESOURCE_FIELD_REFS: &[&str] = &[
+    "limits.cpu",
+    "limits.memory",
+    "requests.cpu",
+    "requests.memory",
+];
 
 const NOT_YET: &str = "not supported by podshim yet";
 
@@ -200,6 +222,25 @@ fn check_values(doc: &Value) -> Vec<FieldError> {
             }
         }
     }
+    for (i, c) in containers.into_iter().flatten().enumerate() {
+        let env = c.get("env").and_then(Value::as_array);
+        for (j, e) in env.into_iter().flatten().enumerate() {
+            let r = e.get("valueFrom").and_then(|v| v.get("resourceFieldRef"));
+            if let Some(Value::String(res)) = r.and_then(|r| r.get("resource")) {
+                if !RESOURCE_FIELD_REFS.contains(&res.as_str()) {
+                    let p = spec
+                        .child("containers")
+                        .index(i)
+                        .child("env")
+                        .index(j)
+                        .child("valueFrom")
+                        .child("resourceFieldRef")
+                        .child("resource");
+                    errs.push(FieldError::not_supported(&p, res, RESOURCE_FIELD_REFS));
+                }
+            }
+        }
+    }
     let volumes = lookup(doc, "spec.volumes").and_then(Value::as_array);
     for (i, v) in volumes.into_iter().flatten().enumerate() {
         if let Some(Value::String(m)) = v.get("emptyDir").and_then(|e| e.get("medium")) {
@@ -230,10 +271,15 @@ mod tests {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "p", "labels": {"a": "b"}},
             "spec": {
-                "containers": [{"name": "c", "image": "i", "env": [{"name": "A", "value": "1"}],
+                "containers": [{"name": "c", "image": "i", "env": [{"name": "A", "value": "1"},
+                    {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "C", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+                  "envFrom": [{"prefix": "P_", "configMapRef": {"name": "m"}}],
                   "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}},
                   "resources": {"limits": {"memory": "32Mi", "cpu": "500m"}, "requests": {"cpu": "250m"}}}],
-                "volumes": [{"name": "v", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}],
+                "volumes": [{"name": "v", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+                  {"name": "m", "configMap": {"name": "m", "items": [{"key": "a", "path": "b", "mode": 256}]}},
+                  {"name": "s", "secret": {"secretName": "s", "defaultMode": 256}}],
                 "securityContext": {}, "initContainers": []
             }
         });
@@ -245,10 +291,11 @@ mod tests {
         let v = serde_json::json!({
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "generateName": "x-"},
             "spec": {
-                "hostNetwork": true,
+                "hostIPC": true,
                 "containers": [{"name": "c", "livenessProbe": {"exec": {"command": ["true"]}},
-                  "env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-                  "ports": [{"containerPort": 80, "hostPort": 80}],
+                  "env": [{"name": "A", "valueFrom": {"fileKeyRef": {"path": "x"}}},
+                    {"name": "B", "valueFrom": {"resourceFieldRef": {"resource": "limits.ephemeral-storage"}}}],
+                  "ports": [{"containerPort": 80, "hostPort": 80, "hostIP": "127.0.0.1"}],
                   "securityContext": {"privileged": true},
                   "resources": {"limits": {"memory": "1Gi", "hugepages-2Mi": "2Mi"},
                     "requests": {"ephemeral-storage": "1Gi"}, "claims": [{"name": "gpu"}]}}],
@@ -260,10 +307,10 @@ mod tests {
         let errs = gate(v);
         for want in [
             "metadata.generateName: Forbidden: not supported by podshim yet",
-            "spec.hostNetwork: Forbidden: not supported by podshim yet",
+            "spec.hostIPC: Forbidden: not supported by podshim yet",
             "spec.containers[0].livenessProbe: Forbidden: not supported by podshim yet",
-            "spec.containers[0].env[0].valueFrom: Forbidden: not supported by podshim yet",
-            "spec.containers[0].ports[0].hostPort: Forbidden: not supported by podshim yet",
+            "spec.containers[0].env[0].valueFrom.fileKeyRef: Forbidden: not supported by podshim yet",
+            r#"spec.containers[0].env[1].valueFrom.resourceFieldRef.resource: Unsupported value: "limits.ephemeral-storage": supported values: "limits.cpu", "limits.memory", "requests.cpu", "requests.memory""#,
             "spec.containers[0].securityContext.privileged: Forbidden: not supported by podshim yet",
             "spec.volumes[0].hostPath: Forbidden: not supported by podshim yet",
             "spec.containers[0].resources.limits[hugepages-2Mi]: Forbidden: not supported by podshim yet",

@@ -36,7 +36,8 @@ pub struct ContainerPlan {
     pub stop_signal: Option<String>,
     pub command: Vec<String>,
     pub args: Vec<String>,
-    pub env: Vec<(String, String)>,
+    /// envFrom then env, resolved except for the Pod IP.
+    pub env: Vec<process::EnvEntry>,
     pub working_dir: Option<String>,
     pub run_as_user: Option<i64>,
     pub run_as_group: Option<i64>,
@@ -129,7 +130,9 @@ pub fn start(
     )
     .map_err(perr)?;
     let hostname = fs::read_to_string(sandbox.dir.join("etc/hostname")).unwrap_or_default();
-    let (env, vars) = process::environment(&plan.image_env, &plan.env, hostname.trim());
+    // `status.podIP` is only known now that the sandbox's network is up.
+    let pod_ip = sandbox.attachment.ip.to_string();
+    let (env, vars) = process::environment(&plan.image_env, &plan.env, hostname.trim(), &pod_ip);
     let expand = |v: &Vec<String>| {
         v.iter()
             .map(|s| process::expand(s, &vars))
@@ -169,7 +172,7 @@ pub fn start(
             .ok_or_else(|| PodError::Runtime {
                 container: name.clone(),
                 action: "mount",
-                detail: format!("volume {volume:?} is not an emptyDir of this Pod"),
+                detail: format!("volume {volume:?} is not a volume of this Pod"),
             })?;
         binds.push(Bind {
             source,

@@ -60,6 +60,15 @@ pub enum Resource {
         #[serde(default)]
         keep_bridge: bool,
     },
+    /// The Pod's NAT rules (host ports, masquerade) in the `ip podshim` nftables table, all
+    /// tagged `tag`; `ports` are its host ports, which other Pods must not take.
+    Nat {
+        tag: String,
+        #[serde(default)]
+        ports: Vec<podshim_cni::nat::PortMapping>,
+        #[serde(default)]
+        masquerade: bool,
+    },
     /// A mount point (overlay root filesystem, Memory emptyDir).
     Mount { path: PathBuf },
     /// A libcontainer container (its state lives under `runtime_dir/id`).

@@ -6,7 +6,9 @@ pub mod container;
 pub mod files;
 pub mod gc;
 pub mod journal;
+pub mod ports;
 pub mod process;
+pub mod projection;
 pub mod resources;
 pub mod restart;
 pub mod sandbox;
@@ -58,6 +60,8 @@ pub enum PodError {
         #[source]
         source: io::Error,
     },
+    #[error("{field}: {reason}")]
+    HostPort { field: String, reason: String },
     #[error(transparent)]
     Journal(#[from] journal::JournalError),
     #[error(transparent)]

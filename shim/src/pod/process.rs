@@ -71,13 +71,62 @@ pub fn expand(input: &str, vars: &[(String, String)]) -> String {
     out
 }
 
-/// The container's environment: the image's, then the container's in order (each value expanded
-/// against the container variables defined before it), a later name overriding an earlier one.
-/// Returns `KEY=VALUE` strings and the expanded container variables (for command expansion).
+/// One variable of a container's environment, in the kubelet's order (envFrom, then env).
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnvEntry {
+    pub name: String,
+    pub value: EnvValue,
+}
+
+/// Where an environment value comes from, as far as the start of the container cares.
+#[derive(Clone, PartialEq, Eq)]
+pub enum EnvValue {
+    /// `value`: `$(VAR)` references are expanded.
+    Literal(String),
+    /// From `valueFrom` or `envFrom`: used verbatim (the kubelet expands only `value`).
+    Resolved(String),
+    /// `fieldRef: status.podIP`/`podIPs`: known once the sandbox's network is up.
+    PodIp,
+}
+
+impl std::fmt::Debug for EnvEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values may come from Secrets: never print them.
+        let kind = match self.value {
+            EnvValue::Literal(_) => "literal",
+            EnvValue::Resolved(_) => "resolved",
+            EnvValue::PodIp => "podIP",
+        };
+        write!(f, "{}=<{kind}>", self.name)
+    }
+}
+
+impl EnvEntry {
+    /// A plain `name: value` variable.
+    pub fn literal(name: &str, value: &str) -> Self {
+        EnvEntry {
+            name: name.into(),
+            value: EnvValue::Literal(value.into()),
+        }
+    }
+
+    /// A variable whose value is used as is.
+    pub fn resolved(name: &str, value: &str) -> Self {
+        EnvEntry {
+            name: name.into(),
+            value: EnvValue::Resolved(value.into()),
+        }
+    }
+}
+
+/// The container's environment: the image's, then the container's in order (literal values
+/// expanded against the container variables defined before them), a later name overriding an
+/// earlier one. Returns `KEY=VALUE` strings and the container variables (for command expansion).
 pub fn environment(
     image_env: &[String],
-    container_env: &[(String, String)],
+    container_env: &[EnvEntry],
     hostname: &str,
+    pod_ip: &str,
 ) -> (Vec<String>, Vec<(String, String)>) {
     let mut vars: Vec<(String, String)> = Vec::new();
     let set = |vars: &mut Vec<(String, String)>, k: String, v: String| {
@@ -97,11 +146,15 @@ pub fn environment(
     }
     set(&mut vars, "HOSTNAME".into(), hostname.into());
     let mut expanded: Vec<(String, String)> = Vec::new();
-    for (k, v) in container_env {
-        let value = expand(v, &expanded);
-        expanded.retain(|(name, _)| name != k);
-        expanded.push((k.clone(), value.clone()));
-        set(&mut vars, k.clone(), value);
+    for e in container_env {
+        let value = match &e.value {
+            EnvValue::Literal(v) => expand(v, &expanded),
+            EnvValue::Resolved(v) => v.clone(),
+            EnvValue::PodIp => pod_ip.to_string(),
+        };
+        expanded.retain(|(name, _)| *name != e.name);
+        expanded.push((e.name.clone(), value.clone()));
+        set(&mut vars, e.name.clone(), value);
     }
     (
         vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
@@ -256,13 +309,31 @@ mod tests {
         let (env, _) = environment(
             &v(&["PATH=/bin", "A=img"]),
             &[
-                ("A".into(), "c".into()),
-                ("B".into(), "$(A)-$(PATH)".into()),
+                EnvEntry::literal("A", "c"),
+                EnvEntry::literal("B", "$(A)-$(PATH)"),
+                EnvEntry::resolved("C", "$(A)"),
+                EnvEntry {
+                    name: "IP".into(),
+                    value: EnvValue::PodIp,
+                },
+                EnvEntry::literal("D", "$(IP)/$(C)"),
             ],
             "pod",
+            "10.0.0.2",
         );
-        assert_eq!(env, v(&["PATH=/bin", "HOSTNAME=pod", "A=c", "B=c-$(PATH)"]));
-        let (env, _) = environment(&[], &[], "p");
+        assert_eq!(
+            env,
+            v(&[
+                "PATH=/bin",
+                "HOSTNAME=pod",
+                "A=c",
+                "B=c-$(PATH)",
+                "C=$(A)",
+                "IP=10.0.0.2",
+                "D=10.0.0.2/$(A)"
+            ])
+        );
+        let (env, _) = environment(&[], &[], "p", "");
         assert!(env[0].starts_with("PATH=/usr/local/sbin"));
     }
 

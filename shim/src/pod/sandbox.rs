@@ -16,6 +16,8 @@ use podshim_cni::Attachment;
 
 use super::files::{self, Dns};
 use super::journal::{Journal, PodRecord, Resource};
+use super::ports::{self, HostPort};
+use super::projection::{self, Projection};
 use super::teardown::{start_time, teardown};
 use super::{pod_key, PodError};
 use crate::cgroups::Cgroups;
@@ -27,7 +29,8 @@ pub const PAUSE_USER: &str = "65535:65535";
 /// A finite `pids.max` for the whole Pod (fork bombs stay inside it).
 pub const POD_PIDS_MAX: u64 = 4096;
 
-/// An emptyDir volume.
+/// A Pod volume: an emptyDir, or a `configMap`/`secret` volume (`contents` set; a Secret's is
+/// `memory`, so its files live on a tmpfs and never touch a disk).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeSpec {
     pub name: String,
@@ -35,6 +38,8 @@ pub struct VolumeSpec {
     pub memory: bool,
     /// `sizeLimit` in bytes (the tmpfs `size=`).
     pub size_limit: Option<u64>,
+    /// The files of a `configMap` or `secret` volume.
+    pub contents: Option<Projection>,
 }
 
 /// What the sandbox is made of, resolved from the Pod manifest.
@@ -49,6 +54,12 @@ pub struct SandboxSpec {
     pub dns_none: bool,
     pub dns_config: Dns,
     pub host_aliases: Vec<(String, Vec<String>)>,
+    /// `hostNetwork: true`: the host's network namespace, no veth, no Pod IP, no NAT.
+    pub host_network: bool,
+    /// `ports[].hostPort`: forwarded to the Pod IP (checked free before anything is created).
+    pub host_ports: Vec<HostPort>,
+    /// Masquerade the Pod's traffic leaving the Pod subnet (as Kubernetes nodes do).
+    pub masquerade: bool,
     pub volumes: Vec<VolumeSpec>,
 }
 
@@ -78,6 +89,7 @@ impl Sandbox {
             let path = path.to_path_buf();
             move |source| PodError::Io { what, path, source }
         };
+        ports::check(cfg, &spec.host_ports)?;
         fs::create_dir_all(cfg.pods_dir()).map_err(io("create", &cfg.pods_dir()))?;
         // Creating the Pod directory is the lock on the Pod name.
         match fs::create_dir(&dir) {
@@ -173,7 +185,7 @@ fn build(
     journal.record(Resource::Cgroup {
         path: cgroup.clone(),
     })?;
-    let pause = spawn_pause(cfg, &spec.hostname)?;
+    let pause = spawn_pause(cfg, &spec.hostname, spec.host_network)?;
     let pid = pause.id() as i32;
     let started = start_time(pid).unwrap_or(0);
     // Recorded right after the fork: its PID cannot be known before.
@@ -193,17 +205,11 @@ fn build(
         })?;
         mounts::bind_file(Path::new(&format!("/proc/{pid}/ns/net")), &netns)?;
 
-        let net = cfg.network();
-        let host_veth = podshim_cni::host_veth_name(&spec.uid);
-        journal.record(Resource::Network {
-            bridge: net.bridge.clone(),
-            subnet: net.subnet.to_string(),
-            ipam_dir: net.ipam_dir.clone(),
-            attachment_id: spec.uid.clone(),
-            host_veth: host_veth.clone(),
-            keep_bridge: net.keep_bridge,
-        })?;
-        let attachment = podshim_cni::setup(&net, &netns, &spec.uid, &host_veth, "eth0")?;
+        let attachment = if spec.host_network {
+            host_attachment()
+        } else {
+            attach(cfg, spec, &netns, journal)?
+        };
         step("network");
 
         let etc = write_etc(&dir, spec, &attachment)?;
@@ -219,6 +225,9 @@ fn build(
             // Kubernetes makes emptyDirs world-writable (0777) so any container user can use them.
             fs::set_permissions(&path, fs::Permissions::from_mode(0o777))
                 .map_err(io("chmod", &path))?;
+            if let Some(contents) = &v.contents {
+                projection::write(&path, contents).map_err(io("write the files of", &path))?;
+            }
             volumes.insert(v.name.clone(), path);
         }
         step("volumes");
@@ -248,14 +257,79 @@ fn build(
     }
 }
 
-/// Start pause and wait until it reports that the namespaces exist.
-fn spawn_pause(cfg: &Config, hostname: &str) -> Result<Child, PodError> {
+/// The Pod's veth on the bridge, then its NAT rules (host ports, masquerade); each recorded
+/// in the journal before it is made.
+fn attach(
+    cfg: &Config,
+    spec: &SandboxSpec,
+    netns: &Path,
+    journal: &mut Journal,
+) -> Result<Attachment, PodError> {
+    let net = cfg.network();
+    let host_veth = podshim_cni::host_veth_name(&spec.uid);
+    journal.record(Resource::Network {
+        bridge: net.bridge.clone(),
+        subnet: net.subnet.to_string(),
+        ipam_dir: net.ipam_dir.clone(),
+        attachment_id: spec.uid.clone(),
+        host_veth: host_veth.clone(),
+        keep_bridge: net.keep_bridge,
+    })?;
+    let attachment = podshim_cni::setup(&net, netns, &spec.uid, &host_veth, "eth0")?;
+    let ports: Vec<_> = spec.host_ports.iter().map(|p| p.mapping).collect();
+    if spec.masquerade || !ports.is_empty() {
+        let tag = podshim_cni::nat::tag(&net.bridge, &spec.uid, "eth0");
+        journal.record(Resource::Nat {
+            tag: tag.clone(),
+            ports: ports.clone(),
+            masquerade: spec.masquerade,
+        })?;
+        podshim_cni::nat::apply(&podshim_cni::nat::NatSpec {
+            tag: &tag,
+            pod_ip: attachment.ip,
+            subnet: net.subnet,
+            masquerade: spec.masquerade,
+            ports: &ports,
+            bridge: &net.bridge,
+        })?;
+    }
+    Ok(attachment)
+}
+
+/// A `hostNetwork` Pod's "attachment": its IP is the host's (`status.podIP` is the node's
+/// address in Kubernetes), the source address of the default route; there is no veth.
+fn host_attachment() -> Attachment {
+    // Connecting a UDP socket only looks the route up; nothing is sent.
+    let ip = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").and_then(|()| s.local_addr()))
+        .ok()
+        .and_then(|a| match a.ip() {
+            std::net::IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
+            _ => None,
+        })
+        .unwrap_or(std::net::Ipv4Addr::LOCALHOST);
+    Attachment {
+        ip,
+        prefix_len: 32,
+        gateway: std::net::Ipv4Addr::UNSPECIFIED,
+        host_veth: String::new(),
+        mac: [0; 6],
+    }
+}
+
+/// Start pause and wait until it reports that the namespaces exist (with `host_network`, only
+/// the IPC and UTS namespaces are new).
+fn spawn_pause(cfg: &Config, hostname: &str, host_network: bool) -> Result<Child, PodError> {
     let err = |source| PodError::Pause {
         path: cfg.pause.clone(),
         source,
     };
+    let mut args = vec!["--hostname", hostname, "--user", PAUSE_USER];
+    if host_network {
+        args.push("--host-network");
+    }
     let mut child = Command::new(&cfg.pause)
-        .args(["--hostname", hostname, "--user", PAUSE_USER])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -298,17 +372,31 @@ fn write_etc(
     };
     let c = &spec.dns_config;
     dns.merge(&c.nameservers, &c.searches, &c.options);
+    let hosts = if spec.host_network {
+        // The kubelet gives a hostNetwork Pod the node's /etc/hosts plus its hostAliases.
+        let mut h = fs::read_to_string("/etc/hosts").unwrap_or_default();
+        if !h.is_empty() && !h.ends_with('\n') {
+            h.push('\n');
+        }
+        if !h.split_whitespace().any(|w| w == spec.hostname) {
+            h.push_str(&format!("{}\t{}\n", att.ip, spec.hostname));
+        }
+        let node = files::hosts(att.ip, &spec.hostname, None, &spec.host_aliases);
+        if let Some((_, aliases)) = node.split_once("\n# Entries added by HostAliases.\n") {
+            h.push_str("\n# Entries added by HostAliases.\n");
+            h.push_str(aliases);
+        }
+        h
+    } else {
+        files::hosts(
+            att.ip,
+            &spec.hostname,
+            spec.fqdn.as_deref(),
+            &spec.host_aliases,
+        )
+    };
     let files = [
-        (
-            "hosts",
-            files::hosts(
-                att.ip,
-                &spec.hostname,
-                spec.fqdn.as_deref(),
-                &spec.host_aliases,
-            ),
-            "/etc/hosts",
-        ),
+        ("hosts", hosts, "/etc/hosts"),
         ("resolv.conf", dns.render(), "/etc/resolv.conf"),
         ("hostname", format!("{}\n", spec.hostname), "/etc/hostname"),
     ];

@@ -81,6 +81,7 @@ fn remove_inner(resource: &Resource) -> Result<(), String> {
             };
             podshim_cni::teardown(&cfg, attachment_id, host_veth).map_err(|e| chain(&e))
         }
+        Resource::Nat { tag, .. } => podshim_cni::nat::remove(tag).map_err(|e| chain(&e)),
         Resource::NetnsPin { path } => {
             mounts::unmount(path).map_err(|e| chain(&e))?;
             remove_file(path)
@@ -104,10 +105,12 @@ fn remove_container(id: &str, runtime_dir: &Path) -> Result<(), String> {
         Err(_) => return remove_dir(&dir),
     };
     if let Some(pid) = container.pid() {
+        // Only a container libcontainer still sees alive is killed and waited for (its PID may
+        // belong to another process by now otherwise).
         if container.can_kill() {
             let _ = container.kill(Signal::SIGKILL, true);
+            wait_gone(pid, Duration::from_secs(5), true);
         }
-        wait_gone(pid, Duration::from_secs(5));
     }
     container
         .delete(true)
@@ -129,31 +132,32 @@ fn stop_process(pid: i32, expected_start: u64) -> Result<(), String> {
         Ok(()) | Err(Errno::ESRCH) => {}
         Err(e) => return Err(format!("kill pause process {pid}: {e}")),
     }
-    wait_gone(Pid::from_raw(pid), Duration::from_secs(5));
+    wait_gone(Pid::from_raw(pid), Duration::from_secs(5), true);
     Ok(())
 }
 
-/// Wait until `pid` has exited: reap it if it is our child, otherwise watch /proc.
-fn wait_gone(pid: Pid, timeout: Duration) {
+/// Wait until `pid` has exited: reap it if it is our child, otherwise watch /proc. With
+/// `until_reaped`, a zombie of someone else's does not count as gone: Linux keeps a zombie in its
+/// cgroup until its parent (after a podshim crash: the nearest subreaper or init) reaps it, and
+/// the container's cgroup cannot be removed before.
+fn wait_gone(pid: Pid, timeout: Duration, until_reaped: bool) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(nix::sys::wait::WaitStatus::StillAlive) => {}
             Ok(_) => return,
-            Err(_) => {
-                // Not our child: gone once /proc has no entry or only a zombie.
-                match fs::read_to_string(format!("/proc/{pid}/stat")) {
-                    Err(_) => return,
-                    Ok(s)
-                        if s.rsplit(')')
+            Err(_) => match fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Err(_) => return,
+                Ok(s)
+                    if !until_reaped
+                        && s.rsplit(')')
                             .next()
                             .is_some_and(|r| r.trim_start().starts_with('Z')) =>
-                    {
-                        return
-                    }
-                    Ok(_) => {}
+                {
+                    return
                 }
-            }
+                Ok(_) => {}
+            },
         }
         sleep(Duration::from_millis(2));
     }

@@ -267,6 +267,10 @@ fn validate_env(env: &[EnvVar], path: &FieldPath) -> Vec<FieldError> {
             {
                 errs.push(FieldError::not_supported(&rp, &r.resource, RESOURCE_FIELDS));
             }
+            if let Some(d) = &r.divisor {
+                let dp = vp.child("resourceFieldRef").child("divisor");
+                errs.extend(validate_divisor(&r.resource, d, &dp));
+            }
         }
         for (sel, field) in [
             (&from.config_map_key_ref, "configMapKeyRef"),
@@ -304,6 +308,34 @@ fn validate_env(env: &[EnvVar], path: &FieldPath) -> Vec<FieldError> {
         errs.push(FieldError::invalid(&vp, "", detail));
     }
     errs
+}
+
+/// `validateContainerResourceDivisor` (the bad value it reports is the resource name, as there).
+fn validate_divisor(resource: &str, d: &Quantity, p: &FieldPath) -> Vec<FieldError> {
+    let Ok(q) = d.parse() else { return Vec::new() };
+    if q.to_f64() == 0.0 {
+        return Vec::new();
+    }
+    let milli = crate::pod::resources::milli_value(d);
+    let (ok, detail) = match resource {
+        "limits.cpu" | "requests.cpu" => (
+            matches!(milli, Some(1) | Some(1000)),
+            "only divisor's values 1m and 1 are supported with the cpu resource",
+        ),
+        "limits.memory" | "requests.memory" => (
+            milli.is_some_and(|m| {
+                m % 1000 == 0
+                    && (0..=6).any(|e| m / 1000 == 1000i64.pow(e) || m / 1000 == 1024i64.pow(e))
+            }),
+            "only divisor's values 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei are supported with the memory resource",
+        ),
+        _ => (true, ""),
+    };
+    if ok {
+        Vec::new()
+    } else {
+        vec![FieldError::invalid(p, resource, detail)]
+    }
 }
 
 /// `validEnvDownwardAPIFieldPathExpressions`, plus `metadata.labels['k']` / `annotations['k']`.
