@@ -148,6 +148,13 @@ pub enum CniError {
     #[error("not available: {reason}")]
     Unavailable { reason: String },
 
+    #[error("read network config file {}", path.display())]
+    ConfRead {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
     #[error("run plugin {}", path.display())]
     DelegateRun {
         path: PathBuf,
@@ -193,7 +200,7 @@ impl CniError {
             Self::InvalidConfig { .. } => INVALID_NETWORK_CONFIG,
             Self::Drifted { .. } => ATTACHMENT_DRIFTED,
             Self::Unavailable { .. } => PLUGIN_NOT_AVAILABLE,
-            Self::DelegateRun { .. } => IO_FAILURE,
+            Self::DelegateRun { .. } | Self::ConfRead { .. } => IO_FAILURE,
             // A delegated plugin's own code goes to the wire unchanged.
             Self::Delegated { code, .. } => *code,
             Self::RangeExhausted { .. } => RANGE_EXHAUSTED,
@@ -352,6 +359,13 @@ mod tests {
                     details: String::new(),
                 },
                 11,
+            ),
+            (
+                CniError::ConfRead {
+                    path: "/x".into(),
+                    source: io::Error::from_raw_os_error(libc::ENOENT),
+                },
+                5,
             ),
             (netlink(libc::EPERM), 5),
             (

@@ -3,9 +3,11 @@
 //! [`setup`] gives a Pod network namespace an `eth0` on a shared bridge with an address from
 //! the host-local style [`ipam`] pool; [`teardown`] undoes it, idempotently. Everything goes
 //! through netlink (no `ip` command); in-namespace work runs on a short-lived thread. The
-//! [`plugin`] module is the same code behind the CNI 1.1 protocol (the `podshim-bridge` binary).
+//! [`plugin`] module is the same code behind the CNI 1.1 protocol (the `podshim-bridge` binary);
+//! [`chain`] runs other plugins' network configurations as a container runtime does.
 
 mod attach;
+pub mod chain;
 pub mod check;
 mod detach;
 mod error;
@@ -14,6 +16,7 @@ pub mod ipam;
 pub mod nat;
 mod netlink;
 mod netns;
+mod nft_dump;
 pub mod plugin;
 mod subnet;
 

@@ -231,8 +231,20 @@ pub struct Rule {
     pub tag: String,
 }
 
-/// Every tagged rule in our table (none when the table does not exist).
+/// Every tagged rule in our table (none when the table does not exist): over nfnetlink, or
+/// from `nft -j` when that fails.
 pub fn listed() -> Result<Vec<Rule>, CniError> {
+    match crate::nft_dump::rules(TABLE) {
+        Ok(rules) => Ok(rules),
+        Err(e) => {
+            tracing::debug!(error = %e, "nfnetlink rule dump failed, asking nft");
+            listed_by_nft()
+        }
+    }
+}
+
+/// [`listed`] as `nft -j list table` reports it.
+pub fn listed_by_nft() -> Result<Vec<Rule>, CniError> {
     let out = match nft("list rules", &["-j", "list", "table", "ip", TABLE], "") {
         Ok(out) => out,
         // No table: nothing of ours.

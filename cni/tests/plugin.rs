@@ -175,3 +175,34 @@ fn check_passes_then_fails_after_tampering_like_the_reference() {
     let check = cni(OURS, "CHECK", "ctr-d", Some(&ns.name), &conf);
     assert!(check.msg().contains("not leased"), "{}", check.msg());
 }
+
+#[test]
+fn ip_ranges_capability_gives_the_range_like_host_local() {
+    require_reference();
+    let net = Net::new();
+    let mut results = Vec::new();
+    for exe in [OURS, REFERENCE] {
+        let ns = TestNetns::new();
+        let mut conf = net.conf("1.0.0", exe);
+        conf["capabilities"] = json!({"ipRanges": true});
+        // Only the runtime's range: with configured ranges too, host-local gives two addresses.
+        conf["ipam"].as_object_mut().unwrap().remove("ranges");
+        conf["runtimeConfig"] = json!({"ipRanges": [[{
+            "subnet": net.subnet(), "rangeStart": net.ip(220), "rangeEnd": net.ip(230),
+        }]]});
+        let add = cni(exe, "ADD", "ctr-r", Some(&ns.name), &conf);
+        assert!(add.ok, "{exe} ADD: {}", add.json);
+        assert_eq!(
+            add.json["ips"][0]["address"],
+            json!(format!("{}/24", net.ip(220))),
+            "{exe}"
+        );
+        assert_eq!(net.leases().len(), 1, "{exe}");
+        let del = cni(exe, "DEL", "ctr-r", Some(&ns.name), &conf);
+        assert!(del.ok, "{exe} DEL: {}", del.json);
+        assert!(net.leases().is_empty(), "{exe}: lease left after DEL");
+        results.push(normalize(add.json));
+        net.reset();
+    }
+    assert_eq!(results[0], results[1]);
+}

@@ -5,24 +5,25 @@
 //! The loop is single-threaded on purpose: libcontainer forks this process to (re)start
 //! containers, and each container's init is this process's child.
 
-use std::fs::File;
-use std::io::{self, ErrorKind, Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::io;
 use std::os::unix::net::UnixStream;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+mod output;
+
+use output::Output;
+
 use crate::config::Config;
 use crate::plan::PodPlan;
 use crate::pod::container::{oom_killed, remove_container, start};
+use crate::pod::order::{self, Phase, Role};
 use crate::pod::restart::{exit_code, Backoff};
 use crate::pod::{chain, Sandbox};
 
@@ -40,22 +41,46 @@ enum State {
     Done,
 }
 
-struct Stream {
-    file: File,
-    buf: Vec<u8>,
-    to_stderr: bool,
-}
-
 struct Slot {
     pod: usize,
+    /// The container's index in `PodPlan::ordered`.
     index: usize,
-    prefix: String,
+    role: Role,
+    out: Output,
     state: State,
+    /// Whether it ever started (gates the containers after it until then).
+    started_once: bool,
+    /// Whether podshim sent the running container its stop signal.
+    signalled: bool,
     restarts: u32,
     streak: u32,
-    streams: Vec<Stream>,
-    /// The last exit (sequence number across the run, exit code).
+    /// The last exit code.
+    exit: Option<i32>,
+    /// The last exit that counts for podshim's exit code (sequence number across the run, exit
+    /// code): every exit but that of a sidecar podshim stopped.
     last_exit: Option<(u64, i32)>,
+}
+
+impl Slot {
+    fn phase(&self) -> Phase {
+        match self.state {
+            State::Running { .. } => Phase::Running {
+                signalled: self.signalled,
+            },
+            State::Waiting { .. } if self.started_once => Phase::Restarting,
+            State::Waiting { .. } => Phase::NotStarted,
+            State::Done => Phase::Done { code: self.exit },
+        }
+    }
+}
+
+/// How each container of Pod `p` stands, in `PodPlan::ordered` order.
+fn view(slots: &[Slot], p: usize) -> Vec<(Role, Phase)> {
+    slots
+        .iter()
+        .filter(|s| s.pod == p)
+        .map(|s| (s.role, s.phase()))
+        .collect()
 }
 
 struct PodRun {
@@ -63,6 +88,14 @@ struct PodRun {
     sandbox: Option<Sandbox>,
     /// Set when the Pod failed as a whole (its pause process died).
     failed: Option<i32>,
+    /// Set once the Pod is stopping (a stop signal, or nothing left to run but sidecars).
+    stop: Option<Stop>,
+}
+
+/// A stopping Pod: containers get their stop signal in order, SIGKILL at the deadline.
+struct Stop {
+    deadline: Instant,
+    killed: bool,
 }
 
 /// Options of the foreground run.
@@ -108,6 +141,7 @@ pub fn run(cfg: &Config, plans: Vec<PodPlan>, opts: Options) -> anyhow::Result<i
                 plan,
                 sandbox: Some(sb),
                 failed: None,
+                stop: None,
             }),
             Err(e) => {
                 let msg = format!(
@@ -128,7 +162,7 @@ pub fn run(cfg: &Config, plans: Vec<PodPlan>, opts: Options) -> anyhow::Result<i
     let now = Instant::now();
     let mut slots: Vec<Slot> = Vec::new();
     for (p, pod) in pods.iter().enumerate() {
-        for (i, c) in pod.plan.containers.iter().enumerate() {
+        for (i, (role, c)) in pod.plan.ordered().enumerate() {
             let prefix = if many {
                 format!("[{}/{}] ", pod.plan.sandbox.name, c.name)
             } else {
@@ -137,11 +171,14 @@ pub fn run(cfg: &Config, plans: Vec<PodPlan>, opts: Options) -> anyhow::Result<i
             slots.push(Slot {
                 pod: p,
                 index: i,
-                prefix,
+                role,
+                out: Output::new(prefix),
                 state: State::Waiting { at: now },
+                started_once: false,
+                signalled: false,
                 restarts: 0,
                 streak: 0,
-                streams: vec![],
+                exit: None,
                 last_exit: None,
             });
         }
@@ -152,7 +189,7 @@ pub fn run(cfg: &Config, plans: Vec<PodPlan>, opts: Options) -> anyhow::Result<i
         supervise(cfg, &mut pods, &mut slots, &stop_sig, &wake_r, opts)
     }));
     for s in slots.iter_mut() {
-        flush(s);
+        s.out.flush();
     }
     let problems = teardown_all(&mut pods);
     for p in &problems {
@@ -170,8 +207,9 @@ pub fn run(cfg: &Config, plans: Vec<PodPlan>, opts: Options) -> anyhow::Result<i
     Ok(code)
 }
 
-/// The supervision loop: start what is due, copy output, reap exits, apply the restart policy,
-/// and stop everything once a stop signal arrived. Returns when every container is done.
+/// The supervision loop: start what is due (in the Pod's container order), copy output, reap
+/// exits, apply the restart policy, and stop Pods once a stop signal arrived or only their
+/// sidecars are left. Returns when every container is done.
 fn supervise(
     cfg: &Config,
     pods: &mut [PodRun],
@@ -180,107 +218,165 @@ fn supervise(
     wake_r: &UnixStream,
     opts: Options,
 ) -> io::Result<()> {
-    let mut stopping: Option<Instant> = None; // SIGKILL deadline once stopping
-    let mut killed = false;
     loop {
-        let sig = stop_sig.load(Ordering::SeqCst);
-        if sig != 0 && stopping.is_none() {
-            stopping = Some(begin_stop(pods, slots));
-        }
-        if let Some(deadline) = stopping {
-            if !killed && Instant::now() >= deadline {
-                for s in slots.iter() {
-                    if let State::Running { pid, .. } = s.state {
-                        let _ = kill(pid, Signal::SIGKILL);
-                    }
-                }
-                killed = true;
+        let signalled = stop_sig.load(Ordering::SeqCst) != 0;
+        for (p, pod) in pods.iter_mut().enumerate() {
+            if pod.stop.is_none() && (signalled || order::finished(&view(slots, p))) {
+                pod.stop = Some(Stop {
+                    deadline: Instant::now() + grace(pod.plan.grace_period),
+                    killed: false,
+                });
+            }
+            if pod.stop.is_some() {
+                stop_pod(pod, p, slots);
             }
         }
         // Start what is due.
         let now = Instant::now();
-        for s in slots.iter_mut() {
-            if let State::Waiting { at } = s.state {
-                if stopping.is_some() {
-                    s.state = State::Done;
-                } else if at <= now {
-                    start_slot(cfg, pods, s, opts.backoff);
-                }
+        for i in 0..slots.len() {
+            if may_start(pods, slots, i).is_some_and(|at| at <= now) {
+                start_slot(cfg, pods, &mut slots[i], opts.backoff);
             }
         }
         if slots.iter().all(|s| matches!(s.state, State::Done)) {
             return Ok(());
         }
         // Wait for output, a signal, or the next deadline.
-        let mut next: Option<Instant> = stopping.filter(|_| !killed);
-        for s in slots.iter() {
-            if let State::Waiting { at } = s.state {
-                next = Some(next.map_or(at, |n| n.min(at)));
+        let mut next: Option<Instant> = None;
+        let mut soonest = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
+        for (p, pod) in pods.iter().enumerate() {
+            let running = slots
+                .iter()
+                .any(|s| s.pod == p && matches!(s.state, State::Running { .. }));
+            match &pod.stop {
+                Some(stop) if running && !stop.killed => soonest(stop.deadline),
+                _ => {}
+            }
+        }
+        for i in 0..slots.len() {
+            if let Some(at) = may_start(pods, slots, i) {
+                soonest(at);
             }
         }
         let timeout = next.map(|n| n.saturating_duration_since(Instant::now()));
-        let mut ready = wait(wake_r, slots, timeout)?;
+        let mut ready = output::wait(wake_r, slots.iter().map(|s| &s.out), timeout)?;
         // A stream at EOF is removed from its slot: handle higher indexes first.
         ready.sort_by_key(|(slot, stream)| (*slot, std::cmp::Reverse(*stream)));
         for (slot, stream) in ready {
-            pump(&mut slots[slot], stream);
+            slots[slot].out.pump(stream);
         }
-        drain_wake(wake_r);
-        reap(cfg, pods, slots, stopping.is_some(), opts.backoff);
+        output::drain_wake(wake_r);
+        reap(cfg, pods, slots, opts.backoff);
         // A Pod whose pause process died has lost its namespaces: stop it.
         for (p, pod) in pods.iter_mut().enumerate() {
             let dead = pod
                 .sandbox
                 .as_mut()
                 .is_some_and(|sb| matches!(sb.pause.try_wait(), Ok(Some(_)) | Err(_)));
-            if dead && stopping.is_none() {
+            if dead && pod.failed.is_none() && !signalled {
                 eprintln!(
                     "podshim: pod {}: the pause process exited; stopping the pod",
                     pod.plan.sandbox.name
                 );
-                pod.failed.get_or_insert(1);
-                for s in slots.iter_mut().filter(|s| s.pod == p) {
-                    match s.state {
-                        State::Running { pid, .. } => {
-                            let _ = kill(pid, Signal::SIGKILL);
-                        }
-                        State::Waiting { .. } => s.state = State::Done,
-                        State::Done => {}
-                    }
-                }
+                pod.failed = Some(1);
+                let now = Instant::now();
+                pod.stop = Some(Stop {
+                    deadline: now,
+                    killed: false,
+                });
+                stop_pod(pod, p, slots);
             }
+        }
+    }
+}
+
+/// When slot `i` may (re)start: `None` while it runs, is done, its Pod stops, or a container
+/// before it has not completed (init container) or started (sidecar) yet.
+fn may_start(pods: &[PodRun], slots: &[Slot], i: usize) -> Option<Instant> {
+    let s = &slots[i];
+    let State::Waiting { at } = s.state else {
+        return None;
+    };
+    if pods[s.pod].stop.is_some() {
+        return None;
+    }
+    (s.started_once || order::may_start(&view(slots, s.pod), s.index)).then_some(at)
+}
+
+/// The time from the stop signal to SIGKILL: the grace period, never under 2 s (kubelet
+/// `minimumGracePeriodInSeconds`), except that 0 kills at once.
+fn grace(period: Duration) -> Duration {
+    if period.is_zero() {
+        Duration::ZERO
+    } else {
+        period.max(Duration::from_secs(2))
+    }
+}
+
+/// One step of stopping Pod `p`: nothing more starts; running containers get their stop signal
+/// in the Pod's stop order (app and init containers, then sidecars in reverse); every one left
+/// gets SIGKILL at the deadline.
+fn stop_pod(pod: &mut PodRun, p: usize, slots: &mut [Slot]) {
+    let Some(stop) = pod.stop.as_mut() else {
+        return;
+    };
+    for s in slots.iter_mut().filter(|s| s.pod == p) {
+        if let State::Waiting { .. } = s.state {
+            s.state = State::Done;
+        }
+    }
+    if stop.killed {
+        return;
+    }
+    if Instant::now() >= stop.deadline {
+        for s in slots.iter_mut().filter(|s| s.pod == p) {
+            if let State::Running { pid, .. } = s.state {
+                let _ = kill(pid, Signal::SIGKILL);
+                s.signalled = true;
+            }
+        }
+        stop.killed = true;
+        return;
+    }
+    let first = slots.iter().position(|s| s.pod == p).unwrap_or(0);
+    for i in order::to_signal(&view(slots, p)) {
+        let s = &mut slots[first + i];
+        if let State::Running { pid, .. } = s.state {
+            let sig = if pod.plan.grace_period.is_zero() {
+                Signal::SIGKILL
+            } else {
+                stop_signal(pod.plan.container(s.index).stop_signal.as_deref())
+            };
+            let _ = kill(pid, sig);
+            s.signalled = true;
         }
     }
 }
 
 fn start_slot(cfg: &Config, pods: &mut [PodRun], s: &mut Slot, backoff: Backoff) {
     let pod = &mut pods[s.pod];
-    let plan = &pod.plan.containers[s.index];
+    let plan = pod.plan.container(s.index);
     let sandbox = pod.sandbox.as_mut().expect("live sandbox");
     match start(cfg, sandbox, plan) {
         Ok(started) => {
-            s.streams = [(started.stdout, false), (started.stderr, true)]
-                .into_iter()
-                .map(|(file, to_stderr)| {
-                    let _ = fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
-                    Stream {
-                        file,
-                        buf: Vec::new(),
-                        to_stderr,
-                    }
-                })
-                .collect();
+            s.out.attach(started.stdout, started.stderr);
             s.state = State::Running {
                 pid: started.pid,
                 started: Instant::now(),
             };
+            s.started_once = true;
+            s.signalled = false;
         }
         Err(e) => {
             // Kubernetes reports a container that could not be started as exit code 128
             // (reason StartError) and applies the restart policy to it.
-            eprintln!("{}podshim: cannot start container: {}", s.prefix, chain(&e));
+            eprintln!(
+                "{}podshim: cannot start container: {}",
+                s.out.prefix,
+                chain(&e)
+            );
             let _ = remove_container(cfg, sandbox, &plan.name);
-            after_exit(pod, s, 128, "StartError", Duration::ZERO, false, backoff);
+            after_exit(pod, s, 128, "StartError", Duration::ZERO, backoff);
         }
     }
 }
@@ -295,29 +391,32 @@ fn exit_reason(code: i32, oom_killed: bool) -> &'static str {
     }
 }
 
-/// Decide what follows an exit, by the Pod's restart policy: restart (after the back-off) or done.
-/// An exit other than `Completed`, or one followed by a back-off, is reported on stderr with its
-/// reason.
+/// Decide what follows an exit, by the container's role and the Pod's restart policy: restart
+/// (after the back-off) or done. An exit other than `Completed`, or one followed by a back-off,
+/// is reported on stderr with its reason. A sidecar podshim stopped does not count for the exit
+/// code.
 fn after_exit(
     pod: &mut PodRun,
     s: &mut Slot,
     code: i32,
     reason: &str,
     ran: Duration,
-    stopping: bool,
     backoff: Backoff,
 ) {
     static SEQ: AtomicUsize = AtomicUsize::new(0);
-    s.last_exit = Some((SEQ.fetch_add(1, Ordering::SeqCst) as u64, code));
+    s.exit = Some(code);
+    if !(s.role == Role::Sidecar && s.signalled) {
+        s.last_exit = Some((SEQ.fetch_add(1, Ordering::SeqCst) as u64, code));
+    }
     let report = |then: &str| {
         if reason != "Completed" || !then.is_empty() {
             eprintln!(
                 "{}podshim: container exited with code {code} ({reason}){then}",
-                s.prefix
+                s.out.prefix
             );
         }
     };
-    if stopping || !pod.plan.restart.restarts(code) {
+    if pod.stop.is_some() || !s.role.restarts(pod.plan.restart, code) {
         report("");
         s.state = State::Done;
         return;
@@ -341,31 +440,6 @@ fn after_exit(
     };
 }
 
-fn begin_stop(pods: &mut [PodRun], slots: &mut [Slot]) -> Instant {
-    let mut grace = Duration::ZERO;
-    for s in slots.iter_mut() {
-        let plan = &pods[s.pod].plan;
-        match s.state {
-            State::Running { pid, .. } => {
-                let g = plan.grace_period;
-                let sig = if g.is_zero() {
-                    Signal::SIGKILL
-                } else {
-                    stop_signal(plan.containers[s.index].stop_signal.as_deref())
-                };
-                let _ = kill(pid, sig);
-                // Never sooner than 2 s after the stop signal (kubelet `minimumGracePeriodInSeconds`).
-                if !g.is_zero() {
-                    grace = grace.max(g.max(Duration::from_secs(2)));
-                }
-            }
-            State::Waiting { .. } => s.state = State::Done,
-            State::Done => {}
-        }
-    }
-    Instant::now() + grace
-}
-
 /// The image's STOPSIGNAL ("SIGQUIT", "QUIT" or "3"), else SIGTERM.
 pub fn stop_signal(name: Option<&str>) -> Signal {
     let Some(name) = name else {
@@ -383,116 +457,9 @@ pub fn stop_signal(name: Option<&str>) -> Signal {
     Signal::from_str(&full).unwrap_or(Signal::SIGTERM)
 }
 
-/// poll(2) the wake pipe and every open stream; returns the (slot, stream) pairs that are ready.
-fn wait(
-    wake: &UnixStream,
-    slots: &[Slot],
-    timeout: Option<Duration>,
-) -> io::Result<Vec<(usize, usize)>> {
-    let mut index = Vec::new();
-    let mut fds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
-    for (i, s) in slots.iter().enumerate() {
-        for (j, st) in s.streams.iter().enumerate() {
-            fds.push(PollFd::new(st.file.as_fd(), PollFlags::POLLIN));
-            index.push((i, j));
-        }
-    }
-    let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
-    let timeout = PollTimeout::try_from(ms.max(-1)).unwrap_or(PollTimeout::NONE);
-    match poll(&mut fds, timeout) {
-        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-        Err(e) => return Err(e.into()),
-    }
-    Ok(fds[1..]
-        .iter()
-        .zip(index)
-        .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
-        .map(|(_, i)| i)
-        .collect())
-}
-
-/// Read what a stream has, print whole lines; at EOF print the rest and close it.
-fn pump(s: &mut Slot, j: usize) {
-    let mut chunk = [0u8; 65536];
-    let mut eof = false;
-    {
-        let st = &mut s.streams[j];
-        loop {
-            match st.file.read(&mut chunk) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => st.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    eof = true;
-                    break;
-                }
-            }
-        }
-    }
-    emit(&s.prefix, &mut s.streams[j], eof);
-    if eof {
-        s.streams.remove(j);
-    }
-}
-
-fn emit(prefix: &str, st: &mut Stream, all: bool) {
-    let end = if all {
-        st.buf.len()
-    } else {
-        st.buf
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map_or(0, |p| p + 1)
-    };
-    if end == 0 {
-        return;
-    }
-    let text: Vec<u8> = st.buf.drain(..end).collect();
-    let mut out: Vec<u8> = Vec::new();
-    for line in text.split_inclusive(|b| *b == b'\n') {
-        out.extend_from_slice(prefix.as_bytes());
-        out.extend_from_slice(line);
-        if !line.ends_with(b"\n") {
-            out.push(b'\n');
-        }
-    }
-    let _ = if st.to_stderr {
-        io::stderr().write_all(&out)
-    } else {
-        io::stdout()
-            .write_all(&out)
-            .and_then(|_| io::stdout().flush())
-    };
-}
-
-/// Read every stream of a slot to its end (after the container exited), printing everything.
-fn flush(s: &mut Slot) {
-    while !s.streams.is_empty() {
-        let last = s.streams.len() - 1;
-        let _ = fcntl(
-            s.streams[last].file.as_raw_fd(),
-            FcntlArg::F_SETFL(OFlag::empty()),
-        );
-        pump(s, last);
-        if s.streams.len() > last {
-            let mut st = s.streams.remove(last);
-            emit(&s.prefix, &mut st, true);
-        }
-    }
-}
-
-fn drain_wake(wake: &UnixStream) {
-    let mut buf = [0u8; 64];
-    while matches!((&*wake).read(&mut buf), Ok(n) if n > 0) {}
-}
-
 /// Reap exited children; for a container init, print its remaining output, delete it and decide
 /// on a restart.
-fn reap(cfg: &Config, pods: &mut [PodRun], slots: &mut [Slot], stopping: bool, backoff: Backoff) {
+fn reap(cfg: &Config, pods: &mut [PodRun], slots: &mut [Slot], backoff: Backoff) {
     loop {
         let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(_) => return,
@@ -512,16 +479,16 @@ fn reap(cfg: &Config, pods: &mut [PodRun], slots: &mut [Slot], stopping: bool, b
             State::Running { started, .. } => started.elapsed(),
             _ => Duration::ZERO,
         };
-        flush(s);
+        s.out.flush();
         let pod = &mut pods[s.pod];
-        let name = pod.plan.containers[s.index].name.clone();
+        let name = pod.plan.container(s.index).name.clone();
         let sandbox = pod.sandbox.as_mut().expect("live sandbox");
         // Before the delete, which removes the container's cgroup and its OOM count.
         let reason = exit_reason(code, oom_killed(sandbox, &name));
         if let Err(e) = remove_container(cfg, sandbox, &name) {
-            eprintln!("{}podshim: {}", s.prefix, chain(&e));
+            eprintln!("{}podshim: {}", s.out.prefix, chain(&e));
         }
-        after_exit(pod, s, code, reason, ran, stopping, backoff);
+        after_exit(pod, s, code, reason, ran, backoff);
     }
 }
 

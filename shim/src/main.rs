@@ -56,6 +56,20 @@ struct Global {
     /// Keep the bridge when the last Pod leaves it (default: remove it)
     #[arg(long, global = true, env = "PODSHIM_KEEP_BRIDGE")]
     keep_bridge: bool,
+    /// Masquerade Pod traffic leaving the Pod subnet, so Pods reach other networks
+    #[arg(long, global = true, env = "PODSHIM_MASQUERADE")]
+    masquerade: bool,
+    /// Take Pod networks from this CNI config (.conf or .conflist) instead of the built-in bridge
+    #[arg(long, global = true, env = "PODSHIM_CNI_CONF", value_name = "FILE")]
+    cni_conf: Option<PathBuf>,
+    /// Where the plugins of --cni-conf are found (CNI_PATH)
+    #[arg(
+        long,
+        global = true,
+        env = "PODSHIM_CNI_PATH",
+        default_value = "/opt/cni/bin:/usr/lib/cni"
+    )]
+    cni_path: String,
 }
 
 #[derive(Subcommand)]
@@ -144,6 +158,9 @@ fn config(g: &Global) -> Result<Config> {
         subnet,
         pause: Config::find_pause(),
         keep_bridge: g.keep_bridge,
+        masquerade: g.masquerade,
+        cni_conf: g.cni_conf.clone(),
+        cni_path: g.cni_path.clone(),
     })
 }
 
@@ -241,6 +258,11 @@ fn run(cfg: &Config, file: &str, dry_run: bool, backoff_scale: f64) -> Result<i3
             "the pause binary was not found at {}; set PODSHIM_PAUSE or install it next to podshim",
             cfg.pause.display()
         );
+    }
+    if let Some(conf) = &cfg.cni_conf {
+        // A broken config is an error before any Pod is created.
+        podshim_cni::chain::NetworkList::load(conf)
+            .with_context(|| format!("--cni-conf {}", conf.display()))?;
     }
     let store = Store::open(&cfg.root).context("open the image store")?;
     let mut plans = Vec::new();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::image::Store;
 use crate::manifest::{Manifest, Pod, PullPolicy, RestartPolicy};
 use crate::pod::files::Dns;
+use crate::pod::order::Role;
 use crate::pod::resources;
 use crate::pod::restart::Policy;
 use crate::pod::sandbox::{SandboxSpec, VolumeSpec};
@@ -17,11 +18,40 @@ use crate::resolve;
 #[derive(Debug, Clone)]
 pub struct PodPlan {
     pub sandbox: SandboxSpec,
+    /// `spec.initContainers`, in order (sidecars among them).
+    pub init_containers: Vec<InitContainerPlan>,
     pub containers: Vec<ContainerPlan>,
     pub restart: Policy,
     pub grace_period: Duration,
     /// Things the user should know that do not stop the Pod.
     pub warnings: Vec<String>,
+}
+
+/// An init container: run to completion, or a sidecar (`restartPolicy: Always`) kept running.
+#[derive(Debug, Clone)]
+pub struct InitContainerPlan {
+    pub container: ContainerPlan,
+    pub sidecar: bool,
+}
+
+impl PodPlan {
+    /// Every container in the order the Pod starts them (init containers, then app containers),
+    /// with its role.
+    pub fn ordered(&self) -> impl Iterator<Item = (Role, &ContainerPlan)> {
+        let init = self.init_containers.iter().map(|i| {
+            let role = if i.sidecar { Role::Sidecar } else { Role::Init };
+            (role, &i.container)
+        });
+        init.chain(self.containers.iter().map(|c| (Role::App, c)))
+    }
+
+    /// The `i`th container of [`PodPlan::ordered`].
+    pub fn container(&self, i: usize) -> &ContainerPlan {
+        match self.init_containers.get(i) {
+            Some(init) => &init.container,
+            None => &self.containers[i - self.init_containers.len()],
+        }
+    }
 }
 
 /// The Pod's hostname as the kubelet derives it (`GeneratePodHostNameAndDomain`): `spec.hostname`
@@ -125,8 +155,25 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
     let qos = resources::pod_qos(spec.containers.iter().chain(&spec.init_containers));
     let node_memory = resources::node_memory();
     let mut containers = Vec::new();
-    for (i, c) in spec.containers.iter().enumerate() {
+    let mut init_containers = Vec::new();
+    let all = (spec.init_containers.iter().enumerate())
+        .map(|(i, c)| ("initContainers", i, c))
+        .chain((spec.containers.iter().enumerate()).map(|(i, c)| ("containers", i, c)));
+    for (list, i, c) in all {
+        let (errs_before, warns_before) = (errors.len(), warnings.len());
         let env = resolve::container_env(&cx, i, c, &mut errors, &mut warnings);
+        if list != "containers" {
+            // `container_env` names `spec.containers[i]`: name the init container instead.
+            let (from, to) = (format!("spec.containers[{i}]"), format!("spec.{list}[{i}]"));
+            for m in errors[errs_before..]
+                .iter_mut()
+                .chain(&mut warnings[warns_before..])
+            {
+                if let Some(rest) = m.strip_prefix(&from) {
+                    *m = format!("{to}{rest}");
+                }
+            }
+        }
         let image_ref = c.image.clone().unwrap_or_default();
         let image = match store.resolve(&image_ref) {
             Ok(Some(image)) => image,
@@ -138,30 +185,27 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
                     "ErrImagePull"
                 };
                 errors.push(format!(
-                    "spec.containers[{i}].image: {reason}: image {image_ref:?} is not in podshim's image store \
+                    "spec.{list}[{i}].image: {reason}: image {image_ref:?} is not in podshim's image store \
                      (pulling from registries is not supported yet); import it first: \
                      podshim image import --name {image_ref} ARCHIVE"
                 ));
                 continue;
             }
             Err(e) => {
-                errors.push(format!(
-                    "spec.containers[{i}].image: {}",
-                    crate::pod::chain(&e)
-                ));
+                errors.push(format!("spec.{list}[{i}].image: {}", crate::pod::chain(&e)));
                 continue;
             }
         };
         if matches!(c.pull_policy(), PullPolicy::Always) {
             warnings.push(format!(
-                "spec.containers[{i}].imagePullPolicy: Always: podshim cannot pull from registries yet; \
+                "spec.{list}[{i}].imagePullPolicy: Always: podshim cannot pull from registries yet; \
                  using {} from the image store",
                 image.name
             ));
         }
         let sc = c.security_context.clone().unwrap_or_default();
         let caps = sc.capabilities.clone().unwrap_or_default();
-        containers.push(ContainerPlan {
+        let plan = ContainerPlan {
             name: c.name.clone(),
             layers: image.layers.clone(),
             entrypoint: image.config.entrypoint.clone(),
@@ -194,7 +238,16 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
                 })
                 .collect(),
             resources: resources::container_resources(c, qos, node_memory),
-        });
+        };
+        if list == "containers" {
+            containers.push(plan);
+        } else {
+            let sidecar = c.restart_policy.as_deref() == Some("Always");
+            init_containers.push(InitContainerPlan {
+                container: plan,
+                sidecar,
+            });
+        }
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -219,6 +272,7 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
             host_ports,
             masquerade: !host_network,
         },
+        init_containers,
         containers,
         restart: match spec.restart_policy() {
             RestartPolicy::Always => Policy::Always,

@@ -69,6 +69,8 @@ pub struct Instance {
     pub prefix: String,
     /// Unique to this instance; Pod names made by `name()` end with it.
     pub tag: String,
+    /// Environment variables every podshim command of the instance gets (e.g. `PODSHIM_CNI_CONF`).
+    pub env: Vec<(String, String)>,
     /// podshim processes started by `spawn`, stopped by `Drop` if a failed test left them.
     spawned: std::sync::Mutex<Vec<u32>>,
 }
@@ -92,6 +94,7 @@ impl Instance {
             prefix,
             dir,
             tag,
+            env: Vec::new(),
             spawned: std::sync::Mutex::new(Vec::new()),
         }
     }
@@ -112,6 +115,7 @@ impl Instance {
             .arg("--subnet")
             .arg(&self.subnet);
         c.env("PODSHIM_BACKOFF_SCALE", "0.05");
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 

@@ -20,7 +20,7 @@ use crate::{CniError, Ipv4Net};
 pub const SUPPORTED_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
 /// host-local's default `dataDir`.
-const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
+pub(super) const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
 
 /// The bridge plugin's configuration.
 #[derive(Debug, Clone)]
@@ -64,7 +64,7 @@ pub struct HostLocal {
     pub dir: PathBuf,
 }
 
-fn invalid(field: impl Into<String>, reason: impl Into<String>) -> CniError {
+pub(super) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> CniError {
     CniError::InvalidConfig {
         field: field.into(),
         reason: reason.into(),
@@ -72,13 +72,13 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> CniError {
 }
 
 /// A JSON object whose fields are taken one by one; what is left over is unknown.
-struct Fields {
-    path: String,
-    map: Map<String, Value>,
+pub(super) struct Fields {
+    pub(super) path: String,
+    pub(super) map: Map<String, Value>,
 }
 
 impl Fields {
-    fn new(path: &str, value: Value) -> Result<Self, CniError> {
+    pub(super) fn new(path: &str, value: Value) -> Result<Self, CniError> {
         match value {
             Value::Object(map) => Ok(Self {
                 path: path.to_owned(),
@@ -88,7 +88,7 @@ impl Fields {
         }
     }
 
-    fn name(&self, key: &str) -> String {
+    pub(super) fn name(&self, key: &str) -> String {
         if self.path.is_empty() {
             key.to_owned()
         } else {
@@ -96,11 +96,11 @@ impl Fields {
         }
     }
 
-    fn take(&mut self, key: &str) -> Option<Value> {
+    pub(super) fn take(&mut self, key: &str) -> Option<Value> {
         self.map.remove(key).filter(|v| !v.is_null())
     }
 
-    fn string(&mut self, key: &str) -> Result<Option<String>, CniError> {
+    pub(super) fn string(&mut self, key: &str) -> Result<Option<String>, CniError> {
         match self.take(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -122,7 +122,7 @@ impl Fields {
         }
     }
 
-    fn ip(&mut self, key: &str) -> Result<Option<Ipv4Addr>, CniError> {
+    pub(super) fn ip(&mut self, key: &str) -> Result<Option<Ipv4Addr>, CniError> {
         let field = self.name(key);
         self.string(key)?
             .map(|s| {
@@ -134,7 +134,7 @@ impl Fields {
 
     /// Accepts a field the reference plugin has and podshim does not do yet only when it asks
     /// for nothing (false, 0, empty, null).
-    fn not_yet(&mut self, key: &str) -> Result<(), CniError> {
+    pub(super) fn not_yet(&mut self, key: &str) -> Result<(), CniError> {
         match self.take(key) {
             None | Some(Value::Bool(false)) => Ok(()),
             Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(()),
@@ -148,7 +148,7 @@ impl Fields {
     }
 
     /// Fails on the first field nobody took.
-    fn finish(self) -> Result<(), CniError> {
+    pub(super) fn finish(self) -> Result<(), CniError> {
         match self.map.into_iter().next() {
             None => Ok(()),
             Some((key, value)) => Err(CniError::UnsupportedField {
@@ -181,15 +181,22 @@ pub fn parse(raw: Value) -> Result<NetConf, CniError> {
     validate_network_name(&name)?;
     f.string("type")?
         .ok_or_else(|| invalid("type", "missing"))?;
-    // Set by runtimes: conventions and capabilities; of runtimeConfig only portMappings is
-    // acted on (a runtime passes only the capabilities a config declares).
+    // Set by runtimes: conventions and capabilities; of runtimeConfig, portMappings and
+    // ipRanges are acted on (a runtime passes only the capabilities a config declares).
     for key in ["args", "capabilities"] {
         f.take(key);
     }
-    let port_mappings = match f.take("runtimeConfig") {
+    let runtime = f.take("runtimeConfig");
+    let port_mappings = match &runtime {
         None => Vec::new(),
-        Some(v) => parse_port_mappings(v)?,
+        Some(v) => parse_port_mappings(v.clone())?,
     };
+    // As host-local: `runtimeConfig.ipRanges` gives the range sets (before `ipam.ranges`).
+    let ip_ranges = runtime
+        .as_ref()
+        .and_then(|v| v.get("ipRanges"))
+        .filter(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
+        .cloned();
     let dns = match f.take("dns") {
         None => serde_json::json!({}),
         Some(v @ Value::Object(_)) => v,
@@ -245,7 +252,7 @@ pub fn parse(raw: Value) -> Result<NetConf, CniError> {
     }
     let ipam = match f.take("ipam") {
         None => IpamConf::None,
-        Some(v) => parse_ipam(v, &name)?,
+        Some(v) => super::ipam_config::parse_ipam(v, &name, ip_ranges)?,
     };
     f.finish()?;
     Ok(NetConf {
@@ -388,137 +395,6 @@ fn parse_valid_attachments(v: Value) -> Result<Vec<(String, String)>, CniError> 
         .collect()
 }
 
-fn parse_ipam(v: Value, network: &str) -> Result<IpamConf, CniError> {
-    let mut f = Fields::new("ipam", v)?;
-    let kind = f
-        .string("type")?
-        .ok_or_else(|| invalid("ipam.type", "missing"))?;
-    if kind != "host-local" {
-        if kind.is_empty() || kind.contains('/') || kind.starts_with('.') {
-            return Err(invalid(
-                "ipam.type",
-                format!("{kind:?} is not a plugin name"),
-            ));
-        }
-        // The delegated plugin checks its own fields.
-        return Ok(IpamConf::Delegated { plugin: kind });
-    }
-    let data_dir = f
-        .string("dataDir")?
-        .unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned());
-    let routes = match f.take("routes") {
-        None => Vec::new(),
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| parse_route(&format!("ipam.routes[{i}]"), r))
-            .collect::<Result<_, _>>()?,
-        Some(other) => {
-            return Err(invalid(
-                "ipam.routes",
-                format!("expected an array, got {other}"),
-            ))
-        }
-    };
-    f.not_yet("resolvConf")?;
-    // host-local's legacy single range: subnet, rangeStart, rangeEnd, gateway at ipam level.
-    let legacy = f.map.contains_key("subnet");
-    let (subnet, range) = if legacy {
-        let mut legacy_fields = Fields::new("ipam", Value::Object(Map::new()))?;
-        for key in ["subnet", "rangeStart", "rangeEnd", "gateway"] {
-            if let Some(v) = f.map.remove(key) {
-                legacy_fields.map.insert(key.to_owned(), v);
-            }
-        }
-        parse_range(legacy_fields)?
-    } else {
-        let sets = match f.take("ranges") {
-            Some(Value::Array(sets)) if !sets.is_empty() => sets,
-            Some(Value::Array(_)) | None => {
-                return Err(invalid("ipam.ranges", "no IP ranges specified"))
-            }
-            Some(other) => {
-                return Err(invalid(
-                    "ipam.ranges",
-                    format!("expected an array of range sets, got {other}"),
-                ))
-            }
-        };
-        if sets.len() > 1 {
-            return Err(CniError::UnsupportedField {
-                field: "ipam.ranges[1]".into(),
-                value: format!("{} (only one range set is supported yet)", sets[1]),
-            });
-        }
-        let set = match sets.into_iter().next() {
-            Some(Value::Array(set)) if !set.is_empty() => set,
-            _ => {
-                return Err(invalid(
-                    "ipam.ranges[0]",
-                    "expected a non-empty array of ranges",
-                ))
-            }
-        };
-        if set.len() > 1 {
-            return Err(CniError::UnsupportedField {
-                field: "ipam.ranges[0][1]".into(),
-                value: format!("{} (only one range per set is supported yet)", set[1]),
-            });
-        }
-        let range = set.into_iter().next().unwrap_or_default();
-        parse_range(Fields::new("ipam.ranges[0][0]", range)?)?
-    };
-    f.finish()?;
-    Ok(IpamConf::HostLocal(HostLocal {
-        subnet,
-        range,
-        routes,
-        dir: PathBuf::from(data_dir).join(network),
-    }))
-}
-
-/// One host-local range; defaults as host-local: from the first to the last host address,
-/// gateway the first.
-fn parse_range(mut f: Fields) -> Result<(Ipv4Net, Range), CniError> {
-    let field = f.name("subnet");
-    let subnet: Ipv4Net = f
-        .string("subnet")?
-        .ok_or_else(|| invalid(&field, "missing"))?
-        .parse()
-        .map_err(|e: CniError| invalid(&field, e.to_string()))?;
-    let first = Ipv4Addr::from(u32::from(subnet.addr()) + 1);
-    let last = Ipv4Addr::from(u32::from(subnet.broadcast()) - 1);
-    let mut within = |key: &str, default: Ipv4Addr| -> Result<Ipv4Addr, CniError> {
-        let name = f.name(key);
-        match f.ip(key)? {
-            None => Ok(default),
-            Some(ip) if subnet.contains(ip) && (first..=last).contains(&ip) => Ok(ip),
-            Some(ip) => Err(invalid(
-                name,
-                format!("{ip} is not a host address of {subnet}"),
-            )),
-        }
-    };
-    let start = within("rangeStart", first)?;
-    let end = within("rangeEnd", last)?;
-    let gateway = within("gateway", first)?;
-    if start > end {
-        return Err(invalid(
-            f.name("rangeEnd"),
-            format!("{end} is before rangeStart {start}"),
-        ));
-    }
-    f.finish()?;
-    Ok((
-        subnet,
-        Range {
-            start,
-            end,
-            gateway,
-        },
-    ))
-}
-
 /// `{"dst": "10.1.0.0/16", "gw": "10.0.0.1"}`; `gw` optional.
 pub fn parse_route(path: &str, v: Value) -> Result<Route, CniError> {
     let mut f = Fields::new(path, v)?;
@@ -581,6 +457,42 @@ mod tests {
         let mut v = base();
         v["ipam"] = json!({"type": "static", "anything": 1});
         assert!(matches!(parse(v).unwrap().ipam, IpamConf::Delegated { .. }));
+    }
+
+    #[test]
+    fn ip_ranges_capability_gives_the_range_sets_as_host_local() {
+        let mut v = base();
+        v["capabilities"] = json!({"ipRanges": true});
+        v["runtimeConfig"] = json!({"ipRanges": [[{"subnet": "10.7.0.0/24",
+            "rangeStart": "10.7.0.10", "rangeEnd": "10.7.0.20"}]]});
+        // With ranges in the config too, host-local would hand out two addresses.
+        let err = parse(v.clone()).unwrap_err();
+        assert_eq!(err.code(), 2, "{err}");
+        assert!(err.to_string().contains("runtimeConfig.ipRanges"), "{err}");
+        let ranges = v["ipam"].as_object_mut().unwrap().remove("ranges").unwrap();
+        let IpamConf::HostLocal(h) = parse(v.clone()).unwrap().ipam else {
+            panic!("not host-local")
+        };
+        assert_eq!(h.subnet.to_string(), "10.7.0.0/24");
+        assert_eq!(h.range.start, Ipv4Addr::new(10, 7, 0, 10));
+        assert_eq!(h.range.end, Ipv4Addr::new(10, 7, 0, 20));
+        assert_eq!(h.range.gateway, Ipv4Addr::new(10, 7, 0, 1));
+        // An empty list leaves the configured ranges.
+        v["runtimeConfig"]["ipRanges"] = json!([]);
+        v["ipam"]["ranges"] = ranges;
+        let IpamConf::HostLocal(h) = parse(v.clone()).unwrap().ipam else {
+            panic!("not host-local")
+        };
+        assert_eq!(h.subnet.to_string(), "10.9.0.0/24");
+        v["ipam"].as_object_mut().unwrap().remove("ranges");
+        v["runtimeConfig"]["ipRanges"] = json!([[{"subnet": "10.7.0.0/33"}]]);
+        let err = parse(v).unwrap_err();
+        assert_eq!(err.code(), 7);
+        assert!(
+            err.to_string()
+                .contains("runtimeConfig.ipRanges[0][0].subnet"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Running another CNI plugin (a non-host-local IPAM) from `CNI_PATH`, as the spec says:
-//! same environment but `CNI_COMMAND`, the same network config on stdin.
+//! same environment but `CNI_COMMAND`, the same network config on stdin. [`exec`] also runs
+//! the plugins of a chain for [`crate::chain`].
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -11,8 +12,8 @@ use serde_json::Value;
 use crate::plugin::Env;
 use crate::CniError;
 
-/// Finds `plugin` in the directories of `CNI_PATH`.
-fn find(plugin: &str, env: &Env) -> Result<PathBuf, CniError> {
+/// Finds `plugin` in the directories of `CNI_PATH`; `field` is the config field naming it.
+fn find(plugin: &str, field: &str, env: &Env) -> Result<PathBuf, CniError> {
     let path = env.path.as_deref().unwrap_or_default();
     path.split(':')
         .filter(|d| !d.is_empty())
@@ -22,19 +23,31 @@ fn find(plugin: &str, env: &Env) -> Result<PathBuf, CniError> {
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
         .ok_or_else(|| CniError::InvalidConfig {
-            field: "ipam.type".into(),
+            field: field.into(),
             reason: format!("plugin {plugin:?} not found in CNI_PATH {path:?}"),
         })
 }
 
-/// Runs `plugin` with `command`; its parsed stdout (`None` when empty), or its error.
+/// Runs the IPAM `plugin` with `command`; its parsed stdout (`None` when empty), or its error.
 pub fn run(
     plugin: &str,
     command: &str,
     env: &Env,
     config: &Value,
 ) -> Result<Option<Value>, CniError> {
-    let exe = find(plugin, env)?;
+    exec(plugin, "ipam.type", command, env, config)
+}
+
+/// Runs `plugin` (named by the config field `field`) with `command`, the rest of the
+/// environment from `env`; its parsed stdout (`None` when empty), or its error.
+pub(crate) fn exec(
+    plugin: &str,
+    field: &str,
+    command: &str,
+    env: &Env,
+    config: &Value,
+) -> Result<Option<Value>, CniError> {
+    let exe = find(plugin, field, env)?;
     let io_err = |source| CniError::DelegateRun {
         path: exe.clone(),
         source,

@@ -7,7 +7,8 @@
 //! `cniVersion`. Errors become the spec's error JSON, with the code from [`CniError::code`].
 
 pub mod config;
-mod delegate;
+pub(crate) mod delegate;
+mod ipam_config;
 pub mod result;
 
 use std::path::Path;

@@ -77,6 +77,13 @@ const SUPPORTED: &[&str] = &[
     "spec.priority",
 ];
 
+/// `spec.initContainers[]` supports the fields of `spec.containers[]` (see `is_supported`), plus
+/// these (`restartPolicy: Always` makes a sidecar; validation allows no other value).
+const INIT_CONTAINER_ONLY: &[&str] = &["spec.initContainers[].restartPolicy"];
+/// Container fields not supported on init containers (host ports are forwarded only for app
+/// containers).
+const NOT_FOR_INIT_CONTAINERS: &[&str] = &["spec.containers[].ports[].hostPort"];
+
 /// Fields accepted but ignored, with the warning shown when they are set.
 const NO_OPS: &[(&str, &str)] = &[
     ("spec.enableServiceLinks", "podshim has no Services to link"),
@@ -121,22 +128,38 @@ pub fn check(doc: &Value) -> (Vec<FieldError>, Vec<String>) {
     (errs, warnings)
 }
 
+/// Whether `field` is `entry` or lies beneath it.
+fn within(field: &str, entry: &str) -> bool {
+    field == entry
+        || field
+            .strip_prefix(entry)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+}
+
+/// An init container's field as the same field of an app container (`None` for other fields).
+fn as_app_container_field(pattern: &str) -> Option<String> {
+    let rest = pattern.strip_prefix("spec.initContainers")?;
+    (rest.is_empty() || rest.starts_with('[')).then(|| format!("spec.containers{rest}"))
+}
+
 /// Whether `pattern` is supported itself or lies beneath a supported entry.
 fn is_supported(pattern: &str) -> bool {
-    SUPPORTED.iter().any(|s| {
-        pattern == *s
-            || pattern
-                .strip_prefix(s)
-                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
-    })
+    if INIT_CONTAINER_ONLY.iter().any(|s| within(pattern, s)) {
+        return true;
+    }
+    match as_app_container_field(pattern) {
+        Some(p) if NOT_FOR_INIT_CONTAINERS.iter().any(|s| within(&p, s)) => false,
+        Some(p) => is_supported(&p),
+        None => SUPPORTED.iter().any(|s| within(pattern, s)),
+    }
 }
 
 /// Whether some supported entry lies beneath `pattern` (so it must be walked into).
 fn leads_to_supported(pattern: &str) -> bool {
-    SUPPORTED.iter().any(|s| {
-        s.strip_prefix(pattern)
-            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
-    })
+    let pattern = as_app_container_field(pattern).unwrap_or_else(|| pattern.to_string());
+    SUPPORTED
+        .iter()
+        .any(|s| within(s, &pattern) && *s != pattern)
 }
 
 fn walk(v: &Value, path: &FieldPath, pattern: &str, errs: &mut Vec<FieldError>) {
@@ -202,7 +225,30 @@ fn check_values(doc: &Value) -> Vec<FieldError> {
             ));
         }
     }
-    let containers = lookup(doc, "spec.containers").and_then(Value::as_array);
+    for list_name in ["containers", "initContainers"] {
+        errs.extend(check_container_values(doc, list_name));
+    }
+    let volumes = lookup(doc, "spec.volumes").and_then(Value::as_array);
+    for (i, v) in volumes.into_iter().flatten().enumerate() {
+        if let Some(Value::String(m)) = v.get("emptyDir").and_then(|e| e.get("medium")) {
+            if !EMPTY_DIR_MEDIA.contains(&m.as_str()) {
+                let p = spec
+                    .child("volumes")
+                    .index(i)
+                    .child("emptyDir")
+                    .child("medium");
+                errs.push(FieldError::not_supported(&p, m, EMPTY_DIR_MEDIA));
+            }
+        }
+    }
+    errs
+}
+
+/// The resource names and `resourceFieldRef`s of `spec.<list_name>[]` podshim implements.
+fn check_container_values(doc: &Value, list_name: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let spec = FieldPath::new("spec");
+    let containers = lookup(doc, &format!("spec.{list_name}")).and_then(Value::as_array);
     for (i, c) in containers.into_iter().flatten().enumerate() {
         for list in ["limits", "requests"] {
             let names = c
@@ -212,7 +258,7 @@ fn check_values(doc: &Value) -> Vec<FieldError> {
             for (name, _) in names.into_iter().flatten() {
                 if !CONTAINER_RESOURCES.contains(&name.as_str()) {
                     let p = spec
-                        .child("containers")
+                        .child(list_name)
                         .index(i)
                         .child("resources")
                         .child(list)
@@ -229,7 +275,7 @@ fn check_values(doc: &Value) -> Vec<FieldError> {
             if let Some(Value::String(res)) = r.and_then(|r| r.get("resource")) {
                 if !RESOURCE_FIELD_REFS.contains(&res.as_str()) {
                     let p = spec
-                        .child("containers")
+                        .child(list_name)
                         .index(i)
                         .child("env")
                         .index(j)
@@ -238,19 +284,6 @@ fn check_values(doc: &Value) -> Vec<FieldError> {
                         .child("resource");
                     errs.push(FieldError::not_supported(&p, res, RESOURCE_FIELD_REFS));
                 }
-            }
-        }
-    }
-    let volumes = lookup(doc, "spec.volumes").and_then(Value::as_array);
-    for (i, v) in volumes.into_iter().flatten().enumerate() {
-        if let Some(Value::String(m)) = v.get("emptyDir").and_then(|e| e.get("medium")) {
-            if !EMPTY_DIR_MEDIA.contains(&m.as_str()) {
-                let p = spec
-                    .child("volumes")
-                    .index(i)
-                    .child("emptyDir")
-                    .child("medium");
-                errs.push(FieldError::not_supported(&p, m, EMPTY_DIR_MEDIA));
             }
         }
     }
@@ -322,6 +355,42 @@ mod tests {
             assert!(errs.contains(&want.to_string()), "missing {want} in {errs:#?}");
         }
         assert_eq!(errs.len(), 12, "{errs:#?}");
+    }
+
+    #[test]
+    fn init_containers_and_sidecars_take_the_container_fields() {
+        let v = serde_json::json!({
+            "spec": {
+                "containers": [{"name": "c", "image": "i"}],
+                "initContainers": [
+                    {"name": "i", "image": "i", "command": ["true"],
+                     "env": [{"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}}],
+                     "volumeMounts": [{"name": "v", "mountPath": "/v"}],
+                     "ports": [{"containerPort": 80}]},
+                    {"name": "s", "image": "i", "restartPolicy": "Always",
+                     "resources": {"limits": {"memory": "32Mi"}}}
+                ]
+            }
+        });
+        assert_eq!(gate(v), Vec::<String>::new());
+        let v = serde_json::json!({
+            "spec": {"initContainers": [
+                {"name": "s", "image": "i", "restartPolicy": "Always",
+                 "livenessProbe": {"exec": {"command": ["true"]}},
+                 "lifecycle": {"preStop": {"sleep": {"seconds": 1}}},
+                 "ports": [{"containerPort": 80, "hostPort": 8080}],
+                 "resources": {"limits": {"hugepages-2Mi": "2Mi"}}}
+            ]}
+        });
+        assert_eq!(
+            gate(v),
+            vec![
+                "spec.initContainers[0].lifecycle: Forbidden: not supported by podshim yet",
+                "spec.initContainers[0].livenessProbe: Forbidden: not supported by podshim yet",
+                "spec.initContainers[0].ports[0].hostPort: Forbidden: not supported by podshim yet",
+                "spec.initContainers[0].resources.limits[hugepages-2Mi]: Forbidden: not supported by podshim yet",
+            ]
+        );
     }
 
     #[test]

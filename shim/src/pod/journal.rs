@@ -69,6 +69,19 @@ pub enum Resource {
         #[serde(default)]
         masquerade: bool,
     },
+    /// The Pod's attachment by a CNI network configuration (`--cni-conf`): the list as it was
+    /// (`conf`, JSON), so DEL runs the same plugins even when the file changed; the ADD result
+    /// is cached in the file `result` once ADD succeeded.
+    CniChain {
+        conf: String,
+        container_id: String,
+        netns: PathBuf,
+        ifname: String,
+        cni_path: String,
+        result: PathBuf,
+        #[serde(default)]
+        ports: Vec<podshim_cni::nat::PortMapping>,
+    },
     /// A mount point (overlay root filesystem, Memory emptyDir).
     Mount { path: PathBuf },
     /// A libcontainer container (its state lives under `runtime_dir/id`).

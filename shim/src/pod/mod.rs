@@ -6,6 +6,7 @@ pub mod container;
 pub mod files;
 pub mod gc;
 pub mod journal;
+pub mod order;
 pub mod ports;
 pub mod process;
 pub mod projection;

@@ -155,7 +155,7 @@ fn taken_by_pods(cfg: &Config) -> Vec<(String, PortMapping)> {
         }
         let key = entry.file_name().to_string_lossy().into_owned();
         for r in &journal.resources {
-            if let Resource::Nat { ports, .. } = r {
+            if let Resource::Nat { ports, .. } | Resource::CniChain { ports, .. } = r {
                 out.extend(ports.iter().map(|m| (key.clone(), *m)));
             }
         }

@@ -207,6 +207,8 @@ fn build(
 
         let attachment = if spec.host_network {
             host_attachment()
+        } else if let Some(conf) = &cfg.cni_conf {
+            attach_chain(cfg, conf, spec, &netns, &dir, journal)?
         } else {
             attach(cfg, spec, &netns, journal)?
         };
@@ -277,23 +279,80 @@ fn attach(
     })?;
     let attachment = podshim_cni::setup(&net, netns, &spec.uid, &host_veth, "eth0")?;
     let ports: Vec<_> = spec.host_ports.iter().map(|p| p.mapping).collect();
-    if spec.masquerade || !ports.is_empty() {
+    let masquerade = spec.masquerade && cfg.masquerade;
+    if masquerade || !ports.is_empty() {
         let tag = podshim_cni::nat::tag(&net.bridge, &spec.uid, "eth0");
         journal.record(Resource::Nat {
             tag: tag.clone(),
             ports: ports.clone(),
-            masquerade: spec.masquerade,
+            masquerade,
         })?;
         podshim_cni::nat::apply(&podshim_cni::nat::NatSpec {
             tag: &tag,
             pod_ip: attachment.ip,
             subnet: net.subnet,
-            masquerade: spec.masquerade,
+            masquerade,
             ports: &ports,
             bridge: &net.bridge,
         })?;
     }
     Ok(attachment)
+}
+
+/// The Pod's network from a CNI network configuration (`--cni-conf`): recorded (the list
+/// itself, not its path) before ADD, so that teardown and `podshim gc` run DEL from the record.
+fn attach_chain(
+    cfg: &Config,
+    conf: &Path,
+    spec: &SandboxSpec,
+    netns: &Path,
+    dir: &Path,
+    journal: &mut Journal,
+) -> Result<Attachment, PodError> {
+    let list = podshim_cni::chain::NetworkList::load(conf)?;
+    let ports: Vec<_> = spec.host_ports.iter().map(|p| p.mapping).collect();
+    if !ports.is_empty() && !list.has_capability("portMappings") {
+        return Err(PodError::HostPort {
+            field: spec.host_ports[0].field.clone(),
+            reason: format!(
+                "no plugin of --cni-conf {} has the portMappings capability",
+                conf.display()
+            ),
+        });
+    }
+    let result_path = dir.join("cni-result.json");
+    let ifname = "eth0";
+    journal.record(Resource::CniChain {
+        conf: list.to_json().to_string(),
+        container_id: spec.uid.clone(),
+        netns: netns.to_path_buf(),
+        ifname: ifname.to_owned(),
+        cni_path: cfg.cni_path.clone(),
+        result: result_path.clone(),
+        ports: ports.clone(),
+    })?;
+    let result = list.add(&podshim_cni::chain::Runtime {
+        container_id: &spec.uid,
+        netns,
+        ifname,
+        cni_path: &cfg.cni_path,
+        args: None,
+        port_mappings: &ports,
+    })?;
+    // DEL gets it as prevResult (the spec's cached result).
+    fs::write(&result_path, result.to_string()).map_err(|source| PodError::Io {
+        what: "write",
+        path: result_path.clone(),
+        source,
+    })?;
+    let (ip, mac) = podshim_cni::chain::pod_ip(&result, ifname, netns)?;
+    Ok(Attachment {
+        ip: ip.ip,
+        prefix_len: ip.prefix_len,
+        gateway: ip.gateway.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+        host_veth: String::new(),
+        mac,
+    })
 }
 
 /// A `hostNetwork` Pod's "attachment": its IP is the host's (`status.podIP` is the node's

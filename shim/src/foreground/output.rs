@@ -1,0 +1,158 @@
+//! Container output: each container's stdout and stderr copied to podshim's, line by line, each
+//! line prefixed with the container's name.
+
+use std::fs::File;
+use std::io::{self, ErrorKind, Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+struct Stream {
+    file: File,
+    buf: Vec<u8>,
+    to_stderr: bool,
+}
+
+/// A container's output: its line prefix and its open streams.
+pub(super) struct Output {
+    pub prefix: String,
+    streams: Vec<Stream>,
+}
+
+/// poll(2) the wake pipe and every open stream; returns the (output, stream) pairs that are
+/// ready.
+pub(super) fn wait<'a>(
+    wake: &UnixStream,
+    outputs: impl Iterator<Item = &'a Output>,
+    timeout: Option<Duration>,
+) -> io::Result<Vec<(usize, usize)>> {
+    let mut index = Vec::new();
+    let mut fds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+    for (i, o) in outputs.enumerate() {
+        for (j, st) in o.streams.iter().enumerate() {
+            fds.push(PollFd::new(st.file.as_fd(), PollFlags::POLLIN));
+            index.push((i, j));
+        }
+    }
+    let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
+    let timeout = PollTimeout::try_from(ms.max(-1)).unwrap_or(PollTimeout::NONE);
+    match poll(&mut fds, timeout) {
+        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(fds[1..]
+        .iter()
+        .zip(index)
+        .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
+        .map(|(_, i)| i)
+        .collect())
+}
+
+impl Output {
+    pub(super) fn new(prefix: String) -> Self {
+        Output {
+            prefix,
+            streams: Vec::new(),
+        }
+    }
+
+    /// Copy a (re)started container's stdout and stderr from now on.
+    pub(super) fn attach(&mut self, stdout: File, stderr: File) {
+        self.streams = [(stdout, false), (stderr, true)]
+            .into_iter()
+            .map(|(file, to_stderr)| {
+                let _ = fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+                Stream {
+                    file,
+                    buf: Vec::new(),
+                    to_stderr,
+                }
+            })
+            .collect();
+    }
+
+    /// Read what a stream has, print whole lines; at EOF print the rest and close it.
+    pub(super) fn pump(&mut self, j: usize) {
+        let s = self;
+        let mut chunk = [0u8; 65536];
+        let mut eof = false;
+        {
+            let st = &mut s.streams[j];
+            loop {
+                match st.file.read(&mut chunk) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => st.buf.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        eof = true;
+                        break;
+                    }
+                }
+            }
+        }
+        emit(&s.prefix, &mut s.streams[j], eof);
+        if eof {
+            s.streams.remove(j);
+        }
+    }
+
+    /// Read every stream to its end (after the container exited), printing everything.
+    pub(super) fn flush(&mut self) {
+        let s = self;
+        while !s.streams.is_empty() {
+            let last = s.streams.len() - 1;
+            let _ = fcntl(
+                s.streams[last].file.as_raw_fd(),
+                FcntlArg::F_SETFL(OFlag::empty()),
+            );
+            s.pump(last);
+            if s.streams.len() > last {
+                let mut st = s.streams.remove(last);
+                emit(&s.prefix, &mut st, true);
+            }
+        }
+    }
+}
+
+fn emit(prefix: &str, st: &mut Stream, all: bool) {
+    let end = if all {
+        st.buf.len()
+    } else {
+        st.buf
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |p| p + 1)
+    };
+    if end == 0 {
+        return;
+    }
+    let text: Vec<u8> = st.buf.drain(..end).collect();
+    let mut out: Vec<u8> = Vec::new();
+    for line in text.split_inclusive(|b| *b == b'\n') {
+        out.extend_from_slice(prefix.as_bytes());
+        out.extend_from_slice(line);
+        if !line.ends_with(b"\n") {
+            out.push(b'\n');
+        }
+    }
+    let _ = if st.to_stderr {
+        io::stderr().write_all(&out)
+    } else {
+        io::stdout()
+            .write_all(&out)
+            .and_then(|_| io::stdout().flush())
+    };
+}
+
+/// Empty the wake pipe (signals and SIGCHLD write to it).
+pub(super) fn drain_wake(wake: &UnixStream) {
+    let mut buf = [0u8; 64];
+    while matches!((&*wake).read(&mut buf), Ok(n) if n > 0) {}
+}
