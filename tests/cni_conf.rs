@@ -5,14 +5,13 @@
 //! (or `podshim gc` after a SIGKILL) runs DEL from the journal and leaves no lease, no veth and
 //! no rule. All traffic stays between this host and the test's own bridge.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use podshim_tests::{
-    container, ipv4_of, lines_of, ok, pod, podshim_bin, stderr, uid, wait_output, Instance,
+    container, http_get, ipv4_of, lines_of, ok, pod, podshim_bin, stderr, uid, wait_output,
+    Instance,
 };
 
 const SUITE: u32 = 7;
@@ -191,18 +190,6 @@ fn podshim_bridge_chain_gives_the_pod_its_ip() {
     chain_pod_gets_an_ip_and_leaves_nothing("podshim-bridge", 2);
 }
 
-/// The body of `GET /` at `addr`, or None when nothing answers.
-fn get(addr: &str) -> Option<String> {
-    let addr: SocketAddr = addr.parse().unwrap();
-    let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    c.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-    let mut s = String::new();
-    c.read_to_string(&mut s).ok()?;
-    s.split_once("\r\n\r\n")
-        .map(|(_, body)| body.trim().to_owned())
-}
-
 #[test]
 fn host_port_goes_to_the_plugin_with_the_port_mappings_capability() {
     let mut inst = Instance::new(SUITE);
@@ -215,7 +202,7 @@ fn host_port_goes_to_the_plugin_with_the_port_mappings_capability() {
     let want = format!("hello-{}", inst.name("web"));
     let at = format!("{}:18380", net.gateway());
     let deadline = Instant::now() + T;
-    while get(&at).as_deref() != Some(want.as_str()) {
+    while http_get(&at).as_deref() != Some(want.as_str()) {
         assert!(Instant::now() < deadline, "the Pod never answered on {at}");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -227,7 +214,7 @@ fn host_port_goes_to_the_plugin_with_the_port_mappings_capability() {
     let out = wait_output(child, T);
     assert!(out.status.code().is_some(), "{}", stderr(&out));
     assert_shared_ip(&String::from_utf8_lossy(&out.stdout), &net);
-    assert_eq!(get(&at), None);
+    assert_eq!(http_get(&at), None);
     net.assert_clean(&u);
     inst.assert_clean(&[&u]);
 }

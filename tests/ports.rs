@@ -3,27 +3,16 @@
 //! and a `hostNetwork` Pod runs in the host's network namespace. All traffic stays on this
 //! host's own addresses; every test ends with nothing left, NAT rules included.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use podshim_tests::{container, lines_of, ok, pod, stderr, stdout, uid, wait_output, Instance};
+use podshim_tests::{
+    container, http_get, lines_of, ok, pod, stderr, stdout, term, uid, wait_output, Instance,
+};
 
 const SUITE: u32 = 5;
 const T: Duration = Duration::from_secs(60);
-
-/// The body of `GET /` at `addr`, or None when nothing answers.
-fn get(addr: &str) -> Option<String> {
-    let addr: SocketAddr = addr.parse().unwrap();
-    let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    c.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-    let mut s = String::new();
-    c.read_to_string(&mut s).ok()?;
-    s.split_once("\r\n\r\n")
-        .map(|(_, body)| body.trim().to_owned())
-}
 
 /// The NAT rules (in podshim's nftables table) that mention `uid`.
 fn nat_rules_of(uid: &str) -> Vec<String> {
@@ -51,14 +40,6 @@ fn web(inst: &Instance, name: &str, u: &str, host_port: u16, host_ip: &str) -> S
     )
 }
 
-fn term(child: &std::process::Child) {
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-}
-
 #[test]
 fn host_port_reaches_the_pod_and_is_not_given_twice() {
     let inst = Instance::new(SUITE);
@@ -68,7 +49,7 @@ fn host_port_reaches_the_pod_and_is_not_given_twice() {
     let gateway = format!("{}.1", inst.prefix);
     let want = format!("hello-{}", inst.name("web"));
     let deadline = Instant::now() + T;
-    while get("127.0.0.1:18080").as_deref() != Some(want.as_str()) {
+    while http_get("127.0.0.1:18080").as_deref() != Some(want.as_str()) {
         assert!(
             Instant::now() < deadline,
             "the Pod never answered on 127.0.0.1:18080"
@@ -76,7 +57,7 @@ fn host_port_reaches_the_pod_and_is_not_given_twice() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // Another address of this host (the bridge's) reaches it too.
-    assert_eq!(get(&format!("{gateway}:18080")), Some(want.clone()));
+    assert_eq!(http_get(&format!("{gateway}:18080")), Some(want.clone()));
     assert!(!nat_rules_of(&u1).is_empty());
 
     let out = inst.run(&web(&inst, "web2", &u2, 18080, ""), T);
@@ -97,7 +78,7 @@ fn host_port_reaches_the_pod_and_is_not_given_twice() {
     let out = wait_output(child, T);
     assert!(out.status.code().is_some(), "{}", stderr(&out));
     assert!(nat_rules_of(&u1).is_empty(), "{:?}", nat_rules_of(&u1));
-    assert_eq!(get("127.0.0.1:18080"), None);
+    assert_eq!(http_get("127.0.0.1:18080"), None);
     inst.assert_clean(&[&u1, &u2]);
 }
 

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use podshim_tests::{
-    container, ipv4_of, lines_of, ok, pod, stderr, stdout, uid, wait_output, Instance,
+    container, ipv4_of, lines_of, ok, pod, stderr, stdout, term, uid, wait_output, Instance,
 };
 
 const SUITE: u32 = 3;
@@ -48,14 +48,6 @@ fn ns(pid: u32, kind: &str) -> String {
         .unwrap()
         .display()
         .to_string()
-}
-
-fn term(child: &std::process::Child) {
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
 }
 
 #[test]

@@ -364,3 +364,25 @@ pub fn ipv4_of(lines: &[String]) -> Option<String> {
         Some(w.next()?.split('/').next()?.to_string())
     })
 }
+
+/// The body of `GET /` at `addr` (plain HTTP/1.0), or None when nothing answers.
+pub fn http_get(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    c.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut s = String::new();
+    c.read_to_string(&mut s).ok()?;
+    s.split_once("\r\n\r\n")
+        .map(|(_, body)| body.trim().to_owned())
+}
+
+/// SIGTERM to a (podshim) child process.
+pub fn term(child: &Child) {
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
