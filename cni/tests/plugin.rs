@@ -45,7 +45,7 @@ fn version_lists_what_the_reference_lists_and_1_1_0() {
 fn add_del_twice(net: &Net, exe: &str, version: &str) -> (Value, Value, Vec<(String, String)>) {
     let ns = TestNetns::new();
     let conf = net.conf(version, exe);
-    let add = cni(exe, "ADD", "ctr-a", Some(&ns.name), &conf);
+    let add = cni(exe, "ADD", &cid("ctr-a"), Some(&ns.name), &conf);
     assert!(add.ok, "{exe} ADD: {}", add.json);
     let state = kernel_state(net, &ns);
     let leases = net.leases();
@@ -55,7 +55,7 @@ fn add_del_twice(net: &Net, exe: &str, version: &str) -> (Value, Value, Vec<(Str
         "{exe}: no ping"
     );
     for round in 0..2 {
-        let del = cni(exe, "DEL", "ctr-a", Some(&ns.name), &conf);
+        let del = cni(exe, "DEL", &cid("ctr-a"), Some(&ns.name), &conf);
         assert!(del.ok, "{exe} DEL #{round}: {}", del.json);
         assert!(net.leases().is_empty(), "{exe}: lease left after DEL");
         assert_eq!(
@@ -96,7 +96,7 @@ fn del_after_the_netns_is_gone_succeeds_and_releases_the_ip_like_the_reference()
     for exe in [REFERENCE, OURS] {
         let mut ns = TestNetns::new();
         let conf = net.conf("1.0.0", exe);
-        let add = cni(exe, "ADD", "ctr-gone", Some(&ns.name), &conf);
+        let add = cni(exe, "ADD", &cid("ctr-gone"), Some(&ns.name), &conf);
         assert!(add.ok, "{exe}: {}", add.json);
         let veth = add.json["interfaces"][1]["name"]
             .as_str()
@@ -104,7 +104,7 @@ fn del_after_the_netns_is_gone_succeeds_and_releases_the_ip_like_the_reference()
             .to_owned();
         let name = ns.name.clone();
         ns.delete();
-        let del = cni(exe, "DEL", "ctr-gone", Some(&name), &conf);
+        let del = cni(exe, "DEL", &cid("ctr-gone"), Some(&name), &conf);
         assert!(del.ok, "{exe} DEL after netns deletion: {}", del.json);
         assert!(net.leases().is_empty(), "{exe}: lease left");
         // The kernel destroys a namespace (and the veth peer in it) asynchronously.
@@ -113,7 +113,7 @@ fn del_after_the_netns_is_gone_succeeds_and_releases_the_ip_like_the_reference()
             "{exe}: host veth {veth} left"
         );
         // Without CNI_NETNS at all, too.
-        let del = cni(exe, "DEL", "ctr-gone", None, &conf);
+        let del = cni(exe, "DEL", &cid("ctr-gone"), None, &conf);
         assert!(del.ok, "{exe} DEL without netns: {}", del.json);
         net.reset();
     }
@@ -130,20 +130,20 @@ fn check_passes_then_fails_after_tampering_like_the_reference() {
         // The reference CHECK fails on its own ADD when an IPAM route has no gw (it installs
         // the route via the gateway but expects none), so this config gives every route one.
         conf["ipam"]["routes"] = json!([{"dst": "10.252.0.0/16", "gw": net.ip(3)}]);
-        let add = cni(exe, "ADD", "ctr-c", Some(&ns.name), &conf);
+        let add = cni(exe, "ADD", &cid("ctr-c"), Some(&ns.name), &conf);
         assert!(add.ok, "{exe}: {}", add.json);
-        let no_prev = cni(exe, "CHECK", "ctr-c", Some(&ns.name), &conf);
+        let no_prev = cni(exe, "CHECK", &cid("ctr-c"), Some(&ns.name), &conf);
         assert!(!no_prev.ok, "{exe}: CHECK without prevResult must fail");
         conf["prevResult"] = add.json.clone();
-        let check = cni(exe, "CHECK", "ctr-c", Some(&ns.name), &conf);
+        let check = cni(exe, "CHECK", &cid("ctr-c"), Some(&ns.name), &conf);
         assert!(check.ok, "{exe} CHECK of a fresh ADD: {}", check.json);
 
         let ip = format!("{}/24", net.ip(10));
         run_ok(&["ip", "-n", &ns.name, "addr", "del", &ip, "dev", "eth0"]);
-        let check = cni(exe, "CHECK", "ctr-c", Some(&ns.name), &conf);
+        let check = cni(exe, "CHECK", &cid("ctr-c"), Some(&ns.name), &conf);
         assert!(!check.ok, "{exe}: CHECK after removing {ip} passed");
         messages.push(check.msg());
-        assert!(cni(exe, "DEL", "ctr-c", Some(&ns.name), &conf).ok);
+        assert!(cni(exe, "DEL", &cid("ctr-c"), Some(&ns.name), &conf).ok);
         net.reset();
     }
     let ours = &messages[1];
@@ -155,14 +155,14 @@ fn check_passes_then_fails_after_tampering_like_the_reference() {
     // Ours also notices a veth that left the bridge, and a lease that vanished.
     let ns = TestNetns::new();
     let mut conf = net.conf("1.0.0", OURS);
-    let add = cni(OURS, "ADD", "ctr-d", Some(&ns.name), &conf);
+    let add = cni(OURS, "ADD", &cid("ctr-d"), Some(&ns.name), &conf);
     conf["prevResult"] = add.json.clone();
     let veth = add.json["interfaces"][1]["name"]
         .as_str()
         .unwrap()
         .to_owned();
     run_ok(&["ip", "link", "set", "dev", &veth, "nomaster"]);
-    let check = cni(OURS, "CHECK", "ctr-d", Some(&ns.name), &conf);
+    let check = cni(OURS, "CHECK", &cid("ctr-d"), Some(&ns.name), &conf);
     assert_eq!(check.code(), 101, "{}", check.json);
     assert!(
         check.msg().contains("not attached to bridge"),
@@ -170,9 +170,9 @@ fn check_passes_then_fails_after_tampering_like_the_reference() {
         check.msg()
     );
     run_ok(&["ip", "link", "set", "dev", &veth, "master", net.bridge()]);
-    assert!(cni(OURS, "CHECK", "ctr-d", Some(&ns.name), &conf).ok);
+    assert!(cni(OURS, "CHECK", &cid("ctr-d"), Some(&ns.name), &conf).ok);
     std::fs::remove_file(net.data_dir().join("pstnet").join(net.ip(10))).unwrap();
-    let check = cni(OURS, "CHECK", "ctr-d", Some(&ns.name), &conf);
+    let check = cni(OURS, "CHECK", &cid("ctr-d"), Some(&ns.name), &conf);
     assert!(check.msg().contains("not leased"), "{}", check.msg());
 }
 
@@ -190,7 +190,7 @@ fn ip_ranges_capability_gives_the_range_like_host_local() {
         conf["runtimeConfig"] = json!({"ipRanges": [[{
             "subnet": net.subnet(), "rangeStart": net.ip(220), "rangeEnd": net.ip(230),
         }]]});
-        let add = cni(exe, "ADD", "ctr-r", Some(&ns.name), &conf);
+        let add = cni(exe, "ADD", &cid("ctr-r"), Some(&ns.name), &conf);
         assert!(add.ok, "{exe} ADD: {}", add.json);
         assert_eq!(
             add.json["ips"][0]["address"],
@@ -198,7 +198,7 @@ fn ip_ranges_capability_gives_the_range_like_host_local() {
             "{exe}"
         );
         assert_eq!(net.leases().len(), 1, "{exe}");
-        let del = cni(exe, "DEL", "ctr-r", Some(&ns.name), &conf);
+        let del = cni(exe, "DEL", &cid("ctr-r"), Some(&ns.name), &conf);
         assert!(del.ok, "{exe} DEL: {}", del.json);
         assert!(net.leases().is_empty(), "{exe}: lease left after DEL");
         results.push(normalize(add.json));

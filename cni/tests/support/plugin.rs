@@ -44,6 +44,12 @@ impl Out {
     }
 }
 
+/// A container id unique to this test process, so that two runs of the suite on one machine
+/// never share host veth names (derived from the id) or leases.
+pub fn cid(base: &str) -> String {
+    format!("{base}-{}", std::process::id())
+}
+
 pub fn cni(exe: &str, command: &str, id: &str, netns: Option<&str>, conf: &Value) -> Out {
     cni_raw(exe, command, id, netns, &conf.to_string())
 }
