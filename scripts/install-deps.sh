@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages podshim's build, example and tests need (Debian 12, as root).
 set -euo pipefail
-pkgs=(busybox-static umoci iproute2 procps libseccomp-dev pkg-config gcc libc6-dev ca-certificates containernetworking-plugins nftables)
+pkgs=(busybox-static umoci skopeo iproute2 procps libseccomp-dev pkg-config gcc libc6-dev ca-certificates containernetworking-plugins nftables)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
