@@ -27,6 +27,7 @@ while [ $# -gt 0 ]; do
 done
 [[ $iterations =~ ^[1-9][0-9]*$ ]] || { echo "-n needs a positive integer" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "the benchmark needs root (namespaces, mounts, cgroups, netlink)" >&2; exit 1; }
+"$(dirname "$0")/install-deps.sh" --bench
 for t in runc umoci python3; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 1; }; done
 
 [ "$build" = 1 ] && scripts/build.sh release

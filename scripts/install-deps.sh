@@ -2,6 +2,8 @@
 # Install the Debian packages podshim's build, example and tests need (Debian 12, as root).
 set -euo pipefail
 pkgs=(busybox-static umoci skopeo iproute2 procps libseccomp-dev pkg-config gcc libc6-dev ca-certificates containernetworking-plugins nftables)
+# The benchmarks compare against runc and podman: `install-deps.sh --bench` adds them.
+[ "${1:-}" = --bench ] && pkgs+=(runc podman python3)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
