@@ -143,7 +143,7 @@ impl Net {
                     "rangeEnd": self.ip(200),
                     "gateway": self.ip(1),
                 }]],
-                "routes": [{"dst": "10.251.250.0/24"}, {"dst": "10.252.0.0/16", "gw": self.ip(3)}],
+                "routes": [{"dst": "10.249.250.0/24"}, {"dst": "10.252.0.0/16", "gw": self.ip(3)}],
                 "dataDir": self.data_dir(),
             }
         })
