@@ -143,13 +143,3 @@ pub fn unmount(target: &Path) -> Result<(), MountError> {
         }),
     }
 }
-
-/// Whether something is mounted exactly at `target` (from /proc/self/mountinfo).
-pub fn is_mounted(target: &Path) -> bool {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = target.display().to_string().replace(' ', "\\040");
-    info.lines()
-        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
-}

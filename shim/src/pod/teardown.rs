@@ -51,13 +51,6 @@ pub fn teardown(journal: &mut Journal) -> Vec<String> {
 
 /// Remove one resource; `Err` carries a readable reason.
 pub fn remove(resource: &Resource) -> Result<(), String> {
-    let t = std::time::Instant::now();
-    let r = remove_inner(resource);
-    tracing::trace!(elapsed_us = t.elapsed().as_micros() as u64, "remove");
-    r
-}
-
-fn remove_inner(resource: &Resource) -> Result<(), String> {
     match resource {
         Resource::Container { id, runtime_dir } => remove_container(id, runtime_dir),
         Resource::Mount { path } => mounts::unmount(path).map_err(|e| chain(&e)),
