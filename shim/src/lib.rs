@@ -3,12 +3,15 @@
 
 pub mod cgroups;
 pub mod config;
-pub mod foreground;
 pub mod image;
+pub mod logs;
 pub mod manifest;
 pub mod mounts;
 pub mod plan;
 pub mod pod;
+pub mod record;
 pub mod resolve;
 pub mod spec;
+pub mod status;
+pub mod supervise;
 pub mod sys;

@@ -1,6 +1,7 @@
 //! The `podshim` command line: a thin front-end that parses options and calls the engine.
 
-use std::io::Read;
+mod cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,7 +9,6 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use podshim::config::Config;
 use podshim::image::Store;
-use podshim::{foreground, manifest, plan};
 
 #[derive(Parser)]
 #[command(name = "podshim", version, about = "Run Kubernetes Pods on this host")]
@@ -70,27 +70,59 @@ struct Global {
         default_value = "/opt/cni/bin:/usr/lib/cni"
     )]
     cni_path: String,
+    /// Where container logs are written (CRI layout: <namespace>_<pod>_<uid>/<container>/<n>.log)
+    #[arg(
+        long,
+        global = true,
+        env = "PODSHIM_LOG_ROOT",
+        default_value = "/var/log/pods"
+    )]
+    log_root: PathBuf,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the Pods of a manifest in the foreground (FILE or - for stdin)
-    Run {
-        /// Validate, print the defaulted Pods as YAML, create nothing
+    /// Run the Pods of a manifest (FILE or - for stdin), in the foreground or with -d detached
+    Run(cli::run::RunArgs),
+    /// List Pods: NAME, READY, STATUS, RESTARTS, IP, AGE
+    Ps {
+        /// Output format: wide, json or yaml
+        #[arg(short, long)]
+        output: Option<cli::manage::Format>,
+    },
+    /// Print a Pod as a Kubernetes Pod object with its status (JSON)
+    Inspect { pod: String },
+    /// Print a container's logs
+    Logs(cli::logs::LogsArgs),
+    /// Stop a Pod: preStop, the stop signal, SIGKILL after the grace period; the Pod stays listed
+    Stop {
+        /// Seconds from the stop signal to SIGKILL (default: the Pod's terminationGracePeriodSeconds)
         #[arg(long)]
-        dry_run: bool,
-        /// Scale the restart back-off (1 = Kubernetes' 10 s doubling to 300 s)
-        #[arg(
-            long,
-            default_value_t = 1.0,
-            hide = true,
-            env = "PODSHIM_BACKOFF_SCALE"
-        )]
-        backoff_scale: f64,
+        grace_period: Option<u64>,
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    /// Remove stopped Pods (-f: stop running ones first)
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        /// With -f: seconds from the stop signal to SIGKILL
+        #[arg(long)]
+        grace_period: Option<u64>,
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    /// Stop and remove the Pods of a manifest (FILE or - for stdin)
+    Down {
+        #[arg(long)]
+        grace_period: Option<u64>,
         file: String,
     },
     /// Tear down the Pods of this instance whose podshim is gone (killed or crashed)
     Gc,
+    /// The per-Pod supervisor `run -d` starts (reads its Pod from stdin)
+    #[command(hide = true)]
+    Supervise,
     /// Manage the local image store
     #[command(subcommand)]
     Image(ImageCommand),
@@ -164,20 +196,60 @@ fn config(g: &Global) -> Result<Config> {
     })
 }
 
+/// The global options again, for the supervisor `run -d` starts.
+fn global_args(g: &Global) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = vec![
+        "--root".into(),
+        g.root.clone().into(),
+        "--state".into(),
+        g.state.clone().into(),
+        "--bridge".into(),
+        g.bridge.clone().into(),
+        "--subnet".into(),
+        g.subnet.clone().into(),
+        "--cni-path".into(),
+        g.cni_path.clone().into(),
+        "--log-root".into(),
+        g.log_root.clone().into(),
+    ];
+    if g.keep_bridge {
+        a.push("--keep-bridge".into());
+    }
+    if g.masquerade {
+        a.push("--masquerade".into());
+    }
+    if let Some(c) = &g.cni_conf {
+        a.push("--cni-conf".into());
+        a.push(c.clone().into());
+    }
+    a
+}
+
 fn dispatch(cli: Cli) -> Result<i32> {
     let cfg = config(&cli.global)?;
+    let log_root = cli.global.log_root.clone();
     match cli.command {
-        Command::Run {
-            dry_run,
-            backoff_scale,
-            file,
-        } => run(&cfg, &file, dry_run, backoff_scale),
+        Command::Run(args) => cli::run::run(&cfg, &log_root, &global_args(&cli.global), args),
+        Command::Supervise => cli::run::supervise(&cfg, &log_root),
+        Command::Ps { output } => cli::manage::ps(&cfg, output),
+        Command::Inspect { pod } => cli::manage::inspect(&cfg, &pod),
+        Command::Logs(args) => cli::logs::logs(&cfg, args),
+        Command::Stop { grace_period, pods } => cli::manage::stop(&cfg, &pods, grace_period),
+        Command::Rm {
+            force,
+            grace_period,
+            pods,
+        } => cli::manage::rm(&cfg, &pods, force, grace_period),
+        Command::Down { grace_period, file } => cli::manage::down(&cfg, &file, grace_period),
         Command::Gc => {
             let mut code = 0;
             for outcome in podshim::pod::gc::gc(&cfg) {
                 match outcome {
                     podshim::pod::gc::Outcome::Running { key, pid } => {
                         println!("{key}: running (podshim pid {pid})")
+                    }
+                    podshim::pod::gc::Outcome::Exited { key } => {
+                        println!("{key}: exited (kept until `podshim rm`)")
                     }
                     podshim::pod::gc::Outcome::Removed { key, problems } if problems.is_empty() => {
                         println!("{key}: removed")
@@ -224,68 +296,4 @@ fn human(bytes: u64) -> String {
         b if b >= 1 << 10 => format!("{:.1}KiB", b as f64 / 1024.0),
         b => format!("{b}B"),
     }
-}
-
-fn run(cfg: &Config, file: &str, dry_run: bool, backoff_scale: f64) -> Result<i32> {
-    let text = if file == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("read the manifest from stdin")?;
-        s
-    } else {
-        std::fs::read_to_string(file).with_context(|| format!("read {file}"))?
-    };
-    let manifest = match manifest::parse(&text) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("{e}");
-            return Ok(1);
-        }
-    };
-    for w in &manifest.warnings {
-        eprintln!("Warning: {w}");
-    }
-    if dry_run {
-        print!("{}", manifest::to_yaml(&manifest));
-        return Ok(0);
-    }
-    if !nix::unistd::geteuid().is_root() {
-        bail!("podshim run needs root (it creates namespaces, mounts, cgroups and network interfaces)");
-    }
-    if !cfg.pause.is_file() {
-        bail!(
-            "the pause binary was not found at {}; set PODSHIM_PAUSE or install it next to podshim",
-            cfg.pause.display()
-        );
-    }
-    if let Some(conf) = &cfg.cni_conf {
-        // A broken config is an error before any Pod is created.
-        podshim_cni::chain::NetworkList::load(conf)
-            .with_context(|| format!("--cni-conf {}", conf.display()))?;
-    }
-    let store = Store::open(&cfg.root).context("open the image store")?;
-    let mut plans = Vec::new();
-    let mut problems = Vec::new();
-    for pod in &manifest.pods {
-        match plan::plan(pod, &manifest, &store) {
-            Ok(p) => {
-                for w in &p.warnings {
-                    eprintln!("Warning: pod {:?}: {w}", pod.name());
-                }
-                plans.push(p)
-            }
-            Err(errs) => problems.extend(
-                errs.into_iter()
-                    .map(|e| format!("pod {:?}: {e}", pod.name())),
-            ),
-        }
-    }
-    if !problems.is_empty() {
-        bail!(problems.join("\n"));
-    }
-    let opts = foreground::Options {
-        backoff: podshim::pod::restart::Backoff::default().scaled(backoff_scale),
-    };
-    foreground::run(cfg, plans, opts)
 }

@@ -14,8 +14,8 @@ use crate::pod::sandbox::{SandboxSpec, VolumeSpec};
 use crate::pod::{new_uid, ContainerPlan};
 use crate::resolve;
 
-/// A Pod ready to run.
-#[derive(Debug, Clone)]
+/// A Pod ready to run (serializable: the CLI hands it to the Pod's supervisor).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PodPlan {
     pub sandbox: SandboxSpec,
     /// `spec.initContainers`, in order (sidecars among them).
@@ -28,7 +28,7 @@ pub struct PodPlan {
 }
 
 /// An init container: run to completion, or a sidecar (`restartPolicy: Always`) kept running.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct InitContainerPlan {
     pub container: ContainerPlan,
     pub sidecar: bool,
@@ -207,6 +207,8 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
         let caps = sc.capabilities.clone().unwrap_or_default();
         let plan = ContainerPlan {
             name: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+            image_id: format!("{}@{}", image.name, image.digest),
             layers: image.layers.clone(),
             entrypoint: image.config.entrypoint.clone(),
             cmd: image.config.cmd.clone(),

@@ -126,7 +126,7 @@ pub struct ContainerSpec {
 
 /// A container's cgroup limits and the `oom_score_adj` it should get, already worked out from its
 /// Kubernetes `resources` (see `pod::resources`); `None` leaves the cgroup's default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Resources {
     /// `memory.limit_in_bytes` / `memory.max`.
     pub memory_limit: Option<i64>,

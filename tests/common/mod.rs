@@ -114,6 +114,7 @@ impl Instance {
             .arg(&self.bridge)
             .arg("--subnet")
             .arg(&self.subnet);
+        c.arg("--log-root").arg(self.dir.join("logs"));
         c.env("PODSHIM_BACKOFF_SCALE", "0.05");
         c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
@@ -159,6 +160,69 @@ impl Instance {
             .spawn()
             .inspect(|c| self.spawned.lock().unwrap().push(c.id()))
             .expect("start podshim")
+    }
+
+    /// `podshim ARGS...` to completion (bounded by `timeout`).
+    pub fn podshim(&self, args: &[&str], timeout: Duration) -> Output {
+        let child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start podshim");
+        wait_output(child, timeout)
+    }
+
+    /// `podshim run -d FILE` (returns once the Pod's containers have started).
+    pub fn detach(&self, yaml: &str) -> Output {
+        let path = self.write_manifest(yaml);
+        let path = path.to_string_lossy().to_string();
+        self.podshim(&["run", "-d", &path], Duration::from_secs(120))
+    }
+
+    /// `podshim inspect POD` as JSON.
+    pub fn inspect(&self, pod: &str) -> serde_json::Value {
+        let out = self.podshim(&["inspect", pod], Duration::from_secs(30));
+        ok(&out);
+        serde_json::from_slice(&out.stdout).expect("inspect prints JSON")
+    }
+
+    /// Poll `inspect` until `check` holds (or fail after `timeout`); returns the last object.
+    pub fn wait_for(
+        &self,
+        pod: &str,
+        timeout: Duration,
+        what: &str,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.podshim(&["inspect", pod], Duration::from_secs(30));
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            if out.status.success() && check(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pod {pod}: {what} did not happen within {timeout:?}; last status:\n{}",
+                serde_json::to_string_pretty(&v["status"]).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The supervisor PID of a running Pod (`ps -o wide`).
+    pub fn supervisor_pid(&self, pod: &str) -> Option<u32> {
+        let out = self.podshim(&["ps", "-o", "wide"], Duration::from_secs(30));
+        ok(&out);
+        stdout(&out)
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|w| w.get(1) == Some(&pod))
+            .and_then(|w| w.last()?.parse().ok())
     }
 
     /// Everything the instance can create is gone.
@@ -264,6 +328,24 @@ impl Drop for Instance {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
                 .status();
+        }
+        if std::thread::panicking() {
+            // Detached Pods a failed test left: remove them (their supervisors stop them).
+            if let Ok(out) = self.command().args(["ps", "-o", "json"]).output() {
+                let list: serde_json::Value =
+                    serde_json::from_slice(&out.stdout).unwrap_or_default();
+                for item in list["items"].as_array().into_iter().flatten() {
+                    let pod = format!(
+                        "{}/{}",
+                        item["metadata"]["namespace"].as_str().unwrap_or("default"),
+                        item["metadata"]["name"].as_str().unwrap_or_default()
+                    );
+                    let _ = self
+                        .command()
+                        .args(["rm", "-f", "--grace-period", "0", &pod])
+                        .output();
+                }
+            }
         }
         if !pids.is_empty() || std::thread::panicking() {
             let _ = self.command().arg("gc").output();

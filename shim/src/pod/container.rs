@@ -22,9 +22,13 @@ use crate::mounts;
 use crate::spec::{self, Bind, ContainerSpec, HostLimits};
 
 /// Everything needed to (re)start one container, resolved before the Pod is created.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ContainerPlan {
     pub name: String,
+    /// `image` as the manifest names it.
+    pub image: String,
+    /// The image's content address, `<name>@sha256:…` (the status' `imageID`).
+    pub image_id: String,
     /// Unpacked image layers, lowest first.
     pub layers: Vec<PathBuf>,
     pub entrypoint: Vec<String>,

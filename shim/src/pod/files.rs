@@ -33,7 +33,7 @@ pub fn hosts(
 }
 
 /// DNS settings of a Pod after its dnsPolicy is applied.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dns {
     pub nameservers: Vec<String>,
     pub searches: Vec<String>,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::chain;
 use super::journal::{Journal, PodRecord};
-use super::teardown::{start_time, teardown};
+use super::teardown::teardown;
 use crate::config::Config;
 
 /// What `gc` did with one Pod directory.
@@ -16,12 +16,14 @@ pub enum Outcome {
     Running { key: String, pid: u32 },
     /// Torn down (with the problems met, if any).
     Removed { key: String, problems: Vec<String> },
+    /// A detached Pod that has ended: only its record is left, kept until `podshim rm`.
+    Exited { key: String },
 }
 
 /// Whether the podshim that wrote `record` is still alive (same PID and start time).
 pub fn owner_alive(record: &PodRecord) -> bool {
     record.owner_pid != std::process::id()
-        && start_time(record.owner_pid as i32) == Some(record.owner_start_time)
+        && super::teardown::alive(record.owner_pid as i32, record.owner_start_time)
 }
 
 /// Tear down every Pod of this instance whose owner is gone.
@@ -37,10 +39,18 @@ pub fn gc(cfg: &Config) -> Vec<Outcome> {
     outcomes
 }
 
+/// Tear down one Pod of this instance if its owner is gone.
+pub fn collect_one(cfg: &Config, key: &str) -> Outcome {
+    collect(&cfg.pod_dir(key), key.to_string())
+}
+
 fn collect(dir: &Path, key: String) -> Outcome {
     let journal_path = dir.join("journal.json");
     let mut journal = match Journal::load(&journal_path) {
         Ok(j) => j,
+        Err(_) if !journal_path.exists() && dir.join("record.json").exists() => {
+            return Outcome::Exited { key };
+        }
         Err(e) => {
             // A crash between creating the directory and writing the journal leaves nothing else.
             let mut problems = Vec::new();

@@ -44,7 +44,7 @@ pub fn new_uid() -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
-    #[error("pod {key} already exists (state in {dir}); stop the podshim that runs it first")]
+    #[error("pod {key} already exists (state in {dir}); remove it with `podshim rm -f`, or use `podshim run --replace`")]
     AlreadyExists { key: String, dir: PathBuf },
     #[error("pod {key} was left behind by podshim (pid {pid}), which is gone; remove it with `podshim gc`")]
     Orphaned { key: String, pid: u32 },

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::manifest::Pod;
 
 /// One `hostPort` of the Pod and the manifest field it comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HostPort {
     /// `spec.containers[i].ports[j].hostPort`.
     pub field: String,

@@ -72,14 +72,14 @@ pub fn expand(input: &str, vars: &[(String, String)]) -> String {
 }
 
 /// One variable of a container's environment, in the kubelet's order (envFrom, then env).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EnvEntry {
     pub name: String,
     pub value: EnvValue,
 }
 
 /// Where an environment value comes from, as far as the start of the container cares.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EnvValue {
     /// `value`: `$(VAR)` references are expanded.
     Literal(String),

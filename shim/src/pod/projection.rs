@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One file of a projected volume.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProjectedFile {
     /// Relative path inside the volume (validated: no `..`, not absolute).
     pub path: String,
@@ -35,7 +35,7 @@ impl fmt::Debug for ProjectedFile {
 }
 
 /// The payload of a `configMap` or `secret` volume.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Projection {
     pub files: Vec<ProjectedFile>,
 }

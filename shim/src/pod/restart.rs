@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// `spec.restartPolicy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Policy {
     Always,
     OnFailure,

@@ -31,7 +31,7 @@ pub const POD_PIDS_MAX: u64 = 4096;
 
 /// A Pod volume: an emptyDir, or a `configMap`/`secret` volume (`contents` set; a Secret's is
 /// `memory`, so its files live on a tmpfs and never touch a disk).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VolumeSpec {
     pub name: String,
     /// `medium: Memory`: one tmpfs.
@@ -43,7 +43,7 @@ pub struct VolumeSpec {
 }
 
 /// What the sandbox is made of, resolved from the Pod manifest.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SandboxSpec {
     pub namespace: String,
     pub name: String,

@@ -143,6 +143,21 @@ pub fn start_time(pid: i32) -> Option<u64> {
     after.split(' ').nth(19)?.parse().ok()
 }
 
+/// Whether the process `pid` that started at `start` (see [`start_time`]) still runs: it exists
+/// with that start time and is not a zombie waiting to be reaped.
+pub fn alive(pid: i32, start: u64) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+        return false;
+    };
+    let mut fields = after.split(' ');
+    let state = fields.next().unwrap_or("X");
+    let started: Option<u64> = fields.nth(18).and_then(|s| s.parse().ok());
+    !matches!(state, "Z" | "X" | "x") && started == Some(start)
+}
+
 fn stop_process(pid: i32, expected_start: u64) -> Result<(), String> {
     if start_time(pid) != Some(expected_start) {
         return Ok(()); // gone, or the PID now belongs to someone else

@@ -1,5 +1,6 @@
-//! Container output: each container's stdout and stderr copied to podshim's, line by line, each
-//! line prefixed with the container's name.
+//! Container output: each container's stdout and stderr, line by line, into its CRI log file and
+//! (in the foreground) to podshim's own stdout and stderr, each line prefixed with the
+//! container's name.
 
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
@@ -10,16 +11,21 @@ use std::time::Duration;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use crate::logs;
+
 struct Stream {
     file: File,
     buf: Vec<u8>,
     to_stderr: bool,
 }
 
-/// A container's output: its line prefix and its open streams.
+/// A container's output: its line prefix, its open streams, the log file of its current run.
 pub(super) struct Output {
     pub prefix: String,
+    /// Copy lines to podshim's stdout/stderr.
+    echo: bool,
     streams: Vec<Stream>,
+    log: Option<logs::Writer>,
 }
 
 /// poll(2) the wake pipe and every open stream; returns the (output, stream) pairs that are
@@ -52,15 +58,18 @@ pub(super) fn wait<'a>(
 }
 
 impl Output {
-    pub(super) fn new(prefix: String) -> Self {
+    pub(super) fn new(prefix: String, echo: bool) -> Self {
         Output {
             prefix,
+            echo,
             streams: Vec::new(),
+            log: None,
         }
     }
 
-    /// Copy a (re)started container's stdout and stderr from now on.
-    pub(super) fn attach(&mut self, stdout: File, stderr: File) {
+    /// Copy a (re)started container's stdout and stderr from now on, into `log`.
+    pub(super) fn attach(&mut self, stdout: File, stderr: File, log: Option<logs::Writer>) {
+        self.log = log;
         self.streams = [(stdout, false), (stderr, true)]
             .into_iter()
             .map(|(file, to_stderr)| {
@@ -97,7 +106,7 @@ impl Output {
                 }
             }
         }
-        emit(&s.prefix, &mut s.streams[j], eof);
+        emit(&s.prefix, s.echo, &mut s.log, &mut s.streams[j], eof);
         if eof {
             s.streams.remove(j);
         }
@@ -115,13 +124,13 @@ impl Output {
             s.pump(last);
             if s.streams.len() > last {
                 let mut st = s.streams.remove(last);
-                emit(&s.prefix, &mut st, true);
+                emit(&s.prefix, s.echo, &mut s.log, &mut st, true);
             }
         }
     }
 }
 
-fn emit(prefix: &str, st: &mut Stream, all: bool) {
+fn emit(prefix: &str, echo: bool, log: &mut Option<logs::Writer>, st: &mut Stream, all: bool) {
     let end = if all {
         st.buf.len()
     } else {
@@ -134,6 +143,23 @@ fn emit(prefix: &str, st: &mut Stream, all: bool) {
         return;
     }
     let text: Vec<u8> = st.buf.drain(..end).collect();
+    if let Some(w) = log {
+        let stream = match st.to_stderr {
+            true => logs::Stream::Stderr,
+            false => logs::Stream::Stdout,
+        };
+        for line in text.split_inclusive(|b| *b == b'\n') {
+            let line = line.strip_suffix(b"\n").unwrap_or(line);
+            if let Err(e) = w.write_line(stream, line) {
+                eprintln!("{prefix}podshim: cannot write the container log: {e}");
+                *log = None;
+                break;
+            }
+        }
+    }
+    if !echo {
+        return;
+    }
     let mut out: Vec<u8> = Vec::new();
     for line in text.split_inclusive(|b| *b == b'\n') {
         out.extend_from_slice(prefix.as_bytes());

@@ -1,0 +1,287 @@
+//! `podshim ps`, `inspect`, `stop`, `rm` and `down`: they read Pod records and ask supervisors
+//! to stop Pods; a Pod whose supervisor is gone is torn down from its journal.
+
+use std::fs;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use chrono::{DateTime, Utc};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use podshim::config::Config;
+use podshim::pod::{gc, pod_key};
+use podshim::record::{self, Entry};
+use podshim::status;
+use podshim::supervise::{StopRequest, STOP_REQUEST};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Wide,
+    Json,
+    Yaml,
+}
+
+pub fn ps(cfg: &Config, format: Option<Format>) -> Result<i32> {
+    let pods = record::list(cfg);
+    match format {
+        Some(Format::Json) | Some(Format::Yaml) => {
+            let items: Vec<serde_json::Value> = pods.iter().map(object).collect();
+            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+            if format == Some(Format::Json) {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print!("{}", serde_yaml::to_string(&list)?);
+            }
+        }
+        _ => {
+            let wide = format == Some(Format::Wide);
+            let mut rows = vec![vec!["NAME", "READY", "STATUS", "RESTARTS", "IP", "AGE"]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>()];
+            if wide {
+                rows[0].splice(0..0, ["NAMESPACE".to_string()]);
+                rows[0].extend(["UID".to_string(), "SUPERVISOR".to_string()]);
+            }
+            for e in &pods {
+                let st = e.status();
+                let mut row = vec![
+                    e.record.name.clone(),
+                    ready(&st, &e.record.sidecars),
+                    status::display(&st, &e.record.sidecars, e.record.terminating && e.live),
+                    restarts(&st, &e.record.sidecars),
+                    st.pod_ip.clone().unwrap_or_else(|| "<none>".into()),
+                    age(st.start_time.as_deref()),
+                ];
+                if wide {
+                    row.insert(0, e.record.namespace.clone());
+                    row.push(e.record.uid.clone());
+                    row.push(if e.live && !e.lost {
+                        e.record.supervisor.pid.to_string()
+                    } else {
+                        "-".into()
+                    });
+                }
+                rows.push(row);
+            }
+            print_table(&rows);
+        }
+    }
+    Ok(0)
+}
+
+fn object(e: &Entry) -> serde_json::Value {
+    let mut o = e.record.object();
+    o["status"] = serde_json::to_value(e.status()).unwrap_or_default();
+    o
+}
+
+pub fn inspect(cfg: &Config, pod: &str) -> Result<i32> {
+    let e = record::find(cfg, pod).map_err(|e| anyhow!(e))?;
+    println!("{}", serde_json::to_string_pretty(&object(&e))?);
+    Ok(0)
+}
+
+/// READY: ready containers / containers (sidecars count, as kubectl counts them).
+fn ready(st: &status::PodStatus, sidecars: &[bool]) -> String {
+    let side = st
+        .init_container_statuses
+        .iter()
+        .zip(sidecars)
+        .filter(|(_, s)| **s);
+    let all: Vec<bool> = st
+        .container_statuses
+        .iter()
+        .map(|c| c.ready)
+        .chain(side.map(|(c, _)| c.ready))
+        .collect();
+    format!("{}/{}", all.iter().filter(|r| **r).count(), all.len())
+}
+
+fn restarts(st: &status::PodStatus, sidecars: &[bool]) -> String {
+    let side = st
+        .init_container_statuses
+        .iter()
+        .zip(sidecars)
+        .filter(|(_, s)| **s)
+        .map(|(c, _)| c.restart_count);
+    let n: u32 = st
+        .container_statuses
+        .iter()
+        .map(|c| c.restart_count)
+        .chain(side)
+        .sum();
+    n.to_string()
+}
+
+/// AGE the way kubectl prints it (`HumanDuration`).
+fn age(start: Option<&str>) -> String {
+    let Some(t) = start.and_then(|s| DateTime::parse_from_rfc3339(s).ok()) else {
+        return "<unknown>".into();
+    };
+    let secs = (Utc::now() - t.with_timezone(&Utc)).num_seconds().max(0);
+    let (m, h, d) = (secs / 60, secs / 3600, secs / 86400);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        _ if m < 10 => format!("{m}m{}s", secs % 60),
+        _ if h < 3 => format!("{m}m"),
+        _ if h < 8 => format!("{h}h{}m", m % 60),
+        _ if h < 48 => format!("{h}h"),
+        _ if h < 192 => format!("{d}d{}h", h % 24),
+        _ => format!("{d}d"),
+    }
+}
+
+fn print_table(rows: &[Vec<String>]) {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.len())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}   ", w = widths[c]));
+            }
+        }
+        println!("{}", line.trim_end());
+    }
+}
+
+/// Stop one Pod and wait until it is stopped. A Pod whose supervisor is gone is torn down from
+/// its journal.
+fn stop_one(cfg: &Config, e: &Entry, grace: Option<u64>) -> Result<()> {
+    if !e.live {
+        return Ok(());
+    }
+    let dir = cfg.pod_dir(&e.key);
+    if !e.lost {
+        let req = StopRequest {
+            grace_period_seconds: grace,
+        };
+        let tmp = dir.join(format!("{STOP_REQUEST}.tmp"));
+        fs::write(&tmp, serde_json::to_vec(&req)?)?;
+        fs::rename(&tmp, dir.join(STOP_REQUEST))?;
+        let sup = e.record.supervisor;
+        let _ = kill(Pid::from_raw(sup.pid as i32), Signal::SIGUSR1);
+        // The supervisor stops the containers (at most the grace period, then SIGKILL) and tears
+        // the Pod down; a detached one then exits, a foreground one removes the Pod directory.
+        let started = Instant::now();
+        let mut told = false;
+        while sup.alive() && dir.join("journal.json").exists() {
+            if !told && started.elapsed() > Duration::from_secs(5) {
+                eprintln!("podshim: waiting for pod {} to stop...", e.record.name);
+                told = true;
+            }
+            sleep(Duration::from_millis(20));
+        }
+        // A detached supervisor writes the final record after the teardown, then exits.
+        while sup.alive() && e.record.detached {
+            sleep(Duration::from_millis(10));
+        }
+        if !dir.join("journal.json").exists() {
+            return Ok(());
+        }
+    }
+    // The supervisor is gone (before or while stopping): stop and remove from the journal.
+    match gc::collect_one(cfg, &e.key) {
+        gc::Outcome::Removed { problems, .. } if !problems.is_empty() => {
+            bail!("pod {}: {}", e.record.name, problems.join("; "))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub fn stop(cfg: &Config, pods: &[String], grace: Option<u64>) -> Result<i32> {
+    let mut code = 0;
+    for p in pods {
+        match record::find(cfg, p).map_err(|e| anyhow!(e)).and_then(|e| {
+            stop_one(cfg, &e, grace)?;
+            Ok(e)
+        }) {
+            Ok(e) => println!("{}", e.record.name),
+            Err(e) => {
+                eprintln!("podshim: {e:#}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn rm_one(cfg: &Config, e: &Entry, force: bool, grace: Option<u64>) -> Result<()> {
+    if e.live && !force {
+        bail!(
+            "pod {} is running; stop it first (`podshim stop {}`) or use `podshim rm -f`",
+            e.record.name,
+            e.record.name
+        );
+    }
+    stop_one(cfg, e, grace)?;
+    let dir = cfg.pod_dir(&e.key);
+    match fs::remove_dir_all(&dir) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            bail!("remove {}: {err}", dir.display())
+        }
+        _ => Ok(()),
+    }
+}
+
+pub fn rm(cfg: &Config, pods: &[String], force: bool, grace: Option<u64>) -> Result<i32> {
+    let mut code = 0;
+    for p in pods {
+        match record::find(cfg, p)
+            .map_err(|e| anyhow!(e))
+            .and_then(|e| rm_one(cfg, &e, force, grace).map(|_| e))
+        {
+            Ok(e) => println!("{}", e.record.name),
+            Err(e) => {
+                eprintln!("podshim: {e:#}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// Remove the Pod `namespace/name` if it exists (`run --replace`).
+pub fn remove_if_present(cfg: &Config, namespace: &str, name: &str) -> Result<()> {
+    let key = pod_key(namespace, name);
+    if let Some(e) = record::entry(cfg, &key) {
+        rm_one(cfg, &e, true, None)?;
+    } else if cfg.pod_dir(&key).exists() {
+        // A Pod directory without a record: a crash early in the setup.
+        gc::collect_one(cfg, &key);
+    }
+    Ok(())
+}
+
+pub fn down(cfg: &Config, file: &str, grace: Option<u64>) -> Result<i32> {
+    let Some(manifest) = super::run::load(file)? else {
+        return Ok(1);
+    };
+    let mut code = 0;
+    for pod in &manifest.pods {
+        let key = pod_key(pod.namespace(), pod.name());
+        match record::entry(cfg, &key) {
+            Some(e) => match rm_one(cfg, &e, true, grace) {
+                Ok(()) => println!("{}", pod.name()),
+                Err(err) => {
+                    eprintln!("podshim: {err:#}");
+                    code = 1;
+                }
+            },
+            None => eprintln!("podshim: pod {} not found", pod.name()),
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,5 @@
+//! The `podshim` subcommands beyond `image` and `gc`: thin front-ends over the engine.
+
+pub mod logs;
+pub mod manage;
+pub mod run;

@@ -1,0 +1,243 @@
+//! `podshim run [-d] [--replace] [--dry-run] FILE` and the hidden `podshim supervise`, the
+//! per-Pod supervisor a detached run starts.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use podshim::config::Config;
+use podshim::image::Store;
+use podshim::manifest::{self, Manifest};
+use podshim::pod::restart::Backoff;
+use podshim::supervise::{self, PodJob};
+use podshim::{logs, plan};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Validate, print the defaulted Pods as YAML, create nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Detach: return once every container has started; a per-Pod supervisor keeps running
+    #[arg(short, long)]
+    detach: bool,
+    /// Remove a Pod of the same name first (stopping it if it runs)
+    #[arg(long)]
+    replace: bool,
+    /// Scale the restart back-off (1 = Kubernetes' 10 s doubling to 300 s; tests use less)
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        hide = true,
+        env = "PODSHIM_BACKOFF_SCALE"
+    )]
+    backoff_scale: f64,
+    file: String,
+}
+
+/// What a detached run hands its supervisor on stdin.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SupervisorInput {
+    job: PodJob,
+    backoff_scale: f64,
+}
+
+/// Read and parse a manifest (`-` for stdin). Problems are printed Kubernetes-style; `None` then.
+pub fn load(file: &str) -> Result<Option<Manifest>> {
+    let text = if file == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("read the manifest from stdin")?;
+        s
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("read {file}"))?
+    };
+    match manifest::parse(&text) {
+        Ok(m) => {
+            for w in &m.warnings {
+                eprintln!("Warning: {w}");
+            }
+            Ok(Some(m))
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(None)
+        }
+    }
+}
+
+pub fn run(cfg: &Config, log_root: &Path, globals: &[OsString], args: RunArgs) -> Result<i32> {
+    let Some(manifest) = load(&args.file)? else {
+        return Ok(1);
+    };
+    if args.dry_run {
+        print!("{}", manifest::to_yaml(&manifest));
+        return Ok(0);
+    }
+    if !nix::unistd::geteuid().is_root() {
+        bail!("podshim run needs root (it creates namespaces, mounts, cgroups and network interfaces)");
+    }
+    if !cfg.pause.is_file() {
+        bail!(
+            "the pause binary was not found at {}; set PODSHIM_PAUSE or install it next to podshim",
+            cfg.pause.display()
+        );
+    }
+    if let Some(conf) = &cfg.cni_conf {
+        // A broken config is an error before any Pod is created.
+        podshim_cni::chain::NetworkList::load(conf)
+            .with_context(|| format!("--cni-conf {}", conf.display()))?;
+    }
+    let jobs = jobs(cfg, &manifest)?;
+    if args.replace {
+        for job in &jobs {
+            let s = &job.plan.sandbox;
+            super::manage::remove_if_present(cfg, &s.namespace, &s.name)?;
+        }
+    }
+    if args.detach {
+        return detach(log_root, globals, jobs, args.backoff_scale);
+    }
+    let opts = supervise::Options {
+        backoff: Backoff::default().scaled(args.backoff_scale),
+        echo: true,
+        detached: false,
+        log_root: log_root.to_path_buf(),
+        ready: None,
+    };
+    supervise::run(cfg, jobs, opts)
+}
+
+/// Plan every Pod of the manifest (all problems at once, nothing created).
+fn jobs(cfg: &Config, manifest: &Manifest) -> Result<Vec<PodJob>> {
+    let store = Store::open(&cfg.root).context("open the image store")?;
+    let mut jobs = Vec::new();
+    let mut problems = Vec::new();
+    for pod in &manifest.pods {
+        match plan::plan(pod, manifest, &store) {
+            Ok(p) => {
+                for w in &p.warnings {
+                    eprintln!("Warning: pod {:?}: {w}", pod.name());
+                }
+                let object = serde_json::to_value(pod).context("render the pod")?;
+                jobs.push(PodJob { plan: p, object });
+            }
+            Err(errs) => problems.extend(
+                errs.into_iter()
+                    .map(|e| format!("pod {:?}: {e}", pod.name())),
+            ),
+        }
+    }
+    if !problems.is_empty() {
+        bail!(problems.join("\n"));
+    }
+    Ok(jobs)
+}
+
+/// `run -d`: one supervisor per Pod, each started and waited for in turn; prints each Pod's
+/// name once its containers have started.
+fn detach(log_root: &Path, globals: &[OsString], jobs: Vec<PodJob>, scale: f64) -> Result<i32> {
+    // Not current_exe(): podshim runs from a sealed memfd, which has no path but this one.
+    let exe = PathBuf::from("/proc/self/exe");
+    let mut code = 0;
+    for job in jobs {
+        let s = &job.plan.sandbox;
+        let log_dir = logs::pod_dir(log_root, &s.namespace, &s.name, &s.uid);
+        std::fs::create_dir_all(&log_dir)
+            .with_context(|| format!("create {}", log_dir.display()))?;
+        let log_path = log_dir.join("supervisor.log");
+        let log =
+            File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
+        let name = s.name.clone();
+        let mut child = Command::new(&exe)
+            .args(globals)
+            .arg("supervise")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .context("start the pod supervisor")?;
+        let input = SupervisorInput {
+            job,
+            backoff_scale: scale,
+        };
+        {
+            let stdin = child.stdin.take().expect("piped stdin");
+            serde_json::to_writer(stdin, &input).context("hand the pod to its supervisor")?;
+        }
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        BufReader::new(stdout).read_line(&mut line)?;
+        let line = line.trim_end();
+        match line.split_once(' ') {
+            Some(("ok", _)) => println!("{name}"),
+            Some(("failed", rest)) => {
+                code = 1;
+                let why = rest.strip_prefix(&name).unwrap_or(rest).trim();
+                eprintln!("podshim: pod {name}: {why}");
+                eprintln!(
+                    "podshim: see `podshim ps`, `podshim logs {name}` and {}",
+                    log_path.display()
+                );
+            }
+            _ => {
+                code = 1;
+                let _ = child.wait();
+                let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+                eprintln!(
+                    "podshim: pod {name}: the supervisor exited before the pod started{}",
+                    if tail.trim().is_empty() {
+                        String::new()
+                    } else {
+                        format!(":\n{}", tail.trim_end())
+                    }
+                );
+                let _ = std::fs::remove_file(&log_path);
+                let _ = std::fs::remove_dir(&log_dir);
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// The per-Pod supervisor: its own session, stdin and stdout on /dev/null (the original stdout
+/// is the channel on which `run -d` waits for the start), stderr into the Pod's
+/// `supervisor.log`.
+pub fn supervise(cfg: &Config, log_root: &Path) -> Result<i32> {
+    let _ = nix::unistd::setsid();
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("read the pod")?;
+    let input: SupervisorInput = serde_json::from_str(&input).context("decode the pod")?;
+    let ready = File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+    let mut errors = ready.try_clone()?;
+    let devnull = File::options().read(true).write(true).open("/dev/null")?;
+    {
+        use std::os::fd::AsRawFd;
+        nix::unistd::dup2(devnull.as_raw_fd(), 0)?;
+        nix::unistd::dup2(devnull.as_raw_fd(), 1)?;
+    }
+    let name = input.job.plan.sandbox.name.clone();
+    let opts = supervise::Options {
+        backoff: Backoff::default().scaled(input.backoff_scale),
+        echo: false,
+        detached: true,
+        log_root: PathBuf::from(log_root),
+        ready: Some(ready),
+    };
+    match supervise::run(cfg, vec![input.job], opts) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            use std::io::Write;
+            let msg = format!("{e:#}").replace('\n', " ");
+            let _ = writeln!(errors, "failed {name} {msg}");
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! A Pod's record: the Kubernetes Pod object with its status, and who supervises it. The
+//! supervisor rewrites it atomically on every change (`<state>/pods/<key>/record.json`);
+//! `ps`, `inspect`, `logs`, `stop` and `rm` read it. It outlives the Pod's teardown for a
+//! detached Pod (so a finished Pod still shows in `ps` until `rm`), not for a foreground one.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::pod::teardown::start_time;
+use crate::status::PodStatus;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("cannot write the pod record {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read the pod record {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the pod record {path} is corrupt")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The process that supervises a Pod; the start time guards against PID reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Supervisor {
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+impl Supervisor {
+    pub fn current() -> Self {
+        let pid = std::process::id();
+        Supervisor {
+            pid,
+            start_time: start_time(pid as i32).unwrap_or(0),
+        }
+    }
+
+    pub fn alive(&self) -> bool {
+        crate::pod::teardown::alive(self.pid as i32, self.start_time)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    /// The defaulted Pod manifest as a Kubernetes object (without `status`).
+    pub pod: serde_json::Value,
+    pub status: PodStatus,
+    pub supervisor: Supervisor,
+    /// `run -d`: the record stays after the Pod ends, until `rm`.
+    pub detached: bool,
+    /// The Pod's CRI log directory.
+    pub log_dir: PathBuf,
+    /// Which init containers are sidecars (for `ps`).
+    #[serde(default)]
+    pub sidecars: Vec<bool>,
+    /// The supervisor is stopping the Pod.
+    #[serde(default)]
+    pub terminating: bool,
+}
+
+/// Where the record of the Pod with this key lives.
+pub fn path(cfg: &Config, key: &str) -> PathBuf {
+    cfg.pod_dir(key).join("record.json")
+}
+
+impl Record {
+    /// Write atomically: a temporary file in the same directory, then rename.
+    pub fn write(&self, path: &Path) -> Result<(), RecordError> {
+        let err = |source| RecordError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let tmp = path.with_extension("json.tmp");
+        let data = serde_json::to_vec_pretty(self).map_err(|e| err(e.into()))?;
+        let mut f = fs::File::create(&tmp).map_err(err)?;
+        f.write_all(&data).map_err(err)?;
+        fs::rename(&tmp, path).map_err(err)
+    }
+
+    pub fn load(path: &Path) -> Result<Record, RecordError> {
+        let data = fs::read(path).map_err(|source| RecordError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_slice(&data).map_err(|source| RecordError::Corrupt {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// The Pod object with its status, as `inspect` prints it.
+    pub fn object(&self) -> serde_json::Value {
+        let mut pod = self.pod.clone();
+        if let Some(obj) = pod.as_object_mut() {
+            obj.insert(
+                "status".into(),
+                serde_json::to_value(&self.status).unwrap_or_default(),
+            );
+        }
+        pod
+    }
+
+    /// Whether the Pod has reached a terminal phase.
+    pub fn finished(&self) -> bool {
+        matches!(self.status.phase.as_str(), "Succeeded" | "Failed")
+    }
+}
+
+/// A Pod of this instance as the management commands see it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub key: String,
+    pub record: Record,
+    /// Host resources still exist (the journal is there).
+    pub live: bool,
+    /// Its supervisor is gone while resources remain (killed or crashed).
+    pub lost: bool,
+}
+
+impl Entry {
+    /// The status to show: a Pod whose supervisor is gone is Failed, reason `SupervisorLost`
+    /// (its containers are stopped and its resources removed by `podshim rm -f` or `gc`).
+    pub fn status(&self) -> PodStatus {
+        let mut s = self.record.status.clone();
+        if self.lost {
+            // As the kubelet reports containers it lost track of.
+            let now = crate::status::time(chrono::Utc::now());
+            for c in s
+                .init_container_statuses
+                .iter_mut()
+                .chain(s.container_statuses.iter_mut())
+                .filter(|c| c.state.terminated.is_none())
+            {
+                c.state = crate::status::ContainerState {
+                    terminated: Some(crate::status::Terminated {
+                        exit_code: 137,
+                        reason: "ContainerStatusUnknown".into(),
+                        message: Some(
+                            "The container could not be located when the pod was terminated".into(),
+                        ),
+                        finished_at: now.clone(),
+                        container_id: c.container_id.clone(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                c.ready = false;
+                c.started = Some(false);
+            }
+            for cond in s.conditions.iter_mut() {
+                if cond.kind == "Ready" || cond.kind == "ContainersReady" {
+                    cond.status = "False".into();
+                    cond.reason = Some("PodFailed".into());
+                }
+            }
+            s.phase = "Failed".into();
+            s.reason = Some("SupervisorLost".into());
+            s.message = Some(format!(
+                "the podshim supervisor (pid {}) is gone; `podshim rm -f {}` or `podshim gc` \
+                 stops what is left and removes it",
+                self.record.supervisor.pid, self.record.name
+            ));
+        }
+        s
+    }
+}
+
+/// Read the record of one Pod directory.
+pub fn entry(cfg: &Config, key: &str) -> Option<Entry> {
+    let record = Record::load(&path(cfg, key)).ok()?;
+    let live = cfg.pod_dir(key).join("journal.json").exists();
+    let lost = live && !record.supervisor.alive();
+    Some(Entry {
+        key: key.to_string(),
+        record,
+        live,
+        lost,
+    })
+}
+
+/// Every Pod with a record, sorted by namespace and name.
+pub fn list(cfg: &Config) -> Vec<Entry> {
+    let Ok(dir) = fs::read_dir(cfg.pods_dir()) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Entry> = dir
+        .flatten()
+        .filter_map(|e| entry(cfg, &e.file_name().to_string_lossy()))
+        .collect();
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out
+}
+
+/// Find a Pod by `NAME` or `NAMESPACE/NAME` (a bare name must be unique across namespaces;
+/// the `default` namespace wins a tie, as kubectl's default context does).
+pub fn find(cfg: &Config, pod: &str) -> Result<Entry, String> {
+    let all = list(cfg);
+    let (ns, name) = match pod.split_once('/') {
+        Some((ns, name)) => (Some(ns), name),
+        None => (None, pod),
+    };
+    let mut hits: Vec<Entry> = all
+        .into_iter()
+        .filter(|e| e.record.name == name && ns.is_none_or(|ns| e.record.namespace == ns))
+        .collect();
+    if hits.len() > 1 {
+        if let Some(i) = hits.iter().position(|e| e.record.namespace == "default") {
+            return Ok(hits.swap_remove(i));
+        }
+        return Err(format!(
+            "pod {name:?} exists in several namespaces ({}); say NAMESPACE/{name}",
+            hits.iter()
+                .map(|e| e.record.namespace.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    hits.pop()
+        .ok_or_else(|| format!("pod {pod:?} not found (see `podshim ps`)"))
+}

@@ -1,0 +1,821 @@
+//! The supervision of running Pods, shared by `podshim run` in the foreground and the per-Pod
+//! supervisor of `podshim run -d`: start the Pods, copy every container's output into its CRI
+//! log (and, in the foreground, to the terminal, each line prefixed with the container's name),
+//! restart containers by the Pod's restart policy with the kubelet's back-off, keep each Pod's
+//! record (its Kubernetes status) up to date, stop a Pod on request (SIGUSR1 plus a stop file,
+//! from `podshim stop`) or everything on SIGINT/SIGTERM/SIGHUP, tear down, and compute the exit
+//! code.
+//!
+//! The loop is single-threaded on purpose: libcontainer forks this process to (re)start
+//! containers, and each container's init is this process's child.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+mod output;
+mod track;
+
+use output::Output;
+use track::Track;
+
+use crate::config::Config;
+use crate::logs;
+use crate::plan::PodPlan;
+use crate::pod::container::{oom_killed, remove_container, start};
+use crate::pod::order::{self, Phase, Role};
+use crate::pod::restart::{exit_code, Backoff};
+use crate::pod::{chain, pod_key, Sandbox};
+use crate::record::{Record, Supervisor};
+use crate::status::{self, Terminated};
+
+/// How one container slot stands.
+#[derive(Debug)]
+enum State {
+    Running {
+        pid: Pid,
+        started: Instant,
+    },
+    /// Waiting to be (re)started at this instant.
+    Waiting {
+        at: Instant,
+    },
+    Done,
+}
+
+struct Slot {
+    pod: usize,
+    /// The container's index in `PodPlan::ordered`.
+    index: usize,
+    role: Role,
+    out: Output,
+    state: State,
+    /// Whether it ever started (gates the containers after it until then).
+    started_once: bool,
+    /// Whether podshim sent the running container its stop signal.
+    signalled: bool,
+    restarts: u32,
+    streak: u32,
+    /// The last exit code.
+    exit: Option<i32>,
+    /// The last exit that counts for podshim's exit code (sequence number across the run, exit
+    /// code): every exit but that of a sidecar podshim stopped.
+    last_exit: Option<(u64, i32)>,
+    /// What the Pod's status says about this container.
+    track: Track,
+}
+
+impl Slot {
+    fn phase(&self) -> Phase {
+        match self.state {
+            State::Running { .. } => Phase::Running {
+                signalled: self.signalled,
+            },
+            State::Waiting { .. } if self.started_once => Phase::Restarting,
+            State::Waiting { .. } => Phase::NotStarted,
+            State::Done => Phase::Done { code: self.exit },
+        }
+    }
+}
+
+/// How each container of Pod `p` stands, in `PodPlan::ordered` order.
+fn view(slots: &[Slot], p: usize) -> Vec<(Role, Phase)> {
+    slots
+        .iter()
+        .filter(|s| s.pod == p)
+        .map(|s| (s.role, s.phase()))
+        .collect()
+}
+
+/// A Pod to run: its plan and its manifest as a Kubernetes object (for its record).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PodJob {
+    pub plan: PodPlan,
+    pub object: serde_json::Value,
+}
+
+struct PodRun {
+    plan: PodPlan,
+    object: serde_json::Value,
+    sandbox: Option<Sandbox>,
+    /// Set when the Pod failed as a whole (its pause process died).
+    failed: Option<i32>,
+    /// Set once the Pod is stopping (a stop signal, or nothing left to run but sidecars).
+    stop: Option<Stop>,
+    /// `<log root>/<namespace>_<name>_<uid>`.
+    log_dir: PathBuf,
+    start_time: String,
+    host_ip: String,
+    /// The record needs rewriting.
+    dirty: bool,
+}
+
+/// A stopping Pod: containers get their stop signal in order, SIGKILL at the deadline.
+struct Stop {
+    deadline: Instant,
+    /// The grace period (the Pod's, or `podshim stop --grace-period`).
+    grace: Duration,
+    killed: bool,
+}
+
+/// Options of a run.
+#[derive(Debug, Default)]
+pub struct Options {
+    pub backoff: Backoff,
+    /// Copy container output to podshim's stdout/stderr (the foreground).
+    pub echo: bool,
+    /// `run -d`: the Pod's record stays after it ends (until `podshim rm`).
+    pub detached: bool,
+    /// Where CRI logs go (`<log root>/<namespace>_<name>_<uid>/<container>/<n>.log`).
+    pub log_root: PathBuf,
+    /// Told once, with one line per Pod, when every container has started (or one cannot):
+    /// `run -d` waits for it before it returns.
+    pub ready: Option<File>,
+}
+
+/// The file `podshim stop` writes into a Pod's state directory before it sends SIGUSR1 to the
+/// supervisor.
+pub const STOP_REQUEST: &str = "stop-request.json";
+
+/// A request to stop one Pod.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StopRequest {
+    /// Overrides the Pod's `terminationGracePeriodSeconds`.
+    pub grace_period_seconds: Option<u64>,
+}
+
+/// Run the Pods until they finish (or a signal stops them); returns podshim's exit code.
+pub fn run(cfg: &Config, jobs: Vec<PodJob>, mut opts: Options) -> anyhow::Result<i32> {
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    let stop_sig = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(AtomicBool::new(false));
+    let (wake_r, wake_w) = UnixStream::pair()?;
+    wake_r.set_nonblocking(true)?;
+    wake_w.set_nonblocking(true)?;
+    // SIGHUP too: a closed terminal must not leave the Pod behind.
+    let stops = [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ];
+    for sig in stops {
+        signal_hook::flag::register_usize(sig, Arc::clone(&stop_sig), sig as usize)?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&requests))?;
+    // A reader of our output that goes away (`podshim run x | head`) must not kill podshim
+    // before teardown: a handler (not SIG_IGN, which containers would inherit across exec)
+    // turns SIGPIPE into EPIPE errors, which output copying ignores.
+    signal_hook::flag::register(
+        signal_hook::consts::SIGPIPE,
+        Arc::new(AtomicBool::new(false)),
+    )?;
+    let wakers = stops
+        .into_iter()
+        .chain([signal_hook::consts::SIGCHLD, signal_hook::consts::SIGUSR1]);
+    for sig in wakers {
+        signal_hook::low_level::pipe::register(sig, wake_w.try_clone()?)?;
+    }
+
+    let host_ip = crate::resolve::Node::detect().host_ip;
+    let mut pods: Vec<PodRun> = Vec::new();
+    for job in jobs {
+        if stop_sig.load(Ordering::SeqCst) != 0 {
+            break;
+        }
+        let start_time = status::time(Utc::now());
+        let spec = &job.plan.sandbox;
+        let log_dir = logs::pod_dir(&opts.log_root, &spec.namespace, &spec.name, &spec.uid);
+        match Sandbox::create(cfg, spec) {
+            Ok(sb) => pods.push(PodRun {
+                plan: job.plan,
+                object: job.object,
+                sandbox: Some(sb),
+                failed: None,
+                stop: None,
+                log_dir,
+                start_time,
+                host_ip: host_ip.clone(),
+                dirty: true,
+            }),
+            Err(e) => {
+                let msg = format!("pod {}/{}: {}", spec.namespace, spec.name, chain(&e));
+                let problems = teardown_all(&mut pods);
+                for p in problems {
+                    eprintln!("podshim: teardown: {p}");
+                }
+                anyhow::bail!(msg);
+            }
+        }
+    }
+    let many = pods.len() > 1;
+    let now = Instant::now();
+    let mut slots: Vec<Slot> = Vec::new();
+    for (p, pod) in pods.iter().enumerate() {
+        for (i, (role, c)) in pod.plan.ordered().enumerate() {
+            let prefix = if many {
+                format!("[{}/{}] ", pod.plan.sandbox.name, c.name)
+            } else {
+                format!("[{}] ", c.name)
+            };
+            slots.push(Slot {
+                pod: p,
+                index: i,
+                role,
+                out: Output::new(prefix, opts.echo),
+                state: State::Waiting { at: now },
+                started_once: false,
+                signalled: false,
+                restarts: 0,
+                streak: 0,
+                exit: None,
+                last_exit: None,
+                track: Track::new(c, role),
+            });
+        }
+    }
+
+    // Whatever happens in the loop (even a panic), the Pods are torn down afterwards.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut sv = Supervision {
+            cfg,
+            stop_sig: &stop_sig,
+            requests: &requests,
+            wake_r: &wake_r,
+            opts: &mut opts,
+        };
+        sv.supervise(&mut pods, &mut slots)
+    }));
+    for s in slots.iter_mut() {
+        s.out.flush();
+    }
+    // Anyone still waiting for readiness learns the outcome now.
+    notify_ready(&mut opts.ready, &pods, &slots);
+    for (p, pod) in pods.iter_mut().enumerate() {
+        pod.dirty = true;
+        write_record(pod, p, &slots, &opts, true);
+    }
+    let problems = teardown_all(&mut pods);
+    for p in &problems {
+        eprintln!("podshim: teardown: {p}");
+    }
+    if opts.detached {
+        // The record outlives the Pod's resources (the teardown removed the Pod's directory):
+        // unless another Pod took the name meanwhile.
+        for (p, pod) in pods.iter_mut().enumerate() {
+            let dir = cfg.pod_dir(&pod_key(
+                &pod.plan.sandbox.namespace,
+                &pod.plan.sandbox.name,
+            ));
+            if fs::create_dir(&dir).is_ok() {
+                pod.dirty = true;
+                write_record_to(pod, p, &slots, &opts, false, &dir.join("record.json"));
+            }
+        }
+    }
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e.into()),
+        Err(_) => anyhow::bail!("internal error while running the pods (they were torn down)"),
+    }
+    let code = result(&pods, &slots);
+    if !problems.is_empty() && code == 0 {
+        return Ok(1);
+    }
+    Ok(code)
+}
+
+/// The Pod's status now, as the kubelet would report it.
+fn pod_status(pod: &PodRun, p: usize, slots: &[Slot]) -> status::PodStatus {
+    let mine: Vec<&Slot> = slots.iter().filter(|s| s.pod == p).collect();
+    let init: Vec<(Role, status::ContainerStatus)> = mine
+        .iter()
+        .filter(|s| s.role != Role::App)
+        .map(|s| (s.role, s.track.status(s.phase(), s.restarts)))
+        .collect();
+    let apps: Vec<status::ContainerStatus> = mine
+        .iter()
+        .filter(|s| s.role == Role::App)
+        .map(|s| s.track.status(s.phase(), s.restarts))
+        .collect();
+    let init_refs: Vec<(Role, &status::ContainerStatus)> =
+        init.iter().map(|(r, s)| (*r, s)).collect();
+    let app_refs: Vec<&status::ContainerStatus> = apps.iter().collect();
+    let mut phase = status::phase(pod.plan.restart, &init_refs, &app_refs).to_string();
+    // A stopped Pod is terminal (as the kubelet makes a deleted Pod): Succeeded when every
+    // container's last exit was 0, else Failed.
+    if pod.stop.is_some() && mine.iter().all(|s| matches!(s.state, State::Done)) {
+        let all_ok = mine
+            .iter()
+            .filter(|s| s.role != Role::Sidecar)
+            .all(|s| s.exit == Some(0));
+        phase = if all_ok { "Succeeded" } else { "Failed" }.into();
+    }
+    if pod.failed.is_some() {
+        phase = "Failed".into();
+    }
+    let conditions = status::conditions(&phase, &init_refs, &app_refs, &pod.start_time);
+    let ip = pod.sandbox.as_ref().map(|sb| sb.attachment.ip.to_string());
+    status::PodStatus {
+        phase,
+        conditions,
+        host_ip: Some(pod.host_ip.clone()),
+        pod_ip: ip.clone(),
+        pod_ips: ip.into_iter().map(|ip| status::PodIp { ip }).collect(),
+        start_time: Some(pod.start_time.clone()),
+        init_container_statuses: init.into_iter().map(|(_, s)| s).collect(),
+        container_statuses: apps,
+        ..Default::default()
+    }
+}
+
+fn write_record(pod: &mut PodRun, p: usize, slots: &[Slot], opts: &Options, terminating: bool) {
+    let Some(sb) = pod.sandbox.as_ref() else {
+        return;
+    };
+    let path = sb.dir.join("record.json");
+    write_record_to(pod, p, slots, opts, terminating, &path);
+}
+
+fn write_record_to(
+    pod: &mut PodRun,
+    p: usize,
+    slots: &[Slot],
+    opts: &Options,
+    terminating: bool,
+    path: &std::path::Path,
+) {
+    if !pod.dirty {
+        return;
+    }
+    pod.dirty = false;
+    let mut object = pod.object.clone();
+    if let Some(meta) = object.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        meta.insert("uid".into(), pod.plan.sandbox.uid.clone().into());
+        meta.insert("creationTimestamp".into(), pod.start_time.clone().into());
+    }
+    let rec = Record {
+        namespace: pod.plan.sandbox.namespace.clone(),
+        name: pod.plan.sandbox.name.clone(),
+        uid: pod.plan.sandbox.uid.clone(),
+        pod: object,
+        status: pod_status(pod, p, slots),
+        supervisor: Supervisor::current(),
+        detached: opts.detached,
+        log_dir: pod.log_dir.clone(),
+        sidecars: pod.plan.init_containers.iter().map(|i| i.sidecar).collect(),
+        terminating: terminating || pod.stop.is_some(),
+    };
+    if let Err(e) = rec.write(path) {
+        eprintln!("podshim: {}", chain(&e));
+    }
+}
+
+/// Whether the start of Pod `p` is over: every container started at least once, or the Pod is
+/// stopping, or a container waits in back-off (it failed): `Some(problem)` in the last case.
+fn startup_over(pod: &PodRun, p: usize, slots: &[Slot]) -> Option<Result<(), String>> {
+    if pod.stop.is_some() || pod.failed.is_some() {
+        return Some(Err("the pod stopped".into()));
+    }
+    let mut waiting = false;
+    for s in slots.iter().filter(|s| s.pod == p) {
+        if let Some(problem) = s.track.failure() {
+            return Some(Err(format!("container {}: {problem}", s.track.name)));
+        }
+        if !s.started_once {
+            waiting = true;
+        }
+    }
+    (!waiting).then_some(Ok(()))
+}
+
+/// Tell the `run -d` waiting for us how each Pod's start went (once every Pod's start is over).
+fn notify_ready(ready: &mut Option<File>, pods: &[PodRun], slots: &[Slot]) {
+    let Some(f) = ready.as_mut() else { return };
+    let mut lines = String::new();
+    for (p, pod) in pods.iter().enumerate() {
+        let name = &pod.plan.sandbox.name;
+        match startup_over(pod, p, slots) {
+            Some(Ok(())) => lines.push_str(&format!("ok {name}\n")),
+            Some(Err(e)) => lines.push_str(&format!("failed {name} {e}\n")),
+            None => lines.push_str(&format!(
+                "failed {name} the pod stopped before it started\n"
+            )),
+        }
+    }
+    let _ = f.write_all(lines.as_bytes());
+    *ready = None;
+}
+
+struct Supervision<'a> {
+    cfg: &'a Config,
+    stop_sig: &'a AtomicUsize,
+    requests: &'a AtomicBool,
+    wake_r: &'a UnixStream,
+    opts: &'a mut Options,
+}
+
+impl Supervision<'_> {
+    /// The supervision loop: start what is due (in the Pod's container order), copy output,
+    /// reap exits, apply the restart policy, and stop Pods once a stop signal or request arrived
+    /// or only their sidecars are left. Returns when every container is done.
+    fn supervise(&mut self, pods: &mut [PodRun], slots: &mut [Slot]) -> io::Result<()> {
+        loop {
+            let signalled = self.stop_sig.load(Ordering::SeqCst) != 0;
+            if self.requests.swap(false, Ordering::SeqCst) {
+                self.take_stop_requests(pods);
+            }
+            for (p, pod) in pods.iter_mut().enumerate() {
+                if pod.stop.is_none() && (signalled || order::finished(&view(slots, p))) {
+                    let grace = grace(pod.plan.grace_period);
+                    pod.stop = Some(Stop {
+                        deadline: Instant::now() + grace,
+                        grace,
+                        killed: false,
+                    });
+                    pod.dirty = true;
+                }
+                if pod.stop.is_some() {
+                    stop_pod(pod, p, slots);
+                }
+            }
+            // Start what is due.
+            let now = Instant::now();
+            for i in 0..slots.len() {
+                if may_start(pods, slots, i).is_some_and(|at| at <= now) {
+                    self.start_slot(pods, &mut slots[i]);
+                }
+            }
+            for (p, pod) in pods.iter_mut().enumerate() {
+                write_record(pod, p, slots, self.opts, false);
+            }
+            if self.opts.ready.is_some()
+                && pods
+                    .iter()
+                    .enumerate()
+                    .all(|(p, pod)| startup_over(pod, p, slots).is_some())
+            {
+                notify_ready(&mut self.opts.ready, pods, slots);
+            }
+            if slots.iter().all(|s| matches!(s.state, State::Done)) {
+                return Ok(());
+            }
+            // Wait for output, a signal, or the next deadline.
+            let mut next: Option<Instant> = None;
+            let mut soonest = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
+            for (p, pod) in pods.iter().enumerate() {
+                let running = slots
+                    .iter()
+                    .any(|s| s.pod == p && matches!(s.state, State::Running { .. }));
+                match &pod.stop {
+                    Some(stop) if running && !stop.killed => soonest(stop.deadline),
+                    _ => {}
+                }
+            }
+            for i in 0..slots.len() {
+                if let Some(at) = may_start(pods, slots, i) {
+                    soonest(at);
+                }
+            }
+            let timeout = next.map(|n| n.saturating_duration_since(Instant::now()));
+            let mut ready = output::wait(self.wake_r, slots.iter().map(|s| &s.out), timeout)?;
+            // A stream at EOF is removed from its slot: handle higher indexes first.
+            ready.sort_by_key(|(slot, stream)| (*slot, std::cmp::Reverse(*stream)));
+            for (slot, stream) in ready {
+                slots[slot].out.pump(stream);
+            }
+            output::drain_wake(self.wake_r);
+            self.reap(pods, slots);
+            // A Pod whose pause process died has lost its namespaces: stop it.
+            for (p, pod) in pods.iter_mut().enumerate() {
+                let dead = pod
+                    .sandbox
+                    .as_mut()
+                    .is_some_and(|sb| matches!(sb.pause.try_wait(), Ok(Some(_)) | Err(_)));
+                if dead && pod.failed.is_none() && !signalled {
+                    eprintln!(
+                        "podshim: pod {}: the pause process exited; stopping the pod",
+                        pod.plan.sandbox.name
+                    );
+                    pod.failed = Some(1);
+                    pod.dirty = true;
+                    pod.stop = Some(Stop {
+                        deadline: Instant::now(),
+                        grace: Duration::ZERO,
+                        killed: false,
+                    });
+                    stop_pod(pod, p, slots);
+                }
+            }
+        }
+    }
+
+    /// `podshim stop` left a request file in the Pod's directory: stop that Pod, with the
+    /// requested grace period.
+    fn take_stop_requests(&self, pods: &mut [PodRun]) {
+        for pod in pods.iter_mut() {
+            let Some(sb) = pod.sandbox.as_ref() else {
+                continue;
+            };
+            let path = sb.dir.join(STOP_REQUEST);
+            let Ok(data) = fs::read(&path) else { continue };
+            let _ = fs::remove_file(&path);
+            let req: StopRequest = serde_json::from_slice(&data).unwrap_or_default();
+            let grace = match req.grace_period_seconds {
+                Some(s) => self::grace(Duration::from_secs(s)),
+                None => self::grace(pod.plan.grace_period),
+            };
+            match pod.stop.as_mut() {
+                // Already stopping: a shorter grace period brings the kill forward.
+                Some(stop) => stop.deadline = stop.deadline.min(Instant::now() + grace),
+                None => {
+                    pod.stop = Some(Stop {
+                        deadline: Instant::now() + grace,
+                        grace,
+                        killed: false,
+                    })
+                }
+            }
+            pod.dirty = true;
+        }
+    }
+
+    fn start_slot(&mut self, pods: &mut [PodRun], s: &mut Slot) {
+        let pod = &mut pods[s.pod];
+        pod.dirty = true;
+        let plan = pod.plan.container(s.index);
+        let sandbox = pod.sandbox.as_mut().expect("live sandbox");
+        match start(self.cfg, sandbox, plan) {
+            Ok(started) => {
+                let path = logs::file(&pod.log_dir, &plan.name, s.restarts);
+                let log = match logs::Writer::create(&path) {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        eprintln!(
+                            "{}podshim: cannot create the log {}: {e}",
+                            s.out.prefix,
+                            path.display()
+                        );
+                        None
+                    }
+                };
+                s.out.attach(started.stdout, started.stderr, log);
+                s.state = State::Running {
+                    pid: started.pid,
+                    started: Instant::now(),
+                };
+                s.track.started(&started.id);
+                s.started_once = true;
+                s.signalled = false;
+            }
+            Err(e) => {
+                // Kubernetes reports a container that could not be started as exit code 128
+                // (reason StartError) and applies the restart policy to it.
+                let msg = chain(&e);
+                eprintln!("{}podshim: cannot start container: {msg}", s.out.prefix);
+                let _ = remove_container(self.cfg, sandbox, &plan.name);
+                s.track.start_failed(&msg);
+                after_exit(pod, s, 128, "StartError", Duration::ZERO, self.opts.backoff);
+            }
+        }
+    }
+
+    /// Reap exited children; for a container init, write its remaining output, delete it and
+    /// decide on a restart.
+    fn reap(&mut self, pods: &mut [PodRun], slots: &mut [Slot]) {
+        loop {
+            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(s) => s,
+            };
+            let Some(pid) = status.pid() else { continue };
+            let Some(code) = exit_code(status) else {
+                continue;
+            };
+            let signal = match status {
+                WaitStatus::Signaled(_, sig, _) => Some(sig as i32),
+                _ => None,
+            };
+            let Some(s) = slots
+                .iter_mut()
+                .find(|s| matches!(s.state, State::Running { pid: p, .. } if p == pid))
+            else {
+                continue; // pause, or an orphan re-parented to us (we are a subreaper)
+            };
+            let ran = match s.state {
+                State::Running { started, .. } => started.elapsed(),
+                _ => Duration::ZERO,
+            };
+            s.out.flush();
+            let pod = &mut pods[s.pod];
+            pod.dirty = true;
+            let name = pod.plan.container(s.index).name.clone();
+            let sandbox = pod.sandbox.as_mut().expect("live sandbox");
+            // Before the delete, which removes the container's cgroup and its OOM count.
+            let reason = exit_reason(code, oom_killed(sandbox, &name));
+            if let Err(e) = remove_container(self.cfg, sandbox, &name) {
+                eprintln!("{}podshim: {}", s.out.prefix, chain(&e));
+            }
+            s.track.exited(Terminated {
+                exit_code: code,
+                signal,
+                reason: reason.to_string(),
+                ..Default::default()
+            });
+            after_exit(pod, s, code, reason, ran, self.opts.backoff);
+        }
+    }
+}
+
+/// When slot `i` may (re)start: `None` while it runs, is done, its Pod stops, or a container
+/// before it has not completed (init container) or started (sidecar) yet.
+fn may_start(pods: &[PodRun], slots: &[Slot], i: usize) -> Option<Instant> {
+    let s = &slots[i];
+    let State::Waiting { at } = s.state else {
+        return None;
+    };
+    if pods[s.pod].stop.is_some() {
+        return None;
+    }
+    (s.started_once || order::may_start(&view(slots, s.pod), s.index)).then_some(at)
+}
+
+/// The time from the stop signal to SIGKILL: the grace period, never under 2 s (kubelet
+/// `minimumGracePeriodInSeconds`), except that 0 kills at once.
+fn grace(period: Duration) -> Duration {
+    if period.is_zero() {
+        Duration::ZERO
+    } else {
+        period.max(Duration::from_secs(2))
+    }
+}
+
+/// One step of stopping Pod `p`: nothing more starts; running containers get their stop signal
+/// in the Pod's stop order (app and init containers, then sidecars in reverse); every one left
+/// gets SIGKILL at the deadline.
+fn stop_pod(pod: &mut PodRun, p: usize, slots: &mut [Slot]) {
+    let Some(stop) = pod.stop.as_mut() else {
+        return;
+    };
+    for s in slots.iter_mut().filter(|s| s.pod == p) {
+        if let State::Waiting { .. } = s.state {
+            s.state = State::Done;
+            pod.dirty = true;
+        }
+    }
+    if stop.killed {
+        return;
+    }
+    if Instant::now() >= stop.deadline {
+        for s in slots.iter_mut().filter(|s| s.pod == p) {
+            if let State::Running { pid, .. } = s.state {
+                let _ = kill(pid, Signal::SIGKILL);
+                s.signalled = true;
+            }
+        }
+        stop.killed = true;
+        return;
+    }
+    let first = slots.iter().position(|s| s.pod == p).unwrap_or(0);
+    for i in order::to_signal(&view(slots, p)) {
+        let s = &mut slots[first + i];
+        if let State::Running { pid, .. } = s.state {
+            let sig = if stop.grace.is_zero() {
+                Signal::SIGKILL
+            } else {
+                stop_signal(pod.plan.container(s.index).stop_signal.as_deref())
+            };
+            let _ = kill(pid, sig);
+            s.signalled = true;
+        }
+    }
+}
+
+/// The kubelet's reason for a terminated container: `OOMKilled` when the memory cgroup's OOM
+/// killer fired in it, else `Completed` (0) or `Error`.
+fn exit_reason(code: i32, oom_killed: bool) -> &'static str {
+    match (oom_killed, code) {
+        (true, _) => "OOMKilled",
+        (false, 0) => "Completed",
+        (false, _) => "Error",
+    }
+}
+
+/// Decide what follows an exit, by the container's role and the Pod's restart policy: restart
+/// (after the back-off) or done. An exit other than `Completed`, or one followed by a back-off,
+/// is reported on stderr with its reason. A sidecar podshim stopped does not count for the exit
+/// code.
+fn after_exit(
+    pod: &mut PodRun,
+    s: &mut Slot,
+    code: i32,
+    reason: &str,
+    ran: Duration,
+    backoff: Backoff,
+) {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    s.exit = Some(code);
+    if !(s.role == Role::Sidecar && s.signalled) {
+        s.last_exit = Some((SEQ.fetch_add(1, Ordering::SeqCst) as u64, code));
+    }
+    let report = |then: &str| {
+        if reason != "Completed" || !then.is_empty() {
+            eprintln!(
+                "{}podshim: container exited with code {code} ({reason}){then}",
+                s.out.prefix
+            );
+        }
+    };
+    if pod.stop.is_some() || !s.role.restarts(pod.plan.restart, code) {
+        report("");
+        s.state = State::Done;
+        return;
+    }
+    if ran >= backoff.reset_after {
+        s.streak = 0;
+    }
+    let delay = backoff.delay(s.streak);
+    s.streak += 1;
+    s.restarts += 1;
+    if delay.is_zero() {
+        report("");
+    } else {
+        report(&format!(
+            "; restarting in {:.1}s (back-off)",
+            delay.as_secs_f64()
+        ));
+        s.track.backing_off(delay);
+    }
+    s.state = State::Waiting {
+        at: Instant::now() + delay,
+    };
+}
+
+/// The image's STOPSIGNAL ("SIGQUIT", "QUIT" or "3"), else SIGTERM.
+pub fn stop_signal(name: Option<&str>) -> Signal {
+    let Some(name) = name else {
+        return Signal::SIGTERM;
+    };
+    if let Ok(n) = name.parse::<i32>() {
+        return Signal::try_from(n).unwrap_or(Signal::SIGTERM);
+    }
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&full).unwrap_or(Signal::SIGTERM)
+}
+
+/// podshim's exit code: 0 when every container's last exit was 0; otherwise the code of the
+/// container whose final exit failed first (128+N for a signal); 1 for a Pod that failed as a
+/// whole without a failing container.
+fn result(pods: &[PodRun], slots: &[Slot]) -> i32 {
+    slots
+        .iter()
+        .filter_map(|s| s.last_exit.filter(|(_, code)| *code != 0))
+        .min_by_key(|(seq, _)| *seq)
+        .map(|(_, code)| code)
+        .or_else(|| pods.iter().find_map(|p| p.failed))
+        .unwrap_or(0)
+}
+
+fn teardown_all(pods: &mut [PodRun]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for pod in pods.iter_mut().rev() {
+        if let Some(sb) = pod.sandbox.take() {
+            problems.extend(
+                sb.destroy()
+                    .into_iter()
+                    .map(|p| format!("pod {}: {p}", pod.plan.sandbox.name)),
+            );
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_reasons_are_the_kubelets() {
+        assert_eq!(exit_reason(0, false), "Completed");
+        assert_eq!(exit_reason(1, false), "Error");
+        assert_eq!(exit_reason(137, false), "Error");
+        assert_eq!(exit_reason(137, true), "OOMKilled");
+        // A child killed by the OOM killer while the init exits 0 still reports it.
+        assert_eq!(exit_reason(0, true), "OOMKilled");
+    }
+}

@@ -1,0 +1,424 @@
+//! Detached Pods and their management, end to end: `run -d` then `ps`, `inspect`, `logs`,
+//! `stop`, `rm`, `down`; CRI log files; restart counts and CrashLoopBackOff with a growing
+//! back-off; a supervisor killed with SIGKILL at three points, then `gc` leaving nothing.
+
+use std::time::{Duration, Instant};
+
+use podshim_tests::*;
+
+const SUITE: u32 = 10;
+const T: Duration = Duration::from_secs(60);
+
+fn s(v: &serde_json::Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+fn container_status<'a>(pod: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .into_iter()
+        .chain(pod["status"]["initContainerStatuses"].as_array())
+        .flatten()
+        .find(|c| c["name"] == name)
+        .unwrap_or(&serde_json::Value::Null)
+}
+
+fn ps_row(inst: &Instance, name: &str) -> Vec<String> {
+    let out = inst.podshim(&["ps"], T);
+    ok(&out);
+    let text = stdout(&out);
+    assert!(text.starts_with("NAME"), "{text}");
+    let header: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "IP", "AGE"]);
+    text.lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .find(|w| w[0] == name)
+        .unwrap_or_else(|| panic!("{name} not in ps:\n{text}"))
+}
+
+#[test]
+fn detached_pod_is_managed_with_ps_inspect_logs_stop_and_rm() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(1);
+    let name = inst.name("web");
+    // `a` leaves on SIGTERM (exit 0); `b`, PID 1 without a handler, ignores it and is killed.
+    let init = "  initContainers:\n  - name: setup\n    image: busybox:1.35\n    command: [sh, -c, 'echo init-done > /data/init']\n    volumeMounts: [{name: data, mountPath: /data}]\n";
+    let a = container(
+        "a",
+        "trap \"exit 0\" TERM; echo hello; sleep 0.2; echo oops >&2; sleep 0.2; cat /data/init; while true; do sleep 0.1; done",
+        "    volumeMounts: [{name: data, mountPath: /data}]\n",
+    );
+    let b = container("b", "exec sleep 3600", "");
+    let yaml = pod(
+        &name,
+        &u,
+        "Always",
+        &format!("{a}{b}"),
+        "  volumes: [{name: data, emptyDir: {}}]\n",
+    )
+    .replace("  containers:\n", &format!("{init}  containers:\n"));
+    let started = Instant::now();
+    let out = inst.detach(&yaml);
+    ok(&out);
+    assert_eq!(stdout(&out).trim(), name);
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    // ps: both containers ready, Running, the Pod IP.
+    let row = ps_row(&inst, &name);
+    assert_eq!(row[1], "2/2", "{row:?}");
+    assert_eq!(row[2], "Running", "{row:?}");
+    assert_eq!(row[3], "0", "{row:?}");
+    assert!(row[4].starts_with(&format!("{}.", inst.prefix)), "{row:?}");
+
+    // inspect: a Kubernetes Pod object with the kubelet's status.
+    let v = inst.inspect(&name);
+    assert_eq!(v["kind"], "Pod");
+    assert_eq!(v["metadata"]["uid"], u.as_str());
+    let st = &v["status"];
+    assert_eq!(st["phase"], "Running");
+    assert_eq!(s(&st["podIP"]), row[4]);
+    assert!(!s(&st["hostIP"]).is_empty());
+    assert!(s(&st["startTime"]).ends_with('Z'));
+    let conds: Vec<(String, String)> = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (s(&c["type"]).to_string(), s(&c["status"]).to_string()))
+        .collect();
+    for kind in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
+        assert!(
+            conds.contains(&(kind.to_string(), "True".to_string())),
+            "{conds:?}"
+        );
+    }
+    let setup = container_status(&v, "setup");
+    assert_eq!(setup["state"]["terminated"]["reason"], "Completed");
+    assert_eq!(setup["state"]["terminated"]["exitCode"], 0);
+    for c in ["a", "b"] {
+        let cs = container_status(&v, c);
+        assert!(cs["state"]["running"]["startedAt"].is_string(), "{cs}");
+        assert_eq!(cs["ready"], true);
+        assert_eq!(cs["started"], true);
+        assert_eq!(cs["restartCount"], 0);
+        assert_eq!(cs["image"], "busybox:1.35");
+        assert!(s(&cs["imageID"]).contains("@sha256:"), "{cs}");
+        assert!(s(&cs["containerID"]).starts_with("podshim://"), "{cs}");
+    }
+
+    // logs: kubectl's interface over CRI files.
+    let logs = |args: &[&str]| {
+        let mut a = vec!["logs"];
+        a.extend_from_slice(args);
+        inst.podshim(&a, T)
+    };
+    let deadline = Instant::now() + T;
+    let text = loop {
+        let out = logs(&["-c", "a", &name]);
+        ok(&out);
+        if stdout(&out).contains("init-done") || Instant::now() > deadline {
+            break stdout(&out);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(text, "hello\noops\ninit-done\n");
+    let out = logs(&["-c", "a", "--tail", "1", &name]);
+    assert_eq!(stdout(&out), "init-done\n");
+    let out = logs(&["-c", "a", "--timestamps", &name]);
+    let first = stdout(&out).lines().next().unwrap().to_string();
+    let (ts, rest) = first.split_once(' ').unwrap();
+    assert!(ts.contains('T') && ts.ends_with('Z'), "{first}");
+    assert_eq!(rest, "hello");
+    let out = logs(&[&name]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!(
+            "a container name must be specified for pod {name}, choose one of: [setup a b]"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let out = logs(&["-c", "a", "--previous", &name]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("previous terminated container"),
+        "{}",
+        stderr(&out)
+    );
+    // The files: the CRI layout and line format.
+    let file = inst
+        .dir
+        .join("logs")
+        .join(format!("default_{name}_{u}"))
+        .join("a")
+        .join("0.log");
+    let raw = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = raw.lines().collect();
+    assert!(lines[0].ends_with(" stdout F hello"), "{raw}");
+    assert!(lines[1].ends_with(" stderr F oops"), "{raw}");
+
+    // A second run of the same name is refused while it exists.
+    let out = inst.detach(&yaml);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+
+    // stop: a exits 0 on SIGTERM, b is killed after the (2 s minimum) grace period.
+    let t = Instant::now();
+    let out = inst.podshim(&["stop", "--grace-period", "1", &name], T);
+    ok(&out);
+    assert_eq!(stdout(&out).trim(), name);
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(1900), "{took:?}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    let v = inst.inspect(&name);
+    assert_eq!(v["status"]["phase"], "Failed", "{}", v["status"]);
+    let a = container_status(&v, "a");
+    assert_eq!(a["state"]["terminated"]["exitCode"], 0, "{a}");
+    assert_eq!(a["state"]["terminated"]["reason"], "Completed", "{a}");
+    let b = container_status(&v, "b");
+    assert_eq!(b["state"]["terminated"]["exitCode"], 137, "{b}");
+    assert_eq!(b["state"]["terminated"]["reason"], "Error", "{b}");
+    assert!(b["state"]["terminated"]["finishedAt"].is_string(), "{b}");
+    // Logs stay readable after the stop.
+    let out = logs(&["-c", "a", &name]);
+    assert_eq!(stdout(&out), "hello\noops\ninit-done\n");
+    // Stopped: nothing of the Pod is left on the host but its record.
+    let row = ps_row(&inst, &name);
+    assert_eq!(row[1], "0/2", "{row:?}");
+    let pods = inst.state.join("pods");
+    let left: Vec<String> = std::fs::read_dir(pods.join(format!("default_{name}")))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(left, ["record.json"]);
+
+    // --replace runs it again; rm without -f refuses a running Pod; rm -f removes it.
+    let out = inst.podshim(
+        &[
+            "run",
+            "-d",
+            "--replace",
+            inst.dir.join("pod-replace.yaml").to_str().unwrap(),
+        ],
+        T,
+    );
+    assert!(!out.status.success(), "a missing file is an error");
+    let path = inst.dir.join("again.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let out = inst.podshim(&["run", "-d", "--replace", path.to_str().unwrap()], T);
+    ok(&out);
+    assert_eq!(ps_row(&inst, &name)[2], "Running");
+    let out = inst.podshim(&["rm", &name], T);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("is running"), "{}", stderr(&out));
+    let out = inst.podshim(&["rm", "-f", "--grace-period", "0", &name], T);
+    ok(&out);
+    let out = inst.podshim(&["ps"], T);
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+    inst.assert_clean(&[&u]);
+}
+
+#[test]
+fn a_crashing_container_backs_off_longer_each_time() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(2);
+    let name = inst.name("crash");
+    let c = container("c", "echo run; exit 3", "");
+    // run -d returns once the container has started (it fails afterwards).
+    ok(&inst.detach(&pod(&name, &u, "Always", &c, "")));
+    let mut seen_backoff = false;
+    let v = inst.wait_for(&name, T, "5 restarts", |v| {
+        let cs = container_status(v, "c");
+        if cs["state"]["waiting"]["reason"] == "CrashLoopBackOff" {
+            assert!(
+                s(&cs["state"]["waiting"]["message"]).contains("back-off"),
+                "{cs}"
+            );
+        }
+        cs["restartCount"].as_u64().unwrap_or(0) >= 5
+    });
+    let cs = container_status(&v, "c");
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 3, "{cs}");
+    assert_eq!(cs["lastState"]["terminated"]["reason"], "Error", "{cs}");
+    assert_eq!(v["status"]["phase"], "Running");
+    // ps shows CrashLoopBackOff while it waits (most of the time, with the back-off growing).
+    let deadline = Instant::now() + T;
+    while !seen_backoff && Instant::now() < deadline {
+        let row = ps_row(&inst, &name);
+        seen_backoff = row[2] == "CrashLoopBackOff";
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(seen_backoff, "ps never showed CrashLoopBackOff");
+    // Each run has its own log file; the time between runs grows (scaled back-off: 0 s, 0.5 s,
+    // 1 s, 2 s; plus the start of the container each time).
+    let dir = inst
+        .dir
+        .join("logs")
+        .join(format!("default_{name}_{u}"))
+        .join("c");
+    let starts: Vec<f64> = (0..5)
+        .map(|n| {
+            let raw = std::fs::read_to_string(dir.join(format!("{n}.log"))).unwrap();
+            assert!(raw.ends_with(" stdout F run\n"), "{raw}");
+            let ts = raw.split(' ').next().unwrap();
+            chrono_secs(ts)
+        })
+        .collect();
+    let gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps[1] > gaps[0] + 0.3, "{gaps:?}");
+    assert!(gaps[2] > gaps[0] + 0.8, "{gaps:?}");
+    assert!(gaps[3] > gaps[1] + 1.2, "{gaps:?}");
+    let out = inst.podshim(&["logs", "--previous", &name], T);
+    ok(&out);
+    assert_eq!(stdout(&out), "run\n");
+    let out = inst.podshim(&["rm", "-f", &name], T);
+    ok(&out);
+    inst.assert_clean(&[&u]);
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time with nanoseconds.
+fn chrono_secs(ts: &str) -> f64 {
+    // 2026-11-27T08:21:52.123456789Z
+    let (date, time) = ts.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
+    let days = d[0] * 366 * 31 + d[1] * 31 + d[2]; // monotonic within a test run
+    (days * 86400 + t[0] * 3600 + t[1] * 60 + t[2]) as f64
+        + format!("0.{frac}").parse::<f64>().unwrap()
+}
+
+#[test]
+fn down_removes_the_pods_of_a_manifest() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let (u1, u2) = (uid(3), uid(4));
+    let yaml = format!(
+        "{}---\n{}",
+        pod(
+            &inst.name("one"),
+            &u1,
+            "Always",
+            &container("c", "exec sleep 3600", ""),
+            ""
+        ),
+        pod(
+            &inst.name("two"),
+            &u2,
+            "Always",
+            &container("c", "exec sleep 3600", ""),
+            ""
+        )
+    );
+    let out = inst.detach(&yaml);
+    ok(&out);
+    assert_eq!(
+        stdout(&out),
+        format!("{}\n{}\n", inst.name("one"), inst.name("two"))
+    );
+    let path = inst.dir.join("down.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let out = inst.podshim(&["down", "--grace-period", "0", path.to_str().unwrap()], T);
+    ok(&out);
+    assert_eq!(
+        stdout(&out),
+        format!("{}\n{}\n", inst.name("one"), inst.name("two"))
+    );
+    inst.assert_clean(&[&u1, &u2]);
+}
+
+fn sigkill(pid: u32) {
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// The supervisor is SIGKILLed while the Pod starts (an init container runs), while it runs,
+/// and while it stops (waiting out the grace period); every time the Pod shows as lost and
+/// `gc` removes everything it had.
+#[test]
+fn a_killed_supervisor_leaves_nothing_after_gc() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    for (n, point) in ["setup", "running", "teardown"].iter().enumerate() {
+        let u = uid(10 + n as u32);
+        let name = inst.name(point);
+        let init = "  initContainers:\n  - name: slow\n    image: busybox:1.35\n    command: [sleep, '30']\n";
+        let c = container("c", "exec sleep 3600", "");
+        let mut yaml = pod(&name, &u, "Always", &c, "").replace(
+            "terminationGracePeriodSeconds: 1",
+            "terminationGracePeriodSeconds: 30",
+        );
+        if *point == "setup" {
+            yaml = yaml.replace("  containers:\n", &format!("{init}  containers:\n"));
+        }
+        let path = inst.dir.join(format!("{point}.yaml"));
+        std::fs::write(&path, &yaml).unwrap();
+        let mut run = Some(
+            inst.command()
+                .args(["run", "-d", path.to_str().unwrap()])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut stopper = None;
+        match *point {
+            "setup" => {
+                inst.wait_for(&name, T, "the init container running", |v| {
+                    container_status(v, "slow")["state"]["running"].is_object()
+                });
+            }
+            "running" => ok(&wait_output(run.take().unwrap(), T)),
+            _ => {
+                ok(&wait_output(run.take().unwrap(), T));
+                // Stop with a long grace period: sleep (PID 1) ignores SIGTERM, so the
+                // supervisor waits; kill it then.
+                stopper = Some(
+                    inst.command()
+                        .args(["stop", &name])
+                        .stdout(std::process::Stdio::piped())
+                        .stderr(std::process::Stdio::piped())
+                        .spawn()
+                        .unwrap(),
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+        let pid = inst.supervisor_pid(&name).expect("a supervisor");
+        sigkill(pid);
+        if let Some(run) = run {
+            let out = wait_output(run, T);
+            assert!(!out.status.success());
+            assert!(
+                stderr(&out).contains("the supervisor exited before the pod started"),
+                "{}",
+                stderr(&out)
+            );
+        }
+        if let Some(stopper) = stopper {
+            // `stop` notices the supervisor is gone and finishes the job from the journal.
+            ok(&wait_output(stopper, T));
+        } else {
+            let v = inst.wait_for(&name, T, "SupervisorLost", |v| {
+                v["status"]["reason"] == "SupervisorLost"
+            });
+            assert_eq!(v["status"]["phase"], "Failed", "{}", v["status"]);
+            let c = container_status(&v, "c");
+            assert_eq!(
+                c["state"]["terminated"]["reason"], "ContainerStatusUnknown",
+                "{c}"
+            );
+            assert_eq!(v["status"]["reason"], "SupervisorLost", "{}", v["status"]);
+            let out = inst.podshim(&["ps"], T);
+            assert!(stdout(&out).contains("SupervisorLost"), "{}", stdout(&out));
+            let out = inst.podshim(&["gc"], T);
+            ok(&out);
+            assert!(stdout(&out).contains("removed"), "{}", stdout(&out));
+        }
+        inst.assert_clean(&[&u]);
+    }
+}
