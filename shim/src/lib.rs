@@ -9,6 +9,7 @@ pub mod manifest;
 pub mod mounts;
 pub mod plan;
 pub mod pod;
+pub mod probe;
 pub mod record;
 pub mod resolve;
 pub mod spec;

@@ -123,6 +123,15 @@ enum Command {
     /// The per-Pod supervisor `run -d` starts (reads its Pod from stdin)
     #[command(hide = true)]
     Supervise,
+    /// One httpGet/tcpSocket check, run by a supervisor (exit 0: success)
+    #[command(hide = true)]
+    Probe {
+        #[arg(long)]
+        pod_ip: String,
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+        action: String,
+    },
     /// Manage the local image store
     #[command(subcommand)]
     Image(ImageCommand),
@@ -230,7 +239,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
     let log_root = cli.global.log_root.clone();
     match cli.command {
         Command::Run(args) => cli::run::run(&cfg, &log_root, &global_args(&cli.global), args),
-        Command::Supervise => cli::run::supervise(&cfg, &log_root),
+        Command::Supervise => cli::run::supervise(&cfg, &log_root, &global_args(&cli.global)),
+        Command::Probe {
+            pod_ip,
+            timeout_ms,
+            action,
+        } => cli::run::probe(&pod_ip, timeout_ms, &action),
         Command::Ps { output } => cli::manage::ps(&cfg, output),
         Command::Inspect { pod } => cli::manage::inspect(&cfg, &pod),
         Command::Logs(args) => cli::logs::logs(&cfg, args),

@@ -240,6 +240,13 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
                 })
                 .collect(),
             resources: resources::container_resources(c, qos, node_memory),
+            checks: crate::probe::checks(c, &format!("spec.{list}[{i}]")).unwrap_or_else(|e| {
+                errors.push(e);
+                Default::default()
+            }),
+            termination_message_path: c.termination_message_path.clone().unwrap_or_default(),
+            termination_message_fallback: c.termination_message_policy.as_deref()
+                == Some("FallbackToLogsOnError"),
         };
         if list == "containers" {
             containers.push(plan);

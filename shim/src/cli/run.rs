@@ -39,6 +39,25 @@ pub struct RunArgs {
     file: String,
 }
 
+/// `podshim probe`: one httpGet or tcpSocket check (the supervisor runs it as a child process);
+/// exit 0 on success, 1 with the reason on stderr otherwise.
+pub fn probe(pod_ip: &str, timeout_ms: u64, action: &str) -> Result<i32> {
+    let action: podshim::probe::Action =
+        serde_json::from_str(action).context("decode the check")?;
+    let ip = pod_ip.parse().context("--pod-ip")?;
+    match podshim::probe::check(
+        &action,
+        ip,
+        std::time::Duration::from_millis(timeout_ms.max(1)),
+    ) {
+        Ok(_) => Ok(0),
+        Err(why) => {
+            eprintln!("{why}");
+            Ok(1)
+        }
+    }
+}
+
 /// What a detached run hands its supervisor on stdin.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SupervisorInput {
@@ -109,6 +128,9 @@ pub fn run(cfg: &Config, log_root: &Path, globals: &[OsString], args: RunArgs) -
         detached: false,
         log_root: log_root.to_path_buf(),
         ready: None,
+        runner: supervise::Runner {
+            self_args: globals.to_vec(),
+        },
     };
     supervise::run(cfg, jobs, opts)
 }
@@ -208,7 +230,7 @@ fn detach(log_root: &Path, globals: &[OsString], jobs: Vec<PodJob>, scale: f64) 
 /// The per-Pod supervisor: its own session, stdin and stdout on /dev/null (the original stdout
 /// is the channel on which `run -d` waits for the start), stderr into the Pod's
 /// `supervisor.log`.
-pub fn supervise(cfg: &Config, log_root: &Path) -> Result<i32> {
+pub fn supervise(cfg: &Config, log_root: &Path, globals: &[OsString]) -> Result<i32> {
     let _ = nix::unistd::setsid();
     let mut input = String::new();
     std::io::stdin()
@@ -230,6 +252,9 @@ pub fn supervise(cfg: &Config, log_root: &Path) -> Result<i32> {
         detached: true,
         log_root: PathBuf::from(log_root),
         ready: Some(ready),
+        runner: supervise::Runner {
+            self_args: globals.to_vec(),
+        },
     };
     match supervise::run(cfg, vec![input.job], opts) {
         Ok(code) => Ok(code),

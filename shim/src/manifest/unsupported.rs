@@ -44,6 +44,42 @@ const SUPPORTED: &[&str] = &[
     "spec.containers[].volumeMounts[].mountPath",
     "spec.containers[].volumeMounts[].readOnly",
     "spec.containers[].imagePullPolicy",
+    // Probes (not grpc yet) and hooks (not the deprecated tcpSocket), run by the supervisor;
+    // httpGet only with scheme HTTP (checked in `check_values`).
+    "spec.containers[].livenessProbe.exec",
+    "spec.containers[].livenessProbe.httpGet",
+    "spec.containers[].livenessProbe.tcpSocket",
+    "spec.containers[].livenessProbe.initialDelaySeconds",
+    "spec.containers[].livenessProbe.timeoutSeconds",
+    "spec.containers[].livenessProbe.periodSeconds",
+    "spec.containers[].livenessProbe.successThreshold",
+    "spec.containers[].livenessProbe.failureThreshold",
+    "spec.containers[].livenessProbe.terminationGracePeriodSeconds",
+    "spec.containers[].readinessProbe.exec",
+    "spec.containers[].readinessProbe.httpGet",
+    "spec.containers[].readinessProbe.tcpSocket",
+    "spec.containers[].readinessProbe.initialDelaySeconds",
+    "spec.containers[].readinessProbe.timeoutSeconds",
+    "spec.containers[].readinessProbe.periodSeconds",
+    "spec.containers[].readinessProbe.successThreshold",
+    "spec.containers[].readinessProbe.failureThreshold",
+    "spec.containers[].readinessProbe.terminationGracePeriodSeconds",
+    "spec.containers[].startupProbe.exec",
+    "spec.containers[].startupProbe.httpGet",
+    "spec.containers[].startupProbe.tcpSocket",
+    "spec.containers[].startupProbe.initialDelaySeconds",
+    "spec.containers[].startupProbe.timeoutSeconds",
+    "spec.containers[].startupProbe.periodSeconds",
+    "spec.containers[].startupProbe.successThreshold",
+    "spec.containers[].startupProbe.failureThreshold",
+    "spec.containers[].startupProbe.terminationGracePeriodSeconds",
+    "spec.containers[].lifecycle.postStart.exec",
+    "spec.containers[].lifecycle.postStart.httpGet",
+    "spec.containers[].lifecycle.postStart.sleep",
+    "spec.containers[].lifecycle.preStop.exec",
+    "spec.containers[].lifecycle.preStop.httpGet",
+    "spec.containers[].lifecycle.preStop.sleep",
+    // A host file bind-mounted there; read when the container exits.
     "spec.containers[].terminationMessagePath",
     "spec.containers[].terminationMessagePolicy",
     "spec.containers[].securityContext.runAsUser",
@@ -269,6 +305,37 @@ fn check_container_values(doc: &Value, list_name: &str) -> Vec<FieldError> {
         }
     }
     for (i, c) in containers.into_iter().flatten().enumerate() {
+        let handlers = [
+            ("livenessProbe", None),
+            ("readinessProbe", None),
+            ("startupProbe", None),
+            ("lifecycle", Some("postStart")),
+            ("lifecycle", Some("preStop")),
+        ];
+        for (field, hook) in handlers {
+            let mut h = c.get(field);
+            if let Some(hook) = hook {
+                h = h.and_then(|l| l.get(hook));
+            }
+            let scheme = h
+                .and_then(|h| h.get("httpGet"))
+                .and_then(|g| g.get("scheme"));
+            if let Some(Value::String(s)) = scheme {
+                if s != "HTTP" {
+                    let mut p = spec.child(list_name).index(i).child(field);
+                    if let Some(hook) = hook {
+                        p = p.child(hook);
+                    }
+                    let p = p.child("httpGet").child("scheme");
+                    errs.push(FieldError::forbidden(
+                        &p,
+                        format!("{s} is not supported by podshim yet (only HTTP)"),
+                    ));
+                }
+            }
+        }
+    }
+    for (i, c) in containers.into_iter().flatten().enumerate() {
         let env = c.get("env").and_then(Value::as_array);
         for (j, e) in env.into_iter().flatten().enumerate() {
             let r = e.get("valueFrom").and_then(|v| v.get("resourceFieldRef"));
@@ -325,7 +392,8 @@ mod tests {
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "generateName": "x-"},
             "spec": {
                 "hostIPC": true,
-                "containers": [{"name": "c", "livenessProbe": {"exec": {"command": ["true"]}},
+                "containers": [{"name": "c", "livenessProbe": {"grpc": {"port": 9000}},
+                  "readinessProbe": {"httpGet": {"port": 80, "scheme": "HTTPS"}},
                   "env": [{"name": "A", "valueFrom": {"fileKeyRef": {"path": "x"}}},
                     {"name": "B", "valueFrom": {"resourceFieldRef": {"resource": "limits.ephemeral-storage"}}}],
                   "ports": [{"containerPort": 80, "hostPort": 80, "hostIP": "127.0.0.1"}],
@@ -341,7 +409,8 @@ mod tests {
         for want in [
             "metadata.generateName: Forbidden: not supported by podshim yet",
             "spec.hostIPC: Forbidden: not supported by podshim yet",
-            "spec.containers[0].livenessProbe: Forbidden: not supported by podshim yet",
+            "spec.containers[0].livenessProbe.grpc: Forbidden: not supported by podshim yet",
+            "spec.containers[0].readinessProbe.httpGet.scheme: Forbidden: HTTPS is not supported by podshim yet (only HTTP)",
             "spec.containers[0].env[0].valueFrom.fileKeyRef: Forbidden: not supported by podshim yet",
             r#"spec.containers[0].env[1].valueFrom.resourceFieldRef.resource: Unsupported value: "limits.ephemeral-storage": supported values: "limits.cpu", "limits.memory", "requests.cpu", "requests.memory""#,
             "spec.containers[0].securityContext.privileged: Forbidden: not supported by podshim yet",
@@ -354,7 +423,7 @@ mod tests {
         ] {
             assert!(errs.contains(&want.to_string()), "missing {want} in {errs:#?}");
         }
-        assert_eq!(errs.len(), 12, "{errs:#?}");
+        assert_eq!(errs.len(), 13, "{errs:#?}");
     }
 
     #[test]
@@ -377,7 +446,7 @@ mod tests {
             "spec": {"initContainers": [
                 {"name": "s", "image": "i", "restartPolicy": "Always",
                  "livenessProbe": {"exec": {"command": ["true"]}},
-                 "lifecycle": {"preStop": {"sleep": {"seconds": 1}}},
+                 "lifecycle": {"preStop": {"sleep": {"seconds": 1}}, "stopSignal": "SIGQUIT"},
                  "ports": [{"containerPort": 80, "hostPort": 8080}],
                  "resources": {"limits": {"hugepages-2Mi": "2Mi"}}}
             ]}
@@ -385,8 +454,7 @@ mod tests {
         assert_eq!(
             gate(v),
             vec![
-                "spec.initContainers[0].lifecycle: Forbidden: not supported by podshim yet",
-                "spec.initContainers[0].livenessProbe: Forbidden: not supported by podshim yet",
+                "spec.initContainers[0].lifecycle.stopSignal: Forbidden: not supported by podshim yet",
                 "spec.initContainers[0].ports[0].hostPort: Forbidden: not supported by podshim yet",
                 "spec.initContainers[0].resources.limits[hugepages-2Mi]: Forbidden: not supported by podshim yet",
             ]

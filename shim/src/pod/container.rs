@@ -4,6 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use libcontainer::container::builder::ContainerBuilder;
@@ -55,6 +56,15 @@ pub struct ContainerPlan {
     pub mounts: Vec<(String, String, bool)>,
     /// cgroup limits and `oom_score_adj` from `resources` and the Pod's QoS class.
     pub resources: spec::Resources,
+    /// Probes and lifecycle hooks.
+    #[serde(default)]
+    pub checks: crate::probe::Checks,
+    /// `terminationMessagePath` (empty: none).
+    #[serde(default)]
+    pub termination_message_path: String,
+    /// `terminationMessagePolicy: FallbackToLogsOnError`.
+    #[serde(default)]
+    pub termination_message_fallback: bool,
 }
 
 /// A started container: its init PID (our child) and the read ends of its stdout and stderr.
@@ -69,6 +79,24 @@ pub struct Started {
 /// The libcontainer id of a Pod's container.
 pub fn container_id(sandbox: &Sandbox, name: &str) -> String {
     format!("{}-{}", sandbox.uid, name)
+}
+
+/// The host file bind-mounted at a container's `terminationMessagePath` (fresh at each start).
+pub fn termination_file(sandbox: &Sandbox, name: &str) -> PathBuf {
+    sandbox.dir.join("termination").join(name)
+}
+
+/// What the container wrote to its termination message file (at most 4096 bytes, as the
+/// kubelet reads).
+pub fn termination_message(sandbox: &Sandbox, name: &str) -> Option<String> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    fs::File::open(termination_file(sandbox, name))
+        .ok()?
+        .take(4096)
+        .read_to_end(&mut buf)
+        .ok()?;
+    (!buf.is_empty()).then(|| String::from_utf8_lossy(&buf).into_owned())
 }
 
 /// A container's cgroup, inside the Pod's (relative to every hierarchy's root).
@@ -182,6 +210,21 @@ pub fn start(
             source,
             destination: path.clone(),
             readonly: *readonly,
+        });
+    }
+    if !plan.termination_message_path.is_empty() {
+        // World-writable, as the kubelet makes it, so any container user can write its message.
+        let file = termination_file(sandbox, &name);
+        if let Some(dir) = file.parent() {
+            fs::create_dir_all(dir).map_err(io("create", &dir.to_path_buf()))?;
+        }
+        fs::write(&file, b"").map_err(io("create", &file))?;
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o666))
+            .map_err(io("chmod", &file))?;
+        binds.push(Bind {
+            source: file,
+            destination: plan.termination_message_path.clone(),
+            readonly: false,
         });
     }
     let cgroups_path = container_cgroup(sandbox, &name);

@@ -23,16 +23,19 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+mod checks;
 mod output;
 mod track;
 
+pub use checks::Runner;
+use checks::{Check, Probes, Purpose, Verdict};
 use output::Output;
 use track::Track;
 
 use crate::config::Config;
 use crate::logs;
 use crate::plan::PodPlan;
-use crate::pod::container::{oom_killed, remove_container, start};
+use crate::pod::container::{oom_killed, remove_container, start, termination_message};
 use crate::pod::order::{self, Phase, Role};
 use crate::pod::restart::{exit_code, Backoff};
 use crate::pod::{chain, pod_key, Sandbox};
@@ -73,6 +76,28 @@ struct Slot {
     last_exit: Option<(u64, i32)>,
     /// What the Pod's status says about this container.
     track: Track,
+    /// Counts the container's starts (checks of an earlier run are ignored).
+    run: u32,
+    /// The probers of the current run.
+    probes: Option<Probes>,
+    /// Its postStart hook has not finished yet (probes wait for it).
+    post_start: bool,
+    /// The container is being killed: preStop, stop signal, SIGKILL.
+    kill: Option<Kill>,
+    /// The image's STOPSIGNAL.
+    stop_signal: Option<String>,
+}
+
+/// Killing one container as the kubelet does: the preStop hook, then the stop signal (after the
+/// hook, or once the grace period is spent), then SIGKILL at the deadline, which comes no
+/// sooner than 2 s after the signal.
+#[derive(Debug, Clone, Copy)]
+struct Kill {
+    deadline: Instant,
+    immediate: bool,
+    hook_done: bool,
+    signal_sent: bool,
+    killed: bool,
 }
 
 impl Slot {
@@ -141,6 +166,8 @@ pub struct Options {
     /// Told once, with one line per Pod, when every container has started (or one cannot):
     /// `run -d` waits for it before it returns.
     pub ready: Option<File>,
+    /// How probe and hook processes are started.
+    pub runner: Runner,
 }
 
 /// The file `podshim stop` writes into a Pod's state directory before it sends SIGUSR1 to the
@@ -241,6 +268,11 @@ pub fn run(cfg: &Config, jobs: Vec<PodJob>, mut opts: Options) -> anyhow::Result
                 exit: None,
                 last_exit: None,
                 track: Track::new(c, role),
+                run: 0,
+                probes: None,
+                post_start: false,
+                kill: None,
+                stop_signal: c.stop_signal.clone(),
             });
         }
     }
@@ -253,6 +285,7 @@ pub fn run(cfg: &Config, jobs: Vec<PodJob>, mut opts: Options) -> anyhow::Result
             requests: &requests,
             wake_r: &wake_r,
             opts: &mut opts,
+            checks: Vec::new(),
         };
         sv.supervise(&mut pods, &mut slots)
     }));
@@ -301,12 +334,12 @@ fn pod_status(pod: &PodRun, p: usize, slots: &[Slot]) -> status::PodStatus {
     let init: Vec<(Role, status::ContainerStatus)> = mine
         .iter()
         .filter(|s| s.role != Role::App)
-        .map(|s| (s.role, s.track.status(s.phase(), s.restarts)))
+        .map(|s| (s.role, slot_status(s)))
         .collect();
     let apps: Vec<status::ContainerStatus> = mine
         .iter()
         .filter(|s| s.role == Role::App)
-        .map(|s| s.track.status(s.phase(), s.restarts))
+        .map(slot_status)
         .collect();
     let init_refs: Vec<(Role, &status::ContainerStatus)> =
         init.iter().map(|(r, s)| (*r, s)).collect();
@@ -337,6 +370,16 @@ fn pod_status(pod: &PodRun, p: usize, slots: &[Slot]) -> status::PodStatus {
         container_statuses: apps,
         ..Default::default()
     }
+}
+
+/// A container's status: started once its postStart hook finished and its startup probe
+/// succeeded; ready once also its readiness probe says so (and it is not being killed).
+fn slot_status(s: &&Slot) -> status::ContainerStatus {
+    let running = matches!(s.state, State::Running { .. });
+    let probes = s.probes.as_ref();
+    let started = running && !s.post_start && probes.is_none_or(|p| p.started);
+    let ready = started && s.kill.is_none() && probes.is_none_or(|p| p.ready);
+    s.track.status(s.phase(), s.restarts, ready, started)
 }
 
 fn write_record(pod: &mut PodRun, p: usize, slots: &[Slot], opts: &Options, terminating: bool) {
@@ -392,7 +435,8 @@ fn startup_over(pod: &PodRun, p: usize, slots: &[Slot]) -> Option<Result<(), Str
         if let Some(problem) = s.track.failure() {
             return Some(Err(format!("container {}: {problem}", s.track.name)));
         }
-        if !s.started_once {
+        // Started means its postStart hook has finished, as for the kubelet.
+        if !s.started_once || s.post_start {
             waiting = true;
         }
     }
@@ -423,19 +467,23 @@ struct Supervision<'a> {
     requests: &'a AtomicBool,
     wake_r: &'a UnixStream,
     opts: &'a mut Options,
+    /// Probe and hook processes (and sleep hooks) in flight.
+    checks: Vec<Check>,
 }
 
 impl Supervision<'_> {
     /// The supervision loop: start what is due (in the Pod's container order), copy output,
-    /// reap exits, apply the restart policy, and stop Pods once a stop signal or request arrived
-    /// or only their sidecars are left. Returns when every container is done.
+    /// run probes and hooks, reap exits, apply the restart policy, and stop Pods once a stop
+    /// signal or request arrived or only their sidecars are left. Returns when every container
+    /// is done.
     fn supervise(&mut self, pods: &mut [PodRun], slots: &mut [Slot]) -> io::Result<()> {
         loop {
             let signalled = self.stop_sig.load(Ordering::SeqCst) != 0;
             if self.requests.swap(false, Ordering::SeqCst) {
                 self.take_stop_requests(pods);
             }
-            for (p, pod) in pods.iter_mut().enumerate() {
+            for p in 0..pods.len() {
+                let pod = &mut pods[p];
                 if pod.stop.is_none() && (signalled || order::finished(&view(slots, p))) {
                     let grace = grace(pod.plan.grace_period);
                     pod.stop = Some(Stop {
@@ -445,17 +493,20 @@ impl Supervision<'_> {
                     });
                     pod.dirty = true;
                 }
-                if pod.stop.is_some() {
-                    stop_pod(pod, p, slots);
+                if pods[p].stop.is_some() {
+                    self.stop_pod(pods, p, slots);
                 }
             }
             // Start what is due.
             let now = Instant::now();
             for i in 0..slots.len() {
                 if may_start(pods, slots, i).is_some_and(|at| at <= now) {
-                    self.start_slot(pods, &mut slots[i]);
+                    self.start_slot(pods, slots, i);
                 }
             }
+            self.run_probes(pods, slots);
+            self.expire_checks(pods, slots);
+            self.advance_kills(slots);
             for (p, pod) in pods.iter_mut().enumerate() {
                 write_record(pod, p, slots, self.opts, false);
             }
@@ -471,23 +522,9 @@ impl Supervision<'_> {
                 return Ok(());
             }
             // Wait for output, a signal, or the next deadline.
-            let mut next: Option<Instant> = None;
-            let mut soonest = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
-            for (p, pod) in pods.iter().enumerate() {
-                let running = slots
-                    .iter()
-                    .any(|s| s.pod == p && matches!(s.state, State::Running { .. }));
-                match &pod.stop {
-                    Some(stop) if running && !stop.killed => soonest(stop.deadline),
-                    _ => {}
-                }
-            }
-            for i in 0..slots.len() {
-                if let Some(at) = may_start(pods, slots, i) {
-                    soonest(at);
-                }
-            }
-            let timeout = next.map(|n| n.saturating_duration_since(Instant::now()));
+            let timeout = self
+                .next_deadline(pods, slots)
+                .map(|n| n.saturating_duration_since(Instant::now()));
             let mut ready = output::wait(self.wake_r, slots.iter().map(|s| &s.out), timeout)?;
             // A stream at EOF is removed from its slot: handle higher indexes first.
             ready.sort_by_key(|(slot, stream)| (*slot, std::cmp::Reverse(*stream)));
@@ -497,7 +534,8 @@ impl Supervision<'_> {
             output::drain_wake(self.wake_r);
             self.reap(pods, slots);
             // A Pod whose pause process died has lost its namespaces: stop it.
-            for (p, pod) in pods.iter_mut().enumerate() {
+            for p in 0..pods.len() {
+                let pod = &mut pods[p];
                 let dead = pod
                     .sandbox
                     .as_mut()
@@ -514,10 +552,47 @@ impl Supervision<'_> {
                         grace: Duration::ZERO,
                         killed: false,
                     });
-                    stop_pod(pod, p, slots);
+                    self.stop_pod(pods, p, slots);
                 }
             }
         }
+    }
+
+    /// The soonest thing the loop must do by itself: a stop deadline, a (re)start, a probe, a
+    /// check timing out, a kill step.
+    fn next_deadline(&self, pods: &[PodRun], slots: &[Slot]) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut soonest = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
+        for (p, pod) in pods.iter().enumerate() {
+            let running = slots
+                .iter()
+                .any(|s| s.pod == p && matches!(s.state, State::Running { .. }));
+            match &pod.stop {
+                Some(stop) if running && !stop.killed => soonest(stop.deadline),
+                _ => {}
+            }
+        }
+        for (i, s) in slots.iter().enumerate() {
+            if let Some(at) = may_start(pods, slots, i) {
+                soonest(at);
+            }
+            if let Some(at) = s.probes.as_ref().and_then(Probes::next_at) {
+                if matches!(s.state, State::Running { .. }) && !s.post_start && s.kill.is_none() {
+                    soonest(at);
+                }
+            }
+            if let Some(k) = &s.kill {
+                if !k.killed && matches!(s.state, State::Running { .. }) {
+                    soonest(k.deadline);
+                }
+            }
+        }
+        for c in &self.checks {
+            if let Some(at) = c.deadline {
+                soonest(at);
+            }
+        }
+        next
     }
 
     /// `podshim stop` left a request file in the Pod's directory: stop that Pod, with the
@@ -550,12 +625,267 @@ impl Supervision<'_> {
         }
     }
 
-    fn start_slot(&mut self, pods: &mut [PodRun], s: &mut Slot) {
+    /// One step of stopping Pod `p`: nothing more starts; running containers are killed (preStop,
+    /// then the stop signal) in the Pod's stop order (app and init containers, then sidecars in
+    /// reverse); every one left gets SIGKILL at the Pod's deadline.
+    fn stop_pod(&mut self, pods: &mut [PodRun], p: usize, slots: &mut [Slot]) {
+        let Some(stop) = pods[p].stop.as_ref() else {
+            return;
+        };
+        let (deadline, killed) = (stop.deadline, stop.killed);
+        for s in slots.iter_mut().filter(|s| s.pod == p) {
+            if let State::Waiting { .. } = s.state {
+                s.state = State::Done;
+                pods[p].dirty = true;
+            }
+        }
+        if killed {
+            return;
+        }
+        if Instant::now() >= deadline {
+            for s in slots.iter_mut().filter(|s| s.pod == p) {
+                if let State::Running { pid, .. } = s.state {
+                    let _ = kill(pid, Signal::SIGKILL);
+                    s.signalled = true;
+                }
+            }
+            if let Some(stop) = pods[p].stop.as_mut() {
+                stop.killed = true;
+            }
+            return;
+        }
+        let first = slots.iter().position(|s| s.pod == p).unwrap_or(0);
+        for i in order::to_signal(&view(slots, p)) {
+            let idx = first + i;
+            if matches!(slots[idx].state, State::Running { .. }) && slots[idx].kill.is_none() {
+                let grace = deadline.saturating_duration_since(Instant::now());
+                self.begin_kill(pods, slots, idx, grace);
+            }
+        }
+    }
+
+    /// Start killing container `i`: its preStop hook first (when the grace period allows),
+    /// then its stop signal.
+    fn begin_kill(&mut self, pods: &mut [PodRun], slots: &mut [Slot], i: usize, grace: Duration) {
+        let s = &mut slots[i];
         let pod = &mut pods[s.pod];
         pod.dirty = true;
-        let plan = pod.plan.container(s.index);
+        let now = Instant::now();
+        let immediate = grace.is_zero() || pod.stop.as_ref().is_some_and(|st| st.grace.is_zero());
+        s.signalled = true;
+        let mut hook_done = true;
+        if !immediate {
+            if let Some(action) = pod.plan.container(s.index).checks.pre_stop.clone() {
+                hook_done = !self.start_check(pod, s, i, &action, Purpose::PreStop, now + grace);
+            }
+        }
+        s.kill = Some(Kill {
+            deadline: now + grace,
+            immediate,
+            hook_done,
+            signal_sent: false,
+            killed: false,
+        });
+        self.advance_kills(slots);
+    }
+
+    /// Move every kill along: the stop signal once the hook is done (or the grace period is
+    /// spent), SIGKILL at the deadline.
+    fn advance_kills(&mut self, slots: &mut [Slot]) {
+        let now = Instant::now();
+        for s in slots.iter_mut() {
+            let State::Running { pid, .. } = s.state else {
+                continue;
+            };
+            let Some(k) = s.kill.as_mut() else { continue };
+            if !k.signal_sent && (k.hook_done || now >= k.deadline) {
+                k.signal_sent = true;
+                if k.immediate {
+                    let _ = kill(pid, Signal::SIGKILL);
+                    k.killed = true;
+                    continue;
+                }
+                let _ = kill(pid, stop_signal(s.stop_signal.as_deref()));
+                // The kubelet gives the signal at least 2 s, even after a long preStop.
+                k.deadline = k.deadline.max(now + Duration::from_secs(2));
+            } else if k.signal_sent && !k.killed && now >= k.deadline {
+                let _ = kill(pid, Signal::SIGKILL);
+                k.killed = true;
+            }
+        }
+    }
+
+    /// Start a probe or hook for slot `i`; false when it could not start (a failed check).
+    fn start_check(
+        &mut self,
+        pod: &PodRun,
+        s: &Slot,
+        i: usize,
+        action: &crate::probe::Action,
+        purpose: Purpose,
+        deadline: Instant,
+    ) -> bool {
+        let key = format!("{}/{}", pod.plan.sandbox.namespace, pod.plan.sandbox.name);
+        let ip = pod
+            .sandbox
+            .as_ref()
+            .map(|sb| std::net::IpAddr::V4(sb.attachment.ip))
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        match self
+            .opts
+            .runner
+            .spawn(action, &key, &s.track.name, ip, timeout)
+        {
+            Ok(pid) => {
+                let deadline = match (action, purpose) {
+                    (crate::probe::Action::Sleep { seconds }, _) => {
+                        Some(deadline.min(Instant::now() + Duration::from_secs(*seconds)))
+                    }
+                    (_, Purpose::PostStart) => None,
+                    _ => Some(deadline),
+                };
+                self.checks.push(Check {
+                    pid,
+                    slot: i,
+                    run: s.run,
+                    purpose,
+                    deadline,
+                });
+                true
+            }
+            Err(e) => {
+                eprintln!("{}podshim: cannot run a check: {e}", s.out.prefix);
+                false
+            }
+        }
+    }
+
+    /// Start the probes that are due.
+    fn run_probes(&mut self, pods: &mut [PodRun], slots: &mut [Slot]) {
+        let now = Instant::now();
+        for i in 0..slots.len() {
+            let s = &mut slots[i];
+            if !matches!(s.state, State::Running { .. })
+                || s.post_start
+                || s.kill.is_some()
+                || pods[s.pod].stop.is_some()
+            {
+                continue;
+            }
+            let Some(probes) = s.probes.as_mut() else {
+                continue;
+            };
+            for (kind, action, timeout) in probes.due(now) {
+                let pod = &pods[slots[i].pod];
+                if !self.start_check(
+                    pod,
+                    &slots[i],
+                    i,
+                    &action,
+                    Purpose::Probe(kind),
+                    now + timeout,
+                ) {
+                    self.check_done(pods, slots, i, Purpose::Probe(kind), false);
+                }
+            }
+        }
+    }
+
+    /// Kill checks past their deadline (their exit counts as a failure); finish sleep hooks.
+    fn expire_checks(&mut self, pods: &mut [PodRun], slots: &mut [Slot]) {
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.checks.len() {
+            let c = self.checks[i].clone();
+            if c.deadline.is_none_or(|d| d > now) {
+                i += 1;
+                continue;
+            }
+            match c.pid {
+                Some(pid) => {
+                    let _ = kill(pid, Signal::SIGKILL);
+                    self.checks[i].deadline = None; // reaped as a failure
+                    i += 1;
+                }
+                None => {
+                    self.checks.remove(i);
+                    if slots[c.slot].run == c.run {
+                        self.check_done(pods, slots, c.slot, c.purpose, true);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A check finished: count the probe result or move the hook's container along.
+    fn check_done(
+        &mut self,
+        pods: &mut [PodRun],
+        slots: &mut [Slot],
+        i: usize,
+        purpose: Purpose,
+        ok: bool,
+    ) {
+        let now = Instant::now();
+        if !matches!(slots[i].state, State::Running { .. }) {
+            return;
+        }
+        let pod_grace = pods[slots[i].pod].plan.grace_period;
+        match purpose {
+            Purpose::Probe(kind) => {
+                let Some(probes) = slots[i].probes.as_mut() else {
+                    return;
+                };
+                match probes.result(kind, ok, now) {
+                    Verdict::Nothing => {}
+                    Verdict::Changed => pods[slots[i].pod].dirty = true,
+                    Verdict::Kill { why, grace } => {
+                        eprintln!("{}podshim: {why}", slots[i].out.prefix);
+                        if slots[i].kill.is_none() {
+                            self.begin_kill(
+                                pods,
+                                slots,
+                                i,
+                                self::grace(grace.unwrap_or(pod_grace)),
+                            );
+                        }
+                    }
+                }
+            }
+            Purpose::PostStart => {
+                slots[i].post_start = false;
+                pods[slots[i].pod].dirty = true;
+                if !ok {
+                    eprintln!(
+                        "{}podshim: the postStart hook failed (FailedPostStartHook); killing the container",
+                        slots[i].out.prefix
+                    );
+                    slots[i].track.hook_failed("PostStartHookError");
+                    if slots[i].kill.is_none() {
+                        self.begin_kill(pods, slots, i, self::grace(pod_grace));
+                    }
+                }
+            }
+            Purpose::PreStop => {
+                if !ok {
+                    eprintln!("{}podshim: the preStop hook failed", slots[i].out.prefix);
+                }
+                if let Some(k) = slots[i].kill.as_mut() {
+                    k.hook_done = true;
+                }
+                self.advance_kills(slots);
+            }
+        }
+    }
+
+    fn start_slot(&mut self, pods: &mut [PodRun], slots: &mut [Slot], i: usize) {
+        let s = &mut slots[i];
+        let pod = &mut pods[s.pod];
+        pod.dirty = true;
+        let plan = pod.plan.container(s.index).clone();
         let sandbox = pod.sandbox.as_mut().expect("live sandbox");
-        match start(self.cfg, sandbox, plan) {
+        match start(self.cfg, sandbox, &plan) {
             Ok(started) => {
                 let path = logs::file(&pod.log_dir, &plan.name, s.restarts);
                 let log = match logs::Writer::create(&path) {
@@ -570,13 +900,28 @@ impl Supervision<'_> {
                     }
                 };
                 s.out.attach(started.stdout, started.stderr, log);
+                let now = Instant::now();
                 s.state = State::Running {
                     pid: started.pid,
-                    started: Instant::now(),
+                    started: now,
                 };
                 s.track.started(&started.id);
                 s.started_once = true;
                 s.signalled = false;
+                s.run += 1;
+                s.kill = None;
+                s.probes = Some(Probes::new(&plan.checks, now));
+                s.post_start = false;
+                if let Some(action) = plan.checks.post_start.clone() {
+                    let far = now + Duration::from_secs(365 * 86400);
+                    let s = &slots[i];
+                    let pod = &pods[s.pod];
+                    let running = self.start_check(pod, s, i, &action, Purpose::PostStart, far);
+                    slots[i].post_start = running;
+                    if !running {
+                        self.check_done(pods, slots, i, Purpose::PostStart, false);
+                    }
+                }
             }
             Err(e) => {
                 // Kubernetes reports a container that could not be started as exit code 128
@@ -590,8 +935,8 @@ impl Supervision<'_> {
         }
     }
 
-    /// Reap exited children; for a container init, write its remaining output, delete it and
-    /// decide on a restart.
+    /// Reap exited children: a check's result, or a container's exit (write its remaining
+    /// output, read its termination message, delete it and decide on a restart).
     fn reap(&mut self, pods: &mut [PodRun], slots: &mut [Slot]) {
         loop {
             let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
@@ -602,16 +947,35 @@ impl Supervision<'_> {
             let Some(code) = exit_code(status) else {
                 continue;
             };
+            if let Some(n) = self.checks.iter().position(|c| c.pid == Some(pid)) {
+                let c = self.checks.remove(n);
+                if slots[c.slot].run == c.run {
+                    self.check_done(pods, slots, c.slot, c.purpose, code == 0);
+                }
+                continue;
+            }
             let signal = match status {
                 WaitStatus::Signaled(_, sig, _) => Some(sig as i32),
                 _ => None,
             };
-            let Some(s) = slots
-                .iter_mut()
-                .find(|s| matches!(s.state, State::Running { pid: p, .. } if p == pid))
+            let Some(i) = slots
+                .iter()
+                .position(|s| matches!(s.state, State::Running { pid: p, .. } if p == pid))
             else {
                 continue; // pause, or an orphan re-parented to us (we are a subreaper)
             };
+            // Its checks end with it.
+            for c in self.checks.iter().filter(|c| c.slot == i) {
+                if let Some(pid) = c.pid {
+                    let _ = kill(pid, Signal::SIGKILL);
+                }
+            }
+            self.checks.retain(|c| c.slot != i || c.pid.is_some());
+
+            let s = &mut slots[i];
+            s.kill = None;
+            s.post_start = false;
+            s.probes = None;
             let ran = match s.state {
                 State::Running { started, .. } => started.elapsed(),
                 _ => Duration::ZERO,
@@ -619,22 +983,47 @@ impl Supervision<'_> {
             s.out.flush();
             let pod = &mut pods[s.pod];
             pod.dirty = true;
-            let name = pod.plan.container(s.index).name.clone();
+            let plan = pod.plan.container(s.index).clone();
             let sandbox = pod.sandbox.as_mut().expect("live sandbox");
             // Before the delete, which removes the container's cgroup and its OOM count.
-            let reason = exit_reason(code, oom_killed(sandbox, &name));
-            if let Err(e) = remove_container(self.cfg, sandbox, &name) {
+            let reason = exit_reason(code, oom_killed(sandbox, &plan.name));
+            let mut message = termination_message(sandbox, &plan.name);
+            if message.is_none() && plan.termination_message_fallback && code != 0 {
+                message = log_tail(&logs::file(&pod.log_dir, &plan.name, s.restarts));
+            }
+            if let Err(e) = remove_container(self.cfg, sandbox, &plan.name) {
                 eprintln!("{}podshim: {}", s.out.prefix, chain(&e));
             }
             s.track.exited(Terminated {
                 exit_code: code,
                 signal,
                 reason: reason.to_string(),
+                message,
                 ..Default::default()
             });
             after_exit(pod, s, code, reason, ran, self.opts.backoff);
         }
     }
+}
+
+/// `FallbackToLogsOnError`: the end of the container's log, at most 80 lines and 2048 bytes
+/// (the kubelet's limits).
+fn log_tail(path: &std::path::Path) -> Option<String> {
+    let lines = logs::read(path).ok()?;
+    let start = lines.len().saturating_sub(80);
+    let mut text = String::new();
+    for l in &lines[start..] {
+        text.push_str(&String::from_utf8_lossy(&l.text));
+        text.push('\n');
+    }
+    if text.len() > 2048 {
+        let mut cut = text.len() - 2048;
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        text = text[cut..].to_string();
+    }
+    (!text.is_empty()).then_some(text)
 }
 
 /// When slot `i` may (re)start: `None` while it runs, is done, its Pod stops, or a container
@@ -657,47 +1046,6 @@ fn grace(period: Duration) -> Duration {
         Duration::ZERO
     } else {
         period.max(Duration::from_secs(2))
-    }
-}
-
-/// One step of stopping Pod `p`: nothing more starts; running containers get their stop signal
-/// in the Pod's stop order (app and init containers, then sidecars in reverse); every one left
-/// gets SIGKILL at the deadline.
-fn stop_pod(pod: &mut PodRun, p: usize, slots: &mut [Slot]) {
-    let Some(stop) = pod.stop.as_mut() else {
-        return;
-    };
-    for s in slots.iter_mut().filter(|s| s.pod == p) {
-        if let State::Waiting { .. } = s.state {
-            s.state = State::Done;
-            pod.dirty = true;
-        }
-    }
-    if stop.killed {
-        return;
-    }
-    if Instant::now() >= stop.deadline {
-        for s in slots.iter_mut().filter(|s| s.pod == p) {
-            if let State::Running { pid, .. } = s.state {
-                let _ = kill(pid, Signal::SIGKILL);
-                s.signalled = true;
-            }
-        }
-        stop.killed = true;
-        return;
-    }
-    let first = slots.iter().position(|s| s.pod == p).unwrap_or(0);
-    for i in order::to_signal(&view(slots, p)) {
-        let s = &mut slots[first + i];
-        if let State::Running { pid, .. } = s.state {
-            let sig = if stop.grace.is_zero() {
-                Signal::SIGKILL
-            } else {
-                stop_signal(pod.plan.container(s.index).stop_signal.as_deref())
-            };
-            let _ = kill(pid, sig);
-            s.signalled = true;
-        }
     }
 }
 

@@ -85,12 +85,22 @@ impl Track {
         });
     }
 
+    /// A hook failed (the container is being killed for it).
+    pub fn hook_failed(&mut self, reason: &str) {
+        self.failure = Some(reason.to_string());
+    }
+
     pub fn failure(&self) -> Option<&str> {
         self.failure.as_deref()
     }
 
-    pub fn status(&self, phase: Phase, restarts: u32) -> ContainerStatus {
-        let running = matches!(phase, Phase::Running { .. });
+    pub fn status(
+        &self,
+        phase: Phase,
+        restarts: u32,
+        ready: bool,
+        started: bool,
+    ) -> ContainerStatus {
         let state = match phase {
             Phase::Running { .. } => ContainerState {
                 running: Some(Running {
@@ -122,12 +132,12 @@ impl Track {
                 terminated: last,
                 ..Default::default()
             },
-            ready: running,
+            ready,
             restart_count: restarts,
             image: self.image.clone(),
             image_id: self.image_id.clone(),
             container_id: self.container_id.clone(),
-            started: Some(running),
+            started: Some(started),
         }
     }
 }

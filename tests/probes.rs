@@ -1,0 +1,220 @@
+//! Probes, lifecycle hooks and termination messages, end to end in detached Pods: an HTTP
+//! liveness probe against busybox httpd restarts the container when the served file
+//! disappears; a readiness probe flips Ready (startup probe first); preStop runs before the
+//! stop signal; a failing postStart kills the container; terminationMessagePath and
+//! FallbackToLogsOnError end up in `terminated.message`.
+
+use std::time::{Duration, Instant};
+
+use podshim_tests::*;
+
+const SUITE: u32 = 12;
+const T: Duration = Duration::from_secs(60);
+
+fn status<'a>(pod: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == name)
+        .unwrap_or(&serde_json::Value::Null)
+}
+
+fn condition(pod: &serde_json::Value, kind: &str) -> String {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == kind)
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A busybox container serving /www on :8080 after running `setup`.
+fn web(name: &str, setup: &str, extra: &str) -> String {
+    container(
+        name,
+        &format!("mkdir -p /www/cgi-bin; {setup}; exec httpd -f -p 8080 -h /www"),
+        &format!("    volumeMounts: [{{name: www, mountPath: /www}}]\n{extra}"),
+    )
+}
+
+const WWW: &str = "  volumes: [{name: www, emptyDir: {}}]\n";
+
+#[test]
+fn an_http_liveness_probe_restarts_the_container_when_the_file_disappears() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(1);
+    let name = inst.name("live");
+    // The first run removes the served file after 2 s; later runs keep it.
+    let setup = "echo ok > /www/index.html; if [ ! -e /www/.once ]; then touch /www/.once; (sleep 2; rm /www/index.html) & fi";
+    let probe = "    livenessProbe:\n      httpGet: {path: /index.html, port: web}\n      periodSeconds: 1\n      failureThreshold: 2\n    ports: [{name: web, containerPort: 8080}]\n";
+    let yaml = pod(&name, &u, "Always", &web("h", setup, probe), WWW);
+    ok(&inst.detach(&yaml));
+    let v = inst.wait_for(&name, T, "a restart by the liveness probe", |v| {
+        status(v, "h")["restartCount"] == 1 && status(v, "h")["state"]["running"].is_object()
+    });
+    // httpd (PID 1) ignores SIGTERM: the kill came after the grace period.
+    let last = &status(&v, "h")["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{last}");
+    // The restarted container keeps its file: no further restarts.
+    std::thread::sleep(Duration::from_secs(4));
+    let v = inst.inspect(&name);
+    assert_eq!(status(&v, "h")["restartCount"], 1, "{}", v["status"]);
+    assert_eq!(status(&v, "h")["ready"], true);
+    let log = std::fs::read_to_string(
+        inst.dir
+            .join("logs")
+            .join(format!("default_{name}_{u}"))
+            .join("supervisor.log"),
+    )
+    .unwrap();
+    assert!(log.contains("failed liveness probe 2 times"), "{log}");
+    ok(&inst.podshim(&["rm", "-f", "--grace-period", "0", &name], T));
+    inst.assert_clean(&[&u]);
+}
+
+#[test]
+fn a_readiness_probe_flips_ready_after_the_startup_probe() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(2);
+    let name = inst.name("ready");
+    // httpd listens after 1 s (startup probe); /ready exists from 0-3 s and from 6 s on.
+    let c = container(
+        "r",
+        "mkdir -p /www; echo ok > /www/ready; (sleep 1; exec httpd -f -p 8080 -h /www) & sleep 3; rm /www/ready; sleep 3; echo ok > /www/ready; wait",
+        "    startupProbe:\n      tcpSocket: {port: 8080}\n      periodSeconds: 1\n      failureThreshold: 30\n    readinessProbe:\n      httpGet: {path: /ready, port: 8080}\n      periodSeconds: 1\n      failureThreshold: 1\n",
+    );
+    ok(&inst.detach(&pod(&name, &u, "Always", &c, "")));
+    // Right after the start: not started (the startup probe has not passed), not ready.
+    let v = inst.inspect(&name);
+    assert_eq!(status(&v, "r")["started"], false, "{}", v["status"]);
+    assert_eq!(status(&v, "r")["ready"], false, "{}", v["status"]);
+    assert_eq!(condition(&v, "Ready"), "False");
+    let ready = |want: &'static str| {
+        move |v: &serde_json::Value| {
+            condition(v, "Ready") == want && condition(v, "ContainersReady") == want
+        }
+    };
+    let v = inst.wait_for(&name, T, "Ready", ready("True"));
+    assert_eq!(status(&v, "r")["started"], true);
+    assert_eq!(status(&v, "r")["ready"], true);
+    let out = inst.podshim(&["ps"], T);
+    assert!(stdout(&out).contains(" 1/1 "), "{}", stdout(&out));
+    let v = inst.wait_for(&name, T, "not Ready", ready("False"));
+    assert_eq!(status(&v, "r")["ready"], false);
+    assert_eq!(
+        status(&v, "r")["restartCount"],
+        0,
+        "readiness never restarts"
+    );
+    let out = inst.podshim(&["ps"], T);
+    assert!(stdout(&out).contains(" 0/1 "), "{}", stdout(&out));
+    inst.wait_for(&name, T, "Ready again", ready("True"));
+    ok(&inst.podshim(&["rm", "-f", "--grace-period", "0", &name], T));
+    inst.assert_clean(&[&u]);
+}
+
+#[test]
+fn pre_stop_hooks_run_before_the_stop_signal() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(3);
+    let name = inst.name("prestop");
+    // `h`: an httpGet preStop hook runs a CGI script that writes to the container's stdout;
+    // `s`: a sleep preStop hook delays its SIGTERM by 2 s.
+    let cgi = "printf \"#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho prestop-hook > /proc/1/fd/1\\n\" > /www/cgi-bin/hook; chmod +x /www/cgi-bin/hook; trap \"echo got-term; exit 0\" TERM; httpd -p 8080 -h /www; while true; do sleep 0.1; done";
+    let h = container(
+        "h",
+        &format!("mkdir -p /www/cgi-bin; {cgi}"),
+        "    volumeMounts: [{name: www, mountPath: /www}]\n    lifecycle:\n      preStop:\n        httpGet: {path: /cgi-bin/hook, port: 8080}\n",
+    );
+    let s = container(
+        "s",
+        "trap \"echo got-term; exit 0\" TERM; while true; do sleep 0.1; done",
+        "    lifecycle:\n      preStop:\n        sleep: {seconds: 2}\n",
+    );
+    let yaml = pod(&name, &u, "Always", &format!("{h}{s}"), WWW).replace(
+        "terminationGracePeriodSeconds: 1",
+        "terminationGracePeriodSeconds: 10",
+    );
+    ok(&inst.detach(&yaml));
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    ok(&inst.podshim(&["stop", &name], T));
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "the sleep hook took {took:?}"
+    );
+    assert!(took < Duration::from_secs(9), "{took:?}");
+    let out = inst.podshim(&["logs", "-c", "h", &name], T);
+    assert_eq!(stdout(&out), "prestop-hook\ngot-term\n");
+    let out = inst.podshim(&["logs", "-c", "s", &name], T);
+    assert_eq!(stdout(&out), "got-term\n");
+    let v = inst.inspect(&name);
+    assert_eq!(v["status"]["phase"], "Succeeded", "{}", v["status"]);
+    ok(&inst.podshim(&["rm", &name], T));
+    inst.assert_clean(&[&u]);
+}
+
+#[test]
+fn a_failing_post_start_hook_kills_the_container() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(4);
+    let name = inst.name("poststart");
+    let c = container(
+        "p",
+        "trap \"exit 9\" TERM; while true; do sleep 0.1; done",
+        "    lifecycle:\n      postStart:\n        httpGet: {path: /, port: 9}\n",
+    );
+    let out = inst.detach(&pod(&name, &u, "Never", &c, ""));
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("PostStartHookError"),
+        "{}",
+        stderr(&out)
+    );
+    let v = inst.wait_for(&name, T, "the container killed", |v| {
+        status(v, "p")["state"]["terminated"].is_object()
+    });
+    assert_eq!(status(&v, "p")["state"]["terminated"]["exitCode"], 9);
+    assert_eq!(v["status"]["phase"], "Failed");
+    ok(&inst.podshim(&["rm", &name], T));
+    inst.assert_clean(&[&u]);
+}
+
+#[test]
+fn termination_messages_are_reported() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(5);
+    let name = inst.name("msg");
+    let file = container("file", "echo -n bye > /dev/termination-log; exit 3", "");
+    let custom = container(
+        "custom",
+        "echo -n custom-path > /tmp/msg; exit 0",
+        "    terminationMessagePath: /tmp/msg\n",
+    );
+    let fallback = container(
+        "fallback",
+        "echo first; echo boom; exit 1",
+        "    terminationMessagePolicy: FallbackToLogsOnError\n",
+    );
+    let yaml = pod(&name, &u, "Never", &format!("{file}{custom}{fallback}"), "");
+    let _ = inst.detach(&yaml);
+    let v = inst.wait_for(&name, T, "all terminated", |v| {
+        v["status"]["phase"] == "Failed"
+    });
+    let msg = |c: &str| status(&v, c)["state"]["terminated"]["message"].clone();
+    assert_eq!(msg("file"), "bye");
+    assert_eq!(status(&v, "file")["state"]["terminated"]["exitCode"], 3);
+    assert_eq!(msg("custom"), "custom-path");
+    assert_eq!(msg("fallback"), "first\nboom\n");
+    ok(&inst.podshim(&["rm", &name], T));
+    inst.assert_clean(&[&u]);
+}
