@@ -422,3 +422,65 @@ fn a_killed_supervisor_leaves_nothing_after_gc() {
         inst.assert_clean(&[&u]);
     }
 }
+
+/// CVE-2019-5736: a process holding `/proc/<supervisor>/exe` cannot write the podshim binary,
+/// even once the supervisor is gone (the exploit's path: keep an O_PATH descriptor, reopen it for
+/// writing after the runtime exited).
+#[test]
+fn the_supervisor_binary_cannot_be_written_through_proc_exe() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(20);
+    let name = inst.name("exe");
+    let yaml = pod(
+        &name,
+        &u,
+        "Always",
+        &container("c", "exec sleep 3600", ""),
+        "",
+    );
+    // A private copy of podshim, so no other test's podshim runs it (which would make the
+    // kernel answer ETXTBSY before it checks the mount).
+    let copy = inst.dir.join("podshim-copy");
+    std::fs::copy(podshim_bin(), &copy).unwrap();
+    let path = inst.dir.join("exe.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let base = inst.command();
+    let mut run = std::process::Command::new(&copy);
+    run.args(base.get_args()).arg("run").arg("-d").arg(&path);
+    let pause = std::env::var_os("PODSHIM_PAUSE")
+        .unwrap_or_else(|| podshim_bin().with_file_name("pause").into_os_string());
+    run.env("PODSHIM_PAUSE", pause);
+    for (k, v) in base.get_envs() {
+        if let Some(v) = v {
+            run.env(k, v);
+        }
+    }
+    let child = run
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    ok(&wait_output(child, T));
+    let pid = inst.supervisor_pid(&name).expect("a supervisor");
+    const O_PATH: i32 = 0o10000000;
+    let held = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_PATH)
+        .open(format!("/proc/{pid}/exe"))
+        .unwrap();
+    ok(&inst.podshim(&["rm", "-f", "--grace-period", "0", &name], T));
+    let err = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{}", held.as_raw_fd()))
+        .expect_err("the podshim binary must not be writable through /proc/PID/exe");
+    assert_eq!(err.raw_os_error(), Some(30), "want EROFS: {err}");
+    // The binary itself stays writable for root (say, to upgrade podshim).
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&copy)
+        .unwrap();
+    inst.assert_clean(&[&u]);
+}

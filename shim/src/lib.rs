@@ -3,6 +3,7 @@
 
 pub mod cgroups;
 pub mod config;
+pub mod exe;
 pub mod image;
 pub mod logs;
 pub mod manifest;

@@ -151,14 +151,16 @@ enum ImageCommand {
 }
 
 fn main() -> ExitCode {
-    // Sealing re-executes podshim from a memfd, after which /proc/self/exe no longer says where
-    // podshim is installed: find the pause binary next to it first.
+    // Protecting the binary re-executes podshim through a detached read-only mount (or a memfd),
+    // after which /proc/self/exe no longer says where podshim is installed: find the pause
+    // binary next to it first.
     if std::env::var_os("PODSHIM_PAUSE").is_none() {
         std::env::set_var("PODSHIM_PAUSE", Config::find_pause());
     }
-    // libcontainer forks this binary into containers: seal /proc/self/exe first (CVE-2019-5736).
-    if let Err(e) = pentacle::ensure_sealed() {
-        eprintln!("podshim: cannot seal the podshim binary: {e}");
+    // libcontainer forks this binary into containers: protect /proc/self/exe first
+    // (CVE-2019-5736).
+    if let Err(e) = podshim::exe::ensure_protected() {
+        eprintln!("podshim: {e}");
         return ExitCode::from(1);
     }
     podshim::sys::reset_ignored_signals();

@@ -44,3 +44,62 @@ pub fn reset_ignored_signals() {
         }
     }
 }
+
+/// Drop this process's resident pages of read-only file mappings (program text, read-only data,
+/// shared libraries) and give unused heap back: a long-running supervisor then holds only the
+/// pages its loop touches again, not everything its setup touched. Returns the mappings trimmed.
+///
+/// Only mappings that are not writable and hold no private (copied-on-write) page are trimmed,
+/// so nothing but page-table entries is dropped: each page comes back unchanged from its file on
+/// the next access.
+pub fn trim_resident_memory() -> usize {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return 0;
+    };
+    let mut trimmed = 0;
+    let mut vma: Option<(usize, usize, bool)> = None;
+    let mut flush = |vma: &mut Option<(usize, usize, bool)>, anon_kb: Option<u64>| {
+        if let (Some((start, end, true)), Some(0)) = (vma.take(), anon_kb) {
+            // SAFETY: [start, end) is a whole mapping of this process, read from /proc/self/smaps;
+            // it is not writable and has no anonymous (COW) pages, so MADV_DONTNEED only unmaps
+            // file-backed pages, which later faults map again with the same contents. The
+            // caller is single-threaded (the supervisor loop), so nothing can make the mapping
+            // writable in between.
+            let rc = unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
+            };
+            if rc == 0 {
+                trimmed += 1;
+            }
+        }
+    };
+    let mut anon: Option<u64> = None;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or_default();
+        if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            flush(&mut vma, anon);
+            anon = None;
+            let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            else {
+                continue;
+            };
+            let perms = words.next().unwrap_or("----");
+            let inode = words.nth(2).unwrap_or("0");
+            let path = words.next().unwrap_or("");
+            let eligible = perms.starts_with('r')
+                && !perms.contains('w')
+                && inode != "0"
+                && !path.starts_with('[');
+            vma = Some((start, end, eligible));
+        } else if first == "Anonymous:" {
+            anon = words.next().and_then(|n| n.parse().ok());
+        }
+    }
+    flush(&mut vma, anon);
+    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    trimmed
+}

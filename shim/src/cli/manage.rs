@@ -219,7 +219,8 @@ pub fn stop(cfg: &Config, pods: &[String], grace: Option<u64>) -> Result<i32> {
 }
 
 fn rm_one(cfg: &Config, e: &Entry, force: bool, grace: Option<u64>) -> Result<()> {
-    if e.live && !force {
+    // A Pod that has ended but whose supervisor is still tearing it down is waited for.
+    if e.live && !force && !(e.record.finished() && !e.lost) {
         bail!(
             "pod {} is running; stop it first (`podshim stop {}`) or use `podshim rm -f`",
             e.record.name,

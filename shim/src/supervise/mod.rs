@@ -499,9 +499,11 @@ impl Supervision<'_> {
             }
             // Start what is due.
             let now = Instant::now();
+            let mut started = false;
             for i in 0..slots.len() {
                 if may_start(pods, slots, i).is_some_and(|at| at <= now) {
                     self.start_slot(pods, slots, i);
+                    started = true;
                 }
             }
             self.run_probes(pods, slots);
@@ -517,6 +519,12 @@ impl Supervision<'_> {
                     .all(|(p, pod)| startup_over(pod, p, slots).is_some())
             {
                 notify_ready(&mut self.opts.ready, pods, slots);
+                started = true;
+            }
+            // A detached supervisor lives long: after a (re)start it lets go of the pages the
+            // start touched (libcontainer, the spec) and keeps only what its loop uses.
+            if started && self.opts.detached && self.opts.ready.is_none() {
+                crate::sys::trim_resident_memory();
             }
             if slots.iter().all(|s| matches!(s.state, State::Done)) {
                 return Ok(());
