@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Run the test suite inside a privileged Docker container, as users' CI jobs do (GitHub Actions,
+# GitLab, Buildkite): `docker run --privileged --cgroupns=private`.
+#
+# usage: sudo scripts/test-in-docker.sh [COMMAND [ARG...]]
+#   COMMAND defaults to scripts/test.sh (the README's test command); .ci/run passes
+#   `scripts/test.sh --smoke`. It runs in the repository, mounted at the same absolute path as on
+#   the host, so the host's target/ is reused incrementally.
+#
+# The container gets:
+#   - the image of scripts/ci-image.sh (built or reused; PODSHIM_CI_DOCKERFILE=1 builds it from
+#     ./Dockerfile instead, on hosts that can pull);
+#   - the host's Rust toolchain: RUSTUP_HOME and CARGO_HOME/bin read-only, CARGO_HOME (the crate
+#     download cache) writable, at their host paths (default ~/.rustup and ~/.cargo);
+#   - podshim's data root (/var/lib/podshim) and /tmp (the tests' instances) on volumes: an overlay
+#     upper directory cannot be on the container's overlayfs root;
+#   - the host's network (--network host; PODSHIM_DOCKER_NETWORK overrides), so crates.io is
+#     reachable whatever dockerd's networking.
+# When no Docker daemon answers, a private dockerd is started (its own data-root, exec-root,
+# pidfile and socket; no iptables, no bridge, no IP forwarding, so the host's firewall and links
+# are left alone) and stopped by PID at the end. The container and its volumes are always removed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+src=$PWD
+[ "$(id -u)" = 0 ] || { echo "test-in-docker: needs root (it may start dockerd)" >&2; exit 1; }
+[ $# -gt 0 ] || set -- scripts/test.sh
+command -v docker >/dev/null || { echo "test-in-docker: no docker client: apt-get install docker.io" >&2; exit 1; }
+say() { echo "test-in-docker: $*" >&2; }
+t0=$(date +%s)
+
+# Private daemon state: the data root persists (it caches the test image), the rest is per run.
+# (Named without "podshim", which scripts/check-leaks.sh looks for in mount points.)
+ddata=${PODSHIM_DOCKER_DATA:-/var/lib/test-in-docker}
+drun=/run/test-in-docker
+dsock=unix://$drun/docker.sock
+dpid=
+name=podshim-test-$$
+
+cleanup() {
+    local rc=$?
+    docker rm -f -v "$name" >/dev/null 2>&1 || true
+    if [ -n "$dpid" ]; then
+        kill -TERM "$dpid" 2>/dev/null || true
+        for _ in $(seq 200); do kill -0 "$dpid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$dpid" 2>/dev/null || true
+        wait "$dpid" 2>/dev/null || true
+        # dockerd pins the host's netns there and leaves it mounted when it stops.
+        umount -l "$drun/exec/netns/default" 2>/dev/null || true
+        rm -rf "$drun/exec"
+        # The containers' parent cgroup dockerd made (empty now); rmdir refuses a busy one.
+        find /sys/fs/cgroup -maxdepth 2 -type d -name test-in-docker -exec rmdir {} + 2>/dev/null || true
+        say "stopped the private dockerd (pid $dpid)"
+    fi
+    say "finished in $(($(date +%s) - t0)) s (exit $rc)"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if docker info >/dev/null 2>&1; then
+    say "using the running Docker daemon (${DOCKER_HOST:-default socket})"
+elif DOCKER_HOST=$dsock docker info >/dev/null 2>&1; then
+    # A private daemon a killed earlier run left: use it, leave it running (not ours to stop).
+    export DOCKER_HOST=$dsock
+    say "using the private dockerd left running at $dsock"
+else
+    command -v dockerd >/dev/null || { say "no Docker daemon and no dockerd: apt-get install docker.io"; exit 1; }
+    mkdir -p "$ddata" "$drun"
+    rm -f "$drun/dockerd.pid"
+    dockerd --data-root "$ddata" --exec-root "$drun/exec" --pidfile "$drun/dockerd.pid" \
+        -H "$dsock" --iptables=false --ip6tables=false --ip-masq=false --ip-forward=false \
+        --bridge=none --cgroup-parent test-in-docker >"$drun/dockerd.log" 2>&1 &
+    dpid=$!
+    export DOCKER_HOST=$dsock
+    for _ in $(seq 300); do
+        docker info >/dev/null 2>&1 && break
+        kill -0 "$dpid" 2>/dev/null || { tail -n 20 "$drun/dockerd.log" >&2; dpid=; say "dockerd failed to start"; exit 1; }
+        sleep 0.1
+    done
+    docker info >/dev/null 2>&1 || { tail -n 20 "$drun/dockerd.log" >&2; say "dockerd did not answer within 30 s"; exit 1; }
+    say "started a private dockerd (pid $dpid, $dsock, log $drun/dockerd.log)"
+fi
+
+image=${PODSHIM_CI_IMAGE:-podshim-ci:bookworm}
+export PODSHIM_CI_IMAGE=$image
+if [ "${PODSHIM_CI_DOCKERFILE:-0}" = 1 ]; then scripts/ci-image.sh --dockerfile; else scripts/ci-image.sh; fi
+
+# Docker before 23 asks for every capability the kernel knows for --privileged, and fails with
+# "unable to apply caps: operation not permitted" where root itself lacks one (CAP_SYS_RESOURCE
+# on some VMs). These flags are what --privileged means minus that capability; with them the
+# cgroup filesystem must be bind-mounted read-write (--privileged mounts it so by itself).
+privileged=(--privileged)
+if ! probe=$(docker run --rm --privileged --network none --entrypoint /bin/true "$image" 2>&1); then
+    if grep -q "unable to apply caps" <<<"$probe"; then
+        say "this Docker cannot start --privileged containers here (unable to apply caps: root lacks a capability); using the equivalent flags instead"
+        privileged=(--cap-add ALL --cap-drop SYS_RESOURCE
+            --security-opt seccomp=unconfined --security-opt apparmor=unconfined
+            --security-opt systempaths=unconfined --device-cgroup-rule 'a *:* rwm')
+    else
+        echo "$probe" >&2
+        say "docker run --privileged failed"
+        exit 1
+    fi
+fi
+
+rustup_home=${RUSTUP_HOME:-$HOME/.rustup}
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+[ -d "$rustup_home" ] && [ -x "$cargo_home/bin/cargo" ] || {
+    say "no Rust toolchain at RUSTUP_HOME=$rustup_home CARGO_HOME=$cargo_home (set them to the toolchain's)"
+    exit 1
+}
+tty=(); [ -t 0 ] && [ -t 1 ] && tty=(-it)
+say "running ${*@Q} in $image"
+# No `exec`: the EXIT trap removes the container and stops dockerd.
+set +e
+docker run --rm --name "$name" "${tty[@]}" "${privileged[@]}" \
+    --cgroupns="${PODSHIM_DOCKER_CGROUPNS:-private}" --init \
+    --network "${PODSHIM_DOCKER_NETWORK:-host}" \
+    -v "$src:$src" -w "$src" \
+    -v "$rustup_home:$rustup_home:ro" -v "$cargo_home:$cargo_home" \
+    -v "$cargo_home/bin:$cargo_home/bin:ro" \
+    -v /var/lib/podshim -v /tmp \
+    -e RUSTUP_HOME="$rustup_home" -e CARGO_HOME="$cargo_home" -e HOME=/root \
+    -e PATH="$cargo_home/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    -e CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}" -e RUST_BACKTRACE="${RUST_BACKTRACE:-}" \
+    --entrypoint "$src/scripts/docker-entrypoint.sh" \
+    "$image" "$@"
+rc=$?
+set -e
+exit "$rc"
