@@ -5,7 +5,8 @@
 # usage: scripts/ci-image.sh [--dockerfile]
 #   default       no registry needed: debootstrap --variant=minbase from the host's Debian mirror
 #                 (or $PODSHIM_DEBIAN_MIRROR, else deb.debian.org), then `docker import`
-#   --dockerfile  `docker build` of ./Dockerfile (FROM debian:bookworm-slim), for hosts that can pull
+#   --dockerfile  `docker build` of ./Dockerfile (FROM debian:bookworm-slim, or $PODSHIM_CI_BASE),
+#                 for hosts that can pull
 # The image ($PODSHIM_CI_IMAGE, default podshim-ci:bookworm) is labelled with a hash of the
 # package list and of this recipe; when an image with the same label exists, nothing is done.
 # Uses the docker daemon the `docker` client is configured for (DOCKER_HOST).
@@ -27,7 +28,9 @@ fi
 start=$(date +%s)
 
 if [ "$method" = dockerfile ]; then
-    docker build -q --label "$label=$hash" -t "$image" . >/dev/null
+    # --network host: apt works whatever the daemon's networking (even dockerd --bridge=none).
+    docker build -q --network host --label "$label=$hash" ${PODSHIM_CI_BASE:+--build-arg "BASE=$PODSHIM_CI_BASE"} \
+        -t "$image" . >/dev/null
     echo "ci-image: built $image from Dockerfile in $(($(date +%s) - start)) s"
     exit 0
 fi
