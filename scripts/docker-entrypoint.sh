@@ -27,4 +27,28 @@ if [ -f "$cg/cgroup.controllers" ]; then
         echo "docker-entrypoint: cgroup v2 without a private cgroup namespace (run with --cgroupns=private): cgroups left as they are" >&2
     fi
 fi
-exec "$@"
+
+# On a terminal, the command gets the terminal and Ctrl-C as usual.
+[ -t 0 ] && exec "$@"
+# Otherwise the command runs in its own process group, and SIGTERM/SIGINT (`docker kill -s`,
+# forwarded by docker-init) go to the whole group, as Ctrl-C does on a terminal: the tests'
+# podshim processes then tear their Pods down (the bridges live in the host's network namespace
+# under --network host) before the container, whose end kills everything left, stops.
+set +e
+setsid "$@" &
+pid=$!
+signalled=
+forward() { signalled=1; kill -s "$1" -- "-$pid" 2>/dev/null; }
+trap 'forward TERM' TERM
+trap 'forward INT' INT
+while :; do
+    wait "$pid"
+    rc=$?
+    kill -0 "$pid" 2>/dev/null || break
+done
+if [ -n "$signalled" ]; then
+    # At most 30 s for the rest of the group (podshim stopping containers, tearing down).
+    i=0
+    while kill -0 -- "-$pid" 2>/dev/null && [ "$i" -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+fi
+exit "$rc"

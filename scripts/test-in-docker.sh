@@ -34,10 +34,18 @@ ddata=${PODSHIM_DOCKER_DATA:-/var/lib/test-in-docker}
 drun=/run/test-in-docker
 dsock=unix://$drun/docker.sock
 dpid=
+client=
 name=podshim-test-$$
 
 cleanup() {
     local rc=$?
+    if [ -n "$client" ] && kill -0 "$client" 2>/dev/null; then
+        # Interrupted: the entrypoint passes the signal to the command's process group and
+        # waits for podshim to tear its Pods down; give it that time before removing.
+        say "stopping the tests in $name"
+        docker kill -s TERM "$name" >/dev/null 2>&1 || true
+        for _ in $(seq 350); do kill -0 "$client" 2>/dev/null || break; sleep 0.1; done
+    fi
     docker rm -f -v "$name" >/dev/null 2>&1 || true
     if [ -n "$dpid" ]; then
         kill -TERM "$dpid" 2>/dev/null || true
@@ -47,8 +55,10 @@ cleanup() {
         # dockerd pins the host's netns there and leaves it mounted when it stops.
         umount -l "$drun/exec/netns/default" 2>/dev/null || true
         rm -rf "$drun/exec"
-        # The containers' parent cgroup dockerd made (empty now); rmdir refuses a busy one.
-        find /sys/fs/cgroup -maxdepth 2 -type d -name test-in-docker -exec rmdir {} + 2>/dev/null || true
+        # The containers' parent cgroup this dockerd made, with whatever an interrupted run left
+        # in it (Pod cgroups); deepest first; rmdir refuses a cgroup that still has processes.
+        find /sys/fs/cgroup -maxdepth 2 -type d -name test-in-docker 2>/dev/null |
+            while read -r d; do find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true; done
         say "stopped the private dockerd (pid $dpid)"
     fi
     say "finished in $(($(date +%s) - t0)) s (exit $rc)"
@@ -57,6 +67,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# One run at a time: a second run would share (and the first one stop) the private dockerd.
+mkdir -p "$drun"
+exec 9>"$drun/lock"
+flock -n 9 || { say "waiting for another test-in-docker run to finish"; flock 9; }
 
 if docker info >/dev/null 2>&1; then
     say "using the running Docker daemon (${DOCKER_HOST:-default socket})"
@@ -70,7 +85,7 @@ else
     rm -f "$drun/dockerd.pid"
     dockerd --data-root "$ddata" --exec-root "$drun/exec" --pidfile "$drun/dockerd.pid" \
         -H "$dsock" --iptables=false --ip6tables=false --ip-masq=false --ip-forward=false \
-        --bridge=none --cgroup-parent test-in-docker >"$drun/dockerd.log" 2>&1 &
+        --bridge=none --cgroup-parent test-in-docker >"$drun/dockerd.log" 2>&1 9>&- &
     dpid=$!
     export DOCKER_HOST=$dsock
     for _ in $(seq 300); do
@@ -112,20 +127,30 @@ cargo_home=${CARGO_HOME:-$HOME/.cargo}
 }
 tty=(); [ -t 0 ] && [ -t 1 ] && tty=(-it)
 say "running ${*@Q} in $image"
-# No `exec`: the EXIT trap removes the container and stops dockerd.
+run=(docker run --rm --name "$name" "${tty[@]}" "${privileged[@]}"
+    --cgroupns="${PODSHIM_DOCKER_CGROUPNS:-private}" --init
+    --network "${PODSHIM_DOCKER_NETWORK:-host}"
+    -v "$src:$src" -w "$src"
+    -v "$rustup_home:$rustup_home:ro" -v "$cargo_home:$cargo_home"
+    -v "$cargo_home/bin:$cargo_home/bin:ro"
+    -v /var/lib/podshim -v /tmp
+    -e RUSTUP_HOME="$rustup_home" -e CARGO_HOME="$cargo_home" -e HOME=/root
+    -e PATH="$cargo_home/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    -e CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}" -e RUST_BACKTRACE="${RUST_BACKTRACE:-}"
+    --entrypoint "$src/scripts/docker-entrypoint.sh"
+    "$image" "$@")
+# Not `exec`: the EXIT trap removes the container and stops dockerd. Without a terminal, the
+# client runs in the background so that SIGTERM/SIGINT reach the traps at once (bash runs a
+# trap only after a foreground command returns); on a terminal Ctrl-C goes to the container.
 set +e
-docker run --rm --name "$name" "${tty[@]}" "${privileged[@]}" \
-    --cgroupns="${PODSHIM_DOCKER_CGROUPNS:-private}" --init \
-    --network "${PODSHIM_DOCKER_NETWORK:-host}" \
-    -v "$src:$src" -w "$src" \
-    -v "$rustup_home:$rustup_home:ro" -v "$cargo_home:$cargo_home" \
-    -v "$cargo_home/bin:$cargo_home/bin:ro" \
-    -v /var/lib/podshim -v /tmp \
-    -e RUSTUP_HOME="$rustup_home" -e CARGO_HOME="$cargo_home" -e HOME=/root \
-    -e PATH="$cargo_home/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
-    -e CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}" -e RUST_BACKTRACE="${RUST_BACKTRACE:-}" \
-    --entrypoint "$src/scripts/docker-entrypoint.sh" \
-    "$image" "$@"
+if [ "${#tty[@]}" -gt 0 ]; then
+    "${run[@]}"
+else
+    "${run[@]}" &
+    client=$!
+    wait "$client"
+fi
 rc=$?
+client=
 set -e
 exit "$rc"
