@@ -11,7 +11,8 @@
 #   - the image of scripts/ci-image.sh (built or reused; PODSHIM_CI_DOCKERFILE=1 builds it from
 #     ./Dockerfile instead, on hosts that can pull);
 #   - the host's Rust toolchain: RUSTUP_HOME and CARGO_HOME/bin read-only, CARGO_HOME (the crate
-#     download cache) writable, at their host paths (default ~/.rustup and ~/.cargo);
+#     download cache) writable, at their host paths (default ~/.rustup and ~/.cargo); without one
+#     on the host, the image's (PODSHIM_CI_IMAGE may name an image with Rust);
 #   - podshim's data root (/var/lib/podshim) and /tmp (the tests' instances) on volumes: an overlay
 #     upper directory cannot be on the container's overlayfs root;
 #   - the host's network (--network host; PODSHIM_DOCKER_NETWORK overrides), so crates.io is
@@ -121,21 +122,25 @@ fi
 
 rustup_home=${RUSTUP_HOME:-$HOME/.rustup}
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
-[ -d "$rustup_home" ] && [ -x "$cargo_home/bin/cargo" ] || {
-    say "no Rust toolchain at RUSTUP_HOME=$rustup_home CARGO_HOME=$cargo_home (set them to the toolchain's)"
+if [ -d "$rustup_home" ] && [ -x "$cargo_home/bin/cargo" ]; then
+    toolchain=(-v "$rustup_home:$rustup_home:ro" -v "$cargo_home:$cargo_home"
+        -v "$cargo_home/bin:$cargo_home/bin:ro"
+        -e RUSTUP_HOME="$rustup_home" -e CARGO_HOME="$cargo_home"
+        -e PATH="$cargo_home/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+elif docker run --rm --network none --entrypoint sh "$image" -c 'command -v cargo' >/dev/null 2>&1; then
+    say "no Rust toolchain at RUSTUP_HOME=$rustup_home CARGO_HOME=$cargo_home: using the image's"
+    toolchain=()
+else
+    say "no Rust toolchain at RUSTUP_HOME=$rustup_home CARGO_HOME=$cargo_home nor in $image (set them to the host's toolchain)"
     exit 1
-}
+fi
 tty=(); [ -t 0 ] && [ -t 1 ] && tty=(-it)
 say "running ${*@Q} in $image"
 run=(docker run --rm --name "$name" "${tty[@]}" "${privileged[@]}"
     --cgroupns="${PODSHIM_DOCKER_CGROUPNS:-private}" --init
     --network "${PODSHIM_DOCKER_NETWORK:-host}"
     -v "$src:$src" -w "$src"
-    -v "$rustup_home:$rustup_home:ro" -v "$cargo_home:$cargo_home"
-    -v "$cargo_home/bin:$cargo_home/bin:ro"
-    -v /var/lib/podshim -v /tmp
-    -e RUSTUP_HOME="$rustup_home" -e CARGO_HOME="$cargo_home" -e HOME=/root
-    -e PATH="$cargo_home/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    "${toolchain[@]}" -v /var/lib/podshim -v /tmp -e HOME=/root
     -e CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}" -e RUST_BACKTRACE="${RUST_BACKTRACE:-}"
     --entrypoint "$src/scripts/docker-entrypoint.sh"
     "$image" "$@")
