@@ -66,7 +66,7 @@ include=$(IFS=,; echo "${pkgs[*]}")
 if ! debootstrap --variant=minbase --include="$include" bookworm "$work/rootfs" "$mirror" \
     >"$work/log" 2>&1; then
     tail -n 20 "$work/log" >&2
-    cat "$work/rootfs/debootstrap/debootstrap.log" 2>/dev/null | tail -n 20 >&2
+    tail -n 20 "$work/rootfs/debootstrap/debootstrap.log" >&2 2>/dev/null || true
     echo "ci-image: debootstrap failed" >&2
     exit 1
 fi

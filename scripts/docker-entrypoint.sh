@@ -38,6 +38,7 @@ set +e
 setsid "$@" &
 pid=$!
 signalled=
+# shellcheck disable=SC2317  # (run by the traps)
 forward() { signalled=1; kill -s "$1" -- "-$pid" 2>/dev/null; }
 trap 'forward TERM' TERM
 trap 'forward INT' INT

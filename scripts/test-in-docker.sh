@@ -38,6 +38,7 @@ dpid=
 client=
 name=podshim-test-$$
 
+# shellcheck disable=SC2317  # (run by the EXIT trap)
 cleanup() {
     local rc=$?
     if [ -n "$client" ] && kill -0 "$client" 2>/dev/null; then
@@ -104,15 +105,33 @@ if [ "${PODSHIM_CI_DOCKERFILE:-0}" = 1 ]; then scripts/ci-image.sh --dockerfile;
 
 # Docker before 23 asks for every capability the kernel knows for --privileged, and fails with
 # "unable to apply caps: operation not permitted" where root itself lacks one (CAP_SYS_RESOURCE
-# on some VMs). These flags are what --privileged means minus that capability; with them the
-# cgroup filesystem must be bind-mounted read-write (--privileged mounts it so by itself).
+# on some VMs). The fallback is what --privileged means minus the capabilities root lacks; the
+# entrypoint then remounts /sys and the cgroup filesystems read-write, as --privileged mounts them.
+# (Bind-mounting the host's /sys/fs/cgroup instead does not do: its paths do not match the
+# private cgroup namespace, and libcontainer cannot mount a container's /sys/fs/cgroup from it.)
+missing_caps() {
+    local names=(CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP
+        LINUX_IMMUTABLE NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER
+        SYS_MODULE SYS_RAWIO SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE
+        SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP
+        MAC_OVERRIDE MAC_ADMIN SYSLOG WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF
+        CHECKPOINT_RESTORE)
+    local bnd last i
+    bnd=$((16#$(awk '$1 == "CapBnd:" { print $2 }' /proc/self/status)))
+    last=$(cat /proc/sys/kernel/cap_last_cap)
+    for ((i = 0; i <= last && i < ${#names[@]}; i++)); do
+        (((bnd >> i) & 1)) || echo "${names[i]}"
+    done
+}
 privileged=(--privileged)
 if ! probe=$(docker run --rm --privileged --network none --entrypoint /bin/true "$image" 2>&1); then
     if grep -q "unable to apply caps" <<<"$probe"; then
-        say "this Docker cannot start --privileged containers here (unable to apply caps: root lacks a capability); using the equivalent flags instead"
-        privileged=(--cap-add ALL --cap-drop SYS_RESOURCE
+        mapfile -t lacking < <(missing_caps)
+        say "this Docker cannot start --privileged containers here (unable to apply caps: root lacks ${lacking[*]:-a capability}); using the equivalent flags instead"
+        privileged=(--cap-add ALL
             --security-opt seccomp=unconfined --security-opt apparmor=unconfined
             --security-opt systempaths=unconfined --device-cgroup-rule 'a *:* rwm')
+        for c in "${lacking[@]}"; do privileged+=(--cap-drop "$c"); done
     else
         echo "$probe" >&2
         say "docker run --privileged failed"
