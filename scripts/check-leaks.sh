@@ -11,7 +11,10 @@ done
 leaks=()
 n=$(ps -eo stat=,comm= | awk '$2 == "pause" && $1 !~ /^Z/' | wc -l); [ "$n" -gt 0 ] && leaks+=("$n pause process(es)")
 n=$(ip -o link show 2>/dev/null | grep -cE ': (pst[0-9a-f]+|veth[0-9a-f]{8})[:@]' || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n test bridge/veth interface(s)")
-n=$(grep -cE 'podshim' /proc/self/mountinfo || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n podshim mount(s)")
+# Mount points below a podshim directory (/var/lib/podshim/..., /run/podshim/..., the tests'
+# /tmp/podshim-test-*/...). Not the directories themselves, which may be volumes (as in
+# scripts/test-in-docker.sh's container), nor a repository checked out as .../podshim.
+n=$(awk '$5 ~ /\/podshim(-test-[^\/]*)?\//' /proc/self/mountinfo | wc -l); [ "$n" -gt 0 ] && leaks+=("$n podshim mount(s)")
 n=$(find /sys/fs/cgroup -maxdepth 2 -type d -name podshim 2>/dev/null | wc -l); [ "$n" -gt 0 ] && leaks+=("$n podshim cgroup dir(s)")
 if [ "${#leaks[@]}" -gt 0 ]; then
     echo "LEAKS after the tests: ${leaks[*]}" >&2

@@ -4,6 +4,9 @@ set -euo pipefail
 pkgs=(busybox-static umoci skopeo iproute2 procps libseccomp-dev pkg-config gcc libc6-dev ca-certificates containernetworking-plugins nftables)
 # The benchmarks compare against runc and podman: `install-deps.sh --bench` adds them.
 [ "${1:-}" = --bench ] && pkgs+=(runc podman python3)
+# `install-deps.sh --list` prints the list (one a line) and installs nothing: scripts/ci-image.sh
+# and the Dockerfile build the test image from it.
+if [ "${1:-}" = --list ]; then printf '%s\n' "${pkgs[@]}"; exit 0; fi
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -337,3 +337,70 @@ fn nix_kill(pid: u32, sig: &str) {
         .unwrap()
         .success());
 }
+
+/// An overlay mount standing in for a container's root filesystem (overlayfs, as under
+/// `docker run` without a volume); unmounted when dropped.
+struct OverlayDir(std::path::PathBuf);
+
+impl OverlayDir {
+    fn new(base: &std::path::Path) -> Self {
+        let [lower, upper, work, merged] =
+            ["lower", "upper", "work", "merged"].map(|d| base.join(d));
+        for d in [&lower, &upper, &work, &merged] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        );
+        let st = Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &opts])
+            .arg(&merged)
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "cannot mount an overlay on {}",
+            merged.display()
+        );
+        OverlayDir(merged)
+    }
+}
+
+impl Drop for OverlayDir {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_data_root_on_overlayfs_is_refused_with_the_fix_before_anything_is_created() {
+    let mut inst = Instance::new(SUITE);
+    let overlay = OverlayDir::new(&inst.dir.join("overlay"));
+    inst.root = overlay.0.join("podshim");
+    // Images may live there (lower directories can be on overlayfs); writable layers cannot.
+    inst.import_busybox();
+    let u = uid(20);
+    let yaml = pod(
+        &inst.name("ovl"),
+        &u,
+        "Never",
+        &container("a", "echo should-not-run", ""),
+        "",
+    );
+    let out = inst.run(&yaml, T);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    let layers = inst.root.join("containers").join(&u);
+    assert!(
+        err.contains(&format!("{} is on overlayfs", layers.display())) && err.contains("--root"),
+        "the error must name the path and the fix: {err}"
+    );
+    assert!(!stdout(&out).contains("should-not-run"), "{}", stdout(&out));
+    assert!(!layers.exists(), "{} left behind", layers.display());
+    // assert_clean counts every mount under the instance: this one is the test's own.
+    drop(overlay);
+    inst.assert_clean(&[&u]);
+}

@@ -143,3 +143,29 @@ pub fn unmount(target: &Path) -> Result<(), MountError> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upper_dir_on_overlayfs_names_the_path_and_the_fix() {
+        let e = MountError::UpperOnOverlay {
+            path: "/var/lib/podshim/containers/u".into(),
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("/var/lib/podshim/containers/u is on overlayfs"),
+            "{msg}"
+        );
+        assert!(msg.contains("--root") && msg.contains("volume"), "{msg}");
+    }
+
+    #[test]
+    fn a_directory_not_on_overlayfs_passes() {
+        // The crate's own directory: on overlayfs only when the tests themselves run on one.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let on_overlay = statfs(dir).unwrap().filesystem_type() == OVERLAYFS_SUPER_MAGIC;
+        assert_eq!(check_not_overlay(dir).is_err(), on_overlay);
+    }
+}
