@@ -7,6 +7,10 @@
 //! directory, capabilities, rlimits, no-new-privileges, `oom_score_adj`) with only `args` and
 //! `terminal` replaced, as containerd's CRI plugin builds an exec process from the container's
 //! spec (`execInternal`). libcontainer's tenant builder would otherwise run it as root in `/`.
+//! Caveat: libcontainer 0.7 rebuilds the tenant's `linux` section from the namespaces, the
+//! cgroup path, personality and time offsets only, so a `linux.seccomp` profile of the container
+//! would not apply to the command (podshim sets none yet; when it does, apply it in
+//! `TenantExecutor`).
 //!
 //! The command dies with the process that started it: it gets `PR_SET_PDEATHSIG` SIGKILL, so a
 //! `podshim exec` killed by a probe timeout (SIGKILL, no chance to clean up) takes its command
