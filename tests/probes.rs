@@ -1,8 +1,9 @@
 //! Probes, lifecycle hooks and termination messages, end to end in detached Pods: an HTTP
 //! liveness probe against busybox httpd restarts the container when the served file
-//! disappears; a readiness probe flips Ready (startup probe first); preStop runs before the
-//! stop signal; a failing postStart kills the container; terminationMessagePath and
-//! FallbackToLogsOnError end up in `terminated.message`.
+//! disappears; an exec liveness probe runs inside the container; a readiness probe flips Ready
+//! (startup probe first); preStop runs before the stop signal; a failing (exec) postStart kills
+//! the container; terminationMessagePath and FallbackToLogsOnError end up in
+//! `terminated.message`.
 
 use std::time::{Duration, Instant};
 
@@ -170,7 +171,7 @@ fn a_failing_post_start_hook_kills_the_container() {
     let c = container(
         "p",
         "trap \"exit 9\" TERM; while true; do sleep 0.1; done",
-        "    lifecycle:\n      postStart:\n        httpGet: {path: /, port: 9}\n",
+        "    lifecycle:\n      postStart:\n        exec: {command: [sh, -c, \"sleep 1; exit 1\"]}\n",
     );
     let out = inst.detach(&pod(&name, &u, "Never", &c, ""));
     assert!(!out.status.success(), "{}", stdout(&out));
@@ -216,5 +217,37 @@ fn termination_messages_are_reported() {
     assert_eq!(msg("custom"), "custom-path");
     assert_eq!(msg("fallback"), "first\nboom\n");
     ok(&inst.podshim(&["rm", &name], T));
+    inst.assert_clean(&[&u]);
+}
+
+#[test]
+fn an_exec_liveness_probe_runs_inside_the_container() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(6);
+    let name = inst.name("execprobe");
+    // Healthy while /tmp/healthy exists (in the container's own root filesystem, which the
+    // probe can only see from inside); the first run removes it after 2 s.
+    let c = container(
+        "e",
+        "touch /tmp/healthy; if [ ! -e /data/once ]; then touch /data/once; (sleep 2; rm /tmp/healthy) & fi; trap \"exit 0\" TERM; while true; do sleep 0.1; done",
+        "    volumeMounts: [{name: data, mountPath: /data}]\n    livenessProbe:\n      exec: {command: [test, -e, /tmp/healthy]}\n      periodSeconds: 1\n      failureThreshold: 1\n",
+    );
+    let yaml = pod(
+        &name,
+        &u,
+        "Always",
+        &c,
+        "  volumes: [{name: data, emptyDir: {}}]\n",
+    );
+    ok(&inst.detach(&yaml));
+    let v = inst.wait_for(&name, T, "a restart by the exec probe", |v| {
+        status(v, "e")["restartCount"] == 1 && status(v, "e")["state"]["running"].is_object()
+    });
+    assert_eq!(status(&v, "e")["lastState"]["terminated"]["exitCode"], 0);
+    std::thread::sleep(Duration::from_secs(3));
+    let v = inst.inspect(&name);
+    assert_eq!(status(&v, "e")["restartCount"], 1, "{}", v["status"]);
+    ok(&inst.podshim(&["rm", "-f", "--grace-period", "0", &name], T));
     inst.assert_clean(&[&u]);
 }

@@ -94,6 +94,8 @@ enum Command {
     Inspect { pod: String },
     /// Print a container's logs
     Logs(cli::logs::LogsArgs),
+    /// Run a command in a running container of a Pod (exit code: the command's)
+    Exec(cli::exec::ExecArgs),
     /// Stop a Pod: preStop, the stop signal, SIGKILL after the grace period; the Pod stays listed
     Stop {
         /// Seconds from the stop signal to SIGKILL (default: the Pod's terminationGracePeriodSeconds)
@@ -250,6 +252,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Ps { output } => cli::manage::ps(&cfg, output),
         Command::Inspect { pod } => cli::manage::inspect(&cfg, &pod),
         Command::Logs(args) => cli::logs::logs(&cfg, args),
+        Command::Exec(args) => cli::exec::exec(&cfg, args),
         Command::Stop { grace_period, pods } => cli::manage::stop(&cfg, &pods, grace_period),
         Command::Rm {
             force,

@@ -30,7 +30,8 @@ pub struct LogsArgs {
     pod: String,
 }
 
-fn container<'a>(e: &'a Entry, name: Option<&str>) -> Result<&'a ContainerStatus> {
+/// The container `-c` names, or the Pod's only container (`logs` and `exec`).
+pub(super) fn container<'a>(e: &'a Entry, name: Option<&str>) -> Result<&'a ContainerStatus> {
     let st = &e.record.status;
     let all: Vec<&ContainerStatus> = st
         .init_container_statuses

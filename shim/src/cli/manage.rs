@@ -220,7 +220,8 @@ pub fn stop(cfg: &Config, pods: &[String], grace: Option<u64>) -> Result<i32> {
 
 fn rm_one(cfg: &Config, e: &Entry, force: bool, grace: Option<u64>) -> Result<()> {
     // A Pod that has ended but whose supervisor is still tearing it down is waited for.
-    if e.live && !force && !(e.record.finished() && !e.lost) {
+    let running = e.lost || !e.record.finished();
+    if e.live && running && !force {
         bail!(
             "pod {} is running; stop it first (`podshim stop {}`) or use `podshim rm -f`",
             e.record.name,

@@ -1,5 +1,6 @@
 //! The `podshim` subcommands beyond `image` and `gc`: thin front-ends over the engine.
 
+pub mod exec;
 pub mod logs;
 pub mod manage;
 pub mod run;

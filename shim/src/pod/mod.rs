@@ -3,6 +3,7 @@
 //! containerd shim and the controllers later) drives Pods through this module.
 
 pub mod container;
+pub mod exec;
 pub mod files;
 pub mod gc;
 pub mod journal;
