@@ -2,6 +2,8 @@
 # Benchmark whole Pod cycles (start, containers run `true` and exit, teardown), interleaved in one run:
 #   (a) a 1-container Pod: podshim vs `runc run` of a bundle of the same image vs podman kube play
 #   (b) a 2-container Pod sharing an emptyDir: podshim vs podman kube play
+#   (c) a detached 2-container Pod: `run -d` and `rm -f` times and the per-Pod processes' memory
+#       (supervisor + pause) vs podman kube play + pod rm (conmons + infra)
 # plus the resident memory of podshim and pause while a `sleep 5` Pod runs.
 # Goals: (a) podshim <= 2x `runc run`; (b) podshim <= 50 ms and <= 0.1x podman.
 #

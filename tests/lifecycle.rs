@@ -185,12 +185,16 @@ fn detached_pod_is_managed_with_ps_inspect_logs_stop_and_rm() {
     // Stopped: nothing of the Pod is left on the host but its record.
     let row = ps_row(&inst, &name);
     assert_eq!(row[1], "0/2", "{row:?}");
-    let pods = inst.state.join("pods");
-    let left: Vec<String> = std::fs::read_dir(pods.join(format!("default_{name}")))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-        .collect();
-    assert_eq!(left, ["record.json"]);
+    assert!(!inst
+        .state
+        .join("pods")
+        .join(format!("default_{name}"))
+        .exists());
+    assert!(inst
+        .state
+        .join("records")
+        .join(format!("default_{name}.json"))
+        .exists());
 
     // --replace runs it again; rm without -f refuses a running Pod; rm -f removes it.
     let out = inst.podshim(
@@ -419,6 +423,10 @@ fn a_killed_supervisor_leaves_nothing_after_gc() {
             ok(&out);
             assert!(stdout(&out).contains("removed"), "{}", stdout(&out));
         }
+        // Its host resources are gone; the record says what happened until `rm`.
+        let v = inst.inspect(&name);
+        assert_eq!(v["status"]["reason"], "SupervisorLost", "{}", v["status"]);
+        ok(&inst.podshim(&["rm", &name], T));
         inst.assert_clean(&[&u]);
     }
 }

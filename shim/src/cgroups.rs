@@ -188,9 +188,36 @@ impl Cgroups {
         }
     }
 
+    /// SIGKILL every process in cgroup `rel` and its descendants, in every hierarchy, until
+    /// none is left (at most 2 s): what teardown finds there has no owner any more.
+    pub fn kill_all(&self, rel: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let mut found = false;
+            for h in &self.hierarchies {
+                for dir in tree(&join(&h.mount, rel)) {
+                    let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                        found = true;
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+            if !found || std::time::Instant::now() > deadline {
+                return;
+            }
+            sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Remove the Pod cgroup from every hierarchy (children first), then the shared top-level
-    /// directory if the kernel shows nothing else in it. Already gone counts as done.
+    /// directory if the kernel shows nothing else in it. Already gone counts as done. Processes
+    /// still in it are killed first.
     pub fn remove_pod(&self, pod: &str) -> Result<(), CgroupError> {
+        self.kill_all(pod);
         let mut first_error = None;
         for h in &self.hierarchies {
             let dir = join(&h.mount, pod);
@@ -290,6 +317,23 @@ fn enable_controllers(mount: &Path, pod: &str) -> Result<(), CgroupError> {
         dir.push(part);
     }
     Ok(())
+}
+
+/// A cgroup directory and every cgroup below it.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        if let Ok(entries) = fs::read_dir(&out[i]) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    out.push(e.path());
+                }
+            }
+        }
+        i += 1;
+    }
+    out
 }
 
 /// rmdir a cgroup directory and its child cgroups, deepest first. A cgroup that still has

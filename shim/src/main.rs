@@ -267,9 +267,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     podshim::pod::gc::Outcome::Running { key, pid } => {
                         println!("{key}: running (podshim pid {pid})")
                     }
-                    podshim::pod::gc::Outcome::Exited { key } => {
-                        println!("{key}: exited (kept until `podshim rm`)")
-                    }
+
                     podshim::pod::gc::Outcome::Removed { key, problems } if problems.is_empty() => {
                         println!("{key}: removed")
                     }

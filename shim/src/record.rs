@@ -79,9 +79,15 @@ pub struct Record {
     pub terminating: bool,
 }
 
+/// Where the records live: next to the Pods' resource directories, not in them, so a record
+/// outlives its Pod's teardown.
+pub fn dir(cfg: &Config) -> PathBuf {
+    cfg.state.join("records")
+}
+
 /// Where the record of the Pod with this key lives.
 pub fn path(cfg: &Config, key: &str) -> PathBuf {
-    cfg.pod_dir(key).join("record.json")
+    dir(cfg).join(format!("{key}.json"))
 }
 
 impl Record {
@@ -91,6 +97,9 @@ impl Record {
             path: path.to_path_buf(),
             source,
         };
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(err)?;
+        }
         let tmp = path.with_extension("json.tmp");
         let data = serde_json::to_vec_pretty(self).map_err(|e| err(e.into()))?;
         let mut f = fs::File::create(&tmp).map_err(err)?;
@@ -186,7 +195,22 @@ impl Entry {
     }
 }
 
-/// Read the record of one Pod directory.
+/// After `gc` or `rm -f` tore down a Pod whose supervisor was lost: a detached Pod's record
+/// keeps what happened (Failed, SupervisorLost) until `podshim rm`; a foreground Pod's goes.
+pub fn settle_lost(cfg: &Config, key: &str) {
+    let Some(e) = entry(cfg, key) else { return };
+    let path = path(cfg, key);
+    if !e.record.detached {
+        let _ = fs::remove_file(&path);
+        return;
+    }
+    let mut rec = e.record.clone();
+    rec.status = Entry { lost: true, ..e }.status();
+    rec.terminating = false;
+    let _ = rec.write(&path);
+}
+
+/// Read the record of one Pod.
 pub fn entry(cfg: &Config, key: &str) -> Option<Entry> {
     let record = Record::load(&path(cfg, key)).ok()?;
     let live = cfg.pod_dir(key).join("journal.json").exists();
@@ -201,12 +225,15 @@ pub fn entry(cfg: &Config, key: &str) -> Option<Entry> {
 
 /// Every Pod with a record, sorted by namespace and name.
 pub fn list(cfg: &Config) -> Vec<Entry> {
-    let Ok(dir) = fs::read_dir(cfg.pods_dir()) else {
+    let Ok(dir) = fs::read_dir(dir(cfg)) else {
         return Vec::new();
     };
     let mut out: Vec<Entry> = dir
         .flatten()
-        .filter_map(|e| entry(cfg, &e.file_name().to_string_lossy()))
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            entry(cfg, name.strip_suffix(".json")?)
+        })
         .collect();
     out.sort_by(|a, b| a.key.cmp(&b.key));
     out

@@ -228,10 +228,11 @@ impl Instance {
     /// Everything the instance can create is gone.
     pub fn assert_clean(&self, pod_uids: &[&str]) {
         let mut leaks = Vec::new();
-        let pods = self.state.join("pods");
-        if let Ok(entries) = std::fs::read_dir(&pods) {
-            for e in entries.flatten() {
-                leaks.push(format!("pod state {}", e.path().display()));
+        for dir in ["pods", "records"] {
+            if let Ok(entries) = std::fs::read_dir(self.state.join(dir)) {
+                for e in entries.flatten() {
+                    leaks.push(format!("pod state {}", e.path().display()));
+                }
             }
         }
         let ipam = self.root.join("ipam").join(&self.bridge);

@@ -13,7 +13,7 @@ use podshim::config::Config;
 use podshim::pod::{gc, pod_key};
 use podshim::record::{self, Entry};
 use podshim::status;
-use podshim::supervise::{StopRequest, STOP_REQUEST};
+use podshim::supervise::{stop_request_path, StopRequest};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -161,6 +161,11 @@ fn print_table(rows: &[Vec<String>]) {
 /// its journal.
 fn stop_one(cfg: &Config, e: &Entry, grace: Option<u64>) -> Result<()> {
     if !e.live {
+        // Torn down; a detached supervisor may still be writing the final record: let it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while e.record.supervisor.alive() && e.record.detached && Instant::now() < deadline {
+            sleep(Duration::from_millis(10));
+        }
         return Ok(());
     }
     let dir = cfg.pod_dir(&e.key);
@@ -168,9 +173,10 @@ fn stop_one(cfg: &Config, e: &Entry, grace: Option<u64>) -> Result<()> {
         let req = StopRequest {
             grace_period_seconds: grace,
         };
-        let tmp = dir.join(format!("{STOP_REQUEST}.tmp"));
+        let path = stop_request_path(cfg, &e.key);
+        let tmp = path.with_extension("stop.tmp");
         fs::write(&tmp, serde_json::to_vec(&req)?)?;
-        fs::rename(&tmp, dir.join(STOP_REQUEST))?;
+        fs::rename(&tmp, &path)?;
         let sup = e.record.supervisor;
         let _ = kill(Pid::from_raw(sup.pid as i32), Signal::SIGUSR1);
         // The supervisor stops the containers (at most the grace period, then SIGKILL) and tears
@@ -229,10 +235,12 @@ fn rm_one(cfg: &Config, e: &Entry, force: bool, grace: Option<u64>) -> Result<()
         );
     }
     stop_one(cfg, e, grace)?;
-    let dir = cfg.pod_dir(&e.key);
-    match fs::remove_dir_all(&dir) {
+    // Torn down: the Pod's directory is gone with its resources; the record remains.
+    let _ = fs::remove_file(stop_request_path(cfg, &e.key));
+    let path = record::path(cfg, &e.key);
+    match fs::remove_file(&path) {
         Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-            bail!("remove {}: {err}", dir.display())
+            bail!("remove {}: {err}", path.display())
         }
         _ => Ok(()),
     }
@@ -260,7 +268,8 @@ pub fn remove_if_present(cfg: &Config, namespace: &str, name: &str) -> Result<()
     let key = pod_key(namespace, name);
     if let Some(e) = record::entry(cfg, &key) {
         rm_one(cfg, &e, true, None)?;
-    } else if cfg.pod_dir(&key).exists() {
+    }
+    if cfg.pod_dir(&key).exists() {
         // A Pod directory without a record: a crash early in the setup.
         gc::collect_one(cfg, &key);
     }

@@ -274,6 +274,7 @@ pub fn start(
     sandbox.journal.record(Resource::Container {
         id: id.clone(),
         runtime_dir: runtime_dir.clone(),
+        cgroup: Some(container_cgroup(sandbox, &name)),
     })?;
     let rt = |action: &'static str| {
         let container = name.clone();
@@ -330,6 +331,7 @@ pub fn remove_container(cfg: &Config, sandbox: &mut Sandbox, name: &str) -> Resu
         Resource::Container {
             id: container_id(sandbox, name),
             runtime_dir: cfg.runtime_dir(),
+            cgroup: Some(container_cgroup(sandbox, name)),
         },
         Resource::Mount { path: rootfs },
     ];

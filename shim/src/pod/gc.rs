@@ -16,8 +16,6 @@ pub enum Outcome {
     Running { key: String, pid: u32 },
     /// Torn down (with the problems met, if any).
     Removed { key: String, problems: Vec<String> },
-    /// A detached Pod that has ended: only its record is left, kept until `podshim rm`.
-    Exited { key: String },
 }
 
 /// Whether the podshim that wrote `record` is still alive (same PID and start time).
@@ -34,23 +32,20 @@ pub fn gc(cfg: &Config) -> Vec<Outcome> {
     };
     for entry in entries.flatten() {
         let key = entry.file_name().to_string_lossy().to_string();
-        outcomes.push(collect(&entry.path(), key));
+        outcomes.push(collect(cfg, &entry.path(), key));
     }
     outcomes
 }
 
 /// Tear down one Pod of this instance if its owner is gone.
 pub fn collect_one(cfg: &Config, key: &str) -> Outcome {
-    collect(&cfg.pod_dir(key), key.to_string())
+    collect(cfg, &cfg.pod_dir(key), key.to_string())
 }
 
-fn collect(dir: &Path, key: String) -> Outcome {
+fn collect(cfg: &Config, dir: &Path, key: String) -> Outcome {
     let journal_path = dir.join("journal.json");
     let mut journal = match Journal::load(&journal_path) {
         Ok(j) => j,
-        Err(_) if !journal_path.exists() && dir.join("record.json").exists() => {
-            return Outcome::Exited { key };
-        }
         Err(e) => {
             // A crash between creating the directory and writing the journal leaves nothing else.
             let mut problems = Vec::new();
@@ -70,5 +65,6 @@ fn collect(dir: &Path, key: String) -> Outcome {
         };
     }
     let problems = teardown(&mut journal);
+    crate::record::settle_lost(cfg, &key);
     Outcome::Removed { key, problems }
 }

@@ -85,7 +85,14 @@ pub enum Resource {
     /// A mount point (overlay root filesystem, Memory emptyDir).
     Mount { path: PathBuf },
     /// A libcontainer container (its state lives under `runtime_dir/id`).
-    Container { id: String, runtime_dir: PathBuf },
+    Container {
+        id: String,
+        runtime_dir: PathBuf,
+        /// Its cgroup (relative to every hierarchy's root): what is left in it is killed when
+        /// libcontainer cannot (a podshim killed while it created the container).
+        #[serde(default)]
+        cgroup: Option<String>,
+    },
 }
 
 /// Who the Pod is, as written in its journal.

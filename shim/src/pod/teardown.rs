@@ -52,7 +52,11 @@ pub fn teardown(journal: &mut Journal) -> Vec<String> {
 /// Remove one resource; `Err` carries a readable reason.
 pub fn remove(resource: &Resource) -> Result<(), String> {
     match resource {
-        Resource::Container { id, runtime_dir } => remove_container(id, runtime_dir),
+        Resource::Container {
+            id,
+            runtime_dir,
+            cgroup,
+        } => remove_container(id, runtime_dir, cgroup.as_deref()),
         Resource::Mount { path } => mounts::unmount(path).map_err(|e| chain(&e)),
         Resource::Network {
             bridge,
@@ -114,14 +118,25 @@ pub fn remove(resource: &Resource) -> Result<(), String> {
 }
 
 /// Kill and delete a libcontainer container; a missing state directory means already deleted.
-fn remove_container(id: &str, runtime_dir: &Path) -> Result<(), String> {
+/// Processes left in its cgroup that libcontainer does not know of (podshim was killed while it
+/// created the container) are killed through the cgroup.
+fn remove_container(id: &str, runtime_dir: &Path, cgroup: Option<&str>) -> Result<(), String> {
+    let kill_cgroup = || {
+        if let (Some(cg), Ok(c)) = (cgroup, Cgroups::detect()) {
+            c.kill_all(cg);
+        }
+    };
     let dir = runtime_dir.join(id);
     if !dir.exists() {
+        kill_cgroup();
         return Ok(());
     }
     let mut container = match Container::load(dir.clone()) {
         Ok(c) => c,
-        Err(_) => return remove_dir(&dir),
+        Err(_) => {
+            kill_cgroup();
+            return remove_dir(&dir);
+        }
     };
     if let Some(pid) = container.pid() {
         // Only a container libcontainer still sees alive is killed and waited for (its PID may
@@ -131,6 +146,10 @@ fn remove_container(id: &str, runtime_dir: &Path) -> Result<(), String> {
             wait_gone(pid, Duration::from_secs(5), true);
         }
     }
+    if container.delete(true).is_ok() {
+        return Ok(());
+    }
+    kill_cgroup();
     container
         .delete(true)
         .map_err(|e| format!("delete container {id}: {}", chain(&e)))

@@ -39,7 +39,7 @@ use crate::pod::container::{oom_killed, remove_container, start, termination_mes
 use crate::pod::order::{self, Phase, Role};
 use crate::pod::restart::{exit_code, Backoff};
 use crate::pod::{chain, pod_key, Sandbox};
-use crate::record::{Record, Supervisor};
+use crate::record::{self, Record, Supervisor};
 use crate::status::{self, Terminated};
 
 /// How one container slot stands.
@@ -170,9 +170,11 @@ pub struct Options {
     pub runner: Runner,
 }
 
-/// The file `podshim stop` writes into a Pod's state directory before it sends SIGUSR1 to the
-/// supervisor.
-pub const STOP_REQUEST: &str = "stop-request.json";
+/// The file `podshim stop` writes next to the Pod's record (not into the Pod's directory, which
+/// its teardown removes) before it sends SIGUSR1 to the supervisor.
+pub fn stop_request_path(cfg: &Config, key: &str) -> PathBuf {
+    record::dir(cfg).join(format!("{key}.stop"))
+}
 
 /// A request to stop one Pod.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
@@ -223,7 +225,16 @@ pub fn run(cfg: &Config, jobs: Vec<PodJob>, mut opts: Options) -> anyhow::Result
         let start_time = status::time(Utc::now());
         let spec = &job.plan.sandbox;
         let log_dir = logs::pod_dir(&opts.log_root, &spec.namespace, &spec.name, &spec.uid);
-        match Sandbox::create(cfg, spec) {
+        let key = pod_key(&spec.namespace, &spec.name);
+        let created = match record::entry(cfg, &key) {
+            // An ended detached Pod keeps its name until `podshim rm`.
+            Some(e) if !e.live => Err(crate::pod::PodError::AlreadyExists {
+                key,
+                dir: record::path(cfg, &e.key),
+            }),
+            _ => Sandbox::create(cfg, spec),
+        };
+        match created {
             Ok(sb) => pods.push(PodRun {
                 plan: job.plan,
                 object: job.object,
@@ -296,24 +307,22 @@ pub fn run(cfg: &Config, jobs: Vec<PodJob>, mut opts: Options) -> anyhow::Result
     notify_ready(&mut opts.ready, &pods, &slots);
     for (p, pod) in pods.iter_mut().enumerate() {
         pod.dirty = true;
-        write_record(pod, p, &slots, &opts, true);
+        write_record(cfg, pod, p, &slots, &opts, true);
     }
     let problems = teardown_all(&mut pods);
     for p in &problems {
         eprintln!("podshim: teardown: {p}");
     }
-    if opts.detached {
-        // The record outlives the Pod's resources (the teardown removed the Pod's directory):
-        // unless another Pod took the name meanwhile.
-        for (p, pod) in pods.iter_mut().enumerate() {
-            let dir = cfg.pod_dir(&pod_key(
-                &pod.plan.sandbox.namespace,
-                &pod.plan.sandbox.name,
-            ));
-            if fs::create_dir(&dir).is_ok() {
-                pod.dirty = true;
-                write_record_to(pod, p, &slots, &opts, false, &dir.join("record.json"));
-            }
+    for (p, pod) in pods.iter_mut().enumerate() {
+        let key = pod_key(&pod.plan.sandbox.namespace, &pod.plan.sandbox.name);
+        let _ = fs::remove_file(stop_request_path(cfg, &key));
+        let path = record::path(cfg, &key);
+        if opts.detached {
+            // The record outlives the Pod's resources, until `podshim rm`.
+            pod.dirty = true;
+            write_record_to(pod, p, &slots, &opts, false, &path);
+        } else {
+            let _ = fs::remove_file(&path);
         }
     }
     match outcome {
@@ -382,11 +391,21 @@ fn slot_status(s: &&Slot) -> status::ContainerStatus {
     s.track.status(s.phase(), s.restarts, ready, started)
 }
 
-fn write_record(pod: &mut PodRun, p: usize, slots: &[Slot], opts: &Options, terminating: bool) {
-    let Some(sb) = pod.sandbox.as_ref() else {
+fn write_record(
+    cfg: &Config,
+    pod: &mut PodRun,
+    p: usize,
+    slots: &[Slot],
+    opts: &Options,
+    terminating: bool,
+) {
+    if pod.sandbox.is_none() {
         return;
-    };
-    let path = sb.dir.join("record.json");
+    }
+    let path = record::path(
+        cfg,
+        &pod_key(&pod.plan.sandbox.namespace, &pod.plan.sandbox.name),
+    );
     write_record_to(pod, p, slots, opts, terminating, &path);
 }
 
@@ -510,7 +529,7 @@ impl Supervision<'_> {
             self.expire_checks(pods, slots);
             self.advance_kills(slots);
             for (p, pod) in pods.iter_mut().enumerate() {
-                write_record(pod, p, slots, self.opts, false);
+                write_record(self.cfg, pod, p, slots, self.opts, false);
             }
             if self.opts.ready.is_some()
                 && pods
@@ -607,10 +626,8 @@ impl Supervision<'_> {
     /// requested grace period.
     fn take_stop_requests(&self, pods: &mut [PodRun]) {
         for pod in pods.iter_mut() {
-            let Some(sb) = pod.sandbox.as_ref() else {
-                continue;
-            };
-            let path = sb.dir.join(STOP_REQUEST);
+            let spec = &pod.plan.sandbox;
+            let path = stop_request_path(self.cfg, &pod_key(&spec.namespace, &spec.name));
             let Ok(data) = fs::read(&path) else { continue };
             let _ = fs::remove_file(&path);
             let req: StopRequest = serde_json::from_slice(&data).unwrap_or_default();
