@@ -115,9 +115,6 @@ impl Importer<'_> {
                 &self.blobs.read(&manifest.digest)?,
                 &format!("manifest {}", manifest.digest),
             )?;
-            for layer in &parsed.layers {
-                check_layer_media_type(layer)?;
-            }
             self.copy(source, &parsed.config)?;
             for layer in &parsed.layers {
                 self.copy(source, layer)?;
@@ -372,16 +369,6 @@ fn check_manifest(descriptor: &Descriptor) -> Result<(), ImageError> {
             media_type: descriptor.media_type.clone(),
         })
     }
-}
-
-fn check_layer_media_type(layer: &Descriptor) -> Result<(), ImageError> {
-    if layer.media_type.ends_with("zstd") {
-        return Err(ImageError::UnsupportedCompression {
-            digest: layer.digest.clone(),
-            compression: "zstd",
-        });
-    }
-    Ok(())
 }
 
 pub fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ImageError> {
