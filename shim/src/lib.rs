@@ -9,6 +9,7 @@ pub mod manifest;
 pub mod mounts;
 pub mod plan;
 pub mod pod;
+pub mod pulling;
 pub mod resolve;
 pub mod spec;
 pub mod sys;

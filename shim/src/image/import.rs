@@ -243,7 +243,7 @@ impl Importer<'_> {
     }
 
     /// Unpacks the layers of a manifest whose blobs are all in the store.
-    fn finish(
+    pub fn finish(
         &mut self,
         names: Vec<String>,
         digest: &str,
