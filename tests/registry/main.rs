@@ -144,14 +144,17 @@ fn pull_by_tag_and_by_digest_then_run() {
         "one copy of the content"
     );
 
-    // A Pod by tag, pulled by the Pod itself in a fresh instance.
+    // A Pod by tag, pulled by the Pod itself in a fresh instance; through `localhost`, so the
+    // pull resolves a host name on the runtime's blocking pool, which must be gone before the
+    // container is created.
     let inst2 = Instance::new(SUITE);
     let u2 = uid(2);
+    let by_name = tagged.replace("127.0.0.1", "localhost");
     let out = inst2.run(
         &pod_yaml(
             &inst2.name("tag"),
             &u2,
-            &tagged,
+            &by_name,
             "echo ran-from-tag",
             "",
             "",
