@@ -46,12 +46,12 @@ echo "building the test image..."
     umoci unpack --image layout:bench bundle >/dev/null
     mkdir -p bundle/rootfs/bin
     cp /bin/busybox bundle/rootfs/bin/
-    umoci repack --image layout:bench bundle
+    umoci repack --refresh-bundle --image layout:bench bundle
     for part in /usr/lib/x86_64-linux-gnu/perl-base /usr/share/perl /usr/lib/python3.11 /usr/share/zoneinfo; do
         [ -d "$part" ] || continue
         mkdir -p "bundle/rootfs$(dirname "$part")"
         cp -a "$part" "bundle/rootfs$part"
-        umoci repack --image layout:bench bundle
+        umoci repack --refresh-bundle --image layout:bench bundle
     done
     umoci config --image layout:bench --config.cmd=/bin/busybox --architecture=amd64 --os=linux
     umoci gc --layout layout
@@ -81,11 +81,9 @@ now() { date +%s%N; }
 ms() { awk -v s="$1" -v e="$2" 'BEGIN { printf "%.1f", (e - s) / 1e6 }'; }
 declare -a t_podshim t_ref
 for i in $(seq "$iterations"); do
-    sync; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null || true
     s=$(now)
     "$podshim" --root "$tmp/ps-$i" image pull "$ref" >/dev/null
     e=$(now); t_podshim+=("$(ms "$s" "$e")")
-    sync; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null || true
     s=$(now)
     skopeo copy --quiet --src-tls-verify=false "docker://$ref" "oci:$tmp/sk-$i:bench"
     umoci unpack --image "$tmp/sk-$i:bench" "$tmp/bundle-$i" >/dev/null
