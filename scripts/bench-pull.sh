@@ -31,6 +31,7 @@ podshim=$PWD/target/release/podshim
 tmp=$(mktemp -d /var/tmp/podshim-bench-pull.XXXXXX)
 registry_pid=
 cleanup() {
+    set +e
     [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
     rm -rf "$tmp"
 }
