@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian packages podshim's build, example and tests need (Debian 12, as root).
 set -euo pipefail
-pkgs=(busybox-static umoci skopeo iproute2 procps libseccomp-dev pkg-config gcc libc6-dev ca-certificates containernetworking-plugins nftables)
+# docker-registry (the reference OCI registry), apache2-utils (htpasswd) and bsdutils (script, a
+# terminal for the pull progress test) serve the registry tests.
+pkgs=(busybox-static umoci skopeo iproute2 procps libseccomp-dev pkg-config gcc libc6-dev ca-certificates containernetworking-plugins nftables
+    docker-registry apache2-utils bsdutils)
 # The benchmarks compare against runc and podman: `install-deps.sh --bench` adds them.
 [ "${1:-}" = --bench ] && pkgs+=(runc podman python3)
 # `install-deps.sh --list` prints the list (one a line) and installs nothing: scripts/ci-image.sh

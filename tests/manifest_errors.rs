@@ -100,8 +100,13 @@ fn unknown_kind() {
 #[test]
 fn missing_image_names_it_and_says_how_to_import() {
     let inst = Instance::new(SUITE);
-    let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: noimg}\nspec:\n  containers:\n  - name: app\n    image: nosuch:9.9\n";
-    rejects(&inst, yaml, &["nosuch:9.9", "podshim image import"]);
+    // `Never`: no pull (which the registry tests cover), so the store's answer is the error.
+    let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: noimg}\nspec:\n  containers:\n  - name: app\n    image: nosuch:9.9\n    imagePullPolicy: Never\n";
+    rejects(
+        &inst,
+        yaml,
+        &["ErrImageNeverPull", "nosuch:9.9", "podshim image import"],
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@ pub mod mounts;
 pub mod plan;
 pub mod pod;
 pub mod probe;
+pub mod pulling;
 pub mod record;
 pub mod resolve;
 pub mod spec;

@@ -2,13 +2,15 @@
 
 mod cli;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use podshim::config::Config;
-use podshim::image::Store;
+use podshim::image::{human, Auths, PullOptions, Quiet, Store, Terminal};
+use podshim::pod::journal::Journal;
 
 #[derive(Parser)]
 #[command(name = "podshim", version, about = "Run Kubernetes Pods on this host")]
@@ -78,6 +80,19 @@ struct Global {
         default_value = "/var/log/pods"
     )]
     log_root: PathBuf,
+    /// Reach this registry (HOST[:PORT]) over plain HTTP; loopback registries always are
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        env = "PODSHIM_INSECURE_REGISTRIES",
+        value_delimiter = ',',
+        value_name = "HOST[:PORT]"
+    )]
+    insecure_registries: Vec<String>,
+    /// Registry credentials (docker config.json format; default $REGISTRY_AUTH_FILE, then
+    /// ~/.docker/config.json)
+    #[arg(long, global = true, value_name = "FILE")]
+    authfile: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -148,8 +163,34 @@ enum ImageCommand {
         name: Option<String>,
         path: PathBuf,
     },
+    /// Pull an image from a registry (progress on a terminal, quiet otherwise)
+    Pull {
+        /// Print nothing but the result, even on a terminal
+        #[arg(long, short)]
+        quiet: bool,
+        reference: String,
+    },
     /// List the images in the store
-    Ls,
+    Ls {
+        /// Output format
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Show an image's manifest, config and layers (JSON)
+    Inspect { reference: String },
+    /// Remove images by name (or name@digest), then their blobs and layers unless still used
+    Rm {
+        #[arg(required = true)]
+        references: Vec<String>,
+    },
+    /// Remove blobs and layers that no image and no running Pod uses
+    Prune,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -242,7 +283,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
     let cfg = config(&cli.global)?;
     let log_root = cli.global.log_root.clone();
     match cli.command {
-        Command::Run(args) => cli::run::run(&cfg, &log_root, &global_args(&cli.global), args),
+        Command::Run(args) => cli::run::run(
+            &cfg,
+            &log_root,
+            &global_args(&cli.global),
+            &pull_options(&cli.global)?,
+            args,
+        ),
         Command::Supervise => cli::run::supervise(&cfg, &log_root, &global_args(&cli.global)),
         Command::Probe {
             pod_ip,
@@ -289,28 +336,104 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Image(ImageCommand::Ls) => {
+        Command::Image(ImageCommand::Pull { quiet, reference }) => {
             let store = Store::open(&cfg.root).context("open the image store")?;
-            println!("{:<50} {:<20} {:>10}", "NAME", "DIGEST", "SIZE");
-            for i in store.list()? {
-                let digest: String = i
-                    .digest
-                    .trim_start_matches("sha256:")
-                    .chars()
-                    .take(12)
-                    .collect();
-                println!("{:<50} {:<20} {:>10}", i.name, digest, human(i.size));
+            let opts = pull_options(&cli.global)?;
+            let info = if !quiet && std::io::stderr().is_terminal() {
+                store.pull(&reference, &opts, &Terminal::new(std::io::stderr()))
+            } else {
+                store.pull(&reference, &opts, &Quiet)
+            };
+            let info = info.context("image pull")?;
+            println!("{} {}", info.name, info.digest);
+            Ok(0)
+        }
+        Command::Image(ImageCommand::Ls { output }) => {
+            let store = Store::open(&cfg.root).context("open the image store")?;
+            let images = store.list()?;
+            match output {
+                Format::Json => {
+                    let list: Vec<serde_json::Value> = images
+                        .iter()
+                        .map(|i| {
+                            serde_json::json!({"name": i.name, "digest": i.digest,
+                                "size": i.size, "created": i.created})
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&list)?);
+                }
+                Format::Table => {
+                    println!("{:<50} {:<14} {:>10}  CREATED", "NAME", "DIGEST", "SIZE");
+                    for i in images {
+                        let digest: String = i
+                            .digest
+                            .trim_start_matches("sha256:")
+                            .chars()
+                            .take(12)
+                            .collect();
+                        let created = i.created.as_deref().unwrap_or("-");
+                        println!(
+                            "{:<50} {:<14} {:>10}  {created}",
+                            i.name,
+                            digest,
+                            human(i.size)
+                        );
+                    }
+                }
             }
+            Ok(0)
+        }
+        Command::Image(ImageCommand::Inspect { reference }) => {
+            let store = Store::open(&cfg.root).context("open the image store")?;
+            let image = store.inspect(&reference).context("image inspect")?;
+            println!("{}", serde_json::to_string_pretty(&image)?);
+            Ok(0)
+        }
+        Command::Image(ImageCommand::Rm { references }) => {
+            let store = Store::open(&cfg.root).context("open the image store")?;
+            let in_use = Journal::images_in_use(&cfg.pods_dir());
+            let mut code = 0;
+            for reference in references {
+                match store.remove(&reference, &in_use) {
+                    Ok((names, pruned)) => {
+                        for n in names {
+                            println!("removed {n}");
+                        }
+                        print_pruned(&pruned);
+                    }
+                    Err(e) => {
+                        eprintln!("podshim: image rm {reference}: {e}");
+                        code = 1;
+                    }
+                }
+            }
+            Ok(code)
+        }
+        Command::Image(ImageCommand::Prune) => {
+            let store = Store::open(&cfg.root).context("open the image store")?;
+            let in_use = Journal::images_in_use(&cfg.pods_dir());
+            let pruned = store.prune(&in_use).context("image prune")?;
+            print_pruned(&pruned);
             Ok(0)
         }
     }
 }
 
-fn human(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 30 => format!("{:.1}GiB", b as f64 / (1u64 << 30) as f64),
-        b if b >= 1 << 20 => format!("{:.1}MiB", b as f64 / (1u64 << 20) as f64),
-        b if b >= 1 << 10 => format!("{:.1}KiB", b as f64 / 1024.0),
-        b => format!("{b}B"),
+fn print_pruned(p: &podshim::image::Pruned) {
+    if p.blobs + p.layers > 0 {
+        println!(
+            "freed {} blob(s) ({}) and {} unpacked layer(s)",
+            p.blobs,
+            human(p.bytes),
+            p.layers
+        );
     }
+}
+
+/// The node's pull options: --insecure-registry and the auth file's credentials.
+fn pull_options(g: &Global) -> Result<PullOptions> {
+    Ok(PullOptions {
+        insecure_registries: g.insecure_registries.clone(),
+        auths: Auths::load(g.authfile.as_deref())?,
+    })
 }

@@ -1,6 +1,7 @@
 //! From a validated Pod manifest and the image store to what the engine runs: the sandbox spec,
 //! one plan per container, the restart policy and the grace period. Every check that can fail
-//! (missing images) happens here, before anything is created.
+//! (missing images) happens here, before anything is created; pulls happen before this
+//! (`crate::pulling`).
 
 use std::time::Duration;
 
@@ -156,6 +157,7 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
     let node_memory = resources::node_memory();
     let mut containers = Vec::new();
     let mut init_containers = Vec::new();
+    let mut images = Vec::new();
     let all = (spec.init_containers.iter().enumerate())
         .map(|(i, c)| ("initContainers", i, c))
         .chain((spec.containers.iter().enumerate()).map(|(i, c)| ("containers", i, c)));
@@ -178,17 +180,19 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
         let image = match store.resolve(&image_ref) {
             Ok(Some(image)) => image,
             Ok(None) => {
-                let never = matches!(c.pull_policy(), PullPolicy::Never);
-                let reason = if never {
-                    "ErrImageNeverPull"
-                } else {
-                    "ErrImagePull"
+                // The pulls (`crate::pulling`) ran before: only `Never` gets here normally.
+                let message = match c.pull_policy() {
+                    // The kubelet's wording (`ErrImageNeverPull`).
+                    PullPolicy::Never => format!(
+                        "ErrImageNeverPull: container image {image_ref:?} is not present with pull \
+                         policy of Never; pull it (podshim image pull) or import it \
+                         (podshim image import --name {image_ref} ARCHIVE)"
+                    ),
+                    _ => {
+                        format!("ErrImagePull: image {image_ref:?} is not in podshim's image store")
+                    }
                 };
-                errors.push(format!(
-                    "spec.{list}[{i}].image: {reason}: image {image_ref:?} is not in podshim's image store \
-                     (pulling from registries is not supported yet); import it first: \
-                     podshim image import --name {image_ref} ARCHIVE"
-                ));
+                errors.push(format!("spec.{list}[{i}].image: {message}"));
                 continue;
             }
             Err(e) => {
@@ -196,12 +200,8 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
                 continue;
             }
         };
-        if matches!(c.pull_policy(), PullPolicy::Always) {
-            warnings.push(format!(
-                "spec.{list}[{i}].imagePullPolicy: Always: podshim cannot pull from registries yet; \
-                 using {} from the image store",
-                image.name
-            ));
+        if !images.contains(&image.digest) {
+            images.push(image.digest.clone());
         }
         let sc = c.security_context.clone().unwrap_or_default();
         let caps = sc.capabilities.clone().unwrap_or_default();
@@ -280,6 +280,7 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
             // Host ports of a hostNetwork Pod are its own sockets: only checked free.
             host_ports,
             masquerade: !host_network,
+            images,
         },
         init_containers,
         containers,

@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, IsTerminal, Read};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,11 +11,11 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use podshim::config::Config;
-use podshim::image::Store;
+use podshim::image::{PullOptions, Quiet, Store, Terminal};
 use podshim::manifest::{self, Manifest};
 use podshim::pod::restart::Backoff;
 use podshim::supervise::{self, PodJob};
-use podshim::{logs, plan};
+use podshim::{logs, plan, pulling};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -90,7 +90,13 @@ pub fn load(file: &str) -> Result<Option<Manifest>> {
     }
 }
 
-pub fn run(cfg: &Config, log_root: &Path, globals: &[OsString], args: RunArgs) -> Result<i32> {
+pub fn run(
+    cfg: &Config,
+    log_root: &Path,
+    globals: &[OsString],
+    pull: &PullOptions,
+    args: RunArgs,
+) -> Result<i32> {
     let Some(manifest) = load(&args.file)? else {
         return Ok(1);
     };
@@ -112,7 +118,7 @@ pub fn run(cfg: &Config, log_root: &Path, globals: &[OsString], args: RunArgs) -
         podshim_cni::chain::NetworkList::load(conf)
             .with_context(|| format!("--cni-conf {}", conf.display()))?;
     }
-    let jobs = jobs(cfg, &manifest)?;
+    let jobs = jobs(cfg, &manifest, pull)?;
     if args.replace {
         for job in &jobs {
             let s = &job.plan.sandbox;
@@ -135,9 +141,29 @@ pub fn run(cfg: &Config, log_root: &Path, globals: &[OsString], args: RunArgs) -
     supervise::run(cfg, jobs, opts)
 }
 
-/// Plan every Pod of the manifest (all problems at once, nothing created).
-fn jobs(cfg: &Config, manifest: &Manifest) -> Result<Vec<PodJob>> {
+/// Pull what the Pods' pull policies ask for, then plan every Pod of the manifest (all problems
+/// at once, nothing created).
+fn jobs(cfg: &Config, manifest: &Manifest, pull: &PullOptions) -> Result<Vec<PodJob>> {
     let store = Store::open(&cfg.root).context("open the image store")?;
+    // Pulls first: a Pod whose image cannot be pulled fails before anything is created.
+    let pulled = if std::io::stderr().is_terminal() {
+        pulling::pull_for_pods(manifest, &store, pull, &Terminal::new(std::io::stderr()))
+    } else {
+        pulling::pull_for_pods(manifest, &store, pull, &Quiet)
+    };
+    for (pod, w) in &pulled.warnings {
+        eprintln!("Warning: pod {pod:?}: {w}");
+    }
+    if !pulled.errors.is_empty() {
+        let problems: Vec<String> = pulled
+            .errors
+            .iter()
+            .map(|(pod, e)| format!("pod {pod:?}: {e}"))
+            .collect();
+        bail!(problems.join("\n"));
+    }
+    // The pulls' runtimes are gone: libcontainer may fork this process (or a supervisor) now.
+    podshim::pod::ensure_single_threaded()?;
     let mut jobs = Vec::new();
     let mut problems = Vec::new();
     for pod in &manifest.pods {

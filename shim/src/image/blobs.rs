@@ -79,6 +79,10 @@ impl Blobs {
         Blobs { dir, tmp }
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn path(&self, digest: &str) -> Result<PathBuf, ImageError> {
         Ok(self.dir.join(digest_hex(digest)?))
     }
@@ -156,6 +160,18 @@ impl Blobs {
     ) -> Result<(String, Option<PathBuf>), ImageError> {
         let (digest, _, created) = self.put_unknown(bytes, expected)?;
         Ok((digest, created))
+    }
+
+    /// Moves a temporary file whose content the caller verified against `digest` into place.
+    /// Returns the stored path when this call created it, `None` when it was already present.
+    pub fn adopt(&self, tmp: &Path, digest: &str) -> Result<Option<PathBuf>, ImageError> {
+        let dest = self.path(digest)?;
+        if dest.is_file() {
+            let _ = fs::remove_file(tmp);
+            return Ok(None);
+        }
+        self.commit(tmp, &dest)?;
+        Ok(Some(dest))
     }
 
     fn write_temp(&self, reader: impl Read) -> Result<(PathBuf, String, u64), ImageError> {

@@ -13,10 +13,27 @@ pub enum ImageErrorKind {
     /// Content failed verification or is malformed (digest/size mismatch, bad JSON, unsafe
     /// layer entry).
     DataLoss,
-    /// The feature is not implemented (zstd layers, other digest algorithms).
+    /// The feature is not implemented (encrypted layers, other digest algorithms).
     Unimplemented,
     /// The store or the host failed (I/O, locking).
     Internal,
+    /// The registry (or the store) does not have the image.
+    NotFound,
+    /// The registry refused the credentials, or wants some.
+    PermissionDenied,
+    /// The registry could not be reached or failed.
+    Unavailable,
+}
+
+/// Why a registry refused or failed a pull, from its answer (for [`ImageError::kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryFailure {
+    /// 404, or the distribution API's `MANIFEST_UNKNOWN`, `NAME_UNKNOWN`, `BLOB_UNKNOWN`.
+    NotFound,
+    /// 401/403, or a failed token exchange.
+    Unauthorized,
+    /// Connection errors, timeouts, 5xx and answers that break the distribution API.
+    Unavailable,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,12 +104,6 @@ pub enum ImageError {
     #[error("{digest} has unsupported media type {media_type:?}")]
     UnsupportedMediaType { digest: String, media_type: String },
 
-    #[error("layer {digest} is {compression}-compressed, which is not supported yet")]
-    UnsupportedCompression {
-        digest: String,
-        compression: &'static str,
-    },
-
     #[error("manifest {manifest} lists {layers} layers but its config has {diff_ids} diff_ids")]
     LayerCountMismatch {
         manifest: String,
@@ -117,6 +128,33 @@ pub enum ImageError {
 
     #[error("image store is inconsistent: {reason}")]
     Corrupt { reason: String },
+
+    /// A pull failed at the registry; `reason` is the registry's answer (or the network error).
+    #[error("cannot pull {reference}: {reason}")]
+    Registry {
+        reference: String,
+        reason: String,
+        failure: RegistryFailure,
+    },
+
+    #[error("cannot start the pull's I/O runtime")]
+    Runtime {
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("{}: {reason}", path.display())]
+    AuthFile { path: PathBuf, reason: String },
+
+    #[error("image {reference:?} is not in the image store")]
+    NotFound { reference: String },
+
+    #[error("{manifest} of {reference} is a {found}, expected an image manifest")]
+    NotAnImage {
+        reference: String,
+        manifest: String,
+        found: String,
+    },
 }
 
 impl ImageError {
@@ -138,10 +176,16 @@ impl ImageError {
             | LayerCountMismatch { .. }
             | UnsafeEntry { .. }
             | Corrupt { .. } => ImageErrorKind::DataLoss,
-            UnsupportedDigest { .. }
-            | UnsupportedMediaType { .. }
-            | UnsupportedCompression { .. } => ImageErrorKind::Unimplemented,
-            Io { .. } | Lock { .. } | Unpack { .. } => ImageErrorKind::Internal,
+            UnsupportedDigest { .. } | UnsupportedMediaType { .. } => ImageErrorKind::Unimplemented,
+            Io { .. } | Lock { .. } | Unpack { .. } | Runtime { .. } => ImageErrorKind::Internal,
+            AuthFile { .. } => ImageErrorKind::InvalidArgument,
+            NotAnImage { .. } => ImageErrorKind::Unimplemented,
+            NotFound { .. } => ImageErrorKind::NotFound,
+            Registry { failure, .. } => match failure {
+                RegistryFailure::NotFound => ImageErrorKind::NotFound,
+                RegistryFailure::Unauthorized => ImageErrorKind::PermissionDenied,
+                RegistryFailure::Unavailable => ImageErrorKind::Unavailable,
+            },
         }
     }
 

@@ -53,28 +53,32 @@ pub struct ImageConfig {
 
 /// `index.json` of the store (podshim's own format, not an OCI index).
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct StoreIndex {
-    version: u32,
-    images: BTreeMap<String, IndexEntry>,
+pub(super) struct StoreIndex {
+    pub version: u32,
+    pub images: BTreeMap<String, IndexEntry>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct IndexEntry {
-    digest: String,
-    config: String,
-    size: u64,
+pub(super) struct IndexEntry {
+    pub digest: String,
+    pub config: String,
+    pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    created: Option<String>,
+    pub created: Option<String>,
+    /// The image index (manifest list) `digest` was chosen from, when pulled through one: a
+    /// reference `name@<index digest>` finds the image too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_digest: Option<String>,
 }
 
 const INDEX_VERSION: u32 = 1;
 
 #[derive(Debug)]
 pub struct Store {
-    dir: PathBuf,
-    blobs: Blobs,
-    layers: PathBuf,
-    tmp: PathBuf,
+    pub(super) dir: PathBuf,
+    pub(super) blobs: Blobs,
+    pub(super) layers: PathBuf,
+    pub(super) tmp: PathBuf,
 }
 
 impl Store {
@@ -125,6 +129,7 @@ impl Store {
                             config: image.config.clone(),
                             size: image.size,
                             created: image.created.clone(),
+                            index_digest: None,
                         };
                         infos.push(info(name, &entry));
                         index.images.insert(name.clone(), entry);
@@ -162,7 +167,7 @@ impl Store {
                 .images
                 .iter()
                 .find(|(name, entry)| {
-                    &entry.digest == digest
+                    (&entry.digest == digest || entry.index_digest.as_ref() == Some(digest))
                         && name.parse::<Reference>().is_ok_and(|r| {
                             r.name() == wanted.name()
                                 && (wanted.tag.is_none() || r.tag == wanted.tag)
@@ -209,7 +214,7 @@ impl Store {
         &self.dir
     }
 
-    fn lock(&self) -> Result<Flock<File>, ImageError> {
+    pub(super) fn lock(&self) -> Result<Flock<File>, ImageError> {
         let path = self.dir.join("lock");
         let file = OpenOptions::new()
             .create(true)
@@ -224,7 +229,7 @@ impl Store {
 
     /// Removes what an interrupted import left behind. Only called under the lock, so nothing
     /// removed here can belong to a running import.
-    fn clean_temporaries(&self) {
+    pub(super) fn clean_temporaries(&self) {
         for dir in [&self.tmp, &self.layers] {
             let Ok(entries) = fs::read_dir(dir) else {
                 continue;
@@ -265,7 +270,7 @@ impl Store {
         Ok((Source::open(path)?, None))
     }
 
-    fn read_index(&self) -> Result<StoreIndex, ImageError> {
+    pub(super) fn read_index(&self) -> Result<StoreIndex, ImageError> {
         let path = self.dir.join("index.json");
         match fs::read(&path) {
             Ok(bytes) => parse(&bytes, "image store index.json"),
@@ -278,7 +283,7 @@ impl Store {
     }
 
     /// Write to a temporary file, fsync, rename: readers never see a torn index.
-    fn write_index(&self, index: &StoreIndex) -> Result<(), ImageError> {
+    pub(super) fn write_index(&self, index: &StoreIndex) -> Result<(), ImageError> {
         let path = self.dir.join("index.json");
         let tmp = self.dir.join("index.json.tmp");
         let bytes =
@@ -294,7 +299,7 @@ impl Store {
     }
 }
 
-fn info(name: &str, entry: &IndexEntry) -> ImageInfo {
+pub(super) fn info(name: &str, entry: &IndexEntry) -> ImageInfo {
     ImageInfo {
         name: name.to_string(),
         digest: entry.digest.clone(),

@@ -23,6 +23,9 @@ use nix::unistd::{fchownat, Gid, Uid};
 use super::blobs::HashingReader;
 use super::error::ImageError;
 
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// RFC 8878: a zstd frame starts with 0xFD2FB528, little-endian.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 /// overlayfs(5): a directory with this xattr set to "y" hides the lower directories' contents.
@@ -32,8 +35,8 @@ const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
 const PAX_XATTR_PREFIX: &str = "SCHILY.xattr.";
 
-/// Unpacks `blob` into `dest` (which must not exist yet), verifying that the uncompressed
-/// stream hashes to `diff_id`. On error `dest` may be left partially filled; the caller removes it.
+/// Unpacks `blob` (a tar, plain, gzip or zstd) into `dest` (which must not exist yet),
+/// verifying that the uncompressed stream hashes to `diff_id`. On error `dest` may be left partially filled; the caller removes it.
 pub fn unpack_layer(
     blob: &Path,
     media_type: &str,
@@ -41,23 +44,25 @@ pub fn unpack_layer(
     diff_id: &str,
     dest: &Path,
 ) -> Result<(), ImageError> {
-    let zstd = || ImageError::UnsupportedCompression {
-        digest: blob_digest.to_string(),
-        compression: "zstd",
-    };
-    if media_type.ends_with("+zstd") || media_type.ends_with(".zstd") {
-        return Err(zstd());
+    if !layer_media_type_supported(media_type) {
+        return Err(ImageError::UnsupportedMediaType {
+            digest: blob_digest.to_string(),
+            media_type: media_type.to_string(),
+        });
     }
     let file = File::open(blob).map_err(|e| ImageError::io("open layer blob", blob, e))?;
-    let mut reader = BufReader::new(file);
+    let mut reader = BufReader::with_capacity(256 << 10, file);
     let magic = reader
         .fill_buf()
         .map_err(|e| ImageError::io("read layer blob", blob, e))?;
-    // Detect by magic bytes rather than trusting the media type (docker archives say nothing).
-    let stream: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
+    // Detect by magic bytes rather than trusting the media type (docker archives say nothing);
+    // a `+zstd`/`+gzip` media type on content that is not is caught by the diff_id check.
+    let stream: Box<dyn Read> = if magic.starts_with(&GZIP_MAGIC) {
         Box::new(MultiGzDecoder::new(reader))
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Err(zstd());
+    } else if magic.starts_with(&ZSTD_MAGIC) {
+        let decoder = zstd::stream::read::Decoder::with_buffer(reader)
+            .map_err(|e| ImageError::io("read layer blob", blob, e))?;
+        Box::new(decoder)
     } else {
         Box::new(reader)
     };
@@ -85,6 +90,16 @@ pub fn unpack_layer(
         });
     }
     Ok(())
+}
+
+/// Tar layers, plain, gzip or zstd, OCI or docker, distributable or not; not encrypted or
+/// other artifacts. An empty media type (docker archives) is a tar by definition.
+fn layer_media_type_supported(media_type: &str) -> bool {
+    media_type.is_empty()
+        || (media_type.contains(".tar")
+            && [".tar", "+gzip", ".gzip", "+zstd"]
+                .iter()
+                .any(|suffix| media_type.ends_with(suffix)))
 }
 
 /// The metadata of one entry, with PAX overrides applied.

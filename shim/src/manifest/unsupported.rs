@@ -106,6 +106,8 @@ const SUPPORTED: &[&str] = &[
     "spec.securityContext.runAsGroup",
     "spec.securityContext.runAsNonRoot",
     "spec.securityContext.supplementalGroups",
+    // Credentials for pulls, from `kubernetes.io/dockerconfigjson` Secrets of the same file.
+    "spec.imagePullSecrets",
     // No-ops: accepted, with a warning.
     "spec.enableServiceLinks",
     "spec.automountServiceAccountToken",

@@ -284,6 +284,7 @@ pub fn start(
             detail: chain(&e),
         }
     };
+    super::ensure_single_threaded()?;
     let mut container = ContainerBuilder::new(id.clone(), SyscallType::default())
         .with_executor(DefaultExecutor {})
         .with_root_path(&runtime_dir)

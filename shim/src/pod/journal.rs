@@ -105,6 +105,9 @@ pub struct PodRecord {
     /// The podshim process that owns the Pod, and its start time (to tell it from a reused PID).
     pub owner_pid: u32,
     pub owner_start_time: u64,
+    /// Manifest digests of the images the Pod runs (kept by `podshim image prune`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +129,23 @@ impl Journal {
         };
         journal.save()?;
         Ok(journal)
+    }
+
+    /// The images that the Pods under `pods_dir` (`<state>/pods`) run, from their journals,
+    /// whether their podshim is alive or not (a dead one's overlays stay until `gc`).
+    pub fn images_in_use(pods_dir: &Path) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(pods_dir) else {
+            return Vec::new();
+        };
+        let mut images = Vec::new();
+        for entry in entries.flatten() {
+            if let Ok(j) = Journal::load(&entry.path().join("journal.json")) {
+                images.extend(j.pod.images);
+            }
+        }
+        images.sort();
+        images.dedup();
+        images
     }
 
     pub fn load(path: &Path) -> Result<Self, JournalError> {
@@ -194,6 +214,7 @@ mod tests {
             uid: "u".into(),
             owner_pid: 1,
             owner_start_time: 2,
+            images: Vec::new(),
         };
         let mut j = Journal::create(&path, pod).unwrap();
         j.record(Resource::Cgroup {

@@ -84,12 +84,34 @@ pub enum PodError {
         action: &'static str,
         detail: String,
     },
+    #[error("podshim has {threads} threads, but containers can only be created from a single-threaded process (libcontainer forks it); this is a bug")]
+    Threads { threads: usize },
     #[error("{error}; rolling back also failed: {}", rollback.join("; "))]
     Rollback {
         #[source]
         error: Box<PodError>,
         rollback: Vec<String>,
     },
+}
+
+/// libcontainer forks (clones) the calling process to create a container, which is only sound
+/// in a single-threaded process (a fork copies only the calling thread; locks held by the
+/// others stay locked forever in the child). Image pulls run a tokio runtime: it must be gone.
+/// Threads that were just joined may linger in /proc for a moment, hence the short wait.
+pub fn ensure_single_threaded() -> Result<(), PodError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let threads = std::fs::read_dir("/proc/self/task")
+            .map(|d| d.count())
+            .unwrap_or(1);
+        if threads <= 1 {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(PodError::Threads { threads });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 /// Render an error with its whole `source()` chain, for messages kept as text.

@@ -61,6 +61,9 @@ pub struct SandboxSpec {
     /// Masquerade the Pod's traffic leaving the Pod subnet (as Kubernetes nodes do).
     pub masquerade: bool,
     pub volumes: Vec<VolumeSpec>,
+    /// Manifest digests of the images the Pod's containers run, recorded in its journal so
+    /// that `podshim image prune` keeps them while the Pod lives.
+    pub images: Vec<String>,
 }
 
 /// A Pod's sandbox, alive.
@@ -112,6 +115,7 @@ impl Sandbox {
             uid: spec.uid.clone(),
             owner_pid: std::process::id(),
             owner_start_time: start_time(std::process::id() as i32).unwrap_or(0),
+            images: spec.images.clone(),
         };
         let mut journal = match Journal::create(&dir.join("journal.json"), record) {
             Ok(j) => j,

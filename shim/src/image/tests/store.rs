@@ -223,29 +223,60 @@ fn nested_index_picks_the_host_platform() {
     assert_eq!(count(&work.path().join("root/images/layers/sha256")), 1);
 }
 
-#[test]
-fn zstd_layers_are_not_supported_yet() {
-    let work = tempfile::tempdir().unwrap();
-    let mut layout = Layout::new(&work.path().join("layout"));
-    let desc = layout.image(&[simple_layer(b"z")], false, json!({}));
-    // Rewrite the manifest with a zstd media type.
+/// A layout with one single-layer image named `name` whose layer blob is `blob` with media
+/// type `media_type` (the config's diff_id is that of `tar`).
+fn layout_with_layer(dir: &Path, name: &str, tar: &[u8], blob: &[u8], media_type: &str) -> Layout {
+    let mut layout = Layout::new(dir);
+    let desc = layout.image(&[tar.to_vec()], false, json!({}));
     let mpath = layout.blob_path(desc["digest"].as_str().unwrap());
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&fs::read(mpath).unwrap()).unwrap();
-    manifest["layers"][0]["mediaType"] = json!("application/vnd.oci.image.layer.v1.tar+zstd");
+    let (digest, size) = layout.blob(blob);
+    manifest["layers"][0] = json!({"mediaType": media_type, "digest": digest, "size": size});
     let (digest, size) = layout.blob(&serde_json::to_vec(&manifest).unwrap());
     let desc = json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size});
-    layout.add(desc, json!({"org.opencontainers.image.ref.name": "z:1"}));
+    layout.add(desc, json!({"org.opencontainers.image.ref.name": name}));
     layout.write_index();
+    layout
+}
+
+#[test]
+fn zstd_layers_are_unpacked_and_unknown_layer_types_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let tar = simple_layer(b"zstd-content");
+    let compressed = zstd::encode_all(&tar[..], 3).unwrap();
+    let zstd_mt = "application/vnd.oci.image.layer.v1.tar+zstd";
+    let layout = layout_with_layer(
+        &work.path().join("a"),
+        "z.io/z:1",
+        &tar,
+        &compressed,
+        zstd_mt,
+    );
     let root = work.path().join("root");
+    let store = Store::open(&root).unwrap();
+    store.import(&layout.dir, None).unwrap();
+    let image = store.resolve("z.io/z:1").unwrap().unwrap();
+    assert_eq!(
+        fs::read(image.layers[0].join("bin/tool")).unwrap(),
+        b"zstd-content"
+    );
+
+    let encrypted = "application/vnd.oci.image.layer.v1.tar+gzip+encrypted";
+    let tar = simple_layer(b"secret");
+    let layout = layout_with_layer(
+        &work.path().join("b"),
+        "z.io/e:1",
+        &tar,
+        &gzip(&tar),
+        encrypted,
+    );
+    let root = work.path().join("root2");
     let err = Store::open(&root)
         .unwrap()
         .import(&layout.dir, None)
         .unwrap_err();
-    assert!(
-        err.to_string().contains("zstd") && err.to_string().contains("not supported yet"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("+encrypted"), "{err}");
     assert_eq!(err.kind(), ImageErrorKind::Unimplemented);
     assert_empty_store(&root);
 }
