@@ -61,21 +61,13 @@ pub fn trim_resident_memory() -> usize {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return 0;
     };
-    let mut trimmed = 0;
+    // Find the mappings first, drop their pages last: code that runs after a mapping is
+    // trimmed would fault parts of it back in.
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
     let mut vma: Option<(usize, usize, bool)> = None;
-    let mut flush = |vma: &mut Option<(usize, usize, bool)>, anon_kb: Option<u64>| {
+    let mut keep = |vma: &mut Option<(usize, usize, bool)>, anon_kb: Option<u64>| {
         if let (Some((start, end, true)), Some(0)) = (vma.take(), anon_kb) {
-            // SAFETY: [start, end) is a whole mapping of this process, read from /proc/self/smaps;
-            // it is not writable and has no anonymous (COW) pages, so MADV_DONTNEED only unmaps
-            // file-backed pages, which later faults map again with the same contents. The
-            // caller is single-threaded (the supervisor loop), so nothing can make the mapping
-            // writable in between.
-            let rc = unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
-            };
-            if rc == 0 {
-                trimmed += 1;
-            }
+            ranges.push((start, end - start));
         }
     };
     let mut anon: Option<u64> = None;
@@ -83,7 +75,7 @@ pub fn trim_resident_memory() -> usize {
         let mut words = line.split_whitespace();
         let first = words.next().unwrap_or_default();
         if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
-            flush(&mut vma, anon);
+            keep(&mut vma, anon);
             anon = None;
             let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
             else {
@@ -101,10 +93,22 @@ pub fn trim_resident_memory() -> usize {
             anon = words.next().and_then(|n| n.parse().ok());
         }
     }
-    flush(&mut vma, anon);
+    keep(&mut vma, anon);
+    drop(smaps);
     // SAFETY: malloc_trim only returns free heap memory to the kernel.
     unsafe {
         libc::malloc_trim(0);
+    }
+    let mut trimmed = 0;
+    for (start, len) in &ranges {
+        // SAFETY: each range is a whole mapping of this process, read from /proc/self/smaps just
+        // above; it is not writable and has no anonymous (COW) pages, so MADV_DONTNEED only
+        // unmaps file-backed pages, which later faults map again with the same contents. The
+        // caller is single-threaded (the supervisor loop): nothing can make the mapping writable
+        // or remap it in between.
+        if unsafe { libc::madvise(*start as *mut libc::c_void, *len, libc::MADV_DONTNEED) } == 0 {
+            trimmed += 1;
+        }
     }
     trimmed
 }

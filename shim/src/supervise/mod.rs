@@ -297,6 +297,7 @@ pub fn run(cfg: &Config, jobs: Vec<PodJob>, mut opts: Options) -> anyhow::Result
             wake_r: &wake_r,
             opts: &mut opts,
             checks: Vec::new(),
+            trim_at: None,
         };
         sv.supervise(&mut pods, &mut slots)
     }));
@@ -488,6 +489,8 @@ struct Supervision<'a> {
     opts: &'a mut Options,
     /// Probe and hook processes (and sleep hooks) in flight.
     checks: Vec<Check>,
+    /// When to trim the resident memory next (10 s after the loop last did some work).
+    trim_at: Option<Instant>,
 }
 
 impl Supervision<'_> {
@@ -540,10 +543,14 @@ impl Supervision<'_> {
                 notify_ready(&mut self.opts.ready, pods, slots);
                 started = true;
             }
-            // A detached supervisor lives long: after a (re)start it lets go of the pages the
-            // start touched (libcontainer, the spec) and keeps only what its loop uses.
-            if started && self.opts.detached && self.opts.ready.is_none() {
-                crate::sys::trim_resident_memory();
+            // A detached supervisor lives long: right after a (re)start it lets go of the pages
+            // the start touched (libcontainer, the spec), and 10 s after other work of the
+            // pages its loop touched, so an idle supervisor holds little (see `wait` below).
+            let trim = self.opts.detached
+                && self.opts.ready.is_none()
+                && (started || self.trim_at.is_some_and(|t| t <= Instant::now()));
+            if trim {
+                self.trim_at = None;
             }
             if slots.iter().all(|s| matches!(s.state, State::Done)) {
                 return Ok(());
@@ -552,13 +559,21 @@ impl Supervision<'_> {
             let timeout = self
                 .next_deadline(pods, slots)
                 .map(|n| n.saturating_duration_since(Instant::now()));
-            let mut ready = output::wait(self.wake_r, slots.iter().map(|s| &s.out), timeout)?;
+            let mut ready =
+                output::wait(self.wake_r, slots.iter().map(|s| &s.out), timeout, || {
+                    if trim {
+                        crate::sys::trim_resident_memory();
+                    }
+                })?;
             // A stream at EOF is removed from its slot: handle higher indexes first.
             ready.sort_by_key(|(slot, stream)| (*slot, std::cmp::Reverse(*stream)));
             for (slot, stream) in ready {
                 slots[slot].out.pump(stream);
             }
             output::drain_wake(self.wake_r);
+            if self.opts.detached && self.trim_at.is_none() {
+                self.trim_at = Some(Instant::now() + Duration::from_secs(10));
+            }
             self.reap(pods, slots);
             // A Pod whose pause process died has lost its namespaces: stop it.
             for p in 0..pods.len() {
@@ -618,6 +633,9 @@ impl Supervision<'_> {
             if let Some(at) = c.deadline {
                 soonest(at);
             }
+        }
+        if let Some(at) = self.trim_at {
+            soonest(at);
         }
         next
     }

@@ -29,11 +29,13 @@ pub(super) struct Output {
 }
 
 /// poll(2) the wake pipe and every open stream; returns the (output, stream) pairs that are
-/// ready.
+/// ready. `before_sleep` runs right before the poll (the supervisor trims its memory there, so
+/// that as little as possible runs between the trim and the sleep).
 pub(super) fn wait<'a>(
     wake: &UnixStream,
     outputs: impl Iterator<Item = &'a Output>,
     timeout: Option<Duration>,
+    before_sleep: impl FnOnce(),
 ) -> io::Result<Vec<(usize, usize)>> {
     let mut index = Vec::new();
     let mut fds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
@@ -45,6 +47,7 @@ pub(super) fn wait<'a>(
     }
     let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
     let timeout = PollTimeout::try_from(ms.max(-1)).unwrap_or(PollTimeout::NONE);
+    before_sleep();
     match poll(&mut fds, timeout) {
         Ok(_) | Err(nix::errno::Errno::EINTR) => {}
         Err(e) => return Err(e.into()),
