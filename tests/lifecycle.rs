@@ -492,3 +492,38 @@ fn the_supervisor_binary_cannot_be_written_through_proc_exe() {
         .unwrap();
     inst.assert_clean(&[&u]);
 }
+
+/// `logs -f` streams a running container's lines and returns when it exits; `ps -o yaml` is a
+/// Kubernetes List.
+#[test]
+fn logs_follow_streams_until_the_container_exits() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(21);
+    let name = inst.name("follow");
+    let c = container(
+        "c",
+        "for i in 1 2 3 4; do echo line-$i; sleep 0.5; done",
+        "",
+    );
+    ok(&inst.detach(&pod(&name, &u, "Never", &c, "")));
+    let t = Instant::now();
+    let out = inst.podshim(&["logs", "-f", &name], T);
+    ok(&out);
+    assert_eq!(stdout(&out), "line-1\nline-2\nline-3\nline-4\n");
+    assert!(
+        t.elapsed() >= Duration::from_millis(1000),
+        "{:?}",
+        t.elapsed()
+    );
+    let out = inst.podshim(&["ps", "-o", "yaml"], T);
+    ok(&out);
+    let text = stdout(&out);
+    assert!(text.contains("kind: List"), "{text}");
+    assert!(text.contains(&format!("name: {name}")), "{text}");
+    inst.wait_for(&name, T, "Succeeded", |v| {
+        v["status"]["phase"] == "Succeeded"
+    });
+    ok(&inst.podshim(&["rm", &name], T));
+    inst.assert_clean(&[&u]);
+}
