@@ -73,8 +73,8 @@ fn every_env_and_volume_source_reaches_the_container() {
   - name: config
     configMap:
       name: app-config
-      defaultMode: 256
-      items: [{key: MODE, path: conf/mode, mode: 384}, {key: app.conf, path: app.conf}]
+      defaultMode: 0400 # YAML 1.1 octal, as Kubernetes reads it (256)
+      items: [{key: MODE, path: conf/mode, mode: 0600}, {key: app.conf, path: app.conf}]
   - {name: secret, secret: {secretName: app-secret}}
 "#;
     let yaml = format!(

@@ -17,7 +17,8 @@ const MAX_UNKNOWN_FIELDS: usize = 64;
 /// document that does not parse (serde_yaml cannot resume after a syntax error).
 pub fn documents(text: &str) -> Vec<(usize, Result<Value, DocumentError>)> {
     let mut out = Vec::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    let text = octal_modes(text);
+    for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
         let document = i + 1;
         match serde_yaml::Value::deserialize(doc) {
             Ok(serde_yaml::Value::Null) => {}
@@ -29,6 +30,57 @@ pub fn documents(text: &str) -> Vec<(usize, Result<Value, DocumentError>)> {
         }
     }
     out
+}
+
+/// File modes written the YAML 1.1 way (`defaultMode: 0644`), as Kubernetes reads them (its
+/// YAML decoder takes a leading 0 as octal), while serde_yaml follows YAML 1.2 (decimal 644,
+/// which validation would refuse): every plain `mode:`/`defaultMode:` value with a leading 0 is
+/// rewritten as its decimal value before parsing.
+pub fn octal_modes(text: &str) -> std::borrow::Cow<'_, str> {
+    let mut out = String::new();
+    let mut last = 0;
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &text[i..];
+        let key = ["defaultMode:", "mode:"]
+            .into_iter()
+            .find(|k| rest.starts_with(k));
+        let boundary = i == 0 || matches!(bytes[i - 1], b' ' | b'\t' | b'\n' | b'{' | b',' | b'-');
+        let Some(key) = key.filter(|_| boundary) else {
+            i += rest.chars().next().map_or(1, char::len_utf8);
+            continue;
+        };
+        let mut j = i + key.len();
+        // A mapping key's colon is followed by a space ("mode:0644" is a plain string).
+        if !matches!(bytes.get(j), Some(b' ' | b'\t')) {
+            i = j;
+            continue;
+        }
+        while j < bytes.len() && (bytes[j] == b' ' || bytes[j] == b'\t') {
+            j += 1;
+        }
+        let start = j;
+        while j < bytes.len() && bytes[j].is_ascii_digit() {
+            j += 1;
+        }
+        let digits = &text[start..j];
+        let ends = j == bytes.len()
+            || matches!(bytes[j], b' ' | b'\t' | b'\r' | b'\n' | b',' | b'}' | b'#');
+        if ends && digits.len() > 1 && digits.starts_with('0') {
+            if let Ok(v) = u32::from_str_radix(digits, 8) {
+                out.push_str(&text[last..start]);
+                out.push_str(&v.to_string());
+                last = j;
+            }
+        }
+        i = j.max(i + 1);
+    }
+    if last == 0 {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(&text[last..]);
+    std::borrow::Cow::Owned(out)
 }
 
 fn yaml_error(e: &serde_yaml::Error, document: usize) -> DocumentError {
@@ -298,5 +350,25 @@ mod tests {
         let none = serde_json::json!({"apiVersion": "v1"});
         let e = check_kind(&none, 1).unwrap_err().to_string();
         assert!(e.contains("kind: Required value"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod octal_tests {
+    use super::octal_modes;
+
+    #[test]
+    fn leading_zero_modes_are_octal_as_in_kubernetes() {
+        let text = "defaultMode: 0644\nitems:\n- {key: a, path: b, mode: 0400}\n- key: c\n  mode: 0755 # rwx\nport: 0808\nmode: 420\nname: mode:0644\n";
+        let got = octal_modes(text);
+        assert_eq!(
+            got,
+            "defaultMode: 420\nitems:\n- {key: a, path: b, mode: 256}\n- key: c\n  mode: 493 # rwx\nport: 0808\nmode: 420\nname: mode:0644\n"
+        );
+        // Nothing to rewrite: the text is used as it is.
+        assert!(matches!(
+            octal_modes("mode: 420\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }
