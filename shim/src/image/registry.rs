@@ -27,6 +27,7 @@ use super::spec::{
     host_arch, Descriptor, Index, Manifest, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX,
     MT_OCI_MANIFEST,
 };
+use crate::pod::chain;
 
 /// Manifests larger than this are refused (the distribution spec suggests 4 MiB).
 const MAX_MANIFEST: usize = 4 << 20;
@@ -422,21 +423,6 @@ fn select(manifests: &[Descriptor]) -> Option<&Descriptor> {
             [only] if only.platform.is_none() => Some(only),
             _ => None,
         })
-}
-
-/// An error with its sources, for reasons kept as text.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let msg = e.to_string();
-        if !s.contains(&msg) {
-            s.push_str(": ");
-            s.push_str(&msg);
-        }
-        cur = e.source();
-    }
-    s
 }
 
 /// A temporary path in the store's tmp dir for a blob being fetched.
