@@ -8,15 +8,17 @@ for _ in $(seq 50); do
     [ "$pids" -eq 0 ] && break
     sleep 0.1
 done
-# The registry tests' docker-registry processes stop when their test process exits.
+# The registry tests' docker-registry and token server processes stop when their test process
+# exits.
+servers='(docker-registry serve|token_server\.py) .*/podshim-registry-'
 for _ in $(seq 50); do
-    pgrep -f 'docker-registry serve .*/podshim-registry-' >/dev/null || break
+    pgrep -f "$servers" >/dev/null || break
     sleep 0.1
 done
 leaks=()
 n=$(ps -eo stat=,comm= | awk '$2 == "pause" && $1 !~ /^Z/' | wc -l); [ "$n" -gt 0 ] && leaks+=("$n pause process(es)")
 n=$(ip -o link show 2>/dev/null | grep -cE ': (pst[0-9a-f]+|veth[0-9a-f]{8})[:@]' || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n test bridge/veth interface(s)")
-n=$(pgrep -fc 'docker-registry serve .*/podshim-registry-' || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n test registry process(es)")
+n=$(pgrep -fc "$servers" || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n test registry/token server process(es)")
 # Mount points below a podshim directory (/var/lib/podshim/..., /run/podshim/..., the tests'
 # /tmp/podshim-test-*/...). Not the directories themselves, which may be volumes (as in
 # scripts/test-in-docker.sh's container), nor a repository checked out as .../podshim.

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install the Debian packages podshim's build, example and tests need (Debian 12, as root).
 set -euo pipefail
-# docker-registry (the reference OCI registry), apache2-utils (htpasswd) and bsdutils (script, a
-# terminal for the pull progress test) serve the registry tests.
+# docker-registry (the reference OCI registry), apache2-utils (htpasswd), bsdutils (script, a
+# terminal for the pull progress test), python3 (the token-auth registry's token server, stdlib
+# only) and openssl (its key, certificate and JWT signatures) serve the registry tests.
 pkgs=(busybox-static umoci skopeo iproute2 procps libseccomp-dev pkg-config gcc libc6-dev ca-certificates containernetworking-plugins nftables
-    docker-registry apache2-utils bsdutils)
+    docker-registry apache2-utils bsdutils python3 openssl)
 # The benchmarks compare against runc and podman: `install-deps.sh --bench` adds them.
-[ "${1:-}" = --bench ] && pkgs+=(runc podman python3)
+[ "${1:-}" = --bench ] && pkgs+=(runc podman)
 # `install-deps.sh --list` prints the list (one a line) and installs nothing: scripts/ci-image.sh
 # and the Dockerfile build the test image from it.
 if [ "${1:-}" = --list ]; then printf '%s\n' "${pkgs[@]}"; exit 0; fi

@@ -1,10 +1,11 @@
 //! End-to-end tests of pulls from real registries (Debian's `docker-registry` on 127.0.0.1,
 //! see setup.rs): by tag and by digest, a multi-platform index, gzip and zstd layers, whiteouts
-//! and opaque directories, corrupted blobs, authentication, missing images, concurrent pulls,
-//! imagePullPolicy, and image rm/prune. Pods are run from the pulled images; every test checks
-//! that its instance left nothing behind.
+//! and opaque directories, corrupted blobs, authentication (basic here, bearer tokens in
+//! token.rs), missing images, concurrent pulls, imagePullPolicy, and image rm/prune. Pods are
+//! run from the pulled images; every test checks that its instance left nothing behind.
 
 mod setup;
+mod token;
 
 use std::fs;
 use std::path::Path;

@@ -1,9 +1,10 @@
 //! The registries of the registry tests, started once per test process: Debian's
-//! `docker-registry` on 127.0.0.1, one open and one with htpasswd basic auth, each with its own
-//! storage under a temporary directory, filled with images built offline and pushed with
-//! `skopeo copy`. Each registry runs under a `sh` that kills it (by PID) and removes the
-//! registries' directory when this test process exits and its stdin pipe closes, so nothing is
-//! left running even after a failed test.
+//! `docker-registry` on 127.0.0.1, one open, one with htpasswd basic auth and one with token
+//! auth (bearer JWTs from `token_server.py`, also on 127.0.0.1), each with its own storage
+//! under a temporary directory, filled with images built offline and pushed with `skopeo copy`.
+//! Each server runs under a `sh` that kills it (by PID) and removes the registries' directory
+//! when this test process exits and its stdin pipe closes, so nothing is left running even
+//! after a failed test.
 
 use std::fs;
 use std::io::Write;
@@ -18,11 +19,24 @@ use sha2::{Digest, Sha256};
 
 pub const USER: &str = "podshim";
 pub const PASSWORD: &str = "s3cret-pw";
+/// The token registry's `auth.token.service` (the JWTs' `aud`) and `issuer` (their `iss`).
+pub const TOKEN_SERVICE: &str = "podshim-test-registry";
+const TOKEN_ISSUER: &str = "podshim-test-issuer";
+/// The repositories of busybox on the token registry, one per test (so that each test finds
+/// its own requests in the token server's log).
+pub const TOKEN_REPOS: [&str; 3] = ["private/busybox", "secret/busybox", "envfile/busybox"];
 
 pub struct Registries {
     /// `127.0.0.1:PORT` of the open registry and of the one with basic auth.
     pub open: String,
     pub auth: String,
+    /// `127.0.0.1:PORT` of the registry with token auth; its token server's request log (one
+    /// JSON object a line: user, scope, service, granted).
+    pub token: String,
+    pub token_log: PathBuf,
+    /// The number of lines of that log written by the setup's pushes (skopeo asks for `pull`
+    /// scopes too), which `token_requests` leaves out.
+    token_log_setup: usize,
     pub open_storage: PathBuf,
     /// Manifest digest of `busybox:1.35` on the open registry.
     pub busybox_digest: String,
@@ -77,19 +91,69 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts a registry; `htpasswd` turns on basic auth.
-fn start(dir: &Path, name: &str, htpasswd: Option<&Path>) -> (String, PathBuf, Child) {
+/// How a registry authenticates its clients.
+enum Auth<'a> {
+    None,
+    /// Basic auth with this htpasswd file.
+    Htpasswd(&'a Path),
+    /// Bearer tokens from `realm`, signed by the key of the certificate `rootcertbundle`.
+    Token {
+        realm: &'a str,
+        cert: &'a Path,
+    },
+}
+
+/// Runs `program args` (output to `log`) under a `sh` that kills it by PID and removes `dir`
+/// when its stdin closes (when this test process exits), and waits until `addr` accepts.
+fn guarded(program: &str, args: &[&std::ffi::OsStr], log: &Path, dir: &Path, addr: &str) -> Child {
+    assert!(
+        Path::new(program).is_file(),
+        "{program} missing: scripts/install-deps.sh installs it"
+    );
+    let child = Command::new("sh")
+        .args([
+            "-c",
+            "\"$@\" >\"$GUARD_LOG\" 2>&1 & pid=$!; read _; kill $pid; wait $pid; rm -rf \"$GUARD_DIR\"",
+            "sh",
+            program,
+        ])
+        .args(args)
+        .env("GUARD_LOG", log)
+        .env("GUARD_DIR", dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {program}: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{program} did not listen on {addr}: {}",
+            fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+/// Starts a registry with `auth`.
+fn start(dir: &Path, name: &str, auth: Auth) -> (String, PathBuf, Child) {
     let port = free_port();
     let storage = dir.join(format!("{name}-storage"));
     fs::create_dir_all(&storage).unwrap();
-    let auth = htpasswd
-        .map(|p| {
-            format!(
-                "auth:\n  htpasswd:\n    realm: podshim-test\n    path: {}\n",
-                p.display()
-            )
-        })
-        .unwrap_or_default();
+    let auth = match auth {
+        Auth::None => String::new(),
+        Auth::Htpasswd(p) => format!(
+            "auth:\n  htpasswd:\n    realm: podshim-test\n    path: {}\n",
+            p.display()
+        ),
+        Auth::Token { realm, cert } => format!(
+            "auth:\n  token:\n    realm: {realm}\n    service: {TOKEN_SERVICE}\n    \
+             issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+            cert.display()
+        ),
+    };
     let config = dir.join(format!("{name}.yml"));
     fs::write(
         &config,
@@ -101,36 +165,93 @@ fn start(dir: &Path, name: &str, htpasswd: Option<&Path>) -> (String, PathBuf, C
     )
     .unwrap();
     let log = dir.join(format!("{name}.log"));
-    assert!(
-        Path::new("/usr/bin/docker-registry").is_file(),
-        "/usr/bin/docker-registry missing: apt-get install docker-registry (scripts/install-deps.sh)"
-    );
-    let child = Command::new("sh")
-        .args([
-            "-c",
-            "/usr/bin/docker-registry serve \"$1\" >\"$2\" 2>&1 & pid=$!; read _; kill $pid; wait $pid; \
-             rm -rf \"$3\"",
-            "sh",
-        ])
-        .arg(&config)
-        .arg(&log)
-        .arg(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start docker-registry");
     let addr = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "docker-registry did not listen on {addr}: {}",
-            fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let child = guarded(
+        "/usr/bin/docker-registry",
+        &["serve".as_ref(), config.as_os_str()],
+        &log,
+        dir,
+        &addr,
+    );
     (addr, storage, child)
+}
+
+/// Starts the token server (`token_server.py`) with a fresh RSA key and its self-signed
+/// certificate (the token registry's `rootcertbundle`): its `realm` URL, the certificate, its
+/// request log.
+fn start_token_server(dir: &Path) -> (String, PathBuf, PathBuf, Child) {
+    let key = dir.join("token-key.pem");
+    let cert = dir.join("token-cert.pem");
+    run(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=podshim-test-token",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+    );
+    // Embedded, so that a test binary moved elsewhere (into a container) still has it.
+    let script = dir.join("token_server.py");
+    fs::write(&script, include_str!("token_server.py")).unwrap();
+    let port = free_port().to_string();
+    let requests = dir.join("token-requests.log");
+    let args: Vec<&std::ffi::OsStr> = vec![
+        script.as_os_str(),
+        port.as_ref(),
+        key.as_os_str(),
+        cert.as_os_str(),
+        USER.as_ref(),
+        PASSWORD.as_ref(),
+        TOKEN_ISSUER.as_ref(),
+        requests.as_os_str(),
+    ];
+    let addr = format!("127.0.0.1:{port}");
+    let child = guarded(
+        "/usr/bin/python3",
+        &args,
+        &dir.join("token-server.log"),
+        dir,
+        &addr,
+    );
+    (format!("http://{addr}/token"), cert, requests, child)
+}
+
+/// One request the token server answered.
+#[derive(Debug)]
+pub struct TokenRequest {
+    pub user: Option<String>,
+    pub scope: String,
+    pub service: String,
+    pub granted: bool,
+}
+
+/// The token server's requests for `repository` (any actions) since the setup, oldest first.
+pub fn token_requests(repository: &str) -> Vec<TokenRequest> {
+    let r = registries();
+    let prefix = format!("repository:{repository}:");
+    fs::read_to_string(&r.token_log)
+        .unwrap_or_default()
+        .lines()
+        .skip(r.token_log_setup)
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|v| TokenRequest {
+            user: v["user"].as_str().map(str::to_string),
+            scope: v["scope"].as_str().unwrap().to_string(),
+            service: v["service"].as_str().unwrap().to_string(),
+            granted: v["granted"].as_bool().unwrap(),
+        })
+        .filter(|r| r.scope.starts_with(&prefix))
+        .collect()
 }
 
 /// An OCI layout being filled: blobs, and index.json entries named by ref.name.
@@ -273,8 +394,17 @@ fn setup() -> Registries {
     let htpasswd = dir.join("htpasswd");
     let line = run("htpasswd", &["-Bbn", USER, PASSWORD]);
     fs::write(&htpasswd, line).unwrap();
-    let (open, open_storage, g1) = start(&dir, "open", None);
-    let (auth, _, g2) = start(&dir, "auth", Some(&htpasswd));
+    let (open, open_storage, g1) = start(&dir, "open", Auth::None);
+    let (auth, _, g2) = start(&dir, "auth", Auth::Htpasswd(&htpasswd));
+    let (realm, cert, token_log, g3) = start_token_server(&dir);
+    let (token, _, g4) = start(
+        &dir,
+        "token",
+        Auth::Token {
+            realm: &realm,
+            cert: &cert,
+        },
+    );
 
     // The layout: the busybox test image, then images built on it.
     let layout_dir = dir.join("layout");
@@ -352,12 +482,23 @@ fn setup() -> Registries {
         &src("busybox"),
         &format!("docker://{auth}/private/busybox:1.35"),
     );
+    for repo in TOKEN_REPOS {
+        skopeo(
+            &["--dest-creds", &creds],
+            &src("busybox"),
+            &format!("docker://{token}/{repo}:1.35"),
+        );
+    }
+    let token_log_setup = fs::read_to_string(&token_log).unwrap().lines().count();
     let layered_manifest: Value =
         serde_json::from_slice(&layout.read(layered["digest"].as_str().unwrap())).unwrap();
     let layered_layers = layered_manifest["layers"].as_array().unwrap().len();
     Registries {
         open,
         auth,
+        token,
+        token_log,
+        token_log_setup,
         open_storage,
         busybox_digest: busybox["digest"].as_str().unwrap().to_string(),
         multi_index_digest: idigest,
@@ -365,7 +506,7 @@ fn setup() -> Registries {
         tamper_layer,
         layered_blobs: layered_layers + 1,
         layered_layers,
-        _guards: Mutex::new(vec![g1, g2]),
+        _guards: Mutex::new(vec![g1, g2, g3, g4]),
     }
 }
 

@@ -17,6 +17,7 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
+use oci_client::RegistryOperation;
 use sha2::{Digest as _, Sha256};
 
 use super::auth::Auths;
@@ -116,6 +117,7 @@ impl Remote {
             (None, Some(t)) => self.tagged(t),
             (None, None) => self.tagged("latest"),
         };
+        self.authenticate(&target).await?;
         let (bytes, digest) = self
             .raw_manifest(&target, reference.digest.as_deref())
             .await?;
@@ -159,6 +161,23 @@ impl Remote {
             manifest,
             index_digest: Some(digest),
         })
+    }
+
+    /// With credentials, asks the registry how to use them before the first request: for a
+    /// token registry this fetches the bearer token from its realm now, so a refusal by the
+    /// token service is reported with its reason. (Left to the requests themselves, oci-client
+    /// drops a failed token exchange, `Client::get_auth_token`, and goes on anonymously: the
+    /// registry's bare 401 is all that would be left.) The token (or, for a basic-auth
+    /// registry, the credentials) is cached by the client for the blobs' requests.
+    async fn authenticate(&self, target: &oci_client::Reference) -> Result<(), ImageError> {
+        if matches!(self.auth, RegistryAuth::Anonymous) {
+            return Ok(());
+        }
+        self.client
+            .auth(target, &self.auth, RegistryOperation::Pull)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e))
     }
 
     /// A manifest's bytes and their sha256, checked against `expected` when known.
@@ -303,9 +322,13 @@ impl Remote {
         };
         let (failure, reason) = match &e {
             E::UnauthorizedError { .. } => (RegistryFailure::Unauthorized, unauthorized()),
-            E::AuthenticationFailure(why) => (
+            E::AuthenticationFailure(body) => (
                 RegistryFailure::Unauthorized,
-                format!("{}: {}", unauthorized(), why.trim()),
+                format!(
+                    "{}: the token service answered: {}",
+                    unauthorized(),
+                    token_refusal(body)
+                ),
             ),
             E::RegistryError { envelope, .. } => {
                 let not_found = envelope.errors.iter().any(|x| {
@@ -364,6 +387,39 @@ impl Remote {
             reason,
             failure,
         }
+    }
+}
+
+/// The reason in a token service's refusal: the messages of a distribution error envelope
+/// (`{"errors": [{"code", "message"}]}`, what distribution's own token servers answer), the
+/// `error`/`details` of an OAuth2-style answer, else the body itself (shortened).
+fn token_refusal(body: &str) -> String {
+    let body = body.trim();
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+        let field = |x: &serde_json::Value, k: &str| {
+            x.get(k)
+                .and_then(|m| m.as_str())
+                .filter(|m| !m.is_empty())
+                .map(str::to_string)
+        };
+        let messages: Vec<String> = v
+            .get("errors")
+            .and_then(|e| e.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|x| field(x, "message").or_else(|| field(x, "code")))
+            .collect();
+        if !messages.is_empty() {
+            return messages.join("; ");
+        }
+        if let Some(m) = field(&v, "details").or_else(|| field(&v, "error")) {
+            return m;
+        }
+    }
+    match body {
+        "" => "an empty refusal".to_string(),
+        b if b.chars().count() > 200 => format!("{}...", b.chars().take(200).collect::<String>()),
+        b => b.to_string(),
     }
 }
 
@@ -473,6 +529,24 @@ mod tests {
         ];
         assert_eq!(select(&list).unwrap().digest, "c");
         assert!(select(&list[..2]).is_none());
+    }
+
+    #[test]
+    fn token_refusals() {
+        let envelope =
+            r#"{"errors": [{"code": "UNAUTHORIZED", "message": "invalid username or password"}]}"#;
+        assert_eq!(token_refusal(envelope), "invalid username or password");
+        assert_eq!(
+            token_refusal(r#"{"errors": [{"code": "DENIED"}]}"#),
+            "DENIED"
+        );
+        assert_eq!(
+            token_refusal(r#"{"error": "invalid_grant", "details": "bad password"}"#),
+            "bad password"
+        );
+        assert_eq!(token_refusal(" forbidden\n"), "forbidden");
+        assert_eq!(token_refusal(""), "an empty refusal");
+        assert!(token_refusal(&"x".repeat(300)).ends_with("..."));
     }
 
     #[test]
