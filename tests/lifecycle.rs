@@ -46,7 +46,7 @@ fn detached_pod_is_managed_with_ps_inspect_logs_stop_and_rm() {
     let init = "  initContainers:\n  - name: setup\n    image: busybox:1.35\n    command: [sh, -c, 'echo init-done > /data/init']\n    volumeMounts: [{name: data, mountPath: /data}]\n";
     let a = container(
         "a",
-        "trap \"exit 0\" TERM; echo hello; sleep 0.2; echo oops >&2; sleep 0.2; cat /data/init; while true; do sleep 0.1; done",
+        "trap \"exit 0\" TERM; echo hello; sleep 0.5; echo oops >&2; sleep 0.5; cat /data/init; while true; do sleep 0.1; done",
         "    volumeMounts: [{name: data, mountPath: /data}]\n",
     );
     let b = container("b", "exec sleep 3600", "");
@@ -121,14 +121,19 @@ fn detached_pod_is_managed_with_ps_inspect_logs_stop_and_rm() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert_eq!(text, "hello\noops\ninit-done\n");
+    // stdout and stderr are two pipes: lines written close together may be read in either
+    // order (as with the kubelet); the test spaces them 0.5 s apart and checks the set.
+    let mut got: Vec<&str> = text.lines().collect();
+    assert_eq!(got.pop(), Some("init-done"), "{text}");
+    got.sort();
+    assert_eq!(got, ["hello", "oops"], "{text}");
     let out = logs(&["-c", "a", "--tail", "1", &name]);
     assert_eq!(stdout(&out), "init-done\n");
     let out = logs(&["-c", "a", "--timestamps", &name]);
     let first = stdout(&out).lines().next().unwrap().to_string();
     let (ts, rest) = first.split_once(' ').unwrap();
     assert!(ts.contains('T') && ts.ends_with('Z'), "{first}");
-    assert_eq!(rest, "hello");
+    assert_eq!(rest, text.lines().next().unwrap());
     let out = logs(&[&name]);
     assert!(!out.status.success());
     assert!(
@@ -154,8 +159,11 @@ fn detached_pod_is_managed_with_ps_inspect_logs_stop_and_rm() {
         .join("0.log");
     let raw = std::fs::read_to_string(&file).unwrap();
     let lines: Vec<&str> = raw.lines().collect();
-    assert!(lines[0].ends_with(" stdout F hello"), "{raw}");
-    assert!(lines[1].ends_with(" stderr F oops"), "{raw}");
+    assert!(
+        lines.iter().any(|l| l.ends_with(" stdout F hello")),
+        "{raw}"
+    );
+    assert!(lines.iter().any(|l| l.ends_with(" stderr F oops")), "{raw}");
 
     // A second run of the same name is refused while it exists.
     let out = inst.detach(&yaml);
@@ -181,7 +189,7 @@ fn detached_pod_is_managed_with_ps_inspect_logs_stop_and_rm() {
     assert!(b["state"]["terminated"]["finishedAt"].is_string(), "{b}");
     // Logs stay readable after the stop.
     let out = logs(&["-c", "a", &name]);
-    assert_eq!(stdout(&out), "hello\noops\ninit-done\n");
+    assert_eq!(stdout(&out), text, "the logs are kept after the stop");
     // Stopped: nothing of the Pod is left on the host but its record.
     let row = ps_row(&inst, &name);
     assert_eq!(row[1], "0/2", "{row:?}");
@@ -270,9 +278,10 @@ fn a_crashing_container_backs_off_longer_each_time() {
         })
         .collect();
     let gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(gaps[1] > gaps[0] + 0.3, "{gaps:?}");
-    assert!(gaps[2] > gaps[0] + 0.8, "{gaps:?}");
-    assert!(gaps[3] > gaps[1] + 1.2, "{gaps:?}");
+    // Back-offs of 0, 0.5, 1 and 2 s; the container's start adds a varying part on a loaded
+    // machine, so compare gaps two steps apart.
+    assert!(gaps[2] > gaps[0] + 0.6, "{gaps:?}");
+    assert!(gaps[3] > gaps[1] + 1.0, "{gaps:?}");
     let out = inst.podshim(&["logs", "--previous", &name], T);
     ok(&out);
     assert_eq!(stdout(&out), "run\n");
