@@ -282,7 +282,7 @@ pub fn check(addr: SocketAddr, service: &str, timeout: Duration) -> Result<(), G
     let status = rt.block_on(async {
         let deadline = Instant::now() + timeout;
         let client = connect(addr, timeout, deadline).await?;
-        tokio::time::timeout_at(deadline, call(client, addr, service, deadline))
+        tokio::time::timeout_at(deadline, call(client, addr, service, deadline, timeout))
             .await
             .map_err(|_| GrpcError::RpcTimeout { timeout })?
     })?;
@@ -340,6 +340,7 @@ async fn call(
     addr: SocketAddr,
     service: &str,
     deadline: Instant,
+    timeout: Duration,
 ) -> Result<ServingStatus, GrpcError> {
     let left = deadline.saturating_duration_since(Instant::now());
     let req = http::Request::post(format!("http://{addr}{PATH}"))
@@ -380,9 +381,7 @@ async fn call(
         .or_else(|| grpc_status(&parts.headers));
     match status {
         Some((0, _)) => decode_response(&data).map_err(GrpcError::Decode),
-        Some((DEADLINE_EXCEEDED, _)) => Err(GrpcError::RpcTimeout {
-            timeout: left.max(Duration::from_millis(1)),
-        }),
+        Some((DEADLINE_EXCEEDED, _)) => Err(GrpcError::RpcTimeout { timeout }),
         Some((code, message)) => Err(status_error(code, message)),
         None => Err(GrpcError::Status {
             code: 13,
