@@ -6,6 +6,8 @@ set -euo pipefail
 # only) and openssl (its key, certificate and JWT signatures) serve the registry tests.
 pkgs=(busybox-static umoci skopeo iproute2 procps libseccomp-dev pkg-config gcc libc6-dev ca-certificates containernetworking-plugins nftables
     docker-registry apache2-utils bsdutils python3 openssl)
+# python3-h2 (with Debian's python3) runs the gRPC health server of the gRPC probe tests.
+pkgs+=(python3-h2)
 # The benchmarks compare against runc and podman: `install-deps.sh --bench` adds them.
 [ "${1:-}" = --bench ] && pkgs+=(runc podman)
 # `install-deps.sh --list` prints the list (one a line) and installs nothing: scripts/ci-image.sh

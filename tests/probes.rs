@@ -3,7 +3,9 @@
 //! disappears; an exec liveness probe runs inside the container; a readiness probe flips Ready
 //! (startup probe first); preStop runs before the stop signal; a failing (exec) postStart kills
 //! the container; terminationMessagePath and FallbackToLogsOnError end up in
-//! `terminated.message`.
+//! `terminated.message`; gRPC startup, readiness and liveness probes follow a health server
+//! (Debian's python3-h2, run in the Pod's network namespace since busybox has none) and fail where
+//! nothing listens.
 
 use std::time::{Duration, Instant};
 
@@ -248,6 +250,224 @@ fn an_exec_liveness_probe_runs_inside_the_container() {
     std::thread::sleep(Duration::from_secs(3));
     let v = inst.inspect(&name);
     assert_eq!(status(&v, "e")["restartCount"], 1, "{}", v["status"]);
+    ok(&inst.podshim(&["rm", "-f", "--grace-period", "0", &name], T));
+    inst.assert_clean(&[&u]);
+}
+
+/// The gRPC health server of `tests/grpc_health_server.py`, run in a Pod's network namespace
+/// (entered from the host, next to the Pod's pause process); stopped by PID when dropped.
+struct HealthServer {
+    child: std::process::Child,
+    /// `<dir>/<service>` (`default` for "") holds the status it answers; `<dir>/calls` lists the
+    /// services asked for.
+    dir: std::path::PathBuf,
+}
+
+impl HealthServer {
+    fn start(inst: &Instance, pod: &str, port: u16) -> Self {
+        use std::io::BufRead;
+        let pattern = format!("pause --hostname {pod} ");
+        let deadline = Instant::now() + T;
+        let pause = loop {
+            let out = std::process::Command::new("pgrep")
+                .args(["-f", &pattern])
+                .output()
+                .unwrap();
+            let pid = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .and_then(|l| l.trim().parse::<u32>().ok());
+            if let Some(pid) = pid {
+                break pid;
+            }
+            assert!(Instant::now() < deadline, "no process matching {pattern:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let dir = inst.dir.join(format!("grpc-{pod}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/grpc_health_server.py");
+        // Debian's python3 (python3-h2 is installed for it by scripts/install-deps.sh), not
+        // whichever python3 is first on PATH.
+        let mut child = std::process::Command::new("nsenter")
+            .arg(format!("--net=/proc/{pause}/ns/net"))
+            .args(["/usr/bin/python3", script, &port.to_string()])
+            .arg(&dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start nsenter");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let server = HealthServer { child, dir };
+        assert_eq!(
+            line.trim(),
+            "listening",
+            "the gRPC health server did not start (is python3-h2 installed? scripts/install-deps.sh)"
+        );
+        server
+    }
+
+    fn set(&self, service: &str, status: &str) {
+        let name = if service.is_empty() {
+            "default"
+        } else {
+            service
+        };
+        let tmp = self.dir.join(format!(".{name}"));
+        std::fs::write(&tmp, status).unwrap();
+        std::fs::rename(tmp, self.dir.join(name)).unwrap();
+    }
+
+    fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("calls"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn stop(&mut self) {
+        // nsenter execs python3: the child's PID is the server's.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for HealthServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `podshim probe` (what the supervisor runs) with `action` against the Pod's IP.
+fn probe_once(inst: &Instance, pod: &str, action: &str) -> std::process::Output {
+    let v = inst.inspect(pod);
+    let ip = v["status"]["podIP"].as_str().expect("a Pod IP").to_string();
+    inst.podshim(
+        &["probe", "--pod-ip", &ip, "--timeout-ms", "1000", action],
+        T,
+    )
+}
+
+/// A busybox container that only waits (and exits 0 on SIGTERM), with `probes`.
+fn idle(name: &str, probes: &str) -> String {
+    container(
+        name,
+        "trap \"exit 0\" TERM; while true; do sleep 0.1; done",
+        probes,
+    )
+}
+
+#[test]
+fn grpc_probes_follow_the_health_service() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(7);
+    let name = inst.name("grpc");
+    // Startup and liveness ask for the server as a whole (""), readiness for service "app".
+    let c = idle(
+        "g",
+        "    ports: [{name: health, containerPort: 9090}]\n    startupProbe:\n      grpc: {port: 9090}\n      periodSeconds: 1\n      failureThreshold: 60\n    livenessProbe:\n      grpc: {port: 9090}\n      periodSeconds: 1\n      failureThreshold: 2\n    readinessProbe:\n      grpc: {port: 9090, service: app}\n      periodSeconds: 1\n      failureThreshold: 1\n",
+    );
+    ok(&inst.detach(&pod(&name, &u, "Always", &c, "")));
+    let v = inst.inspect(&name);
+    assert_eq!(status(&v, "g")["started"], false, "{}", v["status"]);
+    assert_eq!(condition(&v, "Ready"), "False");
+    let mut server = HealthServer::start(&inst, &name, 9090);
+    server.set("", "SERVING");
+    server.set("app", "SERVING");
+    let ready = |want: &'static str| {
+        move |v: &serde_json::Value| {
+            condition(v, "Ready") == want && condition(v, "ContainersReady") == want
+        }
+    };
+    let v = inst.wait_for(&name, T, "Ready", ready("True"));
+    assert_eq!(status(&v, "g")["started"], true);
+    let out = probe_once(&inst, &name, r#"{"grpc":{"port":9090,"service":"app"}}"#);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Readiness: "app" NOT_SERVING takes the Pod out of Ready, without a restart.
+    server.set("app", "NOT_SERVING");
+    let v = inst.wait_for(&name, T, "not Ready", ready("False"));
+    assert_eq!(status(&v, "g")["ready"], false);
+    let out = probe_once(&inst, &name, r#"{"grpc":{"port":9090,"service":"app"}}"#);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        r#"service unhealthy (responded with "NOT_SERVING")"#
+    );
+    server.set("app", "SERVING");
+    let v = inst.wait_for(&name, T, "Ready again", ready("True"));
+    assert_eq!(status(&v, "g")["restartCount"], 0, "{}", v["status"]);
+
+    // Liveness: the whole server NOT_SERVING restarts the container (twice in a row).
+    server.set("", "NOT_SERVING");
+    inst.wait_for(&name, T, "a restart by the liveness probe", |v| {
+        status(v, "g")["restartCount"] == 1
+    });
+    server.set("", "SERVING");
+    let v = inst.wait_for(&name, T, "started and Ready after the restart", |v| {
+        ready("True")(v) && status(v, "g")["started"] == true
+    });
+    assert_eq!(status(&v, "g")["restartCount"], 1, "{}", v["status"]);
+    assert_eq!(
+        status(&v, "g")["lastState"]["terminated"]["exitCode"],
+        0,
+        "{}",
+        v["status"]
+    );
+    let log = std::fs::read_to_string(
+        inst.dir
+            .join("logs")
+            .join(format!("default_{name}_{u}"))
+            .join("supervisor.log"),
+    )
+    .unwrap();
+    assert!(log.contains("failed liveness probe 2 times"), "{log}");
+    // The probes asked for what the manifest says.
+    let calls = server.calls();
+    assert!(calls.iter().any(|c| c == "app"), "{calls:?}");
+    assert!(calls.iter().any(|c| c.is_empty()), "{calls:?}");
+    assert!(
+        calls.iter().all(|c| c.is_empty() || c == "app"),
+        "{calls:?}"
+    );
+    server.stop();
+    ok(&inst.podshim(&["rm", "-f", "--grace-period", "0", &name], T));
+    inst.assert_clean(&[&u]);
+}
+
+#[test]
+fn grpc_probes_fail_where_nothing_listens() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(8);
+    let name = inst.name("grpcnone");
+    // Nothing serves 9091: never Ready, and the liveness probe restarts the container.
+    let c = idle(
+        "n",
+        "    readinessProbe:\n      grpc: {port: 9091}\n      periodSeconds: 1\n    livenessProbe:\n      grpc: {port: 9091}\n      periodSeconds: 1\n      failureThreshold: 2\n",
+    );
+    ok(&inst.detach(&pod(&name, &u, "Always", &c, "")));
+    let v = inst.wait_for(&name, T, "a restart by the liveness probe", |v| {
+        status(v, "n")["restartCount"] == 1
+    });
+    assert_eq!(condition(&v, "Ready"), "False", "{}", v["status"]);
+    assert_eq!(status(&v, "n")["ready"], false);
+    let out = probe_once(&inst, &name, r#"{"grpc":{"port":9091,"service":""}}"#);
+    assert_eq!(out.status.code(), Some(1));
+    let ip = v["status"]["podIP"].as_str().unwrap();
+    assert!(
+        stderr(&out).starts_with(&format!(
+            "timeout: failed to connect service \"{ip}:9091\" within 1s"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let v = inst.inspect(&name);
+    assert_eq!(condition(&v, "Ready"), "False", "{}", v["status"]);
     ok(&inst.podshim(&["rm", "-f", "--grace-period", "0", &name], T));
     inst.assert_clean(&[&u]);
 }

@@ -5,8 +5,11 @@
 //! stays single-threaded; the child's exit status is the result.
 //!
 //! As the kubelet does: httpGet and tcpSocket go from the host to the Pod IP (or `host`), an
-//! HTTP status from 200 to 399 is a success, `exec` runs in the container and succeeds with exit
+//! HTTP status from 200 to 399 is a success, grpc calls the gRPC health service at the Pod IP
+//! and succeeds on `SERVING` (see `grpc`), `exec` runs in the container and succeeds with exit
 //! code 0.
+
+pub mod grpc;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -33,6 +36,12 @@ pub enum Action {
     TcpSocket {
         host: Option<String>,
         port: u16,
+    },
+    /// Probes only: `grpc.health.v1.Health/Check` of `service` ("" for the whole server) at the
+    /// Pod IP.
+    Grpc {
+        port: u16,
+        service: String,
     },
     /// Hooks only: wait this long.
     Sleep {
@@ -108,6 +117,12 @@ fn probe_action(c: &Container, p: &Probe, field: &str) -> Result<Action, String>
             port: port(c, &t.port, &format!("{field}.tcpSocket.port"))?,
         });
     }
+    if let Some(g) = &p.grpc {
+        return Ok(Action::Grpc {
+            port: port(c, &IntOrString::Int(g.port), &format!("{field}.grpc.port"))?,
+            service: g.service.clone().unwrap_or_default(),
+        });
+    }
     Err(format!("{field}: must specify a handler type"))
 }
 
@@ -170,9 +185,21 @@ pub fn checks(c: &Container, path: &str) -> Result<Checks, String> {
 }
 
 /// The kubelet's probe User-Agent.
-const USER_AGENT: &str = "kube-probe/1.31";
+pub(crate) const USER_AGENT: &str = "kube-probe/1.31";
 
-/// Run a network check (httpGet or tcpSocket) against `pod_ip` within `timeout`: `Ok` is a
+/// An error with its sources, `: `-separated (how the kubelet's probe messages read).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Run a network check (httpGet, tcpSocket or grpc) against `pod_ip` within `timeout`: `Ok` is a
 /// success, `Err` says why it failed.
 pub fn check(action: &Action, pod_ip: IpAddr, timeout: Duration) -> Result<String, String> {
     let addr = |host: &Option<String>, port: u16| -> Result<SocketAddr, String> {
@@ -239,6 +266,10 @@ pub fn check(action: &Action, pod_ip: IpAddr, timeout: Duration) -> Result<Strin
                 Err(format!("HTTP probe failed with statuscode: {code}"))
             }
         }
+        Action::Grpc { port, service } => {
+            grpc::check(SocketAddr::new(pod_ip, *port), service, timeout).map_err(|e| chain(&e))?;
+            Ok("service is healthy".to_string())
+        }
         Action::Exec { .. } | Action::Sleep { .. } => Err("not a network check".to_string()),
     }
 }
@@ -293,5 +324,139 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         drop(l);
         assert!(check(&Action::TcpSocket { host: None, port }, lo, t).is_err());
+    }
+
+    #[test]
+    fn grpc_probes_are_planned() {
+        let m = crate::manifest::parse(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: i\n    livenessProbe: {grpc: {port: 9000}}\n    readinessProbe: {grpc: {port: 9001, service: app}, timeoutSeconds: 2}\n",
+        )
+        .unwrap();
+        let c = &m.pods[0].spec.containers[0];
+        let ch = checks(c, "spec.containers[0]").unwrap();
+        assert_eq!(
+            ch.liveness.unwrap().action,
+            Action::Grpc {
+                port: 9000,
+                service: String::new()
+            }
+        );
+        let r = ch.readiness.unwrap();
+        assert_eq!(
+            r.action,
+            Action::Grpc {
+                port: 9001,
+                service: "app".into()
+            }
+        );
+        assert_eq!(r.timeout, Duration::from_secs(2));
+        // What the supervisor hands `podshim probe`.
+        let json = serde_json::to_string(&r.action).unwrap();
+        assert_eq!(json, r#"{"grpc":{"port":9001,"service":"app"}}"#);
+    }
+
+    /// An h2c Health server on 127.0.0.1 answering `answer` (the gRPC status, the serving
+    /// status) to each of `calls` calls; the services asked for come back from the thread.
+    fn grpc_server(
+        answer: (u32, u8),
+        calls: usize,
+    ) -> (u16, std::thread::JoinHandle<Vec<Vec<u8>>>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        l.set_nonblocking(true).unwrap();
+        let h = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::from_std(l).unwrap();
+                let mut asked = Vec::new();
+                for _ in 0..calls {
+                    let (s, _) = l.accept().await.unwrap();
+                    let mut conn = h2::server::handshake(s).await.unwrap();
+                    let (req, mut respond) = conn.accept().await.unwrap().unwrap();
+                    assert_eq!(req.uri().path(), "/grpc.health.v1.Health/Check");
+                    assert_eq!(req.headers()["content-type"], "application/grpc");
+                    assert_eq!(req.headers()["te"], "trailers");
+                    let mut body = req.into_body();
+                    let mut got = Vec::new();
+                    while let Some(d) = body.data().await {
+                        got.extend_from_slice(&d.unwrap());
+                    }
+                    asked.push(got);
+                    let resp = http::Response::builder()
+                        .header("content-type", "application/grpc")
+                        .body(())
+                        .unwrap();
+                    let mut send = respond.send_response(resp, false).unwrap();
+                    let (code, serving) = answer;
+                    if code == 0 {
+                        let msg = vec![0, 0, 0, 0, 2, 0x08, serving];
+                        send.send_data(bytes::Bytes::from(msg), false).unwrap();
+                    }
+                    let mut tr = http::HeaderMap::new();
+                    tr.insert("grpc-status", code.to_string().parse().unwrap());
+                    tr.insert("grpc-message", "no%20such%20service".parse().unwrap());
+                    send.send_trailers(tr).unwrap();
+                    // Let the client read it all before the connection goes.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        while conn.accept().await.is_some() {}
+                    })
+                    .await;
+                }
+                asked
+            })
+        });
+        (port, h)
+    }
+
+    #[test]
+    fn grpc_checks_need_serving() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let t = Duration::from_secs(2);
+        let grpc = |port, service: &str| Action::Grpc {
+            port,
+            service: service.into(),
+        };
+        let (port, h) = grpc_server((0, 1), 1);
+        assert_eq!(
+            check(&grpc(port, "app"), lo, t),
+            Ok("service is healthy".into())
+        );
+        assert_eq!(h.join().unwrap(), [grpc::encode_request("app")]);
+        let (port, h) = grpc_server((0, 2), 2);
+        assert_eq!(
+            check(&grpc(port, ""), lo, t),
+            Err(r#"service unhealthy (responded with "NOT_SERVING")"#.into())
+        );
+        assert_eq!(
+            check(&grpc(port, ""), lo, t),
+            Err(r#"service unhealthy (responded with "NOT_SERVING")"#.into())
+        );
+        assert_eq!(h.join().unwrap(), [[0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]);
+        let (port, h) = grpc_server((5, 0), 1);
+        assert_eq!(
+            check(&grpc(port, "x"), lo, t),
+            Err(
+                "error: health rpc probe failed: rpc error: code = NotFound desc = no such service"
+                    .into()
+            )
+        );
+        h.join().unwrap();
+        // Nothing listening: refused until the timeout, as grpc-go's blocking dial.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let t0 = std::time::Instant::now();
+        let err = check(&grpc(port, ""), lo, Duration::from_millis(500)).unwrap_err();
+        assert!(t0.elapsed() >= Duration::from_millis(500));
+        assert!(
+            err.starts_with(&format!(
+                "timeout: failed to connect service \"127.0.0.1:{port}\" within 500ms: "
+            )),
+            "{err}"
+        );
+        assert!(err.contains("refused"), "{err}");
     }
 }

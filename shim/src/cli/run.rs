@@ -39,7 +39,7 @@ pub struct RunArgs {
     file: String,
 }
 
-/// `podshim probe`: one httpGet or tcpSocket check (the supervisor runs it as a child process);
+/// `podshim probe`: one httpGet, tcpSocket or grpc check (the supervisor runs it as a child process);
 /// exit 0 on success, 1 with the reason on stderr otherwise.
 pub fn probe(pod_ip: &str, timeout_ms: u64, action: &str) -> Result<i32> {
     let action: podshim::probe::Action =

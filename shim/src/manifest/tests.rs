@@ -332,10 +332,13 @@ fn several_errors_in_one_pod_all_reported() {
 
 #[test]
 fn unsupported_but_valid_field_is_forbidden() {
-    let text = pod_with("    livenessProbe:\n      grpc: {port: 8080}\n", "");
+    let text = pod_with(
+        "    lifecycle:\n      preStop:\n        tcpSocket: {port: 8080}\n",
+        "",
+    );
     assert_eq!(
         problems(&text),
-        vec!["spec.containers[0].livenessProbe.grpc: Forbidden: not supported by podshim yet"]
+        vec!["spec.containers[0].lifecycle.preStop.tcpSocket: Forbidden: not supported by podshim yet"]
     );
 }
 

@@ -44,11 +44,12 @@ const SUPPORTED: &[&str] = &[
     "spec.containers[].volumeMounts[].mountPath",
     "spec.containers[].volumeMounts[].readOnly",
     "spec.containers[].imagePullPolicy",
-    // Probes (not grpc yet) and hooks (not the deprecated tcpSocket), run by the supervisor;
+    // Probes and hooks (not the deprecated tcpSocket), run by the supervisor;
     // httpGet only with scheme HTTP (checked in `check_values`).
     "spec.containers[].livenessProbe.exec",
     "spec.containers[].livenessProbe.httpGet",
     "spec.containers[].livenessProbe.tcpSocket",
+    "spec.containers[].livenessProbe.grpc",
     "spec.containers[].livenessProbe.initialDelaySeconds",
     "spec.containers[].livenessProbe.timeoutSeconds",
     "spec.containers[].livenessProbe.periodSeconds",
@@ -58,6 +59,7 @@ const SUPPORTED: &[&str] = &[
     "spec.containers[].readinessProbe.exec",
     "spec.containers[].readinessProbe.httpGet",
     "spec.containers[].readinessProbe.tcpSocket",
+    "spec.containers[].readinessProbe.grpc",
     "spec.containers[].readinessProbe.initialDelaySeconds",
     "spec.containers[].readinessProbe.timeoutSeconds",
     "spec.containers[].readinessProbe.periodSeconds",
@@ -67,6 +69,7 @@ const SUPPORTED: &[&str] = &[
     "spec.containers[].startupProbe.exec",
     "spec.containers[].startupProbe.httpGet",
     "spec.containers[].startupProbe.tcpSocket",
+    "spec.containers[].startupProbe.grpc",
     "spec.containers[].startupProbe.initialDelaySeconds",
     "spec.containers[].startupProbe.timeoutSeconds",
     "spec.containers[].startupProbe.periodSeconds",
@@ -394,7 +397,8 @@ mod tests {
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "generateName": "x-"},
             "spec": {
                 "hostIPC": true,
-                "containers": [{"name": "c", "livenessProbe": {"grpc": {"port": 9000}},
+                "containers": [{"name": "c", "livenessProbe": {"grpc": {"port": 9000, "service": "s"}},
+                  "lifecycle": {"preStop": {"tcpSocket": {"port": 80}}},
                   "readinessProbe": {"httpGet": {"port": 80, "scheme": "HTTPS"}},
                   "env": [{"name": "A", "valueFrom": {"fileKeyRef": {"path": "x"}}},
                     {"name": "B", "valueFrom": {"resourceFieldRef": {"resource": "limits.ephemeral-storage"}}}],
@@ -411,7 +415,7 @@ mod tests {
         for want in [
             "metadata.generateName: Forbidden: not supported by podshim yet",
             "spec.hostIPC: Forbidden: not supported by podshim yet",
-            "spec.containers[0].livenessProbe.grpc: Forbidden: not supported by podshim yet",
+            "spec.containers[0].lifecycle.preStop.tcpSocket: Forbidden: not supported by podshim yet",
             "spec.containers[0].readinessProbe.httpGet.scheme: Forbidden: HTTPS is not supported by podshim yet (only HTTP)",
             "spec.containers[0].env[0].valueFrom.fileKeyRef: Forbidden: not supported by podshim yet",
             r#"spec.containers[0].env[1].valueFrom.resourceFieldRef.resource: Unsupported value: "limits.ephemeral-storage": supported values: "limits.cpu", "limits.memory", "requests.cpu", "requests.memory""#,
