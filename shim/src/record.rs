@@ -195,19 +195,12 @@ impl Entry {
     }
 }
 
-/// After `gc` or `rm -f` tore down a Pod whose supervisor was lost: a detached Pod's record
-/// keeps what happened (Failed, SupervisorLost) until `podshim rm`; a foreground Pod's goes.
+/// After `gc`, `rm -f` or `stop` tore down a Pod whose supervisor was lost, nothing of it is
+/// left: its record goes too (until then every command showed it as `SupervisorLost`), and so
+/// does a pending stop request. Its logs stay.
 pub fn settle_lost(cfg: &Config, key: &str) {
-    let Some(e) = entry(cfg, key) else { return };
-    let path = path(cfg, key);
-    if !e.record.detached {
-        let _ = fs::remove_file(&path);
-        return;
-    }
-    let mut rec = e.record.clone();
-    rec.status = Entry { lost: true, ..e }.status();
-    rec.terminating = false;
-    let _ = rec.write(&path);
+    let _ = fs::remove_file(path(cfg, key));
+    let _ = fs::remove_file(dir(cfg).join(format!("{key}.stop")));
 }
 
 /// Read the record of one Pod.
