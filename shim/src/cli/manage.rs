@@ -157,15 +157,20 @@ fn print_table(rows: &[Vec<String>]) {
     }
 }
 
+/// A detached supervisor writes the Pod's final record after the teardown, then exits: wait for
+/// that (bounded), so nothing writes the record after a caller removed it.
+fn await_final_record(e: &Entry) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while e.record.detached && e.record.supervisor.alive() && Instant::now() < deadline {
+        sleep(Duration::from_millis(10));
+    }
+}
+
 /// Stop one Pod and wait until it is stopped. A Pod whose supervisor is gone is torn down from
 /// its journal.
 fn stop_one(cfg: &Config, e: &Entry, grace: Option<u64>) -> Result<()> {
     if !e.live {
-        // Torn down; a detached supervisor may still be writing the final record: let it.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while e.record.supervisor.alive() && e.record.detached && Instant::now() < deadline {
-            sleep(Duration::from_millis(10));
-        }
+        await_final_record(e);
         return Ok(());
     }
     let dir = cfg.pod_dir(&e.key);
@@ -190,10 +195,7 @@ fn stop_one(cfg: &Config, e: &Entry, grace: Option<u64>) -> Result<()> {
             }
             sleep(Duration::from_millis(20));
         }
-        // A detached supervisor writes the final record after the teardown, then exits.
-        while sup.alive() && e.record.detached {
-            sleep(Duration::from_millis(10));
-        }
+        await_final_record(e);
         if !dir.join("journal.json").exists() {
             return Ok(());
         }
