@@ -151,12 +151,7 @@ fn detached_pod_is_managed_with_ps_inspect_logs_stop_and_rm() {
         stderr(&out)
     );
     // The files: the CRI layout and line format.
-    let file = inst
-        .dir
-        .join("logs")
-        .join(format!("default_{name}_{u}"))
-        .join("a")
-        .join("0.log");
+    let file = inst.pod_logs(&name, &u).join("a").join("0.log");
     let raw = std::fs::read_to_string(&file).unwrap();
     let lines: Vec<&str> = raw.lines().collect();
     assert!(
@@ -264,11 +259,7 @@ fn a_crashing_container_backs_off_longer_each_time() {
     assert!(seen_backoff, "ps never showed CrashLoopBackOff");
     // Each run has its own log file; the time between runs grows (scaled back-off: 0 s, 0.5 s,
     // 1 s, 2 s; plus the start of the container each time).
-    let dir = inst
-        .dir
-        .join("logs")
-        .join(format!("default_{name}_{u}"))
-        .join("c");
+    let dir = inst.pod_logs(&name, &u).join("c");
     let starts: Vec<f64> = (0..5)
         .map(|n| {
             let raw = std::fs::read_to_string(dir.join(format!("{n}.log"))).unwrap();
@@ -436,11 +427,7 @@ fn a_killed_supervisor_leaves_nothing_after_gc() {
         let out = inst.podshim(&["inspect", &name], T);
         assert!(!out.status.success());
         assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
-        assert!(inst
-            .dir
-            .join("logs")
-            .join(format!("default_{name}_{u}"))
-            .exists());
+        assert!(inst.pod_logs(&name, &u).exists());
         inst.assert_clean(&[&u]);
     }
 }

@@ -67,13 +67,7 @@ fn an_http_liveness_probe_restarts_the_container_when_the_file_disappears() {
     let v = inst.inspect(&name);
     assert_eq!(status(&v, "h")["restartCount"], 1, "{}", v["status"]);
     assert_eq!(status(&v, "h")["ready"], true);
-    let log = std::fs::read_to_string(
-        inst.dir
-            .join("logs")
-            .join(format!("default_{name}_{u}"))
-            .join("supervisor.log"),
-    )
-    .unwrap();
+    let log = inst.supervisor_log(&name, &u);
     assert!(log.contains("failed liveness probe 2 times"), "{log}");
     ok(&inst.podshim(&["rm", "-f", "--grace-period", "0", &name], T));
     inst.assert_clean(&[&u]);
@@ -418,13 +412,7 @@ fn grpc_probes_follow_the_health_service() {
         "{}",
         v["status"]
     );
-    let log = std::fs::read_to_string(
-        inst.dir
-            .join("logs")
-            .join(format!("default_{name}_{u}"))
-            .join("supervisor.log"),
-    )
-    .unwrap();
+    let log = inst.supervisor_log(&name, &u);
     assert!(log.contains("failed liveness probe 2 times"), "{log}");
     // The probes asked for what the manifest says.
     let calls = server.calls();

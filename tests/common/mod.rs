@@ -175,6 +175,16 @@ impl Instance {
         wait_output(child, timeout)
     }
 
+    /// The log directory of Pod `name` (namespace `default`) with uid `uid`.
+    pub fn pod_logs(&self, name: &str, uid: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("default_{name}_{uid}"))
+    }
+
+    /// What the supervisor of Pod `name` wrote to its `supervisor.log`.
+    pub fn supervisor_log(&self, name: &str, uid: &str) -> String {
+        std::fs::read_to_string(self.pod_logs(name, uid).join("supervisor.log")).unwrap_or_default()
+    }
+
     /// `podshim run -d FILE` (returns once the Pod's containers have started).
     pub fn detach(&self, yaml: &str) -> Output {
         let path = self.write_manifest(yaml);
