@@ -199,8 +199,27 @@ impl Entry {
 /// left: its record goes too (until then every command showed it as `SupervisorLost`), and so
 /// does a pending stop request. Its logs stay.
 pub fn settle_lost(cfg: &Config, key: &str) {
-    let _ = fs::remove_file(path(cfg, key));
-    let _ = fs::remove_file(dir(cfg).join(format!("{key}.stop")));
+    let _ = remove(cfg, key);
+}
+
+/// Remove the record of a Pod with what may lie next to it: the temporary file of a write a
+/// killed podshim did not finish, and a stop request. A record already gone is no error.
+pub fn remove(cfg: &Config, key: &str) -> Result<(), RecordError> {
+    let record = path(cfg, key);
+    for extra in [
+        record.with_extension("json.tmp"),
+        dir(cfg).join(format!("{key}.stop")),
+        dir(cfg).join(format!("{key}.stop.tmp")),
+    ] {
+        let _ = fs::remove_file(extra);
+    }
+    match fs::remove_file(&record) {
+        Err(source) if source.kind() != io::ErrorKind::NotFound => Err(RecordError::Write {
+            path: record,
+            source,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Read the record of one Pod.

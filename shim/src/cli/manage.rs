@@ -238,14 +238,7 @@ fn rm_one(cfg: &Config, e: &Entry, force: bool, grace: Option<u64>) -> Result<()
     }
     stop_one(cfg, e, grace)?;
     // Torn down: the Pod's directory is gone with its resources; the record remains.
-    let _ = fs::remove_file(stop_request_path(cfg, &e.key));
-    let path = record::path(cfg, &e.key);
-    match fs::remove_file(&path) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-            bail!("remove {}: {err}", path.display())
-        }
-        _ => Ok(()),
-    }
+    Ok(record::remove(cfg, &e.key)?)
 }
 
 pub fn rm(cfg: &Config, pods: &[String], force: bool, grace: Option<u64>) -> Result<i32> {

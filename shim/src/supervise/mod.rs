@@ -316,14 +316,13 @@ pub fn run(cfg: &Config, jobs: Vec<PodJob>, mut opts: Options) -> anyhow::Result
     }
     for (p, pod) in pods.iter_mut().enumerate() {
         let key = pod_key(&pod.plan.sandbox.namespace, &pod.plan.sandbox.name);
-        let _ = fs::remove_file(stop_request_path(cfg, &key));
-        let path = record::path(cfg, &key);
         if opts.detached {
             // The record outlives the Pod's resources, until `podshim rm`.
+            let _ = fs::remove_file(stop_request_path(cfg, &key));
             pod.dirty = true;
-            write_record_to(pod, p, &slots, &opts, false, &path);
-        } else {
-            let _ = fs::remove_file(&path);
+            write_record_to(pod, p, &slots, &opts, false, &record::path(cfg, &key));
+        } else if let Err(e) = record::remove(cfg, &key) {
+            eprintln!("podshim: {}", chain(&e));
         }
     }
     match outcome {
