@@ -12,9 +12,10 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
+use podshim::manifest::config::base64_encode;
 use podshim_tests::{lines_of, ok, stderr, stdout, uid, wait_output, Instance};
 use serde_json::Value;
-use setup::{authfile, base64_free, registries, registry_blob, PASSWORD, USER};
+use setup::{authfile, registries, registry_blob, PASSWORD, USER};
 
 const SUITE: u32 = 9;
 const T: Duration = Duration::from_secs(90);
@@ -342,12 +343,12 @@ fn authentication_and_missing_images() {
     // instance without any auth file.
     let inst2 = Instance::new(SUITE);
     let config = serde_json::json!({"auths": {r.auth.as_str(): {
-        "auth": base64_free::encode(format!("{USER}:{PASSWORD}").as_bytes())}}})
+        "auth": base64_encode(format!("{USER}:{PASSWORD}").as_bytes())}}})
     .to_string();
     let secret = format!(
         "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: regcred\ntype: kubernetes.io/dockerconfigjson\n\
          data:\n  .dockerconfigjson: {}\n",
-        base64_free::encode(config.as_bytes())
+        base64_encode(config.as_bytes())
     );
     let u = uid(7);
     let yaml = pod_yaml(

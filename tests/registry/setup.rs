@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use podshim::manifest::config::base64_encode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -522,37 +523,12 @@ pub fn registry_blob(storage: &Path, digest: &str) -> PathBuf {
 
 /// A docker config.json with credentials for `registry`.
 pub fn authfile(dir: &Path, registry: &str, user: &str, password: &str) -> PathBuf {
-    use base64_free::encode;
     let path = dir.join(format!("auth-{user}-{}.json", password.len()));
-    let auth = encode(format!("{user}:{password}").as_bytes());
+    let auth = base64_encode(format!("{user}:{password}").as_bytes());
     fs::write(
         &path,
         json!({"auths": {registry: {"auth": auth}}}).to_string(),
     )
     .unwrap();
     path
-}
-
-/// Standard base64 (the tests need it for config.json and Secrets only).
-pub mod base64_free {
-    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    pub fn encode(data: &[u8]) -> String {
-        let mut out = String::new();
-        for chunk in data.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
 }

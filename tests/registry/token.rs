@@ -8,10 +8,11 @@
 use std::path::Path;
 use std::process::{Output, Stdio};
 
+use podshim::manifest::config::base64_encode;
 use podshim_tests::{lines_of, ok, stderr, uid, wait_output, Instance};
 
 use super::setup::{
-    authfile, base64_free, registries, token_requests, PASSWORD, TOKEN_REPOS, TOKEN_SERVICE, USER,
+    authfile, registries, token_requests, PASSWORD, TOKEN_REPOS, TOKEN_SERVICE, USER,
 };
 use super::{failed_with, ls, pod_yaml, podshim, SUITE, T};
 
@@ -45,12 +46,12 @@ fn run_with_authfile(inst: &Instance, file: &Path, yaml: &str, name: &str) -> Ou
 /// A `kubernetes.io/dockerconfigjson` Secret named `name` for `registry`.
 fn pull_secret(name: &str, registry: &str, user: &str, password: &str) -> String {
     let config = serde_json::json!({"auths": {registry: {
-        "auth": base64_free::encode(format!("{user}:{password}").as_bytes())}}})
+        "auth": base64_encode(format!("{user}:{password}").as_bytes())}}})
     .to_string();
     format!(
         "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ntype: kubernetes.io/dockerconfigjson\n\
          data:\n  .dockerconfigjson: {}\n",
-        base64_free::encode(config.as_bytes())
+        base64_encode(config.as_bytes())
     )
 }
 
