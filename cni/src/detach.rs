@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::time::Instant;
 
+use netlink_packet_route::link::InfoKind;
+
 use crate::attach::{bridge_of, is_errno, nl, remove_idle_bridge, BridgeSpec};
 use crate::ipam::Ipam;
 use crate::netlink::Socket;
@@ -71,6 +73,22 @@ pub fn detach(spec: &DetachSpec<'_>) -> Result<(), CniError> {
             None
         }
     };
+    // The Pod's veth the last port of a bridge that goes with it: both in one kernel batch,
+    // under the pool's lock (no setup can add a port meanwhile).
+    if let (Some(sock), Some((ipam, id, ifname)), false) =
+        (host.as_mut(), spec.lease, spec.bridge.keep)
+    {
+        if let Ok(lock) = ipam.lock() {
+            match delete_with_bridge(sock, &spec.bridge.name, host_veth) {
+                Ok(true) => {
+                    errors.extend(lock.release_for(id, ifname).err());
+                    return finish(started, host_veth, errors);
+                }
+                Ok(false) => {}
+                Err(e) => tracing::debug!(error = %e, "batched delete failed, deleting one by one"),
+            }
+        }
+    }
     if let Some(host) = host.as_mut() {
         // ENODEV: already gone, e.g. with the Pod namespace that held its peer.
         match host.delete_link(host_veth) {
@@ -94,6 +112,10 @@ pub fn detach(spec: &DetachSpec<'_>) -> Result<(), CniError> {
             Err(e) => errors.push(e),
         }
     }
+    finish(started, host_veth, errors)
+}
+
+fn finish(started: Instant, host_veth: &str, errors: Vec<CniError>) -> Result<(), CniError> {
     tracing::debug!(
         host_veth,
         errors = errors.len(),
@@ -105,6 +127,65 @@ pub fn detach(spec: &DetachSpec<'_>) -> Result<(), CniError> {
     } else {
         Err(CniError::Teardown { errors })
     }
+}
+
+/// The link group [`delete_with_bridge`] uses for the bridge with ifindex `index`: never 0 (the
+/// default group of every link), and different for every bridge alive.
+fn batch_group(index: u32) -> u32 {
+    0x8000_0000 | index
+}
+
+/// When `host_veth` is the only port of the bridge `bridge`, deletes both in one kernel batch
+/// and returns true: the kernel then waits for one RCU grace period instead of one per link
+/// (about 20 ms each here). Returns false, deleting nothing, when the bridge has other ports
+/// (or none, or is not a bridge); the caller then deletes one by one. Call it under the pool's
+/// lock, so that no setup adds a port meanwhile.
+///
+/// The batch is the link group made of exactly these two links: they are put into the group
+/// [`batch_group`], and the group is deleted only if it holds nothing else.
+fn delete_with_bridge(host: &mut Socket, bridge: &str, host_veth: &str) -> Result<bool, CniError> {
+    let Some(br) = host.find_link(bridge).map_err(nl("get link", bridge))? else {
+        return Ok(false);
+    };
+    if br.kind != Some(InfoKind::Bridge) {
+        return Ok(false);
+    }
+    let ports = host
+        .links_of(br.index)
+        .map_err(nl("list ports of", bridge))?;
+    let [veth] = ports.as_slice() else {
+        return Ok(false);
+    };
+    if veth.name != host_veth {
+        return Ok(false);
+    }
+    let group = batch_group(br.index);
+    for (index, name) in [(veth.index, host_veth), (br.index, bridge)] {
+        host.set_group(index, group)
+            .map_err(nl("set link group of", name))?;
+    }
+    let members: Vec<u32> = host
+        .links()
+        .map_err(nl("list links", "host"))?
+        .iter()
+        .filter(|l| l.group == group)
+        .map(|l| l.index)
+        .collect();
+    let mut want = vec![veth.index, br.index];
+    let mut have = members;
+    want.sort_unstable();
+    have.sort_unstable();
+    if have != want {
+        // Someone else's link in the group (never ours): leave the batch alone.
+        for (index, name) in [(veth.index, host_veth), (br.index, bridge)] {
+            host.set_group(index, 0)
+                .map_err(nl("set link group of", name))?;
+        }
+        return Ok(false);
+    }
+    host.delete_group(group)
+        .map_err(nl("delete link group of", bridge))?;
+    Ok(true)
 }
 
 /// Deletes `ifname` inside the namespace at `path`; a namespace or interface already gone is

@@ -36,6 +36,8 @@ pub struct Link {
     pub controller: Option<u32>,
     pub mac: Option<Vec<u8>>,
     pub up: bool,
+    /// The link's group (`IFLA_GROUP`; 0 is the default group).
+    pub group: u32,
 }
 
 impl From<LinkMessage> for Link {
@@ -47,12 +49,14 @@ impl From<LinkMessage> for Link {
             controller: None,
             mac: None,
             up: msg.header.flags.contains(LinkFlags::Up),
+            group: 0,
         };
         for attr in msg.attributes {
             match attr {
                 LinkAttribute::IfName(name) => link.name = name,
                 LinkAttribute::Controller(i) => link.controller = Some(i),
                 LinkAttribute::Address(mac) => link.mac = Some(mac),
+                LinkAttribute::Group(group) => link.group = group,
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         if let LinkInfo::Kind(kind) = info {
@@ -236,6 +240,41 @@ impl Socket {
     pub fn delete_link(&mut self, name: &str) -> io::Result<()> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        self.ack(RouteNetlinkMessage::DelLink(msg), 0)
+    }
+
+    /// Puts link `index` into link group `group` (`ip link set dev X group N`).
+    pub fn set_group(&mut self, index: u32, group: u32) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::Group(group));
+        self.ack(RouteNetlinkMessage::SetLink(msg), 0)
+    }
+
+    /// Every link of this namespace.
+    pub fn links(&mut self) -> io::Result<Vec<Link>> {
+        let replies = self.request(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(m) => Some(Link::from(m)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Deletes every link of link group `group` in one kernel batch (`ip link del group N`):
+    /// the kernel waits for one RCU grace period for the whole batch instead of one per link.
+    /// Group 0, the default group of every link, is refused with EINVAL.
+    pub fn delete_group(&mut self, group: u32) -> io::Result<()> {
+        if group == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::Group(group));
         self.ack(RouteNetlinkMessage::DelLink(msg), 0)
     }
 

@@ -20,33 +20,115 @@ use crate::mounts;
 
 /// Undo every resource in the journal, newest first, forgetting each one that is gone.
 /// Returns the problems met (empty when everything is gone).
+///
+/// The Pod's network resources come down on a thread of their own, in their own newest-first
+/// order, while this thread removes the containers and mounts: deleting links makes the kernel
+/// wait for RCU grace periods, time better spent on the rest. The thread is joined before the
+/// Pod's network namespace goes when a plugin chain still needs it, and always before the
+/// directory holding the journal goes, so a crash never loses the record of what is left. No
+/// container is created meanwhile (libcontainer forks, which needs a single-threaded process),
+/// and the thread ends before this returns.
 pub fn teardown(journal: &mut Journal) -> Vec<String> {
     let mut errors = Vec::new();
-    let resources: Vec<Resource> = journal.resources.iter().rev().cloned().collect();
-    for resource in resources {
-        let t = std::time::Instant::now();
-        let result = remove(&resource);
-        tracing::debug!(
-            ?resource,
-            elapsed_us = t.elapsed().as_micros() as u64,
-            "removed"
-        );
-        match result {
-            Ok(()) => {
-                // The journal lives in the state directory: once that is gone there is nothing
-                // left to update.
-                if !matches!(resource, Resource::Dir { ref path } if journal.path().starts_with(path))
-                {
-                    if let Err(e) = journal.forget(&resource) {
-                        errors.push(chain(&e));
-                    }
+    let (network, local): (Vec<Resource>, Vec<Resource>) = journal
+        .resources
+        .iter()
+        .rev()
+        .cloned()
+        .partition(is_network);
+    let needs_netns = network
+        .iter()
+        .any(|r| matches!(r, Resource::CniChain { .. }));
+    std::thread::scope(|s| {
+        let mut thread = (!network.is_empty()).then(|| {
+            s.spawn(|| {
+                network
+                    .into_iter()
+                    .map(|r| {
+                        let result = timed_remove(&r);
+                        (r, result)
+                    })
+                    .collect::<Removed>()
+            })
+        });
+        for resource in local {
+            let holds_journal =
+                matches!(&resource, Resource::Dir { path } if journal.path().starts_with(path));
+            let takes_netns =
+                matches!(resource, Resource::NetnsPin { .. } | Resource::Pause { .. });
+            if holds_journal || (takes_netns && needs_netns) {
+                if let Some(t) = thread.take() {
+                    join(t, journal, &mut errors);
                 }
             }
-            Err(e) => errors.push(e),
+            let result = timed_remove(&resource);
+            settle(journal, &resource, result, holds_journal, &mut errors);
         }
-    }
+        if let Some(t) = thread.take() {
+            join(t, journal, &mut errors);
+        }
+    });
     reap_children();
     errors
+}
+
+type Removed = Vec<(Resource, Result<(), String>)>;
+
+/// Waits for the network thread of [`teardown`] and settles what it removed.
+fn join(
+    thread: std::thread::ScopedJoinHandle<'_, Removed>,
+    journal: &mut Journal,
+    errors: &mut Vec<String>,
+) {
+    match thread.join() {
+        Ok(done) => {
+            for (r, result) in done {
+                settle(journal, &r, result, false, errors);
+            }
+        }
+        Err(_) => errors.push("the network teardown thread panicked".into()),
+    }
+}
+
+/// The Pod's network: what the kernel is slow to take down.
+fn is_network(r: &Resource) -> bool {
+    matches!(
+        r,
+        Resource::Network { .. } | Resource::CniChain { .. } | Resource::Nat { .. }
+    )
+}
+
+fn timed_remove(resource: &Resource) -> Result<(), String> {
+    let t = Instant::now();
+    let result = remove(resource);
+    tracing::debug!(
+        ?resource,
+        elapsed_us = t.elapsed().as_micros() as u64,
+        "removed"
+    );
+    result
+}
+
+/// Records the outcome of removing `resource`: forgotten by the journal when gone (unless the
+/// journal went with it), otherwise one more problem.
+fn settle(
+    journal: &mut Journal,
+    resource: &Resource,
+    result: Result<(), String>,
+    holds_journal: bool,
+    errors: &mut Vec<String>,
+) {
+    match result {
+        // The journal lives in the state directory: once that is gone there is nothing left
+        // to update.
+        Ok(()) if holds_journal => {}
+        Ok(()) => {
+            if let Err(e) = journal.forget(resource) {
+                errors.push(chain(&e));
+            }
+        }
+        Err(e) => errors.push(e),
+    }
 }
 
 /// Remove one resource; `Err` carries a readable reason.
