@@ -162,16 +162,16 @@ fn port_mappings_reach_the_pod_from_another_host_and_the_host_and_ip_masq_hides_
     let tag = format!("{name}/{id}/eth0");
     assert_eq!(rules_tagged(&tag), 3 * 4 + 1);
     // The nfnetlink listing DEL uses sees exactly what `nft -j list` sees.
-    let mine = |rules: Vec<podshim_cni::nat::Rule>| -> Vec<_> {
+    let mine = |rules: Vec<podshim_cni::nat::nft::Rule>| -> Vec<_> {
         let mut r: Vec<_> = rules.into_iter().filter(|r| r.tag == tag).collect();
         r.sort_by_key(|r| r.handle);
         r
     };
     assert_eq!(
-        mine(podshim_cni::nat::listed().unwrap()),
-        mine(podshim_cni::nat::listed_by_nft().unwrap())
+        mine(podshim_cni::nat::nft::listed().unwrap()),
+        mine(podshim_cni::nat::nft::listed_by_nft().unwrap())
     );
-    assert_eq!(mine(podshim_cni::nat::listed().unwrap()).len(), 3 * 4 + 1);
+    assert_eq!(mine(podshim_cni::nat::nft::listed().unwrap()).len(), 3 * 4 + 1);
     serve(&pod.name, 8080, 8081);
 
     // From the other host: DNAT keeps its address as the source.
