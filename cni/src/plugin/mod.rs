@@ -439,7 +439,9 @@ fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
         lease: pool
             .as_ref()
             .map(|ipam| (ipam, id.as_str(), ifname.as_str())),
-    })
+    })?;
+    // The host ports of this CHECK's runtimeConfig and ipMasq, in the backend in use now.
+    with_nat_spec(conf, &id, &ifname, ips.first().cloned(), nat::verify)
 }
 
 fn gc(env: &Env, conf: &NetConf) -> Result<(), CniError> {
