@@ -12,7 +12,9 @@
 //! when the listing lacks it, and listing and restoring happen under an `flock` of
 //! [`LOCK`] that every podshim process takes: two ADDs can never both create, and so flush,
 //! a chain. GC removes the chains and their jumps once no rule is left in them (and nothing
-//! else jumps to them); DEL leaves them, as the nftables backend leaves its table.
+//! else jumps to them); DEL leaves them, as the nftables backend leaves its table. The `nat`
+//! table itself and its built-in chains (with iptables-nft, nftables' `table ip nat`) stay, as
+//! every iptables user leaves them.
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
