@@ -1,7 +1,7 @@
 //! The nftables backend: every rule in one table of our own, `table ip podshim`.
 //!
 //! Rules are changed with the `nft` command, each change one atomic transaction (`nft -f -`);
-//! they are listed over nfnetlink ([`crate::nft_dump`]), or with `nft -j` when that fails, and
+//! they are listed over nfnetlink (`nft_dump.rs`), or with `nft -j` when that fails, and
 //! CHECK reads them as `nft list table` prints them. Three base chains: `prerouting` and
 //! `output` (DNAT; priority dstnat) and `postrouting` (masquerade; priority srcnat). The table
 //! and its empty base chains stay, as the reference portmap plugin leaves its chains.
