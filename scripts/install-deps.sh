@@ -5,6 +5,7 @@ set -euo pipefail
 # terminal for the pull progress test), python3 (the token-auth registry's token server, stdlib
 # only) and openssl (its key, certificate and JWT signatures) serve the registry tests.
 pkgs=(busybox-static umoci skopeo iproute2 procps libseccomp-dev pkg-config gcc libc6-dev ca-certificates containernetworking-plugins nftables
+    iptables
     docker-registry apache2-utils bsdutils python3 openssl)
 # python3-h2 (with Debian's python3) runs the gRPC health server of the gRPC probe tests.
 pkgs+=(python3-h2)

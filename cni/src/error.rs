@@ -106,6 +106,18 @@ pub enum CniError {
         source: io::Error,
     },
 
+    #[error("iptables: {op}{}", if detail.is_empty() { String::new() } else { format!(": {detail}") })]
+    Iptables {
+        op: &'static str,
+        /// What the iptables command said on stderr (or the lock file's path).
+        detail: String,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("no packet filter for NAT rules: nftables: {nft}; iptables: {iptables}")]
+    NoPacketFilter { nft: String, iptables: String },
+
     #[error("incompatible CNI versions: config is {version:?}, plugin supports {}", supported.join(", "))]
     IncompatibleVersion {
         version: String,
@@ -214,7 +226,9 @@ impl CniError {
             | Self::NetnsThread { .. }
             | Self::Netlink { .. }
             | Self::Sysctl { .. }
-            | Self::Nft { .. } => IO_FAILURE,
+            | Self::Nft { .. }
+            | Self::Iptables { .. }
+            | Self::NoPacketFilter { .. } => IO_FAILURE,
             // The caller cares about why setup failed, not why cleaning up failed.
             Self::Rollback { source, .. } => source.code(),
             Self::Teardown { errors } => errors.first().map_or(IO_FAILURE, CniError::code),
@@ -373,6 +387,21 @@ mod tests {
                     op: "add rules",
                     detail: "Error: x".into(),
                     source: io::Error::other("x"),
+                },
+                5,
+            ),
+            (
+                CniError::Iptables {
+                    op: "add rules",
+                    detail: "iptables-restore: line 3 failed".into(),
+                    source: io::Error::other("x"),
+                },
+                5,
+            ),
+            (
+                CniError::NoPacketFilter {
+                    nft: "no nft command in PATH".into(),
+                    iptables: "no iptables-save command in PATH".into(),
                 },
                 5,
             ),

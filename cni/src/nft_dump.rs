@@ -10,14 +10,17 @@ use std::io;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, SocketAddr};
 
-use crate::nat::Rule;
+use crate::nat::nft::Rule;
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_GETRULE: u16 = 7;
+const NFT_MSG_NEWGEN: u16 = 15;
+const NFT_MSG_GETGEN: u16 = 16;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 1;
+const NLM_F_ACK: u16 = 4;
 const NLM_F_DUMP: u16 = 0x300;
 const NFPROTO_IPV4: u8 = 2;
 const NFTA_RULE_TABLE: u16 = 1;
@@ -75,19 +78,73 @@ pub fn rules(table: &str) -> io::Result<Vec<Rule>> {
     }
 }
 
+/// Whether this kernel serves nf_tables: an `NFT_MSG_GETGEN` request, as `nft` starts with.
+/// Without nfnetlink, opening the socket fails with `EPROTONOSUPPORT`; without the nf_tables
+/// subsystem (after the kernel tried to load it), the request fails with `EINVAL`.
+pub fn probe() -> io::Result<()> {
+    let mut socket = netlink_sys::Socket::new(NETLINK_NETFILTER)?;
+    socket.bind(&SocketAddr::new(0, 0))?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    socket.send(
+        &header(HEADER, NFT_MSG_GETGEN, NLM_F_REQUEST | NLM_F_ACK, 0),
+        0,
+    )?;
+    let mut buf = vec![0u8; 8 * 1024];
+    let mut generation = false;
+    loop {
+        let n = socket.recv(&mut &mut buf[..], 0)?;
+        let mut rest = &buf[..n];
+        while rest.len() >= 16 {
+            let len = u32::from_ne_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
+            let kind = u16::from_ne_bytes([rest[4], rest[5]]);
+            if len < 16 || len > rest.len() {
+                return Err(bad("truncated message"));
+            }
+            match kind {
+                NLMSG_ERROR => {
+                    let code = rest
+                        .get(16..20)
+                        .map(|b| i32::from_ne_bytes(b.try_into().expect("4 bytes")))
+                        .ok_or_else(|| bad("short error"))?;
+                    return match -code {
+                        0 if generation => Ok(()),
+                        0 => Err(bad("no generation in the answer")),
+                        errno => Err(io::Error::from_raw_os_error(errno)),
+                    };
+                }
+                NLMSG_DONE => return Ok(()),
+                k if k == (NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWGEN) => generation = true,
+                _ => {}
+            }
+            rest = &rest[((len + 3) & !3).min(rest.len())..];
+        }
+    }
+}
+
+/// nlmsghdr and nfgenmsg (family `family`) of an nf_tables message `msg` of `len` bytes.
+fn header(len: usize, msg: u16, flags: u16, family: u8) -> Vec<u8> {
+    let mut m = Vec::with_capacity(len);
+    m.extend((len as u32).to_ne_bytes());
+    m.extend((NFNL_SUBSYS_NFTABLES << 8 | msg).to_ne_bytes());
+    m.extend(flags.to_ne_bytes());
+    m.extend(1u32.to_ne_bytes()); // sequence
+    m.extend(0u32.to_ne_bytes()); // port id: the kernel's
+    m.extend([family, 0, 0, 0]); // nfgenmsg: family, version 0, res_id 0
+    m
+}
+
 fn request(table: &str) -> Vec<u8> {
     let mut name = table.as_bytes().to_vec();
     name.push(0);
     let attr_len = 4 + name.len();
     let padded = (attr_len + 3) & !3;
     let len = HEADER + padded;
-    let mut m = Vec::with_capacity(len);
-    m.extend((len as u32).to_ne_bytes());
-    m.extend((NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETRULE).to_ne_bytes());
-    m.extend((NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    m.extend(1u32.to_ne_bytes()); // sequence
-    m.extend(0u32.to_ne_bytes()); // port id: the kernel's
-    m.extend([NFPROTO_IPV4, 0, 0, 0]); // nfgenmsg: family, version 0, res_id 0
+    let mut m = header(
+        len,
+        NFT_MSG_GETRULE,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        NFPROTO_IPV4,
+    );
     m.extend((attr_len as u16).to_ne_bytes());
     m.extend(NFTA_RULE_TABLE.to_ne_bytes());
     m.extend(name);
@@ -155,6 +212,10 @@ mod tests {
         assert_eq!(u32::from_ne_bytes(m[0..4].try_into().unwrap()), 32);
         assert_eq!(u16::from_ne_bytes([m[4], m[5]]), 0x0a07);
         assert_eq!(&m[24..32], b"podshim\0");
+        let g = header(HEADER, NFT_MSG_GETGEN, NLM_F_REQUEST | NLM_F_ACK, 0);
+        assert_eq!(g.len(), HEADER);
+        assert_eq!(u16::from_ne_bytes([g[4], g[5]]), 0x0a10);
+        assert_eq!(u16::from_ne_bytes([g[6], g[7]]), 5);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::attach::{validate_ifname, BridgeSpec, Route};
 use crate::ipam::Range;
-use crate::nat::{PortMapping, Protocol};
+use crate::nat::{Backend, PortMapping, Protocol};
 use crate::subnet::network_of;
 use crate::{CniError, Ipv4Net};
 
@@ -33,6 +33,9 @@ pub struct NetConf {
     pub ip_masq: bool,
     /// The `portMappings` capability (`runtimeConfig.portMappings`).
     pub port_mappings: Vec<PortMapping>,
+    /// Where the NAT rules go (`ipMasqBackend` or `backend`); nftables when available, else
+    /// iptables, when `None`.
+    pub nat_backend: Option<Backend>,
     pub ipam: IpamConf,
     pub prev_result: Option<Value>,
     /// The `dns` of the result, as the reference plugin: from the config, not from IPAM.
@@ -214,15 +217,7 @@ pub fn parse(raw: Value) -> Result<NetConf, CniError> {
     // The reference plugin: "isDefaultGateway implies isGateway".
     let is_gateway = f.bool("isGateway")? || is_default_gateway;
     let ip_masq = f.bool("ipMasq")?;
-    match f.string("ipMasqBackend")?.as_deref() {
-        None | Some("nftables") => {}
-        Some(other) => {
-            return Err(CniError::UnsupportedField {
-                field: "ipMasqBackend".into(),
-                value: format!("{other:?} (podshim-bridge uses nftables)"),
-            })
-        }
-    }
+    let nat_backend = parse_backend(&mut f)?;
     let hairpin = f.bool("hairpinMode")?;
     let promisc = f.bool("promiscMode")?;
     let mtu = match f.take("mtu") {
@@ -270,12 +265,51 @@ pub fn parse(raw: Value) -> Result<NetConf, CniError> {
         is_default_gateway,
         ip_masq,
         port_mappings,
+        nat_backend,
         ipam,
         prev_result,
         dns,
         valid_attachments,
         raw,
     })
+}
+
+/// The NAT backend a config asks for: `ipMasqBackend` as the reference bridge plugin names it,
+/// or `backend` as the reference portmap plugin does (podshim-bridge does both plugins' jobs,
+/// with one backend for both). Either is `"nftables"` or `"iptables"`.
+fn parse_backend(f: &mut Fields) -> Result<Option<Backend>, CniError> {
+    let mut chosen: Option<(&str, Backend)> = None;
+    for key in ["ipMasqBackend", "backend"] {
+        let Some(name) = f.string(key)? else {
+            continue;
+        };
+        let backend = Backend::from_name(&name).ok_or_else(|| {
+            let valid: Vec<String> = Backend::ALL
+                .iter()
+                .map(|b| format!("{:?}", b.name()))
+                .collect();
+            invalid(
+                key,
+                format!(
+                    "{name:?} is not a backend; valid values: {}",
+                    valid.join(", ")
+                ),
+            )
+        })?;
+        match chosen {
+            Some((first, other)) if other != backend => {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{name:?} differs from {first} {:?}: one backend serves both",
+                        other.name()
+                    ),
+                ))
+            }
+            _ => chosen = Some((key, backend)),
+        }
+    }
+    Ok(chosen.map(|(_, b)| b))
 }
 
 /// The spec's network name: alphanumerics, `_`, `.` and `-`, starting alphanumeric. It also
@@ -491,6 +525,47 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("runtimeConfig.ipRanges[0][0].subnet"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn nat_backend_takes_the_reference_plugins_field_names() {
+        assert_eq!(parse(base()).unwrap().nat_backend, None);
+        for key in ["ipMasqBackend", "backend"] {
+            for (name, backend) in [
+                ("iptables", Backend::Iptables),
+                ("nftables", Backend::Nftables),
+            ] {
+                let mut v = base();
+                v[key] = json!(name);
+                assert_eq!(parse(v).unwrap().nat_backend, Some(backend), "{key}");
+            }
+            let mut v = base();
+            v[key] = json!("ebtables");
+            let err = parse(v).unwrap_err();
+            assert_eq!(err.code(), 7, "{err}");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "invalid network config: {key}: \"ebtables\" is not a backend; \
+                     valid values: \"nftables\", \"iptables\""
+                )
+            );
+        }
+        let mut v = base();
+        v["ipMasqBackend"] = json!("iptables");
+        v["backend"] = json!("iptables");
+        assert_eq!(
+            parse(v.clone()).unwrap().nat_backend,
+            Some(Backend::Iptables)
+        );
+        v["backend"] = json!("nftables");
+        let err = parse(v).unwrap_err();
+        assert_eq!(err.code(), 7, "{err}");
+        assert!(
+            err.to_string()
+                .contains("backend: \"nftables\" differs from ipMasqBackend \"iptables\""),
             "{err}"
         );
     }

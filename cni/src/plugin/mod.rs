@@ -318,6 +318,19 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
 
 /// The `portMappings` DNAT and `ipMasq` rules of one attachment.
 fn add_nat(conf: &NetConf, id: &str, ifname: &str, ip: Option<PodIp>) -> Result<(), CniError> {
+    with_nat_spec(conf, id, ifname, ip, |backend, spec| {
+        nat::apply_with(backend, spec)
+    })
+}
+
+/// Runs `f` with the backend and the NAT rules an attachment of `conf` has (when it has any).
+fn with_nat_spec(
+    conf: &NetConf,
+    id: &str,
+    ifname: &str,
+    ip: Option<PodIp>,
+    f: impl FnOnce(nat::Backend, &nat::NatSpec<'_>) -> Result<(), CniError>,
+) -> Result<(), CniError> {
     if conf.port_mappings.is_empty() && !conf.ip_masq {
         return Ok(());
     }
@@ -336,14 +349,18 @@ fn add_nat(conf: &NetConf, id: &str, ifname: &str, ip: Option<PodIp>) -> Result<
             ip.prefix_len,
         )?,
     };
-    nat::apply(&nat::NatSpec {
-        tag: &nat::tag(&conf.name, id, ifname),
-        pod_ip: ip.ip,
-        subnet,
-        masquerade: conf.ip_masq,
-        ports: &conf.port_mappings,
-        bridge: &conf.bridge.name,
-    })
+    let backend = nat::Backend::choose(conf.nat_backend)?;
+    f(
+        backend,
+        &nat::NatSpec {
+            tag: &nat::tag(&conf.name, id, ifname),
+            pod_ip: ip.ip,
+            subnet,
+            masquerade: conf.ip_masq,
+            ports: &conf.port_mappings,
+            bridge: &conf.bridge.name,
+        },
+    )
 }
 
 fn object(v: Value) -> serde_json::Map<String, Value> {
@@ -359,7 +376,8 @@ fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     let host_veth = cni_host_veth_name(&id, &ifname);
     let pool = host_local_pool(conf)?;
     let mut errors = Vec::new();
-    // Whatever the config says now: rules of an earlier ADD must go.
+    // Whatever the config says now (ports, ipMasq, backend): rules of an earlier ADD must go,
+    // from both backends.
     if let Err(e) = nat::remove(&nat::tag(&conf.name, &id, &ifname)) {
         errors.push(e);
     }
@@ -421,7 +439,9 @@ fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
         lease: pool
             .as_ref()
             .map(|ipam| (ipam, id.as_str(), ifname.as_str())),
-    })
+    })?;
+    // The host ports of this CHECK's runtimeConfig and ipMasq, in the backend in use now.
+    with_nat_spec(conf, &id, &ifname, ips.first().cloned(), nat::verify)
 }
 
 fn gc(env: &Env, conf: &NetConf) -> Result<(), CniError> {

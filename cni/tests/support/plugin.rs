@@ -56,7 +56,37 @@ pub fn cni(exe: &str, command: &str, id: &str, netns: Option<&str>, conf: &Value
 
 /// [`cni`] with the config as text, and no `CNI_CONTAINERID` when `id` is empty.
 pub fn cni_raw(exe: &str, command: &str, id: &str, netns: Option<&str>, conf: &str) -> Out {
-    let mut cmd = Command::new(exe);
+    cni_in(&Host::default(), exe, command, id, netns, conf)
+}
+
+/// Where and how a plugin runs: in the network namespace `netns` (`/run/netns/<name>`)
+/// standing in for the host instead of the host's, with `PATH` set to `path`.
+#[derive(Debug, Clone, Default)]
+pub struct Host {
+    pub netns: Option<String>,
+    pub path: Option<std::path::PathBuf>,
+}
+
+/// [`cni_raw`] run as `host` says.
+pub fn cni_in(
+    host: &Host,
+    exe: &str,
+    command: &str,
+    id: &str,
+    netns: Option<&str>,
+    conf: &str,
+) -> Out {
+    let mut cmd = match &host.netns {
+        Some(ns) => {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", ns, exe]);
+            cmd
+        }
+        None => Command::new(exe),
+    };
+    if let Some(path) = &host.path {
+        cmd.env("PATH", path);
+    }
     cmd.env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", id)
         .env("CNI_IFNAME", "eth0")

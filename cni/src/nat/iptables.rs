@@ -1,0 +1,506 @@
+//! The iptables backend: podshim's own chains in the `nat` table.
+//!
+//! `PODSHIM-HOSTPORTS` holds the DNAT rules and is jumped to from `PREROUTING` (traffic from
+//! other hosts) and `OUTPUT` (the host itself); `PODSHIM-MASQ` holds the masquerade rules and
+//! is jumped to from `POSTROUTING`. The jumps are inserted at the top of the built-in chains,
+//! once. Every rule of ours carries its attachment's tag as `-m comment --comment`.
+//!
+//! Changes go through `iptables-restore --noflush -w`, one `*nat … COMMIT` transaction per ADD,
+//! DEL or GC, which the kernel (legacy) or nf_tables (iptables-nft) applies atomically; state
+//! is read with `iptables-save -t nat`, whose output is also the rule text that `-D` deletes.
+//! Declaring an existing chain in a `--noflush` restore flushes it, so a chain is declared only
+//! when the listing lacks it, and listing and restoring happen under an `flock` of
+//! [`LOCK`] that every podshim process takes: two ADDs can never both create, and so flush,
+//! a chain. GC removes the chains and their jumps once no rule is left in them (and nothing
+//! else jumps to them); DEL leaves them, as the nftables backend leaves its table. The `nat`
+//! table itself and its built-in chains (with iptables-nft, nftables' `table ip nat`) stay, as
+//! every iptables user leaves them.
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use super::{exec, wants, words, Backend, Firewall, NatSpec, PortMapping, Want};
+use crate::CniError;
+
+/// The commands this backend runs, looked up in `PATH`.
+pub(super) const TOOLS: [&str; 2] = ["iptables-save", "iptables-restore"];
+
+/// The DNAT chain.
+pub const HOSTPORTS: &str = "PODSHIM-HOSTPORTS";
+/// The masquerade chain.
+pub const MASQ: &str = "PODSHIM-MASQ";
+const OURS: [&str; 2] = [HOSTPORTS, MASQ];
+/// Built-in chain, chain of ours it jumps to.
+const JUMPS: [(&str, &str); 3] = [
+    ("PREROUTING", HOSTPORTS),
+    ("OUTPUT", HOSTPORTS),
+    ("POSTROUTING", MASQ),
+];
+
+/// Held while listing and changing our chains.
+pub const LOCK: &str = "/run/podshim-iptables.lock";
+
+/// The backend, for [`Backend::imp`].
+pub(super) struct Iptables;
+
+fn iptables_err(op: &'static str) -> impl FnOnce((String, std::io::Error)) -> CniError {
+    move |(detail, source)| CniError::Iptables { op, detail, source }
+}
+
+fn run(program: &str, op: &'static str, args: &[&str], stdin: &str) -> Result<String, CniError> {
+    exec(program, args, stdin).map_err(|(detail, source)| {
+        let source = if source.kind() == std::io::ErrorKind::NotFound {
+            std::io::Error::new(
+                source.kind(),
+                format!("the {program} command is missing (install iptables)"),
+            )
+        } else {
+            source
+        };
+        iptables_err(op)((detail, source))
+    })
+}
+
+fn lock() -> Result<Flock<File>, CniError> {
+    let err = |source| CniError::Iptables {
+        op: "lock",
+        detail: LOCK.to_owned(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK)
+        .map_err(err)?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| err(errno.into()))
+}
+
+/// One rule of ours as `iptables-save` prints it, the comment between `pre` (`-s`, `-d`,
+/// `-p`, which iptables always prints first) and `post` (other matches and the target).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct IptRule {
+    chain: &'static str,
+    pre: String,
+    post: String,
+    /// Inserted at the top of its chain rather than appended.
+    first: bool,
+}
+
+impl IptRule {
+    /// The rule specification (what follows `-A CHAIN`).
+    fn spec(&self, tag: &str) -> String {
+        let pre = if self.pre.is_empty() {
+            String::new()
+        } else {
+            format!("{} ", self.pre)
+        };
+        format!("{pre}-m comment --comment \"{tag}\" {}", self.post)
+    }
+
+    /// The words `iptables-save` prints, without the comment.
+    fn words(&self) -> Vec<String> {
+        words(&format!("{} {}", self.pre, self.post))
+    }
+}
+
+fn rule_of(want: &Want<'_>, spec: &NatSpec<'_>) -> IptRule {
+    let pod = spec.pod_ip;
+    // From the host's loopback (route_localnet) or the Pod itself (hairpin) to a forwarded
+    // port: the Pod must answer through the host, so the source becomes the host's.
+    let back = |from: String, p: &PortMapping| {
+        let proto = p.protocol.as_str();
+        IptRule {
+            chain: MASQ,
+            pre: format!("-s {from} -d {pod}/32 -p {proto}"),
+            post: format!(
+                "-m {proto} --dport {} -m conntrack --ctstate DNAT -j MASQUERADE",
+                p.container_port
+            ),
+            first: false,
+        }
+    };
+    match want {
+        Want::Dnat(p) => {
+            let proto = p.protocol.as_str();
+            let (pre, local) = match p.host_ip {
+                Some(ip) => (format!("-d {ip}/32 -p {proto}"), ""),
+                None => (format!("-p {proto}"), "-m addrtype --dst-type LOCAL "),
+            };
+            IptRule {
+                chain: HOSTPORTS,
+                pre,
+                post: format!(
+                    "{local}-m {proto} --dport {} -j DNAT --to-destination {pod}:{}",
+                    p.host_port, p.container_port
+                ),
+                // The newest attachment of a port wins over a stale rule.
+                first: true,
+            }
+        }
+        Want::FromLoopback(p) => back("127.0.0.0/8".into(), p),
+        Want::Hairpin(p) => back(format!("{pod}/32"), p),
+        Want::Masquerade => IptRule {
+            chain: MASQ,
+            pre: format!("-s {pod}/32 ! -d {}", spec.subnet),
+            post: "-m iprange ! --dst-range 224.0.0.0-239.255.255.255 -j MASQUERADE".into(),
+            first: false,
+        },
+    }
+}
+
+/// One `-A` line of `iptables-save`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Line {
+    chain: String,
+    /// The rule specification as printed, for `-D`.
+    spec: String,
+    /// Its words without the `-m comment --comment TAG` match.
+    words: Vec<String>,
+    tag: Option<String>,
+}
+
+/// What `iptables-save -t nat` shows.
+#[derive(Debug, Default)]
+struct Saved {
+    chains: BTreeSet<String>,
+    lines: Vec<Line>,
+}
+
+impl Saved {
+    fn parse(out: &str) -> Self {
+        let mut saved = Saved::default();
+        for line in out.lines() {
+            if let Some(decl) = line.strip_prefix(':') {
+                if let Some(name) = decl.split_whitespace().next() {
+                    saved.chains.insert(name.to_owned());
+                }
+            } else if let Some(rest) = line.strip_prefix("-A ") {
+                let (chain, spec) = rest.split_once(' ').unwrap_or((rest, ""));
+                let mut w = words(spec);
+                let tag = w
+                    .windows(4)
+                    .position(|x| x[..3] == ["-m", "comment", "--comment"])
+                    .map(|at| w.drain(at..at + 4).nth(3).unwrap_or_default());
+                saved.lines.push(Line {
+                    chain: chain.to_owned(),
+                    spec: spec.to_owned(),
+                    words: w,
+                    tag,
+                });
+            }
+        }
+        saved
+    }
+
+    fn has_jump(&self, from: &str, to: &str) -> bool {
+        self.lines
+            .iter()
+            .any(|l| l.chain == from && l.words == ["-j", to])
+    }
+
+    /// Our rules whose tag `pick` selects.
+    fn ours<'a>(&'a self, pick: &'a dyn Fn(&str) -> bool) -> impl Iterator<Item = &'a Line> {
+        self.lines
+            .iter()
+            .filter(move |l| OURS.contains(&l.chain.as_str()) && l.tag.as_deref().is_some_and(pick))
+    }
+}
+
+fn save() -> Result<Saved, CniError> {
+    run("iptables-save", "list rules", &["-t", "nat"], "").map(|out| Saved::parse(&out))
+}
+
+fn restore(op: &'static str, script: &str) -> Result<(), CniError> {
+    run("iptables-restore", op, &["--noflush", "-w"], script).map(|_| ())
+}
+
+/// The transaction that replaces the rules of `spec`: our chains and jumps when missing, the
+/// attachment's old rules out, its new ones in.
+fn replace_script(saved: &Saved, spec: &NatSpec<'_>) -> String {
+    let mut s = String::from("*nat\n");
+    for chain in OURS {
+        if !saved.chains.contains(chain) {
+            s.push_str(&format!(":{chain} - [0:0]\n"));
+        }
+    }
+    for (from, to) in JUMPS {
+        if !saved.has_jump(from, to) {
+            s.push_str(&format!("-I {from} 1 -j {to}\n"));
+        }
+    }
+    for line in saved.ours(&|t| t == spec.tag) {
+        s.push_str(&format!("-D {} {}\n", line.chain, line.spec));
+    }
+    for want in wants(spec) {
+        let r = rule_of(&want, spec);
+        let spec = r.spec(spec.tag);
+        match r.first {
+            true => s.push_str(&format!("-I {} 1 {spec}\n", r.chain)),
+            false => s.push_str(&format!("-A {} {spec}\n", r.chain)),
+        }
+    }
+    s.push_str("COMMIT\n");
+    s
+}
+
+/// The transaction that removes the rules `pick` selects (and with `prune`, our chains and
+/// their jumps once nothing else is in or jumps to them); `None` when there is nothing to do.
+fn removal_script(
+    saved: &Saved,
+    pick: &dyn Fn(&str) -> bool,
+    prune: bool,
+) -> Option<(String, Vec<String>)> {
+    let mut s = String::new();
+    let mut tags = BTreeSet::new();
+    for line in saved.ours(pick) {
+        s.push_str(&format!("-D {} {}\n", line.chain, line.spec));
+        tags.extend(line.tag.clone());
+    }
+    let ours = |l: &&Line| OURS.contains(&l.chain.as_str());
+    let left = saved.lines.iter().filter(ours).count() - saved.ours(pick).count();
+    let references = saved
+        .lines
+        .iter()
+        .filter(|l| l.words.iter().any(|w| OURS.contains(&w.as_str())))
+        .count();
+    let jumps: Vec<&Line> = saved
+        .lines
+        .iter()
+        .filter(|l| {
+            JUMPS
+                .iter()
+                .any(|(f, t)| l.chain == *f && l.words == ["-j", *t])
+        })
+        .collect();
+    if prune && left == 0 && references == jumps.len() {
+        for l in jumps {
+            s.push_str(&format!("-D {} {}\n", l.chain, l.spec));
+        }
+        for chain in OURS.iter().filter(|c| saved.chains.contains(**c)) {
+            s.push_str(&format!("-X {chain}\n"));
+        }
+    }
+    (!s.is_empty()).then(|| (format!("*nat\n{s}COMMIT\n"), tags.into_iter().collect()))
+}
+
+impl Firewall for Iptables {
+    fn replace(&self, spec: &NatSpec<'_>) -> Result<(), CniError> {
+        let _lock = lock()?;
+        let script = replace_script(&save()?, spec);
+        restore("add rules", &script)
+    }
+
+    fn remove_where(
+        &self,
+        pick: &dyn Fn(&str) -> bool,
+        prune: bool,
+    ) -> Result<Vec<String>, CniError> {
+        if let Some(why) = Backend::Iptables.unavailable() {
+            tracing::debug!(reason = %why, "no iptables rules to remove");
+            return Ok(Vec::new());
+        }
+        let _lock = lock()?;
+        let saved = match save() {
+            Ok(saved) => saved,
+            // iptables that cannot even list (a legacy iptables on a kernel without its
+            // tables) holds no rule of ours, unless it is all this host has.
+            Err(e) if Backend::Nftables.unavailable().is_none() => {
+                tracing::debug!(error = %e, "iptables cannot list, no rules to remove");
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
+        match removal_script(&saved, pick, prune) {
+            None => Ok(Vec::new()),
+            Some((script, tags)) => restore("delete rules", &script).map(|()| tags),
+        }
+    }
+
+    fn missing(&self, spec: &NatSpec<'_>) -> Result<Option<String>, CniError> {
+        Ok(first_missing(spec, &save()?))
+    }
+}
+
+/// The first jump or rule of `spec` that `saved` lacks, described.
+fn first_missing(spec: &NatSpec<'_>, saved: &Saved) -> Option<String> {
+    let jumps = JUMPS
+        .into_iter()
+        .filter(|(_, to)| *to == MASQ || !spec.ports.is_empty());
+    for (from, to) in jumps {
+        if !saved.has_jump(from, to) {
+            return Some(format!("iptables jump from nat {from} to {to}"));
+        }
+    }
+    wants(spec).into_iter().find_map(|want| {
+        let r = rule_of(&want, spec);
+        let w = r.words();
+        let found = saved
+            .lines
+            .iter()
+            .any(|l| l.chain == r.chain && l.tag.as_deref() == Some(spec.tag) && l.words == w);
+        (!found).then(|| format!("{} in iptables chain nat {}", want.describe(spec), r.chain))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{sample, sample_ports};
+    use super::*;
+
+    /// `iptables-save -t nat` (iptables 1.8.9, nf_tables and legacy alike) after the rules of
+    /// `sample`, and a rule of another attachment and of someone else.
+    const SAVED: &str = r#"# Generated by iptables-save v1.8.9 (nf_tables) on Fri Nov 27 11:04:43 2026
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+:PODSHIM-HOSTPORTS - [0:0]
+:PODSHIM-MASQ - [0:0]
+-A PREROUTING -j PODSHIM-HOSTPORTS
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A OUTPUT -j PODSHIM-HOSTPORTS
+-A POSTROUTING -j PODSHIM-MASQ
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+-A PODSHIM-HOSTPORTS -p tcp -m comment --comment "n/other/eth0" -m addrtype --dst-type LOCAL -m tcp --dport 18080 -j DNAT --to-destination 10.1.0.9:80
+-A PODSHIM-HOSTPORTS -d 192.0.2.1/32 -p udp -m comment --comment "n/c/eth0" -m udp --dport 5353 -j DNAT --to-destination 10.1.0.2:53
+-A PODSHIM-HOSTPORTS -p tcp -m comment --comment "n/c/eth0" -m addrtype --dst-type LOCAL -m tcp --dport 18080 -j DNAT --to-destination 10.1.0.2:80
+-A PODSHIM-MASQ -s 127.0.0.0/8 -d 10.1.0.2/32 -p tcp -m comment --comment "n/c/eth0" -m tcp --dport 80 -m conntrack --ctstate DNAT -j MASQUERADE
+-A PODSHIM-MASQ -s 10.1.0.2/32 -d 10.1.0.2/32 -p tcp -m comment --comment "n/c/eth0" -m tcp --dport 80 -m conntrack --ctstate DNAT -j MASQUERADE
+-A PODSHIM-MASQ -s 127.0.0.0/8 -d 10.1.0.2/32 -p udp -m comment --comment "n/c/eth0" -m udp --dport 53 -m conntrack --ctstate DNAT -j MASQUERADE
+-A PODSHIM-MASQ -s 10.1.0.2/32 -d 10.1.0.2/32 -p udp -m comment --comment "n/c/eth0" -m udp --dport 53 -m conntrack --ctstate DNAT -j MASQUERADE
+-A PODSHIM-MASQ -s 10.1.0.2/32 ! -d 10.1.0.0/16 -m comment --comment "n/c/eth0" -m iprange ! --dst-range 224.0.0.0-239.255.255.255 -j MASQUERADE
+COMMIT
+# Completed on Fri Nov 27 11:04:43 2026
+"#;
+
+    #[test]
+    fn rules_are_written_as_iptables_save_prints_them() {
+        let ports = sample_ports();
+        let spec = sample(&ports);
+        let script = replace_script(&Saved::default(), &spec);
+        let lines: Vec<&str> = script.lines().collect();
+        assert_eq!(lines[0], "*nat");
+        assert_eq!(lines[1], ":PODSHIM-HOSTPORTS - [0:0]");
+        assert_eq!(lines[2], ":PODSHIM-MASQ - [0:0]");
+        assert_eq!(lines[3], "-I PREROUTING 1 -j PODSHIM-HOSTPORTS");
+        assert_eq!(lines[4], "-I OUTPUT 1 -j PODSHIM-HOSTPORTS");
+        assert_eq!(lines[5], "-I POSTROUTING 1 -j PODSHIM-MASQ");
+        assert_eq!(lines[6], "-I PODSHIM-HOSTPORTS 1 -p tcp -m comment --comment \"n/c/eth0\" -m addrtype --dst-type LOCAL -m tcp --dport 18080 -j DNAT --to-destination 10.1.0.2:80");
+        assert_eq!(lines[7], "-A PODSHIM-MASQ -s 127.0.0.0/8 -d 10.1.0.2/32 -p tcp -m comment --comment \"n/c/eth0\" -m tcp --dport 80 -m conntrack --ctstate DNAT -j MASQUERADE");
+        assert_eq!(lines[8], "-A PODSHIM-MASQ -s 10.1.0.2/32 -d 10.1.0.2/32 -p tcp -m comment --comment \"n/c/eth0\" -m tcp --dport 80 -m conntrack --ctstate DNAT -j MASQUERADE");
+        assert_eq!(lines[9], "-I PODSHIM-HOSTPORTS 1 -d 192.0.2.1/32 -p udp -m comment --comment \"n/c/eth0\" -m udp --dport 5353 -j DNAT --to-destination 10.1.0.2:53");
+        assert_eq!(lines[12], "-A PODSHIM-MASQ -s 10.1.0.2/32 ! -d 10.1.0.0/16 -m comment --comment \"n/c/eth0\" -m iprange ! --dst-range 224.0.0.0-239.255.255.255 -j MASQUERADE");
+        assert_eq!(lines[13], "COMMIT");
+        assert_eq!(lines.len(), 14);
+    }
+
+    #[test]
+    fn existing_chains_are_never_declared_again_and_old_rules_go_first() {
+        let ports = sample_ports();
+        let spec = sample(&ports);
+        let saved = Saved::parse(SAVED);
+        assert!(saved.has_jump("OUTPUT", HOSTPORTS));
+        let script = replace_script(&saved, &spec);
+        // Declaring an existing chain would flush it under --noflush.
+        assert!(!script.contains(":PODSHIM"), "{script}");
+        assert!(!script.contains(" -j PODSHIM"), "{script}");
+        let deletes: Vec<&str> = script.lines().filter(|l| l.starts_with("-D ")).collect();
+        assert_eq!(deletes.len(), 7);
+        assert_eq!(deletes[0], "-D PODSHIM-HOSTPORTS -d 192.0.2.1/32 -p udp -m comment --comment \"n/c/eth0\" -m udp --dport 5353 -j DNAT --to-destination 10.1.0.2:53");
+        assert!(!script.contains("n/other/eth0"), "{script}");
+        assert_eq!(
+            script
+                .lines()
+                .filter(|l| l.starts_with("-I PODSHIM"))
+                .count(),
+            2
+        );
+        assert_eq!(
+            script
+                .lines()
+                .filter(|l| l.starts_with("-A PODSHIM"))
+                .count(),
+            5
+        );
+    }
+
+    #[test]
+    fn removal_takes_the_picked_tags_and_prunes_only_empty_unreferenced_chains() {
+        let saved = Saved::parse(SAVED);
+        let (script, tags) = removal_script(&saved, &|t| t == "n/c/eth0", true).unwrap();
+        assert_eq!(tags, ["n/c/eth0"]);
+        assert_eq!(script.lines().count(), 2 + 7, "{script}");
+        assert!(
+            !script.contains("-X"),
+            "another attachment's rule is left: {script}"
+        );
+        let (script, tags) = removal_script(&saved, &|t| t.starts_with("n/"), true).unwrap();
+        assert_eq!(tags, ["n/c/eth0", "n/other/eth0"]);
+        assert!(
+            script.contains("-D PREROUTING -j PODSHIM-HOSTPORTS\n"),
+            "{script}"
+        );
+        assert!(
+            script.contains("-D POSTROUTING -j PODSHIM-MASQ\n"),
+            "{script}"
+        );
+        assert!(
+            script.ends_with("-X PODSHIM-HOSTPORTS\n-X PODSHIM-MASQ\nCOMMIT\n"),
+            "{script}"
+        );
+        assert!(!script.contains("DOCKER"), "{script}");
+        // DEL does not prune; nothing picked and nothing to prune is no transaction.
+        let (script, _) = removal_script(&saved, &|t| t.starts_with("n/"), false).unwrap();
+        assert!(!script.contains("-X"), "{script}");
+        assert!(removal_script(&saved, &|t| t == "x/y/eth0", false).is_none());
+        // Someone else's jump to our chain keeps it.
+        let mut shared = SAVED.replace("COMMIT", "-A INPUT -j PODSHIM-MASQ\nCOMMIT");
+        let (script, _) =
+            removal_script(&Saved::parse(&shared), &|t| t.starts_with("n/"), true).unwrap();
+        assert!(!script.contains("-X"), "{script}");
+        // Empty chains left by DELs go on the next GC even with nothing to delete.
+        shared = "*nat\n:PREROUTING ACCEPT [0:0]\n:PODSHIM-MASQ - [0:0]\n-A PREROUTING -j PODSHIM-HOSTPORTS\n:PODSHIM-HOSTPORTS - [0:0]\nCOMMIT\n".into();
+        let (script, tags) = removal_script(&Saved::parse(&shared), &|_| true, true).unwrap();
+        assert!(tags.is_empty());
+        assert_eq!(
+            script,
+            "*nat\n-D PREROUTING -j PODSHIM-HOSTPORTS\n-X PODSHIM-HOSTPORTS\n-X PODSHIM-MASQ\nCOMMIT\n"
+        );
+    }
+
+    #[test]
+    fn check_names_the_first_missing_jump_or_rule() {
+        let ports = sample_ports();
+        let spec = sample(&ports);
+        assert_eq!(first_missing(&spec, &Saved::parse(SAVED)), None);
+        let without = |needle: &str| {
+            let text: String = SAVED
+                .lines()
+                .filter(|l| !l.contains(needle))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            first_missing(&spec, &Saved::parse(&text))
+        };
+        assert_eq!(
+            without("--dport 18080 -j DNAT --to-destination 10.1.0.2:80").as_deref(),
+            Some("hostPort 18080/tcp DNAT rule for 10.1.0.2:80 in iptables chain nat PODSHIM-HOSTPORTS")
+        );
+        assert_eq!(
+            without("--dst-range").as_deref(),
+            Some("ipMasq masquerade rule for 10.1.0.2 leaving 10.1.0.0/16 in iptables chain nat PODSHIM-MASQ")
+        );
+        assert_eq!(
+            without("-A OUTPUT -j PODSHIM-HOSTPORTS").as_deref(),
+            Some("iptables jump from nat OUTPUT to PODSHIM-HOSTPORTS")
+        );
+        // Masquerade alone needs only the POSTROUTING jump.
+        let masq_only = NatSpec { ports: &[], ..spec };
+        let text = SAVED.replace("-A PREROUTING -j PODSHIM-HOSTPORTS\n", "");
+        assert_eq!(first_missing(&masq_only, &Saved::parse(&text)), None);
+    }
+}

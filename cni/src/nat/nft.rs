@@ -1,0 +1,402 @@
+//! The nftables backend: every rule in one table of our own, `table ip podshim`.
+//!
+//! Rules are changed with the `nft` command, each change one atomic transaction (`nft -f -`);
+//! they are listed over nfnetlink (`nft_dump.rs`), or with `nft -j` when that fails, and
+//! CHECK reads them as `nft list table` prints them. Three base chains: `prerouting` and
+//! `output` (DNAT; priority dstnat) and `postrouting` (masquerade; priority srcnat). The table
+//! and its empty base chains stay, as the reference portmap plugin leaves its chains.
+
+use serde_json::Value;
+
+use super::{exec, wants, words, Firewall, NatSpec, Want};
+use crate::CniError;
+
+/// The nftables table (family `ip`) holding every podshim NAT rule.
+pub const TABLE: &str = "podshim";
+
+/// The backend, for [`super::Backend::imp`].
+pub(super) struct Nft;
+
+/// Runs `nft` with `args`, `script` on its stdin; its stderr becomes the error's detail.
+fn nft(op: &'static str, args: &[&str], script: &str) -> Result<String, CniError> {
+    exec("nft", args, script).map_err(|(detail, source)| {
+        let source = if source.kind() == std::io::ErrorKind::NotFound {
+            std::io::Error::new(
+                source.kind(),
+                "the nft command is missing (install nftables)",
+            )
+        } else {
+            source
+        };
+        CniError::Nft { op, detail, source }
+    })
+}
+
+/// The table and its three base chains; `add` leaves existing ones as they are.
+fn skeleton() -> String {
+    format!(
+        "add table ip {TABLE}\n\
+         add chain ip {TABLE} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}\n\
+         add chain ip {TABLE} output {{ type nat hook output priority -100; policy accept; }}\n\
+         add chain ip {TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n"
+    )
+}
+
+/// One rule of an attachment, as `nft list` prints it (without its comment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NftRule {
+    chain: &'static str,
+    body: String,
+    /// Inserted at the top of its chain rather than appended.
+    first: bool,
+}
+
+/// The rules of one [`Want`]: DNAT in both prerouting and output, the others in postrouting.
+fn rules_of(want: &Want<'_>, spec: &NatSpec<'_>) -> Vec<NftRule> {
+    let pod = spec.pod_ip;
+    let post = |body: String| {
+        vec![NftRule {
+            chain: "postrouting",
+            body,
+            first: false,
+        }]
+    };
+    // From the host's loopback (needs route_localnet) and back into the Pod (hairpin): the
+    // Pod must answer through the host, so the source becomes the host's.
+    let back = |from: String, p: &super::PortMapping| {
+        format!(
+            "ip saddr {from} ip daddr {pod} {} dport {} ct status dnat masquerade",
+            p.protocol.as_str(),
+            p.container_port
+        )
+    };
+    match want {
+        Want::Dnat(p) => {
+            let to = match p.host_ip {
+                Some(ip) => format!("ip daddr {ip}"),
+                None => "fib daddr type local".to_owned(),
+            };
+            let body = format!(
+                "{to} {} dport {} dnat to {pod}:{}",
+                p.protocol.as_str(),
+                p.host_port,
+                p.container_port
+            );
+            // Inserted at the top: the newest attachment of a port wins over a stale rule.
+            ["prerouting", "output"]
+                .into_iter()
+                .map(|chain| NftRule {
+                    chain,
+                    body: body.clone(),
+                    first: true,
+                })
+                .collect()
+        }
+        Want::FromLoopback(p) => post(back("127.0.0.0/8".into(), p)),
+        Want::Hairpin(p) => post(back(pod.to_string(), p)),
+        Want::Masquerade => post(format!(
+            "ip saddr {pod} ip daddr != {} ip daddr != 224.0.0.0/4 masquerade",
+            spec.subnet
+        )),
+    }
+}
+
+/// The nft commands that add the rules of `spec` (after [`skeleton`]).
+fn rules(spec: &NatSpec<'_>) -> String {
+    let mut s = String::new();
+    for want in wants(spec) {
+        for r in rules_of(&want, spec) {
+            let verb = if r.first { "insert" } else { "add" };
+            s.push_str(&format!(
+                "{verb} rule ip {TABLE} {} {} comment \"{}\"\n",
+                r.chain, r.body, spec.tag
+            ));
+        }
+    }
+    s
+}
+
+impl Firewall for Nft {
+    fn replace(&self, spec: &NatSpec<'_>) -> Result<(), CniError> {
+        with_retry(|| {
+            let mut script = skeleton();
+            script.push_str(&deletions(&listed()?, |t| t == spec.tag));
+            script.push_str(&rules(spec));
+            nft("add rules", &["-f", "-"], &script)
+        })
+        .map(|_| ())
+    }
+
+    fn remove_where(
+        &self,
+        pick: &dyn Fn(&str) -> bool,
+        _prune: bool,
+    ) -> Result<Vec<String>, CniError> {
+        delete_where(pick)
+    }
+
+    fn missing(&self, spec: &NatSpec<'_>) -> Result<Option<String>, CniError> {
+        let present = printed()?;
+        Ok(first_missing(spec, &present))
+    }
+}
+
+/// The first rule of `spec` that `present` (chain, rule words, tag) lacks, described.
+fn first_missing(spec: &NatSpec<'_>, present: &[(String, Vec<String>, String)]) -> Option<String> {
+    wants(spec).into_iter().find_map(|want| {
+        rules_of(&want, spec).into_iter().find_map(|r| {
+            let body = words(&r.body);
+            let found = present
+                .iter()
+                .any(|(chain, w, tag)| chain == r.chain && tag == spec.tag && *w == body);
+            (!found).then(|| {
+                format!(
+                    "{} in nftables chain ip {TABLE} {}",
+                    want.describe(spec),
+                    r.chain
+                )
+            })
+        })
+    })
+}
+
+/// Every rule of our table as `nft list table` prints it: chain, words, tag (empty without a
+/// comment). None when the table does not exist.
+fn printed() -> Result<Vec<(String, Vec<String>, String)>, CniError> {
+    match nft("list table", &["list", "table", "ip", TABLE], "") {
+        Ok(out) => Ok(parse_listing(&out)),
+        Err(CniError::Nft { ref detail, .. }) if detail.contains("No such file or directory") => {
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn parse_listing(out: &str) -> Vec<(String, Vec<String>, String)> {
+    let mut chain: Option<String> = None;
+    let mut rules = Vec::new();
+    for line in out.lines().map(str::trim) {
+        if let Some(name) = line
+            .strip_prefix("chain ")
+            .and_then(|l| l.strip_suffix('{'))
+        {
+            chain = Some(name.trim().to_owned());
+        } else if line == "}" {
+            chain = None;
+        } else if let Some(chain) = &chain {
+            if line.is_empty() || line.starts_with("type ") {
+                continue;
+            }
+            let (body, tag) = match line.rfind(" comment \"") {
+                Some(at) => (
+                    &line[..at],
+                    line[at + " comment \"".len()..].trim_end_matches('"'),
+                ),
+                None => (line, ""),
+            };
+            rules.push((chain.clone(), words(body), tag.to_owned()));
+        }
+    }
+    rules
+}
+
+/// One rule of our table: chain, handle and tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub chain: String,
+    pub handle: u64,
+    pub tag: String,
+}
+
+/// Every tagged rule in our table (none when the table does not exist, or the kernel has no
+/// nf_tables): over nfnetlink, or from `nft -j` when that fails otherwise.
+pub fn listed() -> Result<Vec<Rule>, CniError> {
+    match crate::nft_dump::rules(TABLE) {
+        Ok(rules) => Ok(rules),
+        Err(e) if super::kernel_lacks_nftables(&e) => Ok(Vec::new()),
+        Err(e) => {
+            tracing::debug!(error = %e, "nfnetlink rule dump failed, asking nft");
+            listed_by_nft()
+        }
+    }
+}
+
+/// [`listed`] as `nft -j list table` reports it.
+pub fn listed_by_nft() -> Result<Vec<Rule>, CniError> {
+    let out = match nft("list rules", &["-j", "list", "table", "ip", TABLE], "") {
+        Ok(out) => out,
+        // No table: nothing of ours.
+        Err(CniError::Nft { ref detail, .. }) if detail.contains("No such file or directory") => {
+            return Ok(Vec::new())
+        }
+        Err(e) => return Err(e),
+    };
+    let v: Value = serde_json::from_str(&out).map_err(|source| CniError::Decode {
+        what: "nft -j output",
+        source,
+    })?;
+    let items = v["nftables"].as_array().cloned().unwrap_or_default();
+    Ok(items
+        .iter()
+        .filter_map(|item| {
+            let r = item.get("rule")?;
+            Some(Rule {
+                chain: r["chain"].as_str()?.to_owned(),
+                handle: r["handle"].as_u64()?,
+                tag: r["comment"].as_str()?.to_owned(),
+            })
+        })
+        .collect())
+}
+
+fn deletions(rules: &[Rule], pick: impl Fn(&str) -> bool) -> String {
+    rules
+        .iter()
+        .filter(|r| pick(&r.tag))
+        .map(|r| format!("delete rule ip {TABLE} {} handle {}\n", r.chain, r.handle))
+        .collect()
+}
+
+/// A concurrent change between listing and deleting makes the transaction fail as a whole
+/// (a handle gone): list again and retry.
+fn with_retry<T>(mut f: impl FnMut() -> Result<T, CniError>) -> Result<T, CniError> {
+    let mut tries = 0;
+    loop {
+        match f() {
+            Err(CniError::Nft { ref detail, .. })
+                if tries < 3 && detail.contains("No such file or directory") =>
+            {
+                tries += 1
+            }
+            other => return other,
+        }
+    }
+}
+
+fn delete_where(pick: &dyn Fn(&str) -> bool) -> Result<Vec<String>, CniError> {
+    with_retry(|| {
+        let rules = listed()?;
+        let script = deletions(&rules, pick);
+        if script.is_empty() {
+            return Ok(Vec::new());
+        }
+        nft("delete rules", &["-f", "-"], &script)?;
+        let tags: std::collections::BTreeSet<String> = rules
+            .into_iter()
+            .filter(|r| pick(&r.tag))
+            .map(|r| r.tag)
+            .collect();
+        Ok(tags.into_iter().collect())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{sample, sample_ports};
+    use super::*;
+
+    #[test]
+    fn rules_dnat_local_or_host_ip_and_masquerade() {
+        let ports = sample_ports();
+        let spec = sample(&ports);
+        let r = rules(&spec);
+        assert!(r.contains("insert rule ip podshim prerouting fib daddr type local tcp dport 18080 dnat to 10.1.0.2:80 comment \"n/c/eth0\""), "{r}");
+        assert!(r.contains("insert rule ip podshim output ip daddr 192.0.2.1 udp dport 5353 dnat to 10.1.0.2:53"), "{r}");
+        assert!(r.contains("add rule ip podshim postrouting ip saddr 127.0.0.0/8 ip daddr 10.1.0.2 tcp dport 80 ct status dnat masquerade"), "{r}");
+        assert!(r.contains("postrouting ip saddr 10.1.0.2 ip daddr != 10.1.0.0/16 ip daddr != 224.0.0.0/4 masquerade"), "{r}");
+        assert_eq!(r.lines().count(), 9);
+        let listed = vec![
+            Rule {
+                chain: "output".into(),
+                handle: 7,
+                tag: "n/c/eth0".into(),
+            },
+            Rule {
+                chain: "output".into(),
+                handle: 8,
+                tag: "n/d/eth0".into(),
+            },
+        ];
+        assert_eq!(
+            deletions(&listed, |t| t == "n/c/eth0"),
+            "delete rule ip podshim output handle 7\n"
+        );
+    }
+
+    /// `nft list table ip podshim` (nftables 1.0.6) after the rules of `sample`.
+    const LISTING: &str = r#"table ip podshim {
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		ip daddr 192.0.2.1 udp dport 5353 dnat to 10.1.0.2:53 comment "n/c/eth0"
+		fib daddr type local tcp dport 18080 dnat to 10.1.0.2:80 comment "n/c/eth0"
+		fib daddr type local tcp dport 9 dnat to 10.1.0.9:80 comment "n/other/eth0"
+	}
+
+	chain output {
+		type nat hook output priority -100; policy accept;
+		ip daddr 192.0.2.1 udp dport 5353 dnat to 10.1.0.2:53 comment "n/c/eth0"
+		fib daddr type local tcp dport 18080 dnat to 10.1.0.2:80 comment "n/c/eth0"
+	}
+
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr 127.0.0.0/8 ip daddr 10.1.0.2 tcp dport 80 ct status dnat masquerade comment "n/c/eth0"
+		ip saddr 10.1.0.2 ip daddr 10.1.0.2 tcp dport 80 ct status dnat masquerade comment "n/c/eth0"
+		ip saddr 127.0.0.0/8 ip daddr 10.1.0.2 udp dport 53 ct status dnat masquerade comment "n/c/eth0"
+		ip saddr 10.1.0.2 ip daddr 10.1.0.2 udp dport 53 ct status dnat masquerade comment "n/c/eth0"
+		ip saddr 10.1.0.2 ip daddr != 10.1.0.0/16 ip daddr != 224.0.0.0/4 masquerade comment "n/c/eth0"
+		masquerade
+	}
+}
+"#;
+
+    #[test]
+    fn check_finds_every_rule_in_the_listing_and_names_a_missing_one() {
+        let ports = sample_ports();
+        let spec = sample(&ports);
+        let present = parse_listing(LISTING);
+        assert_eq!(present.len(), 11);
+        assert_eq!(
+            present[10],
+            (
+                "postrouting".into(),
+                vec!["masquerade".into()],
+                String::new()
+            )
+        );
+        assert_eq!(first_missing(&spec, &present), None);
+
+        let without = |needle: &str| -> Vec<_> {
+            let text: String = LISTING
+                .lines()
+                .filter(|l| !l.contains(needle))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            parse_listing(&text)
+        };
+        let dnat_output = {
+            let mut p = present.clone();
+            p.remove(4);
+            p
+        };
+        assert_eq!(
+            first_missing(&spec, &dnat_output).as_deref(),
+            Some(
+                "hostPort 18080/tcp DNAT rule for 10.1.0.2:80 in nftables chain ip podshim output"
+            )
+        );
+        assert_eq!(
+            first_missing(&spec, &without("!= 224.0.0.0/4")).as_deref(),
+            Some("ipMasq masquerade rule for 10.1.0.2 leaving 10.1.0.0/16 in nftables chain ip podshim postrouting")
+        );
+        // Another attachment's rule does not stand in for ours.
+        let other = LISTING.replace(
+            "dnat to 10.1.0.2:53 comment \"n/c/eth0\"",
+            "dnat to 10.1.0.2:53 comment \"n/x/eth0\"",
+        );
+        assert_eq!(
+            first_missing(&spec, &parse_listing(&other)).as_deref(),
+            Some("hostPort 192.0.2.1:5353/udp DNAT rule for 10.1.0.2:53 in nftables chain ip podshim prerouting")
+        );
+    }
+}
