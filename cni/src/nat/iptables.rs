@@ -39,7 +39,7 @@ const JUMPS: [(&str, &str); 3] = [
     ("POSTROUTING", MASQ),
 ];
 
-/// Held while listing and changing our chains.
+/// Held while listing and changing our chains; made by the first ADD through this backend.
 pub const LOCK: &str = "/run/podshim-iptables.lock";
 
 /// The backend, for [`Backend::imp`].
@@ -300,6 +300,12 @@ impl Firewall for Iptables {
     ) -> Result<Vec<String>, CniError> {
         if let Some(why) = Backend::Iptables.unavailable() {
             tracing::debug!(reason = %why, "no iptables rules to remove");
+            return Ok(Vec::new());
+        }
+        // Only an ADD through this backend makes the lock file (in /run, which a reboot
+        // empties, as it empties the kernel's rules): without it there is nothing of ours to
+        // look for, and DEL saves the 2-3 ms of running iptables-save.
+        if !std::path::Path::new(LOCK).exists() {
             return Ok(Vec::new());
         }
         let _lock = lock()?;
