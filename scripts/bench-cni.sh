@@ -2,7 +2,8 @@
 # Benchmark CNI ADD+DEL latency: podshim-bridge vs the reference bridge plugin (with the reference
 # host-local IPAM) for the same config (only `type` differs), interleaved in one run, each
 # attachment in a fresh network namespace made by this script (not timed).
-# Goal (issue 4): podshim-bridge takes at most half the reference's time.
+# Goal (issue 4): podshim-bridge takes at most half the reference's time. A third, "floor" run
+# times the kernel's part alone (a veth pair made into the netns and deleted, by spawned `ip`).
 #
 # usage: scripts/bench-cni.sh [-n ITERATIONS] [--no-build]     (as root; default 50 iterations)
 # Report: stdout and target/bench/bench-cni.md. Uses bridge pscbench0, subnet 10.121.250.0/24 and
@@ -44,6 +45,7 @@ cleanup() {
     set +e
     for ns in $(ip netns list | awk '{print $1}' | grep '^pscb-'); do ip netns del "$ns"; done
     [ -e /sys/class/net/$bridge ] && ip link del $bridge
+    [ -e /sys/class/net/pscbfloor0 ] && ip link del pscbfloor0
     rm -rf "$tmp"
     echo "$fwd" > /proc/sys/net/ipv4/ip_forward
     exit $rc
@@ -59,6 +61,7 @@ import json, os, statistics, subprocess, sys, time
 
 iterations, tmp, bridge, subnet = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 plugins = ["podshim-bridge", "bridge"]
+FLOOR = "floor"
 
 def conf(plugin):
     return json.dumps({
@@ -79,24 +82,37 @@ def cni(plugin, command, cid, netns):
         sys.exit(f"{plugin} {command} failed: {p.stdout.decode()} {p.stderr.decode()}")
     return ms
 
+def ip(*args):
+    t = time.perf_counter()
+    subprocess.run(["ip", *args], check=True)
+    return (time.perf_counter() - t) * 1000
+
 def cycle(plugin, i):
     ns = f"pscb-{i}-{plugin}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         path = f"/run/netns/{ns}"
-        add = cni(plugin, "ADD", f"bench-{i}", path)
-        dele = cni(plugin, "DEL", f"bench-{i}", path)
+        if plugin == FLOOR:
+            # The kernel's part alone: one veth pair into the netns and its deletion, each by
+            # a process spawned like a plugin.
+            add = ip("link", "add", "pscbfloor0", "type", "veth", "peer", "name", "eth0",
+                     "netns", ns)
+            dele = ip("link", "del", "pscbfloor0")
+        else:
+            add = cni(plugin, "ADD", f"bench-{i}", path)
+            dele = cni(plugin, "DEL", f"bench-{i}", path)
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=True)
     return add, dele
 
 # One untimed round each: the bridge is created by the first ADD, then kept by both plugins.
-for p in plugins:
+runs = plugins + [FLOOR]
+for p in runs:
     cycle(p, "warmup")
-times = {p: {"add": [], "del": [], "total": []} for p in plugins}
+times = {p: {"add": [], "del": [], "total": []} for p in runs}
 for i in range(iterations):
-    # Interleaved, alternating which goes first.
-    for p in (plugins if i % 2 == 0 else plugins[::-1]):
+    # Interleaved, alternating the order.
+    for p in (runs if i % 2 == 0 else runs[::-1]):
         add, dele = cycle(p, i)
         times[p]["add"].append(add)
         times[p]["del"].append(dele)
@@ -112,13 +128,21 @@ def stat(xs):
 lines = [f"CNI ADD+DEL latency, {iterations} interleaved iterations, milliseconds: median (min–max)", "",
          "| plugin | ADD | DEL | ADD+DEL |", "|---|---:|---:|---:|"]
 names = {"podshim-bridge": "podshim-bridge (in-process host-local)",
-         "bridge": "reference bridge + host-local"}
-for p in plugins:
+         "bridge": "reference bridge + host-local",
+         FLOOR: "floor: `ip link add` veth pair into the netns / `ip link del` it"}
+for p in runs:
     t = times[p]
     lines.append(f"| {names[p]} | {stat(t['add'])} | {stat(t['del'])} | {stat(t['total'])} |")
 ratio = statistics.median(times["podshim-bridge"]["total"]) / statistics.median(times["bridge"]["total"])
+med = {p: statistics.median(times[p]["total"]) for p in runs}
+del_med = {p: statistics.median(times[p]["del"]) for p in runs}
 lines += ["", f"ratio of medians (podshim-bridge / reference), ADD+DEL: {ratio:.2f} "
-          f"(goal: at most 0.50: {'met' if ratio <= 0.5 else 'NOT met'})"]
+          f"(goal: at most 0.50: {'met' if ratio <= 0.5 else 'NOT met'})",
+          f"the floor (kernel veth work plus two process spawns) is {med[FLOOR]:.1f} ms, "
+          f"{med[FLOOR] / med['bridge']:.2f} of the reference's ADD+DEL; its DEL alone "
+          f"(`ip link del`: the kernel waits for an RCU grace period) {del_med[FLOOR]:.1f} ms",
+          f"above the floor: podshim-bridge {med['podshim-bridge'] - med[FLOOR]:.1f} ms, "
+          f"reference {med['bridge'] - med[FLOOR]:.1f} ms"]
 report = "\n".join(lines) + "\n"
 print(report, end="")
 with open("target/bench/bench-cni.md", "w") as f:

@@ -130,9 +130,10 @@ fn finish(started: Instant, host_veth: &str, errors: Vec<CniError>) -> Result<()
 }
 
 /// The link group [`delete_with_bridge`] uses for the bridge with ifindex `index`: never 0 (the
-/// default group of every link), and different for every bridge alive.
+/// default group of every link), different for every bridge alive (short of 2^30 links made in
+/// between), and within what `ip link … group N` takes (a positive `int`).
 fn batch_group(index: u32) -> u32 {
-    0x8000_0000 | index
+    0x4000_0000 | (index & 0x3fff_ffff)
 }
 
 /// When `host_veth` is the only port of the bridge `bridge`, deletes both in one kernel batch

@@ -124,6 +124,34 @@ fn setup_configures_pod_and_bridge_and_teardown_removes_all() {
     teardown(&net.cfg, "pod-a", &veth).unwrap();
 }
 
+/// The last Pod's veth and its bridge are deleted in one kernel batch, through a link group of
+/// their own; a foreign link found in that group makes teardown leave the group alone and
+/// delete one by one, so the foreign link survives.
+#[test]
+fn batched_teardown_never_deletes_a_foreign_link_of_its_group() {
+    require_root();
+    let mut net = TestNetwork::new();
+    let ns = TestNetns::new();
+    let veth = attach(&mut net, &ns, "pod-a").host_veth;
+    let index = host_link(&net.cfg.bridge)["ifindex"].as_u64().unwrap();
+    let group = (0x4000_0000u64 | (index & 0x3fff_ffff)).to_string();
+    let foreign = net.veth_name();
+    let peer = net.veth_name();
+    run_ok(&[
+        "ip", "link", "add", &foreign, "type", "veth", "peer", "name", &peer,
+    ]);
+    run_ok(&["ip", "link", "set", "dev", &foreign, "group", &group]);
+
+    teardown(&net.cfg, "pod-a", &veth).unwrap();
+    assert!(!link_exists(&veth));
+    assert!(!link_exists(&net.cfg.bridge), "the bridge still goes");
+    assert!(
+        link_exists(&foreign),
+        "the foreign link of the group is kept"
+    );
+    assert!(net.leases().is_empty());
+}
+
 #[test]
 fn two_pods_on_one_bridge_reach_each_other_and_the_bridge_outlives_the_first() {
     require_root();
