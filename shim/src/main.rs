@@ -143,7 +143,8 @@ enum Command {
         grace_period: Option<u64>,
         file: String,
     },
-    /// Tear down the Pods of this instance whose podshim is gone (killed or crashed)
+    /// Tear down the Pods of this instance whose podshim is gone (killed or crashed), then CNI GC
+    /// of their networks (cniVersion 1.1.0 lists)
     Gc,
     /// The per-Pod supervisor `run -d` starts (reads its Pod from stdin)
     #[command(hide = true)]
