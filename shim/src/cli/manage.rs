@@ -112,6 +112,10 @@ pub fn check(cfg: &Config, namespace: Option<&str>, pod: &str) -> Result<i32> {
             println!("network of {name}: hostNetwork, nothing to check");
             Ok(0)
         }
+        Ok(podshim::pod::netcheck::Checked::CheckDisabled { network }) => {
+            println!("network of {name}: not checked (network {network} has disableCheck)");
+            Ok(0)
+        }
         Ok(_) => {
             println!("network of {name}: ok");
             Ok(0)

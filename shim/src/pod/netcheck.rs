@@ -22,6 +22,8 @@ use super::journal::{Journal, Resource};
 pub enum Checked {
     /// CHECK through the CNI network configuration list of this name.
     Chain { network: String },
+    /// The list says `disableCheck`: nothing ran.
+    CheckDisabled { network: String },
     /// The built-in bridge network.
     BuiltIn,
     /// A `hostNetwork` Pod: it has no network of its own to check.
@@ -73,7 +75,11 @@ pub fn check(
                     port_mappings: ports,
                 };
                 list.check(&rt, Some(&prev)).map_err(|e| message(&e))?;
-                return Ok(Checked::Chain { network: list.name });
+                return Ok(if list.disable_check {
+                    Checked::CheckDisabled { network: list.name }
+                } else {
+                    Checked::Chain { network: list.name }
+                });
             }
             Resource::Network {
                 bridge,
