@@ -191,6 +191,10 @@ pub enum CniError {
 
     #[error("teardown: {}", errors.iter().map(chain).collect::<Vec<_>>().join("; "))]
     Teardown { errors: Vec<CniError> },
+
+    /// GC of a network configuration list: every plugin ran, these failed.
+    #[error("garbage collection: {}", errors.iter().map(chain).collect::<Vec<_>>().join("; "))]
+    Gc { errors: Vec<CniError> },
 }
 
 impl CniError {
@@ -231,7 +235,9 @@ impl CniError {
             | Self::NoPacketFilter { .. } => IO_FAILURE,
             // The caller cares about why setup failed, not why cleaning up failed.
             Self::Rollback { source, .. } => source.code(),
-            Self::Teardown { errors } => errors.first().map_or(IO_FAILURE, CniError::code),
+            Self::Teardown { errors } | Self::Gc { errors } => {
+                errors.first().map_or(IO_FAILURE, CniError::code)
+            }
         }
     }
 

@@ -107,6 +107,14 @@ enum Command {
     },
     /// Print a Pod as a Kubernetes Pod object with its status (JSON)
     Inspect { pod: String },
+    /// Check a running Pod's network (CNI CHECK for --cni-conf Pods); exit 1 when it drifted
+    Check {
+        /// The Pod's namespace (default: the only Pod of that name, else `default`)
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// NAME or NAMESPACE/NAME
+        pod: String,
+    },
     /// Print a container's logs
     Logs(cli::logs::LogsArgs),
     /// Run a command in a running container of a Pod (exit code: the command's)
@@ -135,7 +143,8 @@ enum Command {
         grace_period: Option<u64>,
         file: String,
     },
-    /// Tear down the Pods of this instance whose podshim is gone (killed or crashed)
+    /// Tear down the Pods of this instance whose podshim is gone (killed or crashed), then CNI GC
+    /// of their networks (cniVersion 1.1.0 lists)
     Gc,
     /// The per-Pod supervisor `run -d` starts (reads its Pod from stdin)
     #[command(hide = true)]
@@ -298,6 +307,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         } => cli::run::probe(&pod_ip, timeout_ms, &action),
         Command::Ps { output } => cli::manage::ps(&cfg, output),
         Command::Inspect { pod } => cli::manage::inspect(&cfg, &pod),
+        Command::Check { namespace, pod } => cli::manage::check(&cfg, namespace.as_deref(), &pod),
         Command::Logs(args) => cli::logs::logs(&cfg, args),
         Command::Exec(args) => cli::exec::exec(&cfg, args),
         Command::Stop { grace_period, pods } => cli::manage::stop(&cfg, &pods, grace_period),
@@ -321,6 +331,21 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     podshim::pod::gc::Outcome::Removed { key, problems } => {
                         code = 1;
                         println!("{key}: removed with problems: {}", problems.join("; "));
+                    }
+                    podshim::pod::gc::Outcome::Network {
+                        name,
+                        kept,
+                        problem: None,
+                    } => {
+                        println!("cni network {name}: garbage collected, {kept} attachment(s) kept")
+                    }
+                    podshim::pod::gc::Outcome::Network {
+                        name,
+                        problem: Some(p),
+                        ..
+                    } => {
+                        code = 1;
+                        println!("cni network {name}: gc failed: {p}");
                     }
                 }
             }

@@ -206,9 +206,13 @@ pub fn parse(raw: Value) -> Result<NetConf, CniError> {
         Some(other) => return Err(invalid("dns", format!("expected an object, got {other}"))),
     };
     let prev_result = f.take("prevResult");
+    // libcni sends the list also as `cni.dev/attachments` (the name an early text of the
+    // 1.1 spec used): the same list, read when the spec's name is missing.
+    let legacy = f.take("cni.dev/attachments");
     let valid_attachments = f
         .take("cni.dev/valid-attachments")
-        .map(parse_valid_attachments)
+        .map(|v| parse_valid_attachments("cni.dev/valid-attachments", v))
+        .or_else(|| legacy.map(|v| parse_valid_attachments("cni.dev/attachments", v)))
         .transpose()?;
 
     let bridge_name = f.string("bridge")?.unwrap_or_else(|| "cni0".to_owned());
@@ -406,8 +410,7 @@ fn parse_port_mappings(v: Value) -> Result<Vec<PortMapping>, CniError> {
         .collect()
 }
 
-fn parse_valid_attachments(v: Value) -> Result<Vec<(String, String)>, CniError> {
-    let field = "cni.dev/valid-attachments";
+fn parse_valid_attachments(field: &str, v: Value) -> Result<Vec<(String, String)>, CniError> {
     let Value::Array(items) = v else {
         return Err(invalid(field, "expected an array"));
     };
@@ -568,6 +571,29 @@ mod tests {
                 .contains("backend: \"nftables\" differs from ipMasqBackend \"iptables\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn gc_takes_the_valid_attachments_under_both_names_libcni_sends() {
+        let mut v = base();
+        v["cniVersion"] = json!("1.1.0");
+        let a = json!([{"containerID": "a", "ifname": "eth0"}]);
+        let b = json!([{"containerID": "b", "ifname": "eth0"}]);
+        let pair = |id: &str| Some(vec![(id.to_owned(), "eth0".to_owned())]);
+        // libcni: both, the same list.
+        v["cni.dev/valid-attachments"] = a.clone();
+        v["cni.dev/attachments"] = a;
+        assert_eq!(parse(v.clone()).unwrap().valid_attachments, pair("a"));
+        // The spec's name wins; the other alone is read too.
+        v["cni.dev/attachments"] = b;
+        assert_eq!(parse(v.clone()).unwrap().valid_attachments, pair("a"));
+        v.as_object_mut()
+            .unwrap()
+            .remove("cni.dev/valid-attachments");
+        assert_eq!(parse(v.clone()).unwrap().valid_attachments, pair("b"));
+        v["cni.dev/attachments"] = json!([{"containerID": "b"}]);
+        let err = parse(v).unwrap_err();
+        assert!(err.to_string().contains("cni.dev/attachments[0]"), "{err}");
     }
 
     #[test]

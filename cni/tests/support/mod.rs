@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod plugin;
+pub mod traffic;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

@@ -83,6 +83,50 @@ pub fn inspect(cfg: &Config, pod: &str) -> Result<i32> {
     Ok(0)
 }
 
+/// `podshim check`: the network of a running Pod, as CNI CHECK (or the built-in equivalent)
+/// sees it. Exit 0 with `network of POD: ok` (or a word on hostNetwork), 1 with the reason.
+pub fn check(cfg: &Config, namespace: Option<&str>, pod: &str) -> Result<i32> {
+    let wanted = match (namespace, pod.split_once('/')) {
+        (Some(ns), None) => format!("{ns}/{pod}"),
+        (Some(ns), Some((other, _))) if ns != other => {
+            bail!("pod {pod:?} is not in namespace {ns:?}")
+        }
+        _ => pod.to_owned(),
+    };
+    let e = record::find(cfg, &wanted).map_err(|e| anyhow!(e))?;
+    let name = &e.record.name;
+    if !e.live || e.record.finished() {
+        bail!("pod {name} is not running: it has no network to check");
+    }
+    let host_network = e.record.pod["spec"]["hostNetwork"].as_bool() == Some(true);
+    let pod_ip = e
+        .record
+        .status
+        .pod_ip
+        .as_deref()
+        .and_then(|ip| ip.parse().ok())
+        .filter(|_| !host_network);
+    let journal = cfg.pod_dir(&e.key).join("journal.json");
+    match podshim::pod::netcheck::check(&journal, pod_ip, host_network) {
+        Ok(podshim::pod::netcheck::Checked::HostNetwork) => {
+            println!("network of {name}: hostNetwork, nothing to check");
+            Ok(0)
+        }
+        Ok(podshim::pod::netcheck::Checked::CheckDisabled { network }) => {
+            println!("network of {name}: not checked (network {network} has disableCheck)");
+            Ok(0)
+        }
+        Ok(_) => {
+            println!("network of {name}: ok");
+            Ok(0)
+        }
+        Err(reason) => {
+            eprintln!("podshim: network of {name}: {reason}");
+            Ok(1)
+        }
+    }
+}
+
 /// READY: ready containers / containers (sidecars count, as kubectl counts them).
 fn ready(st: &status::PodStatus, sidecars: &[bool]) -> String {
     let side = st

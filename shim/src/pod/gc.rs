@@ -1,11 +1,20 @@
 //! Garbage collection of Pods whose podshim is gone (killed, crashed, machine reset of /run
 //! excepted): every such Pod is torn down from its journal.
+//!
+//! Then CNI GC: every CNI network configuration list recorded in the journals of the Pods
+//! torn down, and the configured `--cni-conf`, is GC'ed (for lists of cniVersion 1.1.0 and
+//! later, [`NetworkList::gc`]) with the attachments of this instance's Pods that still run on
+//! that network as `cni.dev/valid-attachments`, so its plugins release whatever else they hold
+//! (what a DEL that never ran, or failed, left). Like any CNI GC, it takes this instance to
+//! be the only runtime attaching Pods to those networks.
 
 use std::fs;
 use std::path::Path;
 
+use podshim_cni::chain::NetworkList;
+
 use super::chain;
-use super::journal::{Journal, PodRecord};
+use super::journal::{Journal, PodRecord, Resource};
 use super::teardown::teardown;
 use crate::config::Config;
 
@@ -16,6 +25,12 @@ pub enum Outcome {
     Running { key: String, pid: u32 },
     /// Torn down (with the problems met, if any).
     Removed { key: String, problems: Vec<String> },
+    /// CNI GC of a network configuration list: `kept` attachments were valid.
+    Network {
+        name: String,
+        kept: usize,
+        problem: Option<String>,
+    },
 }
 
 /// Whether the podshim that wrote `record` is still alive (same PID and start time).
@@ -24,17 +39,102 @@ pub fn owner_alive(record: &PodRecord) -> bool {
         && super::teardown::alive(record.owner_pid as i32, record.owner_start_time)
 }
 
-/// Tear down every Pod of this instance whose owner is gone.
+/// Tear down every Pod of this instance whose owner is gone, then GC the CNI networks they
+/// were on and the configured one.
 pub fn gc(cfg: &Config) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
-    let Ok(entries) = fs::read_dir(cfg.pods_dir()) else {
-        return outcomes;
+    // The lists to GC, each with its CNI_PATH, once.
+    let mut lists: Vec<(NetworkList, String)> = Vec::new();
+    let mut add_list = |list: NetworkList, cni_path: &str| {
+        if !lists
+            .iter()
+            .any(|(l, p)| l.to_json() == list.to_json() && p == cni_path)
+        {
+            lists.push((list, cni_path.to_owned()));
+        }
     };
-    for entry in entries.flatten() {
-        let key = entry.file_name().to_string_lossy().to_string();
-        outcomes.push(collect(cfg, &entry.path(), key));
+    if let Some(conf) = &cfg.cni_conf {
+        match NetworkList::load(conf) {
+            Ok(list) => add_list(list, &cfg.cni_path),
+            Err(e) => outcomes.push(Outcome::Network {
+                name: conf.display().to_string(),
+                kept: 0,
+                problem: Some(chain(&e)),
+            }),
+        }
+    }
+    if let Ok(entries) = fs::read_dir(cfg.pods_dir()) {
+        for entry in entries.flatten() {
+            let key = entry.file_name().to_string_lossy().to_string();
+            let recorded = cni_chains(&entry.path().join("journal.json"));
+            let outcome = collect(cfg, &entry.path(), key);
+            if matches!(outcome, Outcome::Removed { .. }) {
+                for (list, cni_path, _) in recorded {
+                    add_list(list, &cni_path);
+                }
+            }
+            outcomes.push(outcome);
+        }
+    }
+    for (list, cni_path) in lists.into_iter().filter(|(l, _)| l.has_gc()) {
+        // Read right before the GC, to miss as few Pods started meanwhile as can be.
+        let valid = valid_attachments(cfg, &list.name);
+        outcomes.push(Outcome::Network {
+            kept: valid.len(),
+            problem: list.gc(&valid, &cni_path).err().map(|e| chain(&e)),
+            name: list.name,
+        });
     }
     outcomes
+}
+
+/// The CNI attachments a journal records: list, CNI_PATH, (container id, interface).
+fn cni_chains(journal: &Path) -> Vec<(NetworkList, String, (String, String))> {
+    let Ok(journal) = Journal::load(journal) else {
+        return Vec::new();
+    };
+    journal
+        .resources
+        .into_iter()
+        .filter_map(|r| match r {
+            Resource::CniChain {
+                conf,
+                container_id,
+                ifname,
+                cni_path,
+                ..
+            } => {
+                let list = serde_json::from_str(&conf)
+                    .ok()
+                    .and_then(|v| NetworkList::parse(v).ok())?;
+                Some((list, cni_path, (container_id, ifname)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The attachments to network `name` of this instance's Pods whose podshim still runs them.
+fn valid_attachments(cfg: &Config, name: &str) -> Vec<(String, String)> {
+    let Ok(entries) = fs::read_dir(cfg.pods_dir()) else {
+        return Vec::new();
+    };
+    let mut valid = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path().join("journal.json");
+        let alive = Journal::load(&path).is_ok_and(|j| owner_alive(&j.pod));
+        if alive {
+            valid.extend(
+                cni_chains(&path)
+                    .into_iter()
+                    .filter(|(list, _, _)| list.name == name)
+                    .map(|(_, _, attachment)| attachment),
+            );
+        }
+    }
+    valid.sort();
+    valid.dedup();
+    valid
 }
 
 /// Tear down one Pod of this instance if its owner is gone.

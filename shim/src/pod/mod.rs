@@ -7,6 +7,7 @@ pub mod exec;
 pub mod files;
 pub mod gc;
 pub mod journal;
+pub mod netcheck;
 pub mod order;
 pub mod ports;
 pub mod process;
