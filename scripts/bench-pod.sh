@@ -9,7 +9,7 @@
 #
 # usage: scripts/bench-pod.sh [-n ITERATIONS] [--no-podman] [--no-build]     (as root)
 # Report: stdout and target/bench/bench-pod.md. Everything runs in a private podshim instance
-# (--root/--state under a temp dir in /var/tmp, bridge psbench0, subnet 10.123.0.0/24), a private
+# (--root under a temp dir in /var/tmp, --state under one in /run, bridge psbench0, subnet 10.123.0.0/24), a private
 # runc root and a private podman configuration/storage; all of it is removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,21 +49,24 @@ had_nat=0; iptables -t nat -S NETAVARK-HOSTPORT-DNAT >/dev/null 2>&1 && had_nat=
 had_libpod_parent=0; [ -d /sys/fs/cgroup/memory/libpod_parent ] && had_libpod_parent=1
 
 tmp=$(mktemp -d /var/tmp/podshim-bench.XXXXXX)
-export BENCH_TMP=$tmp
+# Live state on tmpfs, where each tool keeps it by default (/run/podshim, /run/runc,
+# /run/containers/storage); images and data on disk.
+run=$(mktemp -d /run/podshim-bench.XXXXXX)
+export BENCH_TMP=$tmp BENCH_RUN=$run
 
 cleanup() {
     local rc=$?
     set +e
     # podman: every Pod of the private store, then its mounts (overlay, netns, shm).
     if [ -f "$tmp/containers.conf" ] && command -v podman >/dev/null; then
-        local pm=(podman --root "$tmp/podman/root" --runroot "$tmp/podman/run" --tmpdir "$tmp/podman/tmp")
+        local pm=(podman --root "$tmp/podman/root" --runroot "$run/podman" --tmpdir "$run/podman-tmp")
         CONTAINERS_CONF=$tmp/containers.conf "${pm[@]}" pod rm -a -f -t 0 >/dev/null 2>&1
         CONTAINERS_CONF=$tmp/containers.conf "${pm[@]}" rm -a -f -t 0 >/dev/null 2>&1
         CONTAINERS_CONF=$tmp/containers.conf "${pm[@]}" volume rm -a -f >/dev/null 2>&1
     fi
     # runc: any container of the private root, and the cgroup parent of its bundle.
-    if [ -d "$tmp/runc" ]; then
-        for id in $(runc --root "$tmp/runc" list -q 2>/dev/null); do runc --root "$tmp/runc" delete -f "$id"; done
+    if [ -d "$run/runc" ]; then
+        for id in $(runc --root "$run/runc" list -q 2>/dev/null); do runc --root "$run/runc" delete -f "$id"; done
     fi
     for d in /sys/fs/cgroup/*/psbench; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
     # podman's cgroupfs manager leaves its per-Pod cgroups behind (name=systemd and unified).
@@ -97,10 +100,12 @@ cleanup() {
         echo "cleanup: pause process(es) of the benchmark left: ${left[*]}; killing them" >&2
         kill -9 "${left[@]}"; rc=1
     fi
-    # Every mount under the temp dir (podman's overlay/netns/shm, podshim's if a Pod failed), deepest first.
-    awk -v t="$tmp" '$5 == t || index($5, t "/") == 1 {print $5}' /proc/self/mountinfo | sort -r |
-        while read -r m; do umount -l "$m"; done
-    rm -rf "$tmp"
+    # Every mount under the temp dirs (podman's overlay/netns/shm, podshim's if a Pod failed), deepest first.
+    for t in "$tmp" "$run"; do
+        awk -v t="$t" '$5 == t || index($5, t "/") == 1 {print $5}' /proc/self/mountinfo | sort -r |
+            while read -r m; do umount -l "$m"; done
+    done
+    rm -rf "$tmp" "$run"
     exit $rc
 }
 trap cleanup EXIT

@@ -11,18 +11,19 @@ import sys
 import time
 
 TMP = os.environ["BENCH_TMP"]
+RUN = os.environ["BENCH_RUN"]  # tmpfs: live state, where each tool keeps it by default
 N = int(os.environ["BENCH_ITERATIONS"])
 WARMUP = 2
 IMAGE = os.path.abspath(os.environ["BENCH_IMAGE"])
 REPORT = os.environ["BENCH_REPORT"]
 BRIDGE = os.environ["BENCH_BRIDGE"]
 PODSHIM = [os.path.abspath("target/release/podshim"), "--root", f"{TMP}/podshim/root",
-           "--state", f"{TMP}/podshim/state", "--log-root", f"{TMP}/podshim/logs",
+           "--state", f"{RUN}/podshim", "--log-root", f"{TMP}/podshim/logs",
            "--bridge", BRIDGE, "--subnet", os.environ["BENCH_SUBNET"]]
-RUNC = ["runc", "--root", f"{TMP}/runc"]
+RUNC = ["runc", "--root", f"{RUN}/runc"]
 PM_CONF = f"{TMP}/containers.conf"
-PODMAN = ["podman", "--root", f"{TMP}/podman/root", "--runroot", f"{TMP}/podman/run",
-          "--tmpdir", f"{TMP}/podman/tmp"]
+PODMAN = ["podman", "--root", f"{TMP}/podman/root", "--runroot", f"{RUN}/podman",
+          "--tmpdir", f"{RUN}/podman-tmp"]
 PM_NET = "psbench-podman"
 
 POD_A = """apiVersion: v1
@@ -134,7 +135,7 @@ def setup_podshim():
 
 
 def setup_runc():
-    os.makedirs(f"{TMP}/runc")
+    os.makedirs(f"{RUN}/runc")
     os.makedirs(f"{TMP}/oci")
     subprocess.run(["tar", "-C", f"{TMP}/oci", "-xf", IMAGE], check=True)
     run(["umoci", "unpack", "--image", f"{TMP}/oci:1.35", f"{TMP}/bundle"])
@@ -166,7 +167,7 @@ default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 runtime = "runc"
-tmp_dir = "{TMP}/podman/tmp"
+tmp_dir = "{RUN}/podman-tmp"
 [network]
 network_config_dir = "{TMP}/podman/networks"
 default_network = "{PM_NET}"
