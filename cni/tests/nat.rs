@@ -50,6 +50,11 @@ fn iptables_tagged(tag: &str) -> usize {
     tagged_lines(&iptables_save(None), tag).len()
 }
 
+/// How many rules carry `tag`: (nftables, iptables).
+fn tagged(tag: &str) -> (usize, usize) {
+    (rules_tagged(tag), iptables_tagged(tag))
+}
+
 /// Runs `iptables -t nat OP` with the rule of the `iptables-save` line `line` (`-A CHAIN …`).
 fn iptables_rule(netns: Option<&str>, op: &str, line: &str) {
     let mut cmd = vec![];
@@ -209,7 +214,7 @@ fn reachability(how: How) {
     let tag = format!("{name}/{id}/eth0");
     if how == How::Nftables {
         // Per mapping: DNAT in prerouting and output, loopback and hairpin masquerade.
-        assert_eq!((rules_tagged(&tag), iptables_tagged(&tag)), (3 * 4 + 1, 0));
+        assert_eq!(tagged(&tag), (3 * 4 + 1, 0));
         // The nfnetlink listing DEL uses sees exactly what `nft -j list` sees.
         let mine = |rules: Vec<podshim_cni::nat::nft::Rule>| -> Vec<_> {
             let mut r: Vec<_> = rules.into_iter().filter(|r| r.tag == tag).collect();
@@ -226,7 +231,7 @@ fn reachability(how: How) {
         );
     } else {
         // Per mapping: DNAT (one chain for PREROUTING and OUTPUT), loopback and hairpin.
-        assert_eq!((rules_tagged(&tag), iptables_tagged(&tag)), (0, 3 * 3 + 1));
+        assert_eq!(tagged(&tag), (0, 3 * 3 + 1));
         let saved = iptables_save(None);
         for jump in [
             "-A PREROUTING -j PODSHIM-HOSTPORTS",
@@ -283,7 +288,7 @@ fn reachability(how: How) {
 
     let del = plugin("DEL", &c);
     assert!(del.ok, "{}", del.json);
-    assert_eq!((rules_tagged(&tag), iptables_tagged(&tag)), (0, 0));
+    assert_eq!(tagged(&tag), (0, 0));
     assert_eq!(
         remote.ask("tcp", &format!("{}:{any_tcp}", remote.host_ip)),
         None
@@ -430,7 +435,7 @@ fn check_names_missing_rules(backend: &str) {
 
     let del = cni(OURS, "DEL", &id, Some(&pod.name), &c);
     assert!(del.ok, "{}", del.json);
-    assert_eq!((rules_tagged(&tag), iptables_tagged(&tag)), (0, 0));
+    assert_eq!(tagged(&tag), (0, 0));
 }
 
 #[test]
@@ -458,7 +463,7 @@ fn del_after_an_add_with_the_other_backend_leaves_no_rule_in_either() {
         ca[add_with.0] = json!(add_with.1);
         let add = cni(OURS, "ADD", &id, Some(&pod.name), &ca);
         assert!(add.ok, "{}", add.json);
-        let made = (rules_tagged(&tag), iptables_tagged(&tag));
+        let made = tagged(&tag);
         match add_with.1 {
             "iptables" => assert_eq!(made, (0, 4)),
             _ => assert_eq!(made, (5, 0)),
@@ -467,7 +472,7 @@ fn del_after_an_add_with_the_other_backend_leaves_no_rule_in_either() {
         cd[del_with.0] = json!(del_with.1);
         let del = cni(OURS, "DEL", &id, Some(&pod.name), &cd);
         assert!(del.ok, "{}", del.json);
-        assert_eq!((rules_tagged(&tag), iptables_tagged(&tag)), (0, 0));
+        assert_eq!(tagged(&tag), (0, 0));
     }
 }
 
@@ -492,11 +497,7 @@ fn gc_removes_the_rules_of_attachments_not_in_the_valid_list_from_both_backends(
         assert!(add.ok, "{}", add.json);
         pods.push((format!("{name}/{id}/eth0"), id, ns));
     }
-    let counts = || -> Vec<(usize, usize)> {
-        pods.iter()
-            .map(|(tag, _, _)| (rules_tagged(tag), iptables_tagged(tag)))
-            .collect()
-    };
+    let counts = || -> Vec<(usize, usize)> { pods.iter().map(|(tag, _, _)| tagged(tag)).collect() };
     assert_eq!(counts(), [(5, 0), (0, 4), (0, 4)]);
     let mut gc = c.clone();
     gc["cniVersion"] = json!("1.1.0");
