@@ -456,6 +456,18 @@ esac
         NetworkList::parse(json!({"cniVersion": version, "name": "n", "plugins": plugins})).unwrap()
     }
 
+    /// Attachment `ctr`/`eth0` in `/n`, no port mappings, plugins from `cni_path`.
+    fn runtime(cni_path: &str) -> Runtime<'_> {
+        Runtime {
+            container_id: "ctr",
+            netns: Path::new("/n"),
+            ifname: "eth0",
+            cni_path,
+            args: None,
+            port_mappings: &[],
+        }
+    }
+
     #[test]
     fn check_runs_every_plugin_in_order_with_the_cached_result_and_capabilities() {
         let dir = fake_plugins(&["pa", "pb"]);
@@ -498,14 +510,7 @@ esac
     #[test]
     fn check_stops_at_the_first_failure_and_reports_the_plugin_message() {
         let dir = fake_plugins(&["pa", "fail1", "pb"]);
-        let rt = Runtime {
-            container_id: "ctr",
-            netns: Path::new("/n"),
-            ifname: "eth0",
-            cni_path: dir.path().to_str().unwrap(),
-            args: None,
-            port_mappings: &[],
-        };
+        let rt = runtime(dir.path().to_str().unwrap());
         let err = list("1.1.0", &["pa", "fail1", "pb"])
             .check(&rt, Some(&json!({"cniVersion": "1.1.0"})))
             .unwrap_err();
@@ -534,14 +539,7 @@ esac
     #[test]
     fn check_before_0_4_0_is_an_error_and_disable_check_skips_it() {
         let dir = fake_plugins(&["pa"]);
-        let rt = Runtime {
-            container_id: "ctr",
-            netns: Path::new("/n"),
-            ifname: "eth0",
-            cni_path: dir.path().to_str().unwrap(),
-            args: None,
-            port_mappings: &[],
-        };
+        let rt = runtime(dir.path().to_str().unwrap());
         for version in ["0.1.0", "0.2.0", "0.3.0", "0.3.1"] {
             let err = list(version, &["pa"]).check(&rt, None).unwrap_err();
             assert!(

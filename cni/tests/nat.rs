@@ -8,109 +8,12 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsFd;
-use std::time::Duration;
-
 use serde_json::{json, Value};
 use support::plugin::*;
+use support::traffic::*;
 use support::*;
 
 const OURS: &str = env!("CARGO_BIN_EXE_podshim-bridge");
-const T: Duration = Duration::from_secs(2);
-
-/// Runs `f` on a thread inside the network namespace `/run/netns/<name>`: sockets made there
-/// stay in that namespace.
-fn in_netns<R: Send>(name: &str, f: impl FnOnce() -> R + Send) -> R {
-    let file = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            f()
-        })
-        .join()
-        .unwrap()
-    })
-}
-
-/// A TCP and a UDP server answering every client with what they see as its address; they
-/// live as long as the test process (their namespace's deletion ends them).
-fn serve(netns: &str, tcp: u16, udp: u16) {
-    let (l, u) = in_netns(netns, || {
-        (
-            TcpListener::bind(("0.0.0.0", tcp)).unwrap(),
-            (udp != 0).then(|| UdpSocket::bind(("0.0.0.0", udp)).unwrap()),
-        )
-    });
-    std::thread::spawn(move || {
-        for mut c in l.incoming().flatten() {
-            let peer = c.peer_addr().unwrap().ip();
-            let _ = c.write_all(format!("tcp {peer}").as_bytes());
-        }
-    });
-    if let Some(u) = u {
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 64];
-            while let Ok((_, from)) = u.recv_from(&mut buf) {
-                let _ = u.send_to(format!("udp {}", from.ip()).as_bytes(), from);
-            }
-        });
-    }
-}
-
-/// What the TCP server at `addr` says, or None when nothing answers.
-fn tcp(addr: &str) -> Option<String> {
-    let addr: SocketAddr = addr.parse().unwrap();
-    let mut c = TcpStream::connect_timeout(&addr, T).ok()?;
-    c.set_read_timeout(Some(T)).unwrap();
-    let mut s = String::new();
-    c.read_to_string(&mut s).ok()?;
-    Some(s)
-}
-
-fn udp(addr: &str) -> Option<String> {
-    let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-    s.set_read_timeout(Some(T)).unwrap();
-    s.send_to(b"x", addr).ok()?;
-    let mut buf = [0u8; 64];
-    let (n, _) = s.recv_from(&mut buf).ok()?;
-    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-}
-
-/// A namespace standing in for another host: its own veth pair to the host, host end
-/// `10.253.A.B+1/30`, its end `+2`, default route via the host.
-struct Remote {
-    ns: TestNetns,
-    host_ip: String,
-    ip: String,
-}
-
-impl Remote {
-    fn new() -> Self {
-        let ns = TestNetns::new();
-        let n = unique();
-        let (a, b) = ((n >> 8) & 0xff, (n & 0x3f) * 4);
-        let host_ip = format!("10.253.{a}.{}", b + 1);
-        let ip = format!("10.253.{a}.{}", b + 2);
-        let link = format!("pstr{:08x}", unique());
-        run_ok(&[
-            "ip", "link", "add", &link, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
-        ]);
-        run_ok(&["ip", "addr", "add", &format!("{host_ip}/30"), "dev", &link]);
-        run_ok(&["ip", "link", "set", &link, "up"]);
-        let n = |args: &[&str]| {
-            let mut cmd = vec!["ip", "-n", &ns.name];
-            cmd.extend(args);
-            run_ok(&cmd);
-        };
-        n(&["addr", "add", &format!("{ip}/30"), "dev", "eth0"]);
-        n(&["link", "set", "eth0", "up"]);
-        n(&["link", "set", "lo", "up"]);
-        n(&["route", "add", "default", "via", &host_ip]);
-        Self { ns, host_ip, ip }
-    }
-}
 
 /// How many rules of `ip podshim` carry `tag`, as `nft` lists them.
 fn rules_tagged(tag: &str) -> usize {
@@ -145,6 +48,11 @@ fn tagged_lines(saved: &str, tag: &str) -> Vec<String> {
 /// How many iptables rules of the host's `nat` table carry `tag`.
 fn iptables_tagged(tag: &str) -> usize {
     tagged_lines(&iptables_save(None), tag).len()
+}
+
+/// How many rules carry `tag`: (nftables, iptables).
+fn tagged(tag: &str) -> (usize, usize) {
+    (rules_tagged(tag), iptables_tagged(tag))
 }
 
 /// Runs `iptables -t nat OP` with the rule of the `iptables-save` line `line` (`-A CHAIN …`).
@@ -306,7 +214,7 @@ fn reachability(how: How) {
     let tag = format!("{name}/{id}/eth0");
     if how == How::Nftables {
         // Per mapping: DNAT in prerouting and output, loopback and hairpin masquerade.
-        assert_eq!((rules_tagged(&tag), iptables_tagged(&tag)), (3 * 4 + 1, 0));
+        assert_eq!(tagged(&tag), (3 * 4 + 1, 0));
         // The nfnetlink listing DEL uses sees exactly what `nft -j list` sees.
         let mine = |rules: Vec<podshim_cni::nat::nft::Rule>| -> Vec<_> {
             let mut r: Vec<_> = rules.into_iter().filter(|r| r.tag == tag).collect();
@@ -323,7 +231,7 @@ fn reachability(how: How) {
         );
     } else {
         // Per mapping: DNAT (one chain for PREROUTING and OUTPUT), loopback and hairpin.
-        assert_eq!((rules_tagged(&tag), iptables_tagged(&tag)), (0, 3 * 3 + 1));
+        assert_eq!(tagged(&tag), (0, 3 * 3 + 1));
         let saved = iptables_save(None);
         for jump in [
             "-A PREROUTING -j PODSHIM-HOSTPORTS",
@@ -335,38 +243,33 @@ fn reachability(how: How) {
     }
     let check = plugin("CHECK", &with_prev(&c, &add.json));
     assert!(check.ok, "{}", check.json);
-    serve(&pod.name, 8080, 8081);
+    // Kept to the end: the check after DEL asks for it again.
+    let _pod_server = Server::start(&pod.name, "pod", 8080, 8081);
 
     // From the other host: DNAT keeps its address as the source.
-    let from_remote = |addr: String, proto: &str| {
-        in_netns(&remote.ns.name, || match proto {
-            "tcp" => tcp(&addr),
-            _ => udp(&addr),
-        })
-    };
-    let seen = Some(format!("tcp {}", remote.ip));
+    let seen = Some(format!("pod tcp {}", remote.ip));
     assert_eq!(
-        from_remote(format!("{}:{any_tcp}", remote.host_ip), "tcp"),
+        remote.ask("tcp", &format!("{}:{any_tcp}", remote.host_ip)),
         seen
     );
     assert_eq!(
-        from_remote(format!("{}:{only}", remote.host_ip), "tcp"),
+        remote.ask("tcp", &format!("{}:{only}", remote.host_ip)),
         seen
     );
     assert_eq!(
-        from_remote(format!("{}:{any_udp}", remote.host_ip), "udp"),
-        Some(format!("udp {}", remote.ip))
+        remote.ask("udp", &format!("{}:{any_udp}", remote.host_ip)),
+        Some(format!("pod udp {}", remote.ip))
     );
     // From the host itself, to one of its addresses and to its loopback (route_localnet).
     for host in [remote.host_ip.as_str(), "127.0.0.1"] {
         let got = tcp(&format!("{host}:{any_tcp}"));
         assert!(
-            got.as_deref().is_some_and(|g| g.starts_with("tcp ")),
+            got.as_deref().is_some_and(|g| g.starts_with("pod tcp ")),
             "{host}: {got:?}"
         );
         let got = udp(&format!("{host}:{any_udp}"));
         assert!(
-            got.as_deref().is_some_and(|g| g.starts_with("udp ")),
+            got.as_deref().is_some_and(|g| g.starts_with("pod udp ")),
             "{host}: {got:?}"
         );
     }
@@ -375,15 +278,19 @@ fn reachability(how: How) {
     assert!(tcp(&format!("{}:{only}", remote.host_ip)).is_some());
 
     // ipMasq: the other host sees the Pod's connection come from the host's address.
-    serve(&remote.ns.name, 9090, 0);
+    let _remote_server = Server::start(&remote.ns.name, "remote", 9090, 9090);
     let got = in_netns(&pod.name, || tcp(&format!("{}:9090", remote.ip)));
-    assert_eq!(got, Some(format!("tcp {}", remote.host_ip)), "pod {ip}");
+    assert_eq!(
+        got,
+        Some(format!("remote tcp {}", remote.host_ip)),
+        "pod {ip}"
+    );
 
     let del = plugin("DEL", &c);
     assert!(del.ok, "{}", del.json);
-    assert_eq!((rules_tagged(&tag), iptables_tagged(&tag)), (0, 0));
+    assert_eq!(tagged(&tag), (0, 0));
     assert_eq!(
-        from_remote(format!("{}:{any_tcp}", remote.host_ip), "tcp"),
+        remote.ask("tcp", &format!("{}:{any_tcp}", remote.host_ip)),
         None
     );
     let again = plugin("DEL", &c);
@@ -528,7 +435,7 @@ fn check_names_missing_rules(backend: &str) {
 
     let del = cni(OURS, "DEL", &id, Some(&pod.name), &c);
     assert!(del.ok, "{}", del.json);
-    assert_eq!((rules_tagged(&tag), iptables_tagged(&tag)), (0, 0));
+    assert_eq!(tagged(&tag), (0, 0));
 }
 
 #[test]
@@ -556,7 +463,7 @@ fn del_after_an_add_with_the_other_backend_leaves_no_rule_in_either() {
         ca[add_with.0] = json!(add_with.1);
         let add = cni(OURS, "ADD", &id, Some(&pod.name), &ca);
         assert!(add.ok, "{}", add.json);
-        let made = (rules_tagged(&tag), iptables_tagged(&tag));
+        let made = tagged(&tag);
         match add_with.1 {
             "iptables" => assert_eq!(made, (0, 4)),
             _ => assert_eq!(made, (5, 0)),
@@ -565,7 +472,7 @@ fn del_after_an_add_with_the_other_backend_leaves_no_rule_in_either() {
         cd[del_with.0] = json!(del_with.1);
         let del = cni(OURS, "DEL", &id, Some(&pod.name), &cd);
         assert!(del.ok, "{}", del.json);
-        assert_eq!((rules_tagged(&tag), iptables_tagged(&tag)), (0, 0));
+        assert_eq!(tagged(&tag), (0, 0));
     }
 }
 
@@ -590,11 +497,7 @@ fn gc_removes_the_rules_of_attachments_not_in_the_valid_list_from_both_backends(
         assert!(add.ok, "{}", add.json);
         pods.push((format!("{name}/{id}/eth0"), id, ns));
     }
-    let counts = || -> Vec<(usize, usize)> {
-        pods.iter()
-            .map(|(tag, _, _)| (rules_tagged(tag), iptables_tagged(tag)))
-            .collect()
-    };
+    let counts = || -> Vec<(usize, usize)> { pods.iter().map(|(tag, _, _)| tagged(tag)).collect() };
     assert_eq!(counts(), [(5, 0), (0, 4), (0, 4)]);
     let mut gc = c.clone();
     gc["cniVersion"] = json!("1.1.0");

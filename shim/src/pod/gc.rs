@@ -14,7 +14,7 @@ use std::path::Path;
 use podshim_cni::chain::NetworkList;
 
 use super::chain;
-use super::journal::{Journal, PodRecord, Resource};
+use super::journal::{Journal, PodRecord};
 use super::teardown::teardown;
 use crate::config::Config;
 
@@ -95,21 +95,11 @@ fn cni_chains(journal: &Path) -> Vec<(NetworkList, String, (String, String))> {
     };
     journal
         .resources
-        .into_iter()
-        .filter_map(|r| match r {
-            Resource::CniChain {
-                conf,
-                container_id,
-                ifname,
-                cni_path,
-                ..
-            } => {
-                let list = serde_json::from_str(&conf)
-                    .ok()
-                    .and_then(|v| NetworkList::parse(v).ok())?;
-                Some((list, cni_path, (container_id, ifname)))
-            }
-            _ => None,
+        .iter()
+        .filter_map(|r| r.cni_chain().ok())
+        .map(|(list, rt)| {
+            let attachment = (rt.container_id.to_owned(), rt.ifname.to_owned());
+            (list, rt.cni_path.to_owned(), attachment)
         })
         .collect()
 }

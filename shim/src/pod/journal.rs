@@ -10,7 +10,10 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use podshim_cni::chain::{NetworkList, Runtime};
 use serde::{Deserialize, Serialize};
+
+use super::chain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -93,6 +96,49 @@ pub enum Resource {
         #[serde(default)]
         cgroup: Option<String>,
     },
+}
+
+impl Resource {
+    /// A [`Resource::CniChain`] as CHECK, DEL and GC run it: the list it recorded, parsed, and
+    /// the attachment. The error says why the list cannot be read (or that this is another
+    /// kind of resource).
+    pub fn cni_chain(&self) -> Result<(NetworkList, Runtime<'_>), String> {
+        let Resource::CniChain {
+            conf,
+            container_id,
+            netns,
+            ifname,
+            cni_path,
+            ports,
+            ..
+        } = self
+        else {
+            return Err(format!("not a CNI chain: {self:?}"));
+        };
+        let list = serde_json::from_str(conf)
+            .map_err(|e| format!("CNI config in the journal: {e}"))
+            .and_then(|v| NetworkList::parse(v).map_err(|e| chain(&e)))?;
+        let rt = Runtime {
+            container_id,
+            netns,
+            ifname,
+            cni_path,
+            args: None,
+            port_mappings: ports,
+        };
+        Ok((list, rt))
+    }
+
+    /// The ADD result a [`Resource::CniChain`] cached: None until ADD succeeded (or when the
+    /// file cannot be read), and for any other resource.
+    pub fn cached_result(&self) -> Option<serde_json::Value> {
+        let Resource::CniChain { result, .. } = self else {
+            return None;
+        };
+        fs::read(result)
+            .ok()
+            .and_then(|r| serde_json::from_slice(&r).ok())
+    }
 }
 
 /// Who the Pod is, as written in its journal.
@@ -235,5 +281,42 @@ mod tests {
         assert!(!path.with_extension("tmp").exists());
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"kind\": \"cgroup\""), "{text}");
+    }
+
+    #[test]
+    fn a_cni_chain_record_gives_its_list_attachment_and_cached_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let result = dir.path().join("result.json");
+        let mut r = Resource::CniChain {
+            conf: r#"{"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "bridge"}]}"#.into(),
+            container_id: "c".into(),
+            netns: "/run/netns/x".into(),
+            ifname: "eth0".into(),
+            cni_path: "/p".into(),
+            result: result.clone(),
+            ports: Vec::new(),
+        };
+        let (list, rt) = r.cni_chain().unwrap();
+        assert_eq!(list.name, "n");
+        assert_eq!(
+            (rt.container_id, rt.netns, rt.ifname, rt.cni_path),
+            ("c", Path::new("/run/netns/x"), "eth0", "/p")
+        );
+        assert!(rt.args.is_none() && rt.port_mappings.is_empty());
+        assert_eq!(r.cached_result(), None);
+        fs::write(&result, r#"{"cniVersion": "1.0.0"}"#).unwrap();
+        assert_eq!(
+            r.cached_result(),
+            Some(serde_json::json!({"cniVersion": "1.0.0"}))
+        );
+
+        if let Resource::CniChain { conf, .. } = &mut r {
+            *conf = "{".into();
+        }
+        let err = r.cni_chain().unwrap_err();
+        assert!(err.starts_with("CNI config in the journal: "), "{err}");
+        let other = Resource::Mount { path: "/x".into() };
+        assert!(other.cni_chain().is_err());
+        assert_eq!(other.cached_result(), None);
     }
 }

@@ -10,7 +10,6 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use podshim_cni::chain::{NetworkList, Runtime};
 use podshim_cni::check::{verify, Expected};
 use podshim_cni::{CniError, PodIp, Route};
 
@@ -45,35 +44,14 @@ pub fn check(
     });
     for resource in &journal.resources {
         match resource {
-            Resource::CniChain {
-                conf,
-                container_id,
-                netns,
-                ifname,
-                cni_path,
-                result,
-                ports,
-            } => {
-                let list = serde_json::from_str(conf)
-                    .map_err(|e| format!("CNI config in the journal: {e}"))
-                    .and_then(|v| NetworkList::parse(v).map_err(|e| chain(&e)))?;
-                let prev: serde_json::Value = std::fs::read(result)
-                    .ok()
-                    .and_then(|r| serde_json::from_slice(&r).ok())
-                    .ok_or_else(|| {
-                        format!(
-                            "no cached ADD result ({}): the network is not set up yet",
-                            result.display()
-                        )
-                    })?;
-                let rt = Runtime {
-                    container_id,
-                    netns,
-                    ifname,
-                    cni_path,
-                    args: None,
-                    port_mappings: ports,
-                };
+            Resource::CniChain { result, .. } => {
+                let (list, rt) = resource.cni_chain()?;
+                let prev = resource.cached_result().ok_or_else(|| {
+                    format!(
+                        "no cached ADD result ({}): the network is not set up yet",
+                        result.display()
+                    )
+                })?;
                 list.check(&rt, Some(&prev)).map_err(|e| message(&e))?;
                 return Ok(if list.disable_check {
                     Checked::CheckDisabled { network: list.name }

@@ -160,31 +160,11 @@ pub fn remove(resource: &Resource) -> Result<(), String> {
             };
             podshim_cni::teardown(&cfg, attachment_id, host_veth).map_err(|e| chain(&e))
         }
-        Resource::CniChain {
-            conf,
-            container_id,
-            netns,
-            ifname,
-            cni_path,
-            result,
-            ports,
-        } => {
-            let list = serde_json::from_str(conf)
-                .map_err(|e| format!("CNI config in the journal: {e}"))
-                .and_then(|v| podshim_cni::chain::NetworkList::parse(v).map_err(|e| chain(&e)))?;
+        Resource::CniChain { .. } => {
+            let (list, rt) = resource.cni_chain()?;
             // No cached result: ADD did not finish; DEL runs all the same (the spec's cleanup).
-            let prev = fs::read(result)
-                .ok()
-                .and_then(|r| serde_json::from_slice(&r).ok());
-            let rt = podshim_cni::chain::Runtime {
-                container_id,
-                netns,
-                ifname,
-                cni_path,
-                args: None,
-                port_mappings: ports,
-            };
-            list.del(&rt, prev.as_ref()).map_err(|e| chain(&e))
+            list.del(&rt, resource.cached_result().as_ref())
+                .map_err(|e| chain(&e))
         }
         Resource::Nat { tag, .. } => podshim_cni::nat::remove(tag).map_err(|e| chain(&e)),
         Resource::NetnsPin { path } => {
