@@ -476,6 +476,52 @@ fn del_after_an_add_with_the_other_backend_leaves_no_rule_in_either() {
     }
 }
 
+/// An ADD with one backend takes the attachment's rules out of the other: a rule of an earlier
+/// ADD with the other choice (never deleted) cannot stay to win over the new ones.
+#[test]
+fn add_with_one_backend_takes_the_attachments_rules_out_of_the_other() {
+    require_root();
+    require_iptables();
+    let name = format!("pstnat{:x}", unique());
+    let tag = podshim_cni::nat::tag(&name, &format!("ctr-{:x}", unique()), "eth0");
+    let spec = podshim_cni::nat::NatSpec {
+        tag: &tag,
+        pod_ip: "10.252.9.2".parse().unwrap(),
+        subnet: "10.252.9.0/24".parse().unwrap(),
+        masquerade: true,
+        ports: &[],
+        bridge: "unused",
+    };
+    use podshim_cni::nat::{apply_with, remove, Backend};
+    struct Remove<'a>(&'a str);
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            let _ = remove(self.0);
+        }
+    }
+    let _cleanup = Remove(&tag);
+    apply_with(Backend::Iptables, &spec).unwrap();
+    let (nft, ipt) = tagged(&tag);
+    assert!(
+        nft == 0 && ipt > 0,
+        "iptables ADD: nft {nft}, iptables {ipt}"
+    );
+    apply_with(Backend::Nftables, &spec).unwrap();
+    let (nft, ipt) = tagged(&tag);
+    assert!(
+        nft > 0 && ipt == 0,
+        "nftables ADD: nft {nft}, iptables {ipt}"
+    );
+    apply_with(Backend::Iptables, &spec).unwrap();
+    let (nft, ipt) = tagged(&tag);
+    assert!(
+        nft == 0 && ipt > 0,
+        "iptables ADD again: nft {nft}, iptables {ipt}"
+    );
+    remove(&tag).unwrap();
+    assert_eq!(tagged(&tag), (0, 0));
+}
+
 #[test]
 fn gc_removes_the_rules_of_attachments_not_in_the_valid_list_from_both_backends() {
     require_reference();

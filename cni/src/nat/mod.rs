@@ -27,11 +27,12 @@
 //! request over nfnetlink fails with `EPROTONOSUPPORT`/`EAFNOSUPPORT` (no nfnetlink) or
 //! `EINVAL`/`EOPNOTSUPP`/`ENOENT` (no nf_tables subsystem). Any other failure of that probe
 //! (such as `EPERM`) keeps nftables, whose own error then says what is wrong. A network config
-//! may choose the backend ([`Backend::from_name`]). Whatever was chosen, DEL and GC clean both
-//! backends: rules of an earlier ADD with the other backend never survive them. A backend that
-//! cannot hold rules here (no tools, or the kernel refuses it) has nothing to clean.
-//! Limitation: a stale rule left in one backend by an ADD never followed by DEL or GC may
-//! still shadow a newer attachment's rule in the other.
+//! may choose the backend ([`Backend::from_name`]). Whatever was chosen, ADD, DEL and GC clean
+//! the attachment's rules from both backends: rules of an earlier ADD with the other backend
+//! never survive them. A backend that cannot hold rules here (no tools, or the kernel refuses
+//! it) has nothing to clean. Limitation: a stale rule of *another* attachment (an ADD never
+//! followed by DEL or GC) left in the other backend may still shadow a newer attachment's rule
+//! for the same host port; within one backend the newest rule always comes first.
 
 mod iptables;
 pub mod nft;
@@ -300,7 +301,8 @@ pub fn apply(spec: &NatSpec<'_>) -> Result<(), CniError> {
     apply_with(Backend::choose(None)?, spec)
 }
 
-/// Sets up the rules of one attachment in `backend` (replacing any it had there), and the
+/// Sets up the rules of one attachment in `backend` (replacing any it had there or in the
+/// other backend), and the
 /// kernel settings they need: `ip_forward` (as the reference bridge plugin does for a gateway)
 /// and `route_localnet` on the bridge when ports are mapped (as the reference portmap plugin
 /// does). Nothing is changed when `spec` asks for neither ports nor masquerade.
@@ -314,6 +316,11 @@ pub fn apply_with(backend: Backend, spec: &NatSpec<'_>) -> Result<(), CniError> 
             "/proc/sys/net/ipv4/conf/{}/route_localnet",
             spec.bridge
         ))?;
+    }
+    // Rules the attachment has in another backend (an earlier ADD with another choice, never
+    // deleted) would otherwise stay, and could win over these.
+    for other in Backend::ALL.into_iter().filter(|b| *b != backend) {
+        other.imp().remove_where(&|t| t == spec.tag, false)?;
     }
     backend.imp().replace(spec)?;
     tracing::debug!(tag = spec.tag, %backend, ports = spec.ports.len(), "nat rules added");
