@@ -87,7 +87,8 @@ cleanup() {
         done
     fi
     # Bridges: podshim removes psbench0 after each Pod and netavark psbpod0 after its last Pod.
-    for br in $bridge $podman_bridge; do
+    ip netns list | grep -qw psbench-floor && ip netns del psbench-floor
+    for br in $bridge $podman_bridge psbfloor0 psbfloorv; do
         if [ -e /sys/class/net/$br ]; then echo "cleanup: removing leftover bridge $br" >&2; ip link del $br; fi
     done
     # A pause process of this benchmark has one of our Pod hostnames (psbench-*).

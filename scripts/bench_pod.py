@@ -224,6 +224,31 @@ def runc_cycle():
     return dt
 
 
+FLOOR_NS, FLOOR_BR, FLOOR_VETH, FLOOR_GROUP = "psbench-floor", "psbfloor0", "psbfloorv", "1886610000"
+
+
+def net_floor_cycle():
+    """The kernel's share of a Pod's network alone, by one `ip -batch` process (podshim is one
+    process too): a netns, a bridge and a veth pair into the netns, both up, then both links
+    deleted in one batch (a link group, as podshim's teardown does) and the netns. No
+    container runs, no address or route is set."""
+    batch = "\n".join([
+        f"netns add {FLOOR_NS}",
+        f"link add {FLOOR_BR} up type bridge",
+        f"link add {FLOOR_VETH} up master {FLOOR_BR} type veth peer name eth0 netns {FLOOR_NS}",
+        f"link set {FLOOR_VETH} group {FLOOR_GROUP}",
+        f"link set {FLOOR_BR} group {FLOOR_GROUP}",
+        f"link del group {FLOOR_GROUP}",
+        f"netns del {FLOOR_NS}",
+    ]) + "\n"
+    t0 = time.perf_counter()
+    p = subprocess.run(["ip", "-batch", "-"], input=batch, text=True, capture_output=True)
+    dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise Failure(f"ip -batch exited {p.returncode}: {p.stdout}{p.stderr}")
+    return dt
+
+
 podman_phases = {"a": [], "b": []}
 
 
@@ -389,7 +414,7 @@ def main():
         return cycle
 
     variants = [("podshim-a", lambda: podshim_cycle("a")), ("podshim-a-keep", keep("a")),
-                ("runc", runc_cycle)]
+                ("runc", runc_cycle), ("net-floor", net_floor_cycle)]
     if use_podman:
         variants.append(("podman-a", lambda: podman_cycle("a")))
     variants.append(("podshim-b", lambda: podshim_cycle("b")))
@@ -438,7 +463,9 @@ def main():
             "podshim-b-keep": "`podshim --keep-bridge run`, 2 containers + shared emptyDir",
             "podman-b": "`podman kube play` + `wait` + `pod rm -f -t 0`, 2 containers + emptyDir",
             "podshim-d": "`podshim run -d` + `rm -f --grace-period 0`, 2 `sleep` containers",
-            "podman-d": "`podman kube play` (detached) + `pod rm -f -t 0`, 2 `sleep` containers"}
+            "podman-d": "`podman kube play` (detached) + `pod rm -f -t 0`, 2 `sleep` containers",
+            "net-floor": "kernel floor of a Pod's network: one `ip -batch` makes a netns, a bridge "
+                         "and a veth pair into the netns, deletes both links in one batch and the netns"}
     med = {}
     for name in times:
         m, lo, hi = stats(times[name])
@@ -473,6 +500,10 @@ def main():
     lines.append(f"| podshim-b median (ms) | {b:.1f} | ≤ 50 | {'yes' if b <= 50 else 'NO'} |")
     bk = med["podshim-b-keep"]
     lines.append(f"| podshim-b-keep median (ms) | {bk:.1f} | ≤ 50 | {'yes' if bk <= 50 else 'NO'} |")
+    floor = med["runc"] + med["net-floor"]
+    lines.append(f"| (runc + net-floor) / runc: what (a) would be if podshim added only the "
+                 f"kernel's network work to `runc run` | {floor / med['runc']:.2f} | ≤ 2 | "
+                 f"{'yes' if floor <= 2 * med['runc'] else 'NO'} |")
     goal_a = ra <= 2
     if b > 50 or (use_podman and med["podshim-b"] / med["podman-b"] > 0.1):
         goal_b = "not met"
