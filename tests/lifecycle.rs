@@ -467,11 +467,20 @@ fn the_supervisor_binary_cannot_be_written_through_proc_exe() {
             run.env(k, v);
         }
     }
-    let child = run
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    run.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // ETXTBSY: another test thread forked while the copy's write descriptor was open, and its
+    // child holds that descriptor until it execs; the copy is executable once it did.
+    let mut tries = 0;
+    let child = loop {
+        match run.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => break other.unwrap(),
+        }
+    };
     ok(&wait_output(child, T));
     let pid = inst.supervisor_pid(&name).expect("a supervisor");
     const O_PATH: i32 = 0o10000000;
