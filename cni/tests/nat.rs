@@ -522,6 +522,113 @@ fn add_with_one_backend_takes_the_attachments_rules_out_of_the_other() {
     assert_eq!(tagged(&tag), (0, 0));
 }
 
+/// How many nft rules of `tag` are in chain `chain` of our table.
+fn nft_in_chain(chain: &str, tag: &str) -> usize {
+    run_ok(&["nft", "list", "chain", "ip", "podshim", chain])
+        .matches(&format!("comment \"{tag}\""))
+        .count()
+}
+
+/// An ADD makes way for its host ports in the other backend: a stale DNAT rule of another
+/// attachment there (an ADD never deleted) for the same port goes, so it cannot take the new
+/// attachment's packets; that attachment's other rules, and other ports' rules, stay.
+#[test]
+fn add_takes_stale_dnat_rules_for_its_host_ports_out_of_the_other_backend() {
+    use podshim_cni::nat::{apply_with, remove, Backend, NatSpec, PortMapping, Protocol};
+    require_root();
+    require_iptables();
+    let net = TestNetwork::new();
+    run_ok(&["ip", "link", "add", &net.cfg.bridge, "type", "bridge"]);
+    let name = format!("pstnat{:x}", unique());
+    let tags: Vec<String> = ["stale", "other", "new"]
+        .iter()
+        .map(|t| podshim_cni::nat::tag(&name, &format!("{t}-{:x}", unique()), "eth0"))
+        .collect();
+    struct Remove(Vec<String>);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            for t in &self.0 {
+                let _ = remove(t);
+            }
+        }
+    }
+    let _cleanup = Remove(tags.clone());
+    let (p, q) = (port(), port());
+    let mapping = |host_port| {
+        [PortMapping {
+            host_port,
+            container_port: 80,
+            protocol: Protocol::Tcp,
+            host_ip: None,
+        }]
+    };
+    let (on_p, on_q) = (mapping(p), mapping(q));
+    fn spec<'a>(tag: &'a str, ports: &'a [PortMapping], bridge: &'a str) -> NatSpec<'a> {
+        NatSpec {
+            tag,
+            pod_ip: "10.252.8.2".parse().unwrap(),
+            subnet: "10.252.8.0/24".parse().unwrap(),
+            masquerade: false,
+            ports,
+            bridge,
+        }
+    }
+    let br = net.cfg.bridge.as_str();
+    for (old, new) in [
+        (Backend::Iptables, Backend::Nftables),
+        (Backend::Nftables, Backend::Iptables),
+    ] {
+        apply_with(old, &spec(&tags[0], &on_p, br)).unwrap();
+        apply_with(old, &spec(&tags[1], &on_q, br)).unwrap();
+        let dnat = |tag: &str| match old {
+            Backend::Iptables => tagged_lines(&iptables_save(None), tag)
+                .iter()
+                .filter(|l| l.contains("-j DNAT"))
+                .count(),
+            Backend::Nftables => nft_in_chain("prerouting", tag) + nft_in_chain("output", tag),
+        };
+        let all = |tag: &str| match old {
+            Backend::Iptables => iptables_tagged(tag),
+            Backend::Nftables => rules_tagged(tag),
+        };
+        let (stale_all, other_all) = (all(&tags[0]), all(&tags[1]));
+        assert!(
+            dnat(&tags[0]) > 0 && dnat(&tags[1]) > 0,
+            "{old:?}: DNAT rules made"
+        );
+
+        apply_with(new, &spec(&tags[2], &on_p, br)).unwrap();
+        assert_eq!(
+            dnat(&tags[0]),
+            0,
+            "{old:?}: the stale DNAT for port {p} goes"
+        );
+        assert_eq!(
+            all(&tags[0]),
+            stale_all - dnat_count(old),
+            "{old:?}: the stale attachment's other rules stay"
+        );
+        assert_eq!(
+            all(&tags[1]),
+            other_all,
+            "{old:?}: another port's rules stay"
+        );
+        for t in &tags {
+            remove(t).unwrap();
+        }
+        assert_eq!(tagged(&tags[0]), (0, 0));
+    }
+}
+
+/// DNAT rules per forwarded port: iptables has one (its chain is jumped to from PREROUTING and
+/// OUTPUT), nftables one in prerouting and one in output.
+fn dnat_count(backend: podshim_cni::nat::Backend) -> usize {
+    match backend {
+        podshim_cni::nat::Backend::Iptables => 1,
+        podshim_cni::nat::Backend::Nftables => 2,
+    }
+}
+
 #[test]
 fn gc_removes_the_rules_of_attachments_not_in_the_valid_list_from_both_backends() {
     require_reference();

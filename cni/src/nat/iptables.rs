@@ -21,7 +21,9 @@ use std::fs::{File, OpenOptions};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use super::{exec, wants, words, Backend, Firewall, NatSpec, PortMapping, Want};
+use super::{
+    exec, wants, words, Backend, Firewall, Forwarded, NatSpec, PortMapping, Protocol, Want,
+};
 use crate::CniError;
 
 /// The commands this backend runs, looked up in `PATH`.
@@ -298,26 +300,8 @@ impl Firewall for Iptables {
         pick: &dyn Fn(&str) -> bool,
         prune: bool,
     ) -> Result<Vec<String>, CniError> {
-        if let Some(why) = Backend::Iptables.unavailable() {
-            tracing::debug!(reason = %why, "no iptables rules to remove");
+        let Some((_lock, saved)) = saved_for_removal()? else {
             return Ok(Vec::new());
-        }
-        // Only an ADD through this backend makes the lock file (in /run, which a reboot
-        // empties, as it empties the kernel's rules): without it there is nothing of ours to
-        // look for, and DEL saves the 2-3 ms of running iptables-save.
-        if !std::path::Path::new(LOCK).exists() {
-            return Ok(Vec::new());
-        }
-        let _lock = lock()?;
-        let saved = match save() {
-            Ok(saved) => saved,
-            // iptables that cannot even list (a legacy iptables on a kernel without its
-            // tables) holds no rule of ours, unless it is all this host has.
-            Err(e) if Backend::Nftables.unavailable().is_none() => {
-                tracing::debug!(error = %e, "iptables cannot list, no rules to remove");
-                return Ok(Vec::new());
-            }
-            Err(e) => return Err(e),
         };
         match removal_script(&saved, pick, prune) {
             None => Ok(Vec::new()),
@@ -325,9 +309,80 @@ impl Firewall for Iptables {
         }
     }
 
+    fn clear_for(&self, spec: &NatSpec<'_>) -> Result<(), CniError> {
+        let Some((_lock, saved)) = saved_for_removal()? else {
+            return Ok(());
+        };
+        let s: String = saved
+            .lines
+            .iter()
+            .filter(|l| OURS.contains(&l.chain.as_str()))
+            .filter(|l| {
+                l.tag.as_deref() == Some(spec.tag)
+                    || (l.tag.is_some()
+                        && l.chain == HOSTPORTS
+                        && forwarded(&l.words).is_some_and(|f| f.clashes_with(spec)))
+            })
+            .map(|l| format!("-D {} {}\n", l.chain, l.spec))
+            .collect();
+        if s.is_empty() {
+            return Ok(());
+        }
+        restore("delete rules", &format!("*nat\n{s}COMMIT\n"))
+    }
+
     fn missing(&self, spec: &NatSpec<'_>) -> Result<Option<String>, CniError> {
         Ok(first_missing(spec, &save()?))
     }
+}
+
+/// Our rules as they are now, under the lock, for a removal; `None` when there can be none:
+/// this backend is not usable here, or it never added a rule since boot.
+fn saved_for_removal() -> Result<Option<(Flock<File>, Saved)>, CniError> {
+    if let Some(why) = Backend::Iptables.unavailable() {
+        tracing::debug!(reason = %why, "no iptables rules to remove");
+        return Ok(None);
+    }
+    // Only an ADD through this backend makes the lock file (in /run, which a reboot empties,
+    // as it empties the kernel's rules): without it there is nothing of ours to look for, and
+    // DEL saves the 2-3 ms of running iptables-save.
+    if !std::path::Path::new(LOCK).exists() {
+        return Ok(None);
+    }
+    let lock = lock()?;
+    match save() {
+        Ok(saved) => Ok(Some((lock, saved))),
+        // iptables that cannot even list (a legacy iptables on a kernel without its tables)
+        // holds no rule of ours, unless it is all this host has.
+        Err(e) if Backend::Nftables.unavailable().is_none() => {
+            tracing::debug!(error = %e, "iptables cannot list, no rules to remove");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The host port a DNAT rule forwards, from its words as `iptables-save` prints them
+/// (`[-d IP/32] -p PROTO … --dport PORT -j DNAT …`).
+fn forwarded(words: &[String]) -> Option<Forwarded> {
+    let after = |flag: &str| {
+        words
+            .iter()
+            .position(|w| w == flag)
+            .and_then(|i| words.get(i + 1))
+    };
+    if after("-j").map(String::as_str) != Some("DNAT") {
+        return None;
+    }
+    let host_ip = match after("-d") {
+        Some(d) => Some(d.trim_end_matches("/32").parse().ok()?),
+        None => None,
+    };
+    Some(Forwarded {
+        protocol: Protocol::from_name(after("-p")?)?,
+        host_port: after("--dport")?.parse().ok()?,
+        host_ip,
+    })
 }
 
 /// The first jump or rule of `spec` that `saved` lacks, described.
@@ -355,6 +410,26 @@ fn first_missing(spec: &NatSpec<'_>, saved: &Saved) -> Option<String> {
 mod tests {
     use super::super::tests::{sample, sample_ports};
     use super::*;
+
+    #[test]
+    fn forwarded_reads_the_host_port_of_dnat_rules_only() {
+        let w = |s: &str| words(s);
+        assert_eq!(
+            forwarded(&w("-p tcp -m addrtype --dst-type LOCAL -m tcp --dport 18080 -j DNAT --to-destination 10.1.0.2:80")),
+            Some(Forwarded { protocol: Protocol::Tcp, host_port: 18080, host_ip: None })
+        );
+        assert_eq!(
+            forwarded(&w(
+                "-d 192.0.2.1/32 -p udp -m udp --dport 5353 -j DNAT --to-destination 10.1.0.2:53"
+            )),
+            Some(Forwarded {
+                protocol: Protocol::Udp,
+                host_port: 5353,
+                host_ip: Some("192.0.2.1".parse().unwrap()),
+            })
+        );
+        assert_eq!(forwarded(&w("-s 127.0.0.0/8 -d 10.1.0.2/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT -j MASQUERADE")), None);
+    }
 
     /// `iptables-save -t nat` (iptables 1.8.9, nf_tables and legacy alike) after the rules of
     /// `sample`, and a rule of another attachment and of someone else.

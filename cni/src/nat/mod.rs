@@ -30,9 +30,9 @@
 //! may choose the backend ([`Backend::from_name`]). Whatever was chosen, ADD, DEL and GC clean
 //! the attachment's rules from both backends: rules of an earlier ADD with the other backend
 //! never survive them. A backend that cannot hold rules here (no tools, or the kernel refuses
-//! it) has nothing to clean. Limitation: a stale rule of *another* attachment (an ADD never
-//! followed by DEL or GC) left in the other backend may still shadow a newer attachment's rule
-//! for the same host port; within one backend the newest rule always comes first.
+//! it) has nothing to clean. A new attachment's DNAT rules come first in their backend, and
+//! ADD removes the other backend's DNAT rules for the same host ports (stale: a host port has
+//! one live owner), so no stale rule in either backend takes a live attachment's packets.
 
 mod iptables;
 pub mod nft;
@@ -294,6 +294,46 @@ trait Firewall {
 
     /// The first rule of `spec` that is not there, described with where it should be.
     fn missing(&self, spec: &NatSpec<'_>) -> Result<Option<String>, CniError>;
+
+    /// Makes way in this backend for `spec`'s rules going to another one: removes the rules of
+    /// `spec`'s attachment, and the DNAT rules of other attachments that forward one of its
+    /// host ports ([`Forwarded::clashes_with`]). A host port has one live owner (the runtime
+    /// sees to it, as podshim's own check does), so such rules are stale, and from another
+    /// backend they could take the packets before the new rules do. Nothing, and no error,
+    /// when this backend cannot hold rules here.
+    fn clear_for(&self, spec: &NatSpec<'_>) -> Result<(), CniError>;
+}
+
+/// The host port a DNAT rule forwards, as read back from a backend's listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Forwarded {
+    protocol: Protocol,
+    host_port: u16,
+    /// The only host address it takes; any local one when `None`.
+    host_ip: Option<Ipv4Addr>,
+}
+
+impl Forwarded {
+    /// Whether this and one of `spec`'s mappings take the same packets: same protocol and
+    /// port, and the same host address or either one any (as Kubernetes sees a hostPort
+    /// conflict).
+    fn clashes_with(&self, spec: &NatSpec<'_>) -> bool {
+        spec.ports.iter().any(|p| {
+            p.protocol == self.protocol
+                && p.host_port == self.host_port
+                && (p.host_ip.is_none() || self.host_ip.is_none() || p.host_ip == self.host_ip)
+        })
+    }
+}
+
+impl Protocol {
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "tcp" => Some(Self::Tcp),
+            "udp" => Some(Self::Udp),
+            _ => None,
+        }
+    }
 }
 
 /// Sets up the rules of one attachment with the preferred backend ([`Backend::choose`]).
@@ -301,9 +341,8 @@ pub fn apply(spec: &NatSpec<'_>) -> Result<(), CniError> {
     apply_with(Backend::choose(None)?, spec)
 }
 
-/// Sets up the rules of one attachment in `backend` (replacing any it had there or in the
-/// other backend), and the
-/// kernel settings they need: `ip_forward` (as the reference bridge plugin does for a gateway)
+/// Sets up the rules of one attachment in `backend` (replacing any it had there, and clearing
+/// the other backend with [`Firewall::clear_for`]), and the kernel settings they need: `ip_forward` (as the reference bridge plugin does for a gateway)
 /// and `route_localnet` on the bridge when ports are mapped (as the reference portmap plugin
 /// does). Nothing is changed when `spec` asks for neither ports nor masquerade.
 pub fn apply_with(backend: Backend, spec: &NatSpec<'_>) -> Result<(), CniError> {
@@ -317,10 +356,10 @@ pub fn apply_with(backend: Backend, spec: &NatSpec<'_>) -> Result<(), CniError> 
             spec.bridge
         ))?;
     }
-    // Rules the attachment has in another backend (an earlier ADD with another choice, never
-    // deleted) would otherwise stay, and could win over these.
+    // Rules in another backend (an earlier ADD with another choice, never deleted) would
+    // otherwise stay, and could win over these.
     for other in Backend::ALL.into_iter().filter(|b| *b != backend) {
-        other.imp().remove_where(&|t| t == spec.tag, false)?;
+        other.imp().clear_for(spec)?;
     }
     backend.imp().replace(spec)?;
     tracing::debug!(tag = spec.tag, %backend, ports = spec.ports.len(), "nat rules added");
@@ -451,6 +490,26 @@ mod tests {
                 host_ip: Some(Ipv4Addr::new(192, 0, 2, 1)),
             },
         ]
+    }
+
+    #[test]
+    fn a_forwarded_port_clashes_on_protocol_port_and_overlapping_host_address() {
+        let ports = sample_ports();
+        let spec = sample(&ports);
+        let f = |protocol, host_port, host_ip: Option<[u8; 4]>| Forwarded {
+            protocol,
+            host_port,
+            host_ip: host_ip.map(Ipv4Addr::from),
+        };
+        // 18080/tcp on any address: every address clashes.
+        assert!(f(Protocol::Tcp, 18080, None).clashes_with(&spec));
+        assert!(f(Protocol::Tcp, 18080, Some([198, 51, 100, 7])).clashes_with(&spec));
+        assert!(!f(Protocol::Udp, 18080, None).clashes_with(&spec));
+        assert!(!f(Protocol::Tcp, 18081, None).clashes_with(&spec));
+        // 5353/udp on 192.0.2.1 only: that address or any.
+        assert!(f(Protocol::Udp, 5353, None).clashes_with(&spec));
+        assert!(f(Protocol::Udp, 5353, Some([192, 0, 2, 1])).clashes_with(&spec));
+        assert!(!f(Protocol::Udp, 5353, Some([192, 0, 2, 2])).clashes_with(&spec));
     }
 
     pub(super) fn sample(ports: &[PortMapping]) -> NatSpec<'_> {

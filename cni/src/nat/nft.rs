@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use super::{exec, wants, words, Firewall, NatSpec, Want};
+use super::{exec, wants, words, Firewall, Forwarded, NatSpec, Protocol, Want};
 use crate::CniError;
 
 /// The nftables table (family `ip`) holding every podshim NAT rule.
@@ -139,6 +139,97 @@ impl Firewall for Nft {
         let present = printed()?;
         Ok(first_missing(spec, &present))
     }
+
+    fn clear_for(&self, spec: &NatSpec<'_>) -> Result<(), CniError> {
+        with_retry(|| {
+            let rules = listed()?;
+            let mut script = deletions(&rules, |t| t == spec.tag);
+            // Only when another attachment has DNAT rules is it worth asking nft what they
+            // forward (the nfnetlink listing has no ports).
+            let others = rules
+                .iter()
+                .any(|r| r.tag != spec.tag && DNAT_CHAINS.contains(&r.chain.as_str()));
+            if others && !spec.ports.is_empty() {
+                for (rule, fwd) in forwarding()? {
+                    if rule.tag != spec.tag && fwd.clashes_with(spec) {
+                        script.push_str(&deletions(&[rule], |_| true));
+                    }
+                }
+            }
+            if script.is_empty() {
+                return Ok(());
+            }
+            nft("delete rules", &["-f", "-"], &script).map(drop)
+        })
+    }
+}
+
+/// The chains holding DNAT rules.
+const DNAT_CHAINS: [&str; 2] = ["prerouting", "output"];
+
+/// The DNAT rules of our table with the host port each forwards, from `nft -j list table`.
+fn forwarding() -> Result<Vec<(Rule, Forwarded)>, CniError> {
+    Ok(parse_forwarding(&table_json()?))
+}
+
+/// Our table as `nft -j list table` prints it; `null` when there is no table (nothing of ours).
+fn table_json() -> Result<Value, CniError> {
+    let out = match nft("list rules", &["-j", "list", "table", "ip", TABLE], "") {
+        Ok(out) => out,
+        Err(CniError::Nft { ref detail, .. }) if detail.contains("No such file or directory") => {
+            return Ok(Value::Null)
+        }
+        Err(e) => return Err(e),
+    };
+    serde_json::from_str(&out).map_err(|source| CniError::Decode {
+        what: "nft -j output",
+        source,
+    })
+}
+
+/// [`forwarding`]'s reading of the JSON: a rule in a DNAT chain with a `dnat` statement, a
+/// `tcp`/`udp` `dport` match and maybe an `ip daddr` match.
+fn parse_forwarding(v: &Value) -> Vec<(Rule, Forwarded)> {
+    let items = v["nftables"].as_array().cloned().unwrap_or_default();
+    items
+        .iter()
+        .filter_map(|item| {
+            let r = item.get("rule")?;
+            let chain = r["chain"].as_str()?;
+            if !DNAT_CHAINS.contains(&chain) {
+                return None;
+            }
+            let expr = r["expr"].as_array()?;
+            expr.iter().find(|e| e.get("dnat").is_some())?;
+            let matched = |protocol: &str, field: &str| {
+                expr.iter().find_map(|e| {
+                    let m = e.get("match")?;
+                    let p = m["left"].get("payload")?;
+                    (m["op"] == "==" && p["protocol"] == protocol && p["field"] == field)
+                        .then(|| m["right"].clone())
+                })
+            };
+            let (protocol, port) = [Protocol::Tcp, Protocol::Udp]
+                .into_iter()
+                .find_map(|p| Some((p, matched(p.as_str(), "dport")?.as_u64()?)))?;
+            let host_ip = match matched("ip", "daddr") {
+                Some(ip) => Some(ip.as_str()?.parse().ok()?),
+                None => None,
+            };
+            Some((
+                Rule {
+                    chain: chain.to_owned(),
+                    handle: r["handle"].as_u64()?,
+                    tag: r["comment"].as_str()?.to_owned(),
+                },
+                Forwarded {
+                    protocol,
+                    host_port: u16::try_from(port).ok()?,
+                    host_ip,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// The first rule of `spec` that `present` (chain, rule words, tag) lacks, described.
@@ -223,18 +314,7 @@ pub fn listed() -> Result<Vec<Rule>, CniError> {
 
 /// [`listed`] as `nft -j list table` reports it.
 pub fn listed_by_nft() -> Result<Vec<Rule>, CniError> {
-    let out = match nft("list rules", &["-j", "list", "table", "ip", TABLE], "") {
-        Ok(out) => out,
-        // No table: nothing of ours.
-        Err(CniError::Nft { ref detail, .. }) if detail.contains("No such file or directory") => {
-            return Ok(Vec::new())
-        }
-        Err(e) => return Err(e),
-    };
-    let v: Value = serde_json::from_str(&out).map_err(|source| CniError::Decode {
-        what: "nft -j output",
-        source,
-    })?;
+    let v = table_json()?;
     let items = v["nftables"].as_array().cloned().unwrap_or_default();
     Ok(items
         .iter()
@@ -294,6 +374,53 @@ fn delete_where(pick: &dyn Fn(&str) -> bool) -> Result<Vec<String>, CniError> {
 mod tests {
     use super::super::tests::{sample, sample_ports};
     use super::*;
+
+    /// `nft -j list table` (nft 1.0.6) of two DNAT rules and a masquerade rule.
+    #[test]
+    fn forwarding_reads_the_host_port_of_each_dnat_rule() {
+        let v: Value = serde_json::from_str(
+            r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
+            {"rule": {"family": "ip", "table": "podshim", "chain": "prerouting", "handle": 4,
+             "comment": "n/a/eth0", "expr": [
+              {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}},
+              {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8080}},
+              {"dnat": {"addr": "10.1.2.3", "port": 80}}]}},
+            {"rule": {"family": "ip", "table": "podshim", "chain": "output", "handle": 5,
+             "comment": "n/b/eth0", "expr": [
+              {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "192.168.1.5"}},
+              {"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 53}},
+              {"dnat": {"addr": "10.1.2.3", "port": 53}}]}},
+            {"rule": {"family": "ip", "table": "podshim", "chain": "postrouting", "handle": 6,
+             "comment": "n/a/eth0", "expr": [{"masquerade": null}]}}]}"#,
+        )
+        .unwrap();
+        let got = parse_forwarding(&v);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(
+            got[0],
+            (
+                Rule {
+                    chain: "prerouting".into(),
+                    handle: 4,
+                    tag: "n/a/eth0".into()
+                },
+                Forwarded {
+                    protocol: Protocol::Tcp,
+                    host_port: 8080,
+                    host_ip: None
+                }
+            )
+        );
+        assert_eq!(got[1].0.handle, 5);
+        assert_eq!(
+            got[1].1,
+            Forwarded {
+                protocol: Protocol::Udp,
+                host_port: 53,
+                host_ip: Some("192.168.1.5".parse().unwrap()),
+            }
+        );
+    }
 
     #[test]
     fn rules_dnat_local_or_host_ip_and_masquerade() {
