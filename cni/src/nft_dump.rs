@@ -37,11 +37,22 @@ fn bad(what: &str) -> io::Error {
 
 /// The tagged rules of the `ip` table `table` (none when it does not exist).
 pub fn rules(table: &str) -> io::Result<Vec<Rule>> {
+    dump(table, None).map(|(_, tagged)| tagged)
+}
+
+/// How many rules, tagged or not, chain `chain` of the `ip` table `table` holds (0 when either
+/// does not exist): iptables-nft keeps its rules there too.
+pub fn count_in(table: &str, chain: &str) -> io::Result<usize> {
+    dump(table, Some(chain)).map(|(count, _)| count)
+}
+
+/// The rules of `table` (and `chain`): how many, and those with a comment.
+fn dump(table: &str, chain: Option<&str>) -> io::Result<(usize, Vec<Rule>)> {
     let mut socket = netlink_sys::Socket::new(NETLINK_NETFILTER)?;
     socket.bind(&SocketAddr::new(0, 0))?;
     socket.connect(&SocketAddr::new(0, 0))?;
-    socket.send(&request(table), 0)?;
-    let mut rules = Vec::new();
+    socket.send(&request(table, chain), 0)?;
+    let (mut count, mut rules) = (0, Vec::new());
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = socket.recv(&mut &mut buf[..], 0)?;
@@ -54,19 +65,20 @@ pub fn rules(table: &str) -> io::Result<Vec<Rule>> {
             }
             let msg = &rest[..len];
             match kind {
-                NLMSG_DONE => return Ok(rules),
+                NLMSG_DONE => return Ok((count, rules)),
                 NLMSG_ERROR => {
                     let code = msg
                         .get(16..20)
                         .map(|b| i32::from_ne_bytes(b.try_into().expect("4 bytes")))
                         .ok_or_else(|| bad("short error"))?;
                     return match -code {
-                        0 => Ok(rules),
-                        libc::ENOENT => Ok(Vec::new()),
+                        0 => Ok((count, rules)),
+                        libc::ENOENT => Ok((0, Vec::new())),
                         errno => Err(io::Error::from_raw_os_error(errno)),
                     };
                 }
                 k if k == (NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWRULE) => {
+                    count += 1;
                     if let Some(rule) = parse_rule(msg, table) {
                         rules.push(rule);
                     }
@@ -133,22 +145,32 @@ fn header(len: usize, msg: u16, flags: u16, family: u8) -> Vec<u8> {
     m
 }
 
-fn request(table: &str) -> Vec<u8> {
-    let mut name = table.as_bytes().to_vec();
-    name.push(0);
-    let attr_len = 4 + name.len();
-    let padded = (attr_len + 3) & !3;
-    let len = HEADER + padded;
+/// A rule dump filtered by table, and by chain when given.
+fn request(table: &str, chain: Option<&str>) -> Vec<u8> {
+    let attrs: Vec<(u16, &str)> = std::iter::once((NFTA_RULE_TABLE, table))
+        .chain(chain.map(|c| (NFTA_RULE_CHAIN, c)))
+        .collect();
+    let padded = |attr_len: usize| (attr_len + 3) & !3;
+    let len = HEADER
+        + attrs
+            .iter()
+            .map(|(_, v)| padded(4 + v.len() + 1))
+            .sum::<usize>();
     let mut m = header(
         len,
         NFT_MSG_GETRULE,
         NLM_F_REQUEST | NLM_F_DUMP,
         NFPROTO_IPV4,
     );
-    m.extend((attr_len as u16).to_ne_bytes());
-    m.extend(NFTA_RULE_TABLE.to_ne_bytes());
-    m.extend(name);
-    m.resize(len, 0);
+    for (kind, value) in attrs {
+        let attr_len = 4 + value.len() + 1;
+        let end = m.len() + padded(attr_len);
+        m.extend((attr_len as u16).to_ne_bytes());
+        m.extend(kind.to_ne_bytes());
+        m.extend(value.as_bytes());
+        m.push(0);
+        m.resize(end, 0);
+    }
     m
 }
 
@@ -207,11 +229,21 @@ mod tests {
 
     #[test]
     fn request_is_a_filtered_rule_dump() {
-        let m = request("podshim");
+        let m = request("podshim", None);
         assert_eq!(m.len(), 32);
         assert_eq!(u32::from_ne_bytes(m[0..4].try_into().unwrap()), 32);
         assert_eq!(u16::from_ne_bytes([m[4], m[5]]), 0x0a07);
         assert_eq!(&m[24..32], b"podshim\0");
+        // Table "nat" (4 + 4 bytes) and chain "PODSHIM-MASQ" (4 + 13, padded to 20).
+        let m = request("nat", Some("PODSHIM-MASQ"));
+        assert_eq!(m.len(), HEADER + 8 + 20);
+        assert_eq!(u16::from_ne_bytes([m[20], m[21]]), 8);
+        assert_eq!(u16::from_ne_bytes([m[22], m[23]]), NFTA_RULE_TABLE);
+        assert_eq!(&m[24..28], b"nat\0");
+        assert_eq!(u16::from_ne_bytes([m[28], m[29]]), 17);
+        assert_eq!(u16::from_ne_bytes([m[30], m[31]]), NFTA_RULE_CHAIN);
+        assert_eq!(&m[32..45], b"PODSHIM-MASQ\0");
+        assert_eq!(&m[45..48], [0, 0, 0]);
         let g = header(HEADER, NFT_MSG_GETGEN, NLM_F_REQUEST | NLM_F_ACK, 0);
         assert_eq!(g.len(), HEADER);
         assert_eq!(u16::from_ne_bytes([g[4], g[5]]), 0x0a10);
