@@ -10,7 +10,10 @@ use std::io;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, SocketAddr};
 
+use std::net::Ipv4Addr;
+
 use crate::nat::nft::Rule;
+use crate::nat::{Forwarded, Protocol};
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_NEWRULE: u16 = 6;
@@ -26,7 +29,27 @@ const NFPROTO_IPV4: u8 = 2;
 const NFTA_RULE_TABLE: u16 = 1;
 const NFTA_RULE_CHAIN: u16 = 2;
 const NFTA_RULE_HANDLE: u16 = 3;
+const NFTA_RULE_EXPRESSIONS: u16 = 4;
 const NFTA_RULE_USERDATA: u16 = 7;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_EXPR_NAME: u16 = 1;
+const NFTA_EXPR_DATA: u16 = 2;
+const NFTA_META_DREG: u16 = 1;
+const NFTA_META_KEY: u16 = 2;
+const NFT_META_L4PROTO: u32 = 16;
+const NFTA_PAYLOAD_DREG: u16 = 1;
+const NFTA_PAYLOAD_BASE: u16 = 2;
+const NFTA_PAYLOAD_OFFSET: u16 = 3;
+const NFTA_PAYLOAD_LEN: u16 = 4;
+const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+const NFTA_CMP_SREG: u16 = 1;
+const NFTA_CMP_OP: u16 = 2;
+const NFTA_CMP_DATA: u16 = 3;
+const NFT_CMP_EQ: u32 = 0;
+const NFTA_DATA_VALUE: u16 = 1;
+const NFTA_NAT_TYPE: u16 = 1;
+const NFT_NAT_DNAT: u32 = 1;
 const NFTNL_UDATA_RULE_COMMENT: u8 = 0;
 /// nlmsghdr (16 bytes) + nfgenmsg (4 bytes).
 const HEADER: usize = 20;
@@ -180,12 +203,8 @@ fn parse_rule(msg: &[u8], table: &str) -> Option<Rule> {
         return None;
     }
     let (mut in_table, mut chain, mut handle, mut tag) = (false, None, None, None);
-    let mut rest = msg.get(HEADER..)?;
-    while rest.len() >= 4 {
-        let len = u16::from_ne_bytes([rest[0], rest[1]]) as usize;
-        // NLA_F_NESTED and NLA_F_NET_BYTEORDER live in the top bits of the type.
-        let kind = u16::from_ne_bytes([rest[2], rest[3]]) & 0x3fff;
-        let value = rest.get(4..len)?;
+    let mut forwards = None;
+    for (kind, value) in attrs(msg.get(HEADER..)?) {
         let text = || {
             std::str::from_utf8(value.split(|b| *b == 0).next().unwrap_or_default())
                 .ok()
@@ -195,10 +214,10 @@ fn parse_rule(msg: &[u8], table: &str) -> Option<Rule> {
             NFTA_RULE_TABLE => in_table = text().as_deref() == Some(table),
             NFTA_RULE_CHAIN => chain = text(),
             NFTA_RULE_HANDLE => handle = Some(u64::from_be_bytes(value.get(..8)?.try_into().ok()?)),
+            NFTA_RULE_EXPRESSIONS => forwards = forwarded(value),
             NFTA_RULE_USERDATA => tag = comment(value),
             _ => {}
         }
-        rest = rest.get(((len + 3) & !3).min(rest.len())..)?;
     }
     if !in_table {
         return None;
@@ -207,6 +226,117 @@ fn parse_rule(msg: &[u8], table: &str) -> Option<Rule> {
         chain: chain?,
         handle: handle?,
         tag: tag?,
+        forwards,
+    })
+}
+
+/// The netlink attributes in `buf`: type (without the NLA_F_NESTED and NLA_F_NET_BYTEORDER
+/// bits) and value; stops at the first malformed one.
+fn attrs(mut buf: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while buf.len() >= 4 {
+        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
+        let kind = u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff;
+        let Some(value) = buf.get(4..len.max(4)) else {
+            break;
+        };
+        out.push((kind, value));
+        buf = &buf[((len + 3) & !3).clamp(4, buf.len())..];
+    }
+    out
+}
+
+/// A big-endian u32 attribute (expression fields are in network byte order).
+fn be32(value: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(value.get(..4)?.try_into().ok()?))
+}
+
+/// What a register was loaded with, for the comparisons that follow.
+#[derive(Clone, Copy, PartialEq)]
+enum Loaded {
+    L4proto,
+    DestPort,
+    DestAddr,
+}
+
+/// The host port a rule's expressions (`NFTA_RULE_EXPRESSIONS`) forward: a `nat` of type DNAT,
+/// `cmp eq` on the layer-4 protocol (`meta l4proto`) and on the transport header's bytes 2-3
+/// (`dport`), and maybe on the network header's bytes 16-19 (`ip daddr`), as `nft` compiles
+/// `[ip daddr A] tcp dport P dnat to ...`. `None` for any other rule.
+fn forwarded(exprs: &[u8]) -> Option<Forwarded> {
+    let mut regs: Vec<(u32, Loaded)> = Vec::new();
+    let (mut l4, mut port, mut addr, mut dnat) = (None, None, None, false);
+    for (_, elem) in attrs(exprs)
+        .into_iter()
+        .filter(|(k, _)| *k == NFTA_LIST_ELEM)
+    {
+        let elem = attrs(elem);
+        let field = |k| elem.iter().find(|(kind, _)| *kind == k).map(|(_, v)| *v);
+        let name = field(NFTA_EXPR_NAME).unwrap_or_default();
+        let data = attrs(field(NFTA_EXPR_DATA).unwrap_or_default());
+        let get = |k| data.iter().find(|(kind, _)| *kind == k).map(|(_, v)| *v);
+        let load = |regs: &mut Vec<(u32, Loaded)>, reg: Option<u32>, what: Option<Loaded>| {
+            if let Some(reg) = reg {
+                regs.retain(|(r, _)| *r != reg);
+                regs.extend(what.map(|w| (reg, w)));
+            }
+        };
+        match name.split(|b| *b == 0).next().unwrap_or_default() {
+            b"meta" => {
+                let what = (get(NFTA_META_KEY).and_then(be32) == Some(NFT_META_L4PROTO))
+                    .then_some(Loaded::L4proto);
+                load(&mut regs, get(NFTA_META_DREG).and_then(be32), what);
+            }
+            b"payload" => {
+                let shape = (
+                    get(NFTA_PAYLOAD_BASE).and_then(be32),
+                    get(NFTA_PAYLOAD_OFFSET).and_then(be32),
+                    get(NFTA_PAYLOAD_LEN).and_then(be32),
+                );
+                let what = match shape {
+                    (Some(NFT_PAYLOAD_TRANSPORT_HEADER), Some(2), Some(2)) => {
+                        Some(Loaded::DestPort)
+                    }
+                    (Some(NFT_PAYLOAD_NETWORK_HEADER), Some(16), Some(4)) => Some(Loaded::DestAddr),
+                    _ => None,
+                };
+                load(&mut regs, get(NFTA_PAYLOAD_DREG).and_then(be32), what);
+            }
+            b"cmp" => {
+                if get(NFTA_CMP_OP).and_then(be32) != Some(NFT_CMP_EQ) {
+                    continue;
+                }
+                let sreg = get(NFTA_CMP_SREG).and_then(be32);
+                let Some(&(_, what)) = regs.iter().find(|(r, _)| Some(*r) == sreg) else {
+                    continue;
+                };
+                let value = attrs(get(NFTA_CMP_DATA).unwrap_or_default())
+                    .into_iter()
+                    .find(|(k, _)| *k == NFTA_DATA_VALUE)
+                    .map(|(_, v)| v)
+                    .unwrap_or_default();
+                match (what, value) {
+                    (Loaded::L4proto, [p, ..]) => l4 = Some(*p),
+                    (Loaded::DestPort, [hi, lo, ..]) => port = Some(u16::from_be_bytes([*hi, *lo])),
+                    (Loaded::DestAddr, [a, b, c, d, ..]) => {
+                        addr = Some(Ipv4Addr::new(*a, *b, *c, *d))
+                    }
+                    _ => {}
+                }
+            }
+            b"nat" => dnat |= get(NFTA_NAT_TYPE).and_then(be32) == Some(NFT_NAT_DNAT),
+            _ => {}
+        }
+    }
+    let protocol = match l4? {
+        6 => Protocol::Tcp,
+        17 => Protocol::Udp,
+        _ => return None,
+    };
+    dnat.then_some(Forwarded {
+        protocol,
+        host_port: port?,
+        host_ip: addr,
     })
 }
 
@@ -256,5 +386,101 @@ mod tests {
         assert_eq!(comment(&[1, 1, 9, 0, 2, b'x', 0]), Some("x".into()));
         assert_eq!(comment(&[1, 1, 9]), None);
         assert_eq!(comment(&[0, 9, b'x']), None);
+    }
+
+    /// One netlink attribute (padded).
+    fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut a = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
+        a.extend(kind.to_ne_bytes());
+        a.extend(value);
+        a.resize((a.len() + 3) & !3, 0);
+        a
+    }
+
+    /// An expression `name` with `data` attributes (u32 values big-endian, as the kernel's).
+    fn expr(name: &str, data: &[(u16, Vec<u8>)]) -> Vec<u8> {
+        let data: Vec<u8> = data.iter().flat_map(|(k, v)| attr(*k, v)).collect();
+        let body = [
+            attr(NFTA_EXPR_NAME, format!("{name}\0").as_bytes()),
+            attr(NFTA_EXPR_DATA | 0x8000, &data),
+        ]
+        .concat();
+        attr(NFTA_LIST_ELEM | 0x8000, &body)
+    }
+
+    fn be(v: u32) -> Vec<u8> {
+        v.to_be_bytes().to_vec()
+    }
+
+    fn cmp_eq(value: &[u8]) -> Vec<u8> {
+        expr(
+            "cmp",
+            &[
+                (NFTA_CMP_SREG, be(1)),
+                (NFTA_CMP_OP, be(NFT_CMP_EQ)),
+                (NFTA_CMP_DATA | 0x8000, attr(NFTA_DATA_VALUE, value)),
+            ],
+        )
+    }
+
+    /// `ip daddr 10.9.9.9 udp dport 20124 dnat to ...` as `nft --debug=netlink` shows it.
+    #[test]
+    fn dnat_expressions_give_the_forwarded_host_port() {
+        let daddr = [
+            expr(
+                "payload",
+                &[
+                    (NFTA_PAYLOAD_DREG, be(1)),
+                    (NFTA_PAYLOAD_BASE, be(NFT_PAYLOAD_NETWORK_HEADER)),
+                    (NFTA_PAYLOAD_OFFSET, be(16)),
+                    (NFTA_PAYLOAD_LEN, be(4)),
+                ],
+            ),
+            cmp_eq(&[10, 9, 9, 9]),
+        ]
+        .concat();
+        let port = [
+            expr(
+                "meta",
+                &[
+                    (NFTA_META_DREG, be(1)),
+                    (NFTA_META_KEY, be(NFT_META_L4PROTO)),
+                ],
+            ),
+            cmp_eq(&[17]),
+            expr(
+                "payload",
+                &[
+                    (NFTA_PAYLOAD_DREG, be(1)),
+                    (NFTA_PAYLOAD_BASE, be(NFT_PAYLOAD_TRANSPORT_HEADER)),
+                    (NFTA_PAYLOAD_OFFSET, be(2)),
+                    (NFTA_PAYLOAD_LEN, be(2)),
+                ],
+            ),
+            cmp_eq(&20124u16.to_be_bytes()),
+            expr("immediate", &[]),
+        ]
+        .concat();
+        let dnat = expr("nat", &[(NFTA_NAT_TYPE, be(NFT_NAT_DNAT))]);
+        let want = Forwarded {
+            protocol: Protocol::Udp,
+            host_port: 20124,
+            host_ip: Some(Ipv4Addr::new(10, 9, 9, 9)),
+        };
+        assert_eq!(
+            forwarded(&[daddr.clone(), port.clone(), dnat.clone()].concat()),
+            Some(want)
+        );
+        assert_eq!(
+            forwarded(&[port.clone(), dnat.clone()].concat()),
+            Some(Forwarded {
+                host_ip: None,
+                ..want
+            })
+        );
+        // Not a DNAT rule (masquerade has no nat expression), or no port matched.
+        assert_eq!(forwarded(&[daddr.clone(), port].concat()), None);
+        assert_eq!(forwarded(&[daddr, dnat].concat()), None);
+        assert_eq!(forwarded(&[1, 2, 3]), None);
     }
 }

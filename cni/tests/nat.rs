@@ -767,3 +767,94 @@ fn iptables_chains_come_with_the_first_add_and_go_with_gc_once_empty() {
     ]);
     assert!(!tables.contains("podshim"), "{tables}");
 }
+
+/// Without `nft` in its PATH, the plugin reads our nftables table over nfnetlink alone: an ADD
+/// passes over another attachment's nftables DNAT rules for other host ports (it used to run
+/// `nft -j list` to read their ports, and failed), and one for the same host port, which it
+/// would have to remove with `nft`, is refused with the reason.
+#[test]
+fn without_nft_an_add_reads_other_attachments_nftables_rules_over_nfnetlink() {
+    use podshim_cni::nat::{apply_with, remove, Backend, NatSpec, PortMapping, Protocol};
+    require_reference();
+    require_iptables();
+    let (host, _path) = host_for(How::IptablesWithoutNft);
+    let net = Net::new();
+    let pod = TestNetns::new();
+    let name = format!("pstnat{:x}", unique());
+    let other = podshim_cni::nat::tag(&name, &format!("other-{:x}", unique()), "eth0");
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = remove(&self.0);
+        }
+    }
+    let _cleanup = Remove(other.clone());
+    let other_net = TestNetwork::new();
+    run_ok(&["ip", "link", "add", &other_net.cfg.bridge, "type", "bridge"]);
+    let (theirs, mine) = (port(), port() + 10000);
+    let theirs_mapping = [PortMapping {
+        host_port: theirs,
+        container_port: 80,
+        protocol: Protocol::Tcp,
+        host_ip: None,
+    }];
+    apply_with(
+        Backend::Nftables,
+        &NatSpec {
+            tag: &other,
+            pod_ip: "10.252.9.2".parse().unwrap(),
+            subnet: "10.252.9.0/24".parse().unwrap(),
+            masquerade: false,
+            ports: &theirs_mapping,
+            bridge: &other_net.cfg.bridge,
+        },
+    )
+    .unwrap();
+    assert_eq!(nft_in_chain("prerouting", &other), 1);
+
+    let id = format!("ctr-{:x}", unique());
+    let on = |host_port: u16| {
+        conf(
+            &net,
+            &name,
+            false,
+            json!([{"hostPort": host_port, "containerPort": 8080, "protocol": "tcp"}]),
+        )
+    };
+    let c = on(mine);
+    let _collect = Collect(c.clone());
+    let add = cni_in(&host, OURS, "ADD", &id, Some(&pod.name), &c.to_string());
+    assert!(add.ok, "{}", add.json);
+    let tag = format!("{name}/{id}/eth0");
+    assert_eq!(
+        tagged(&tag),
+        (0, 3),
+        "DNAT, loopback and hairpin masquerade in iptables"
+    );
+    assert_eq!(
+        nft_in_chain("prerouting", &other),
+        1,
+        "the other attachment's rule stays"
+    );
+    let del = cni_in(&host, OURS, "DEL", &id, Some(&pod.name), &c.to_string());
+    assert!(del.ok, "{}", del.json);
+    assert_eq!(tagged(&tag), (0, 0));
+
+    let c = on(theirs);
+    let add = cni_in(&host, OURS, "ADD", &id, Some(&pod.name), &c.to_string());
+    assert!(
+        !add.ok,
+        "a stale nftables DNAT rule for the port cannot go without nft"
+    );
+    assert!(
+        add.json["details"]
+            .as_str()
+            .is_some_and(|d| d.contains("nft command is missing")),
+        "{}",
+        add.json
+    );
+    assert_eq!(tagged(&tag), (0, 0), "nothing of the failed ADD is left");
+    assert_eq!(nft_in_chain("prerouting", &other), 1);
+    let del = cni_in(&host, OURS, "DEL", &id, Some(&pod.name), &c.to_string());
+    assert!(del.ok, "{}", del.json);
+}

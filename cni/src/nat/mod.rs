@@ -306,11 +306,11 @@ trait Firewall {
 
 /// The host port a DNAT rule forwards, as read back from a backend's listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Forwarded {
-    protocol: Protocol,
-    host_port: u16,
+pub struct Forwarded {
+    pub protocol: Protocol,
+    pub host_port: u16,
     /// The only host address it takes; any local one when `None`.
-    host_ip: Option<Ipv4Addr>,
+    pub host_ip: Option<Ipv4Addr>,
 }
 
 impl Forwarded {

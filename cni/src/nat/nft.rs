@@ -143,33 +143,20 @@ impl Firewall for Nft {
     fn clear_for(&self, spec: &NatSpec<'_>) -> Result<(), CniError> {
         with_retry(|| {
             let rules = listed()?;
-            let mut script = deletions(&rules, |t| t == spec.tag);
-            // Only when another attachment has DNAT rules is it worth asking nft what they
-            // forward (the nfnetlink listing has no ports).
-            let others = rules
-                .iter()
-                .any(|r| r.tag != spec.tag && DNAT_CHAINS.contains(&r.chain.as_str()));
-            if others && !spec.ports.is_empty() {
-                for (rule, fwd) in forwarding()? {
-                    if rule.tag != spec.tag && fwd.clashes_with(spec) {
-                        script.push_str(&deletions(&[rule], |_| true));
-                    }
-                }
-            }
+            let script = deletions(&rules, |t| t == spec.tag)
+                + &rules
+                    .iter()
+                    .filter(|r| {
+                        r.tag != spec.tag && r.forwards.is_some_and(|f| f.clashes_with(spec))
+                    })
+                    .map(deletion)
+                    .collect::<String>();
             if script.is_empty() {
                 return Ok(());
             }
             nft("delete rules", &["-f", "-"], &script).map(drop)
         })
     }
-}
-
-/// The chains holding DNAT rules.
-const DNAT_CHAINS: [&str; 2] = ["prerouting", "output"];
-
-/// The DNAT rules of our table with the host port each forwards, from `nft -j list table`.
-fn forwarding() -> Result<Vec<(Rule, Forwarded)>, CniError> {
-    Ok(parse_forwarding(&table_json()?))
 }
 
 /// Our table as `nft -j list table` prints it; `null` when there is no table (nothing of ours).
@@ -187,49 +174,32 @@ fn table_json() -> Result<Value, CniError> {
     })
 }
 
-/// [`forwarding`]'s reading of the JSON: a rule in a DNAT chain with a `dnat` statement, a
-/// `tcp`/`udp` `dport` match and maybe an `ip daddr` match.
-fn parse_forwarding(v: &Value) -> Vec<(Rule, Forwarded)> {
-    let items = v["nftables"].as_array().cloned().unwrap_or_default();
-    items
-        .iter()
-        .filter_map(|item| {
-            let r = item.get("rule")?;
-            let chain = r["chain"].as_str()?;
-            if !DNAT_CHAINS.contains(&chain) {
-                return None;
-            }
-            let expr = r["expr"].as_array()?;
-            expr.iter().find(|e| e.get("dnat").is_some())?;
-            let matched = |protocol: &str, field: &str| {
-                expr.iter().find_map(|e| {
-                    let m = e.get("match")?;
-                    let p = m["left"].get("payload")?;
-                    (m["op"] == "==" && p["protocol"] == protocol && p["field"] == field)
-                        .then(|| m["right"].clone())
-                })
-            };
-            let (protocol, port) = [Protocol::Tcp, Protocol::Udp]
-                .into_iter()
-                .find_map(|p| Some((p, matched(p.as_str(), "dport")?.as_u64()?)))?;
-            let host_ip = match matched("ip", "daddr") {
-                Some(ip) => Some(ip.as_str()?.parse().ok()?),
-                None => None,
-            };
-            Some((
-                Rule {
-                    chain: chain.to_owned(),
-                    handle: r["handle"].as_u64()?,
-                    tag: r["comment"].as_str()?.to_owned(),
-                },
-                Forwarded {
-                    protocol,
-                    host_port: u16::try_from(port).ok()?,
-                    host_ip,
-                },
-            ))
+/// The host port a rule forwards, from its `nft -j` JSON: a rule with a `dnat` statement, a
+/// `tcp`/`udp` `dport` match and maybe an `ip daddr` match (as `nft_dump` reads it from the
+/// rule's expressions).
+fn forwarded_of(r: &Value) -> Option<Forwarded> {
+    let expr = r["expr"].as_array()?;
+    expr.iter().find(|e| e.get("dnat").is_some())?;
+    let matched = |protocol: &str, field: &str| {
+        expr.iter().find_map(|e| {
+            let m = e.get("match")?;
+            let p = m["left"].get("payload")?;
+            (m["op"] == "==" && p["protocol"] == protocol && p["field"] == field)
+                .then(|| m["right"].clone())
         })
-        .collect()
+    };
+    let (protocol, port) = [Protocol::Tcp, Protocol::Udp]
+        .into_iter()
+        .find_map(|p| Some((p, matched(p.as_str(), "dport")?.as_u64()?)))?;
+    let host_ip = match matched("ip", "daddr") {
+        Some(ip) => Some(ip.as_str()?.parse().ok()?),
+        None => None,
+    };
+    Some(Forwarded {
+        protocol,
+        host_port: u16::try_from(port).ok()?,
+        host_ip,
+    })
 }
 
 /// The first rule of `spec` that `present` (chain, rule words, tag) lacks, described.
@@ -291,12 +261,14 @@ fn parse_listing(out: &str) -> Vec<(String, Vec<String>, String)> {
     rules
 }
 
-/// One rule of our table: chain, handle and tag.
+/// One tagged rule of our table: chain, handle, tag, and the host port it forwards when it
+/// is a DNAT rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     pub chain: String,
     pub handle: u64,
     pub tag: String,
+    pub forwards: Option<Forwarded>,
 }
 
 /// Every tagged rule in our table (none when the table does not exist, or the kernel has no
@@ -314,9 +286,13 @@ pub fn listed() -> Result<Vec<Rule>, CniError> {
 
 /// [`listed`] as `nft -j list table` reports it.
 pub fn listed_by_nft() -> Result<Vec<Rule>, CniError> {
-    let v = table_json()?;
+    Ok(parse_rules(&table_json()?))
+}
+
+/// The tagged rules in `nft -j list table` output.
+fn parse_rules(v: &Value) -> Vec<Rule> {
     let items = v["nftables"].as_array().cloned().unwrap_or_default();
-    Ok(items
+    items
         .iter()
         .filter_map(|item| {
             let r = item.get("rule")?;
@@ -324,17 +300,22 @@ pub fn listed_by_nft() -> Result<Vec<Rule>, CniError> {
                 chain: r["chain"].as_str()?.to_owned(),
                 handle: r["handle"].as_u64()?,
                 tag: r["comment"].as_str()?.to_owned(),
+                forwards: forwarded_of(r),
             })
         })
-        .collect())
+        .collect()
 }
 
 fn deletions(rules: &[Rule], pick: impl Fn(&str) -> bool) -> String {
     rules
         .iter()
         .filter(|r| pick(&r.tag))
-        .map(|r| format!("delete rule ip {TABLE} {} handle {}\n", r.chain, r.handle))
+        .map(deletion)
         .collect()
+}
+
+fn deletion(r: &Rule) -> String {
+    format!("delete rule ip {TABLE} {} handle {}\n", r.chain, r.handle)
 }
 
 /// A concurrent change between listing and deleting makes the transaction fail as a whole
@@ -394,32 +375,31 @@ mod tests {
              "comment": "n/a/eth0", "expr": [{"masquerade": null}]}}]}"#,
         )
         .unwrap();
-        let got = parse_forwarding(&v);
-        assert_eq!(got.len(), 2, "{got:?}");
+        let got = parse_rules(&v);
+        assert_eq!(got.len(), 3, "{got:?}");
         assert_eq!(
             got[0],
-            (
-                Rule {
-                    chain: "prerouting".into(),
-                    handle: 4,
-                    tag: "n/a/eth0".into()
-                },
-                Forwarded {
+            Rule {
+                chain: "prerouting".into(),
+                handle: 4,
+                tag: "n/a/eth0".into(),
+                forwards: Some(Forwarded {
                     protocol: Protocol::Tcp,
                     host_port: 8080,
                     host_ip: None
-                }
-            )
+                }),
+            }
         );
-        assert_eq!(got[1].0.handle, 5);
+        assert_eq!(got[1].handle, 5);
         assert_eq!(
-            got[1].1,
-            Forwarded {
+            got[1].forwards,
+            Some(Forwarded {
                 protocol: Protocol::Udp,
                 host_port: 53,
                 host_ip: Some("192.168.1.5".parse().unwrap()),
-            }
+            })
         );
+        assert_eq!((got[2].handle, got[2].forwards), (6, None));
     }
 
     #[test]
@@ -437,11 +417,13 @@ mod tests {
                 chain: "output".into(),
                 handle: 7,
                 tag: "n/c/eth0".into(),
+                forwards: None,
             },
             Rule {
                 chain: "output".into(),
                 handle: 8,
                 tag: "n/d/eth0".into(),
+                forwards: None,
             },
         ];
         assert_eq!(
