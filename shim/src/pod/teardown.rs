@@ -25,8 +25,11 @@ use crate::mounts;
 /// order, while this thread removes the containers and mounts: deleting links makes the kernel
 /// wait for RCU grace periods, time better spent on the rest. The thread is joined before the
 /// Pod's network namespace goes when a plugin chain still needs it, and always before the
-/// directory holding the journal goes, so a crash never loses the record of what is left. No
-/// container is created meanwhile (libcontainer forks, which needs a single-threaded process),
+/// directory holding the journal goes, so a crash never loses the record of what is left.
+/// Otherwise the thread holds the namespace open until its links are gone: the namespace
+/// dying under it (pin and pause gone) would make the kernel delete the Pod's veth on its own,
+/// racing the batched delete of veth and bridge and leaving the bridge to a delete of its own
+/// (one more RCU wait). No container is created meanwhile (libcontainer forks, which needs a single-threaded process),
 /// and the thread ends before this returns.
 pub fn teardown(journal: &mut Journal) -> Vec<String> {
     let mut errors = Vec::new();
@@ -39,16 +42,26 @@ pub fn teardown(journal: &mut Journal) -> Vec<String> {
     let needs_netns = network
         .iter()
         .any(|r| matches!(r, Resource::CniChain { .. }));
+    // An open namespace file keeps the namespace alive (the pin may be unmounted meanwhile).
+    let hold_netns = match network.is_empty() {
+        true => None,
+        false => local.iter().find_map(|r| match r {
+            Resource::NetnsPin { path } => fs::File::open(path).ok(),
+            _ => None,
+        }),
+    };
     std::thread::scope(|s| {
         let mut thread = (!network.is_empty()).then(|| {
-            s.spawn(|| {
-                network
+            s.spawn(move || {
+                let removed = network
                     .into_iter()
                     .map(|r| {
                         let result = timed_remove(&r);
                         (r, result)
                     })
-                    .collect::<Removed>()
+                    .collect::<Removed>();
+                drop(hold_netns);
+                removed
             })
         });
         for resource in local {
