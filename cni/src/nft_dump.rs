@@ -246,9 +246,16 @@ fn attrs(mut buf: &[u8]) -> Vec<(u16, &[u8])> {
     out
 }
 
-/// A big-endian u32 attribute (expression fields are in network byte order).
-fn be32(value: &[u8]) -> Option<u32> {
-    Some(u32::from_be_bytes(value.get(..4)?.try_into().ok()?))
+/// The value of the first attribute of type `kind` in `attrs`.
+fn find<'a>(attrs: &[(u16, &'a [u8])], kind: u16) -> Option<&'a [u8]> {
+    attrs.iter().find(|(k, _)| *k == kind).map(|(_, v)| *v)
+}
+
+/// A big-endian u32 attribute of `attrs` (expression fields are in network byte order).
+fn be32(attrs: &[(u16, &[u8])], kind: u16) -> Option<u32> {
+    Some(u32::from_be_bytes(
+        find(attrs, kind)?.get(..4)?.try_into().ok()?,
+    ))
 }
 
 /// What a register was loaded with, for the comparisons that follow.
@@ -257,6 +264,15 @@ enum Loaded {
     L4proto,
     DestPort,
     DestAddr,
+}
+
+/// Registers and what they hold: a load into `reg` replaces what it held (with nothing of
+/// interest when `what` is `None`).
+fn load(regs: &mut Vec<(u32, Loaded)>, reg: Option<u32>, what: Option<Loaded>) {
+    if let Some(reg) = reg {
+        regs.retain(|(r, _)| *r != reg);
+        regs.extend(what.map(|w| (reg, w)));
+    }
 }
 
 /// The host port a rule's expressions (`NFTA_RULE_EXPRESSIONS`) forward: a `nat` of type DNAT,
@@ -271,27 +287,19 @@ fn forwarded(exprs: &[u8]) -> Option<Forwarded> {
         .filter(|(k, _)| *k == NFTA_LIST_ELEM)
     {
         let elem = attrs(elem);
-        let field = |k| elem.iter().find(|(kind, _)| *kind == k).map(|(_, v)| *v);
-        let name = field(NFTA_EXPR_NAME).unwrap_or_default();
-        let data = attrs(field(NFTA_EXPR_DATA).unwrap_or_default());
-        let get = |k| data.iter().find(|(kind, _)| *kind == k).map(|(_, v)| *v);
-        let load = |regs: &mut Vec<(u32, Loaded)>, reg: Option<u32>, what: Option<Loaded>| {
-            if let Some(reg) = reg {
-                regs.retain(|(r, _)| *r != reg);
-                regs.extend(what.map(|w| (reg, w)));
-            }
-        };
+        let name = find(&elem, NFTA_EXPR_NAME).unwrap_or_default();
+        let data = attrs(find(&elem, NFTA_EXPR_DATA).unwrap_or_default());
         match name.split(|b| *b == 0).next().unwrap_or_default() {
             b"meta" => {
-                let what = (get(NFTA_META_KEY).and_then(be32) == Some(NFT_META_L4PROTO))
+                let what = (be32(&data, NFTA_META_KEY) == Some(NFT_META_L4PROTO))
                     .then_some(Loaded::L4proto);
-                load(&mut regs, get(NFTA_META_DREG).and_then(be32), what);
+                load(&mut regs, be32(&data, NFTA_META_DREG), what);
             }
             b"payload" => {
                 let shape = (
-                    get(NFTA_PAYLOAD_BASE).and_then(be32),
-                    get(NFTA_PAYLOAD_OFFSET).and_then(be32),
-                    get(NFTA_PAYLOAD_LEN).and_then(be32),
+                    be32(&data, NFTA_PAYLOAD_BASE),
+                    be32(&data, NFTA_PAYLOAD_OFFSET),
+                    be32(&data, NFTA_PAYLOAD_LEN),
                 );
                 let what = match shape {
                     (Some(NFT_PAYLOAD_TRANSPORT_HEADER), Some(2), Some(2)) => {
@@ -300,22 +308,18 @@ fn forwarded(exprs: &[u8]) -> Option<Forwarded> {
                     (Some(NFT_PAYLOAD_NETWORK_HEADER), Some(16), Some(4)) => Some(Loaded::DestAddr),
                     _ => None,
                 };
-                load(&mut regs, get(NFTA_PAYLOAD_DREG).and_then(be32), what);
+                load(&mut regs, be32(&data, NFTA_PAYLOAD_DREG), what);
             }
             b"cmp" => {
-                if get(NFTA_CMP_OP).and_then(be32) != Some(NFT_CMP_EQ) {
+                if be32(&data, NFTA_CMP_OP) != Some(NFT_CMP_EQ) {
                     continue;
                 }
-                let sreg = get(NFTA_CMP_SREG).and_then(be32);
+                let sreg = be32(&data, NFTA_CMP_SREG);
                 let Some(&(_, what)) = regs.iter().find(|(r, _)| Some(*r) == sreg) else {
                     continue;
                 };
-                let value = attrs(get(NFTA_CMP_DATA).unwrap_or_default())
-                    .into_iter()
-                    .find(|(k, _)| *k == NFTA_DATA_VALUE)
-                    .map(|(_, v)| v)
-                    .unwrap_or_default();
-                match (what, value) {
+                let compared = attrs(find(&data, NFTA_CMP_DATA).unwrap_or_default());
+                match (what, find(&compared, NFTA_DATA_VALUE).unwrap_or_default()) {
                     (Loaded::L4proto, [p, ..]) => l4 = Some(*p),
                     (Loaded::DestPort, [hi, lo, ..]) => port = Some(u16::from_be_bytes([*hi, *lo])),
                     (Loaded::DestAddr, [a, b, c, d, ..]) => {
@@ -324,7 +328,7 @@ fn forwarded(exprs: &[u8]) -> Option<Forwarded> {
                     _ => {}
                 }
             }
-            b"nat" => dnat |= get(NFTA_NAT_TYPE).and_then(be32) == Some(NFT_NAT_DNAT),
+            b"nat" => dnat |= be32(&data, NFTA_NAT_TYPE) == Some(NFT_NAT_DNAT),
             _ => {}
         }
     }
