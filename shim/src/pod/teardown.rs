@@ -29,8 +29,8 @@ use crate::mounts;
 /// Otherwise the thread holds the namespace open until its links are gone: the namespace
 /// dying under it (pin and pause gone) would make the kernel delete the Pod's veth on its own,
 /// racing the batched delete of veth and bridge and leaving the bridge to a delete of its own
-/// (one more RCU wait). No container is created meanwhile (libcontainer forks, which needs a single-threaded process),
-/// and the thread ends before this returns.
+/// (one more RCU wait). No container is created meanwhile (libcontainer forks, which needs a
+/// single-threaded process), and the thread ends before this returns.
 pub fn teardown(journal: &mut Journal) -> Vec<String> {
     let mut errors = Vec::new();
     let (network, local): (Vec<Resource>, Vec<Resource>) = journal
@@ -43,12 +43,13 @@ pub fn teardown(journal: &mut Journal) -> Vec<String> {
         .iter()
         .any(|r| matches!(r, Resource::CniChain { .. }));
     // An open namespace file keeps the namespace alive (the pin may be unmounted meanwhile).
-    let hold_netns = match network.is_empty() {
-        true => None,
-        false => local.iter().find_map(|r| match r {
+    let hold_netns = if network.is_empty() {
+        None
+    } else {
+        local.iter().find_map(|r| match r {
             Resource::NetnsPin { path } => fs::File::open(path).ok(),
             _ => None,
-        }),
+        })
     };
     std::thread::scope(|s| {
         let mut thread = (!network.is_empty()).then(|| {
