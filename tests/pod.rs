@@ -329,6 +329,42 @@ fn sigterm_stops_every_container_and_tears_down() {
     inst.assert_clean(&[&u]);
 }
 
+/// The last Pod on a bridge takes its veth and the bridge down in one kernel batch (the debug
+/// log reports a fallback to deleting them one by one), the last container of each run is
+/// deleted in that same teardown, and nothing is left after any run. The teardown holds the
+/// Pod's network namespace open until the batch is done, so that the kernel cannot delete the
+/// veth on its own meanwhile; that race is timing-dependent, and this test only catches it by
+/// chance.
+#[test]
+fn the_last_pod_takes_its_veth_and_the_bridge_down_in_one_batch() {
+    let mut inst = Instance::new(SUITE);
+    inst.import_busybox();
+    inst.env
+        .push(("PODSHIM_LOG".into(), "podshim_cni=debug".into()));
+    for n in 0..6 {
+        let u = uid(30 + n);
+        let yaml = pod(
+            &inst.name(&format!("batch{n}")),
+            &u,
+            "Never",
+            &container("c", "true", ""),
+            "",
+        );
+        let out = inst.run(&yaml, T);
+        ok(&out);
+        let err = stderr(&out);
+        assert!(err.contains("pod network torn down"), "run {n}: {err}");
+        assert!(!err.contains("batched delete failed"), "run {n}: {err}");
+        assert!(
+            !std::path::Path::new("/sys/class/net")
+                .join(&inst.bridge)
+                .exists(),
+            "run {n}: the bridge went with the Pod"
+        );
+        inst.assert_clean(&[&u]);
+    }
+}
+
 fn nix_kill(pid: u32, sig: &str) {
     assert!(Command::new("kill")
         .arg(format!("-{sig}"))
