@@ -140,6 +140,18 @@ impl Drop for Collect {
     }
 }
 
+/// Removes the NAT rules of these tags (both backends) when dropped, so that a test leaves no
+/// rule even when it fails half-way.
+struct Remove(Vec<String>);
+
+impl Drop for Remove {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            let _ = podshim_cni::nat::remove(t);
+        }
+    }
+}
+
 /// `conf` with the ADD result as `prevResult`, for CHECK.
 fn with_prev(conf: &Value, add: &Value) -> Value {
     let mut c = conf.clone();
@@ -493,13 +505,7 @@ fn add_with_one_backend_takes_the_attachments_rules_out_of_the_other() {
         bridge: "unused",
     };
     use podshim_cni::nat::{apply_with, remove, Backend};
-    struct Remove<'a>(&'a str);
-    impl Drop for Remove<'_> {
-        fn drop(&mut self) {
-            let _ = remove(self.0);
-        }
-    }
-    let _cleanup = Remove(&tag);
+    let _cleanup = Remove(vec![tag.clone()]);
     apply_with(Backend::Iptables, &spec).unwrap();
     let (nft, ipt) = tagged(&tag);
     assert!(
@@ -544,14 +550,6 @@ fn add_takes_stale_dnat_rules_for_its_host_ports_out_of_the_other_backend() {
         .iter()
         .map(|t| podshim_cni::nat::tag(&name, &format!("{t}-{:x}", unique()), "eth0"))
         .collect();
-    struct Remove(Vec<String>);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            for t in &self.0 {
-                let _ = remove(t);
-            }
-        }
-    }
     let _cleanup = Remove(tags.clone());
     let (p, q) = (port(), port());
     let mapping = |host_port| {
@@ -774,7 +772,7 @@ fn iptables_chains_come_with_the_first_add_and_go_with_gc_once_empty() {
 /// would have to remove with `nft`, is refused with the reason.
 #[test]
 fn without_nft_an_add_reads_other_attachments_nftables_rules_over_nfnetlink() {
-    use podshim_cni::nat::{apply_with, remove, Backend, NatSpec, PortMapping, Protocol};
+    use podshim_cni::nat::{apply_with, Backend, NatSpec, PortMapping, Protocol};
     require_reference();
     require_iptables();
     let (host, _path) = host_for(How::IptablesWithoutNft);
@@ -782,13 +780,7 @@ fn without_nft_an_add_reads_other_attachments_nftables_rules_over_nfnetlink() {
     let pod = TestNetns::new();
     let name = format!("pstnat{:x}", unique());
     let other = podshim_cni::nat::tag(&name, &format!("other-{:x}", unique()), "eth0");
-    struct Remove(String);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            let _ = remove(&self.0);
-        }
-    }
-    let _cleanup = Remove(other.clone());
+    let _cleanup = Remove(vec![other.clone()]);
     let other_net = TestNetwork::new();
     run_ok(&["ip", "link", "add", &other_net.cfg.bridge, "type", "bridge"]);
     let (theirs, mine) = (port(), port() + 10000);
