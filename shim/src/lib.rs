@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod mounts;
 pub mod plan;
 pub mod pod;
+pub mod private;
 pub mod probe;
 pub mod pulling;
 pub mod record;

@@ -3,7 +3,7 @@
 //! one line per log line, `<RFC3339Nano time> <stdout|stderr> <P|F> <text>`, lines longer than
 //! 16 KiB split into `P` (partial) parts ending with an `F` (full) part.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -49,12 +49,12 @@ impl Writer {
     /// Create (or append to) the log file of a container run, with its directories.
     pub fn create(path: &Path) -> io::Result<Writer> {
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
+            crate::private::create_dir_all(dir)?;
         }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
-            .mode(0o640)
+            .mode(crate::private::FILE_MODE)
             .open(path)?;
         Ok(Writer { file })
     }
@@ -177,6 +177,7 @@ pub fn follow(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn lines_round_trip_with_long_lines_split() {

@@ -291,6 +291,13 @@ fn global_args(g: &Global) -> Vec<std::ffi::OsString> {
 fn dispatch(cli: Cli) -> Result<i32> {
     let cfg = config(&cli.global)?;
     let log_root = cli.global.log_root.clone();
+    // Everything podshim writes is private to root; an older install is tightened here (the
+    // probe runs every few seconds per Pod and writes nothing).
+    if !matches!(cli.command, Command::Probe { .. }) {
+        for dir in [&cfg.root, &cfg.state, &log_root] {
+            podshim::private::ensure_dir(dir)?;
+        }
+    }
     match cli.command {
         Command::Run(args) => cli::run::run(
             &cfg,

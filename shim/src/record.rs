@@ -102,7 +102,7 @@ impl Record {
         }
         let tmp = path.with_extension("json.tmp");
         let data = serde_json::to_vec_pretty(self).map_err(|e| err(e.into()))?;
-        let mut f = fs::File::create(&tmp).map_err(err)?;
+        let mut f = crate::private::create_file(&tmp).map_err(err)?;
         f.write_all(&data).map_err(err)?;
         fs::rename(&tmp, path).map_err(err)
     }

@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read};
 use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -196,11 +197,16 @@ fn detach(log_root: &Path, globals: &[OsString], jobs: Vec<PodJob>, scale: f64) 
     for job in jobs {
         let s = &job.plan.sandbox;
         let log_dir = logs::pod_dir(log_root, &s.namespace, &s.name, &s.uid);
-        std::fs::create_dir_all(&log_dir)
+        podshim::private::create_dir_all(&log_dir)
             .with_context(|| format!("create {}", log_dir.display()))?;
         let log_path = log_dir.join("supervisor.log");
-        let log =
-            File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
+        let log = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(podshim::private::FILE_MODE)
+            .open(&log_path)
+            .with_context(|| format!("create {}", log_path.display()))?;
         let name = s.name.clone();
         let mut child = Command::new(&exe)
             .args(globals)

@@ -147,7 +147,7 @@ pub fn start(cfg: &Config, id: &str, args: Vec<String>, stdio: Stdio) -> Result<
     let process_path = dir.join(format!("exec-{me}.json"));
     let _process_file = Remove(process_path.clone());
     let json = serde_json::to_vec(&process).expect("a process serializes");
-    fs::write(&process_path, json).map_err(io("write", &process_path))?;
+    crate::private::write_file(&process_path, &json).map_err(io("write", &process_path))?;
 
     // With a terminal, the command's init sends the pty master over a Unix socket. Bound
     // through /proc/self/fd so that a long state path never exceeds sun_path's 108 bytes.

@@ -238,7 +238,7 @@ impl Journal {
         };
         let tmp = self.path.with_extension("tmp");
         let data = serde_json::to_vec_pretty(self).expect("journal serializes");
-        let mut file = fs::File::create(&tmp).map_err(err)?;
+        let mut file = crate::private::create_file(&tmp).map_err(err)?;
         file.write_all(&data)
             .and_then(|_| file.sync_all())
             .map_err(err)?;

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -95,7 +95,10 @@ impl Sandbox {
         ports::check(cfg, &spec.host_ports)?;
         fs::create_dir_all(cfg.pods_dir()).map_err(io("create", &cfg.pods_dir()))?;
         // Creating the Pod directory is the lock on the Pod name.
-        match fs::create_dir(&dir) {
+        match std::fs::DirBuilder::new()
+            .mode(crate::private::DIR_MODE)
+            .create(&dir)
+        {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let owner = Journal::load(&dir.join("journal.json")).ok().map(|j| j.pod);
