@@ -8,9 +8,12 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::Duration;
+
+use crate::spec::CgroupView;
 
 /// The top-level cgroup under which every podshim Pod lives.
 pub const TOP: &str = "podshim";
@@ -231,6 +234,100 @@ impl Cgroups {
         first_error.map_or(Ok(()), Err)
     }
 }
+
+impl Cgroups {
+    /// What a container whose cgroup is `rel` sees at `/sys/fs/cgroup` (see
+    /// [`CgroupView`]); on v1 hosts the skeleton directory is made at `skeleton` first if needed.
+    pub fn container_view(&self, skeleton: &Path, rel: &str) -> Result<CgroupView, CgroupError> {
+        if self.mode == Mode::Unified {
+            return Ok(CgroupView::Namespaced);
+        }
+        self.ensure_skeleton(skeleton)?;
+        let hierarchies = self
+            .managed()
+            .filter(|h| h.mount.parent() == Some(Path::new(CGROUP_ROOT)))
+            .filter_map(|h| {
+                let name = h.mount.file_name()?.to_str()?.to_string();
+                Some((name, join(&h.mount, rel)))
+            })
+            .collect();
+        Ok(CgroupView::Binds {
+            skeleton: skeleton.to_path_buf(),
+            hierarchies,
+        })
+    }
+
+    /// The read-only skeleton of `/sys/fs/cgroup` for v1 containers: an empty directory per
+    /// hierarchy mounted there and the host's symlinks (co-mounted controllers' aliases). Made
+    /// once per state directory, in a temporary directory renamed into place, so concurrent
+    /// podshims never see half of it.
+    fn ensure_skeleton(&self, skeleton: &Path) -> Result<(), CgroupError> {
+        if skeleton.is_dir() {
+            return Ok(());
+        }
+        let io = |what, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| CgroupError::Io { what, path, source }
+        };
+        let tmp = skeleton.with_extension(format!("tmp{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        crate::private::create_dir_all(&tmp).map_err(io("create", &tmp))?;
+        for h in &self.hierarchies {
+            if h.mount.parent() != Some(Path::new(CGROUP_ROOT)) {
+                continue;
+            }
+            if let Some(name) = h.mount.file_name() {
+                let dir = tmp.join(name);
+                fs::create_dir(&dir).map_err(io("create", &dir))?;
+            }
+        }
+        // The mode of the skeleton is what a container user sees of /sys/fs/cgroup.
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(io("chmod", &tmp))?;
+        if let Ok(entries) = fs::read_dir(CGROUP_ROOT) {
+            for e in entries.flatten() {
+                if let Ok(target) = fs::read_link(e.path()) {
+                    let link = tmp.join(e.file_name());
+                    std::os::unix::fs::symlink(&target, &link).map_err(io("create", &link))?;
+                }
+            }
+        }
+        match fs::rename(&tmp, skeleton) {
+            Ok(()) => Ok(()),
+            // Another podshim made it first.
+            Err(_) if skeleton.is_dir() => {
+                let _ = fs::remove_dir_all(&tmp);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                Err(io("create", skeleton)(e))
+            }
+        }
+    }
+
+    /// Remove the cgroups below `rel` (not `rel` itself), deepest first, in every hierarchy:
+    /// child cgroups a container made block the removal of its own (libcontainer removes only
+    /// the leaf it created).
+    pub fn remove_children(&self, rel: &str) -> Result<(), CgroupError> {
+        let mut first_error = None;
+        for h in &self.hierarchies {
+            let Ok(entries) = fs::read_dir(join(&h.mount, rel)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    if let Err(err) = remove_tree(&e.path()) {
+                        first_error.get_or_insert(err);
+                    }
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Where the hierarchies are mounted on every host podshim knows, and where containers see them.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// The `oom_kill N` line of v1 `memory.oom_control` or v2 `memory.events` (not `oom_kill_disable`
 /// nor `oom_group_kill`).

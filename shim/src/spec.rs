@@ -119,9 +119,30 @@ pub struct ContainerSpec {
     pub ipcns: PathBuf,
     pub utsns: PathBuf,
     pub cgroups_path: String,
+    /// What the container sees at `/sys/fs/cgroup`.
+    pub cgroup_view: CgroupView,
     pub binds: Vec<Bind>,
     pub resources: Resources,
     pub limits: HostLimits,
+}
+
+/// How a container sees its cgroups at `/sys/fs/cgroup`: only its own, read-only, as runc and
+/// containerd show them to every container that is not privileged (a writable view lets a
+/// container raise its own limits and make child cgroups that block its teardown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupView {
+    /// cgroup v2: a private cgroup namespace and a read-only cgroup2 mount, whose root is then
+    /// the container's own cgroup (so `memory.max` is its limit).
+    Namespaced,
+    /// cgroup v1: a read-only skeleton directory (one empty directory per hierarchy, and the
+    /// host's co-mount symlinks such as `cpu -> cpu,cpuacct`) with the container's own cgroup of
+    /// each controller hierarchy bind-mounted read-only onto its directory. libcontainer's own
+    /// v1 `cgroup` mount makes these binds read-write, hence explicit binds.
+    Binds {
+        skeleton: PathBuf,
+        /// (directory name under /sys/fs/cgroup, the container's cgroup directory on the host)
+        hierarchies: Vec<(String, PathBuf)>,
+    },
 }
 
 /// A container's cgroup limits and the `oom_score_adj` it should get, already worked out from its
@@ -239,8 +260,30 @@ pub fn build(c: &ContainerSpec) -> Value {
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
-        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
     ];
+    let cgroup_ro = ["bind", "ro", "nosuid", "noexec", "nodev"];
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "mount"}),
+        json!({"type": "network", "path": c.netns}),
+        json!({"type": "ipc", "path": c.ipcns}),
+        json!({"type": "uts", "path": c.utsns}),
+    ];
+    match &c.cgroup_view {
+        CgroupView::Namespaced => {
+            namespaces.push(json!({"type": "cgroup"}));
+            mounts.push(json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}));
+        }
+        CgroupView::Binds {
+            skeleton,
+            hierarchies,
+        } => {
+            mounts.push(json!({"destination": "/sys/fs/cgroup", "type": "bind", "source": skeleton, "options": cgroup_ro}));
+            for (name, dir) in hierarchies {
+                mounts.push(json!({"destination": format!("/sys/fs/cgroup/{name}"), "type": "bind", "source": dir, "options": cgroup_ro}));
+            }
+        }
+    }
     for b in &c.binds {
         let mode = if b.readonly { "ro" } else { "rw" };
         mounts.push(json!({
@@ -272,13 +315,7 @@ pub fn build(c: &ContainerSpec) -> Value {
         "linux": {
             "cgroupsPath": c.cgroups_path,
             "resources": resources(&c.resources),
-            "namespaces": [
-                {"type": "pid"},
-                {"type": "mount"},
-                {"type": "network", "path": c.netns},
-                {"type": "ipc", "path": c.ipcns},
-                {"type": "uts", "path": c.utsns},
-            ],
+            "namespaces": namespaces,
             "maskedPaths": MASKED_PATHS,
             "readonlyPaths": READONLY_PATHS,
         },
@@ -335,6 +372,10 @@ mod tests {
             ipcns: "/proc/9/ns/ipc".into(),
             utsns: "/proc/9/ns/uts".into(),
             cgroups_path: "/podshim/u/c".into(),
+            cgroup_view: CgroupView::Binds {
+                skeleton: "/run/podshim/cgroupfs".into(),
+                hierarchies: vec![("memory".into(), "/sys/fs/cgroup/memory/podshim/u/c".into())],
+            },
             binds: vec![Bind {
                 source: "/v".into(),
                 destination: "/data".into(),
@@ -369,11 +410,51 @@ mod tests {
             .contains(&json!("/sys/devices/virtual/powercap")));
         assert_eq!(v["linux"]["readonlyPaths"].as_array().unwrap().len(), 5);
         assert_eq!(v["process"]["rlimits"][0]["hard"], json!(20000));
-        assert_eq!(
-            v["mounts"].as_array().unwrap().last().unwrap()["options"][2],
-            json!("ro")
-        );
         assert_eq!(v["linux"]["namespaces"][2]["path"], json!("/run/p/netns"));
+    }
+
+    #[test]
+    fn the_cgroup_view_is_read_only_and_the_containers_own() {
+        let mounts = |v: &Value| v["mounts"].as_array().unwrap().clone();
+        let cgroup_mounts = |v: &Value| -> Vec<Value> {
+            mounts(v)
+                .into_iter()
+                .filter(|m| {
+                    m["destination"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("/sys/fs/cgroup")
+                })
+                .collect()
+        };
+        let v = build(&sample());
+        let cg = cgroup_mounts(&v);
+        assert_eq!(cg.len(), 2, "{cg:?}");
+        assert_eq!(cg[0]["source"], json!("/run/podshim/cgroupfs"));
+        assert_eq!(cg[1]["destination"], json!("/sys/fs/cgroup/memory"));
+        assert_eq!(cg[1]["source"], json!("/sys/fs/cgroup/memory/podshim/u/c"));
+        for m in &cg {
+            assert!(
+                m["options"].as_array().unwrap().contains(&json!("ro")),
+                "{m}"
+            );
+        }
+        assert!(!v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"type": "cgroup"})));
+
+        let mut c = sample();
+        c.cgroup_view = CgroupView::Namespaced;
+        let v = build(&c);
+        let cg = cgroup_mounts(&v);
+        assert_eq!(cg.len(), 1);
+        assert_eq!(cg[0]["type"], json!("cgroup"));
+        assert!(cg[0]["options"].as_array().unwrap().contains(&json!("ro")));
+        assert!(v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"type": "cgroup"})));
     }
 
     #[test]

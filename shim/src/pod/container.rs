@@ -228,11 +228,13 @@ pub fn start(
         });
     }
     let cgroups_path = container_cgroup(sandbox, &name);
+    let cgroups = Cgroups::detect()?;
+    let cgroup_view = cgroups.container_view(&cfg.state.join("cgroupfs"), &cgroups_path)?;
     let mut resources = plan.resources;
     // No swap for a memory-limited container (kubelet `ConfigureNoSwap`), where the host's memory
     // cgroup can limit swap at all (a v1 kernel without swap accounting has no memsw files).
     if let Some(limit) = resources.memory_limit {
-        if Cgroups::detect()?.swap_limit_supported(&sandbox.cgroup) {
+        if cgroups.swap_limit_supported(&sandbox.cgroup) {
             resources.memory_swap = Some(limit);
         }
     }
@@ -251,13 +253,15 @@ pub fn start(
         ipcns: sandbox.pause_ns("ipc"),
         utsns: sandbox.pause_ns("uts"),
         cgroups_path,
+        cgroup_view,
         binds,
         resources,
         limits: HostLimits::read(),
     };
     let config = bundle.join("config.json");
     let json = serde_json::to_vec_pretty(&spec::build(&spec)).expect("spec serializes");
-    fs::write(&config, json).map_err(io("write", &config))?;
+    // 0600: the spec holds the environment, Secret values included.
+    crate::private::write_file(&config, &json).map_err(io("write", &config))?;
 
     let (out_r, out_w) =
         pipe2(OFlag::O_CLOEXEC).map_err(|e| io("create a pipe for", &bundle)(e.into()))?;

@@ -226,6 +226,10 @@ fn remove_container(id: &str, runtime_dir: &Path, cgroup: Option<&str>) -> Resul
         return Ok(());
     }
     kill_cgroup();
+    // Child cgroups (made by a container allowed to) keep libcontainer from removing its leaf.
+    if let (Some(cg), Ok(c)) = (cgroup, Cgroups::detect()) {
+        let _ = c.remove_children(cg);
+    }
     container
         .delete(true)
         .map_err(|e| format!("delete container {id}: {}", chain(&e)))

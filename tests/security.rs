@@ -1,0 +1,392 @@
+//! What other host users and the containers themselves can reach (issue 11 §1 and §1b): nothing
+//! under podshim's directories is reachable by an unprivileged host user (no setuid file or
+//! device node an image or a container brings, no Secret value), an older install is tightened
+//! on start, and a container sees only its own cgroups, read-only.
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use podshim_tests::{busybox_archive, ok, stderr, stdout, uid, wait_output, Instance};
+
+const SUITE: u32 = 13;
+const T: Duration = Duration::from_secs(60);
+
+/// Run `script` with `sh` as user nobody (65534, no supplementary groups), `input` on stdin.
+fn as_nobody(script: &str, input: &str) -> String {
+    let mut child = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("setpriv (util-linux) runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = wait_output(child, T);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The busybox test image plus what a hostile image brings: a setuid-root shell and a
+/// world-writable copy of the `kmsg` character device. Returns the archive's path.
+fn hostile_image(dir: &Path) -> PathBuf {
+    let out = dir.join("hostile-oci.tar");
+    let script = r#"set -e
+cd "$1"
+mkdir layout
+tar -xf "$2" -C layout
+umoci unpack --image layout:1.35 bundle >/dev/null
+cp bundle/rootfs/bin/busybox bundle/rootfs/bin/suid-sh
+chmod 4755 bundle/rootfs/bin/suid-sh
+mkdir -p bundle/rootfs/dev
+mknod -m 666 bundle/rootfs/dev/kmsg-copy c 1 11
+umoci repack --image layout:1.35 bundle
+umoci gc --layout layout
+tar -C layout -cf "$3" .
+rm -rf layout bundle
+"#;
+    let status = Command::new("sh")
+        .args(["-c", script, "sh"])
+        .arg(dir)
+        .arg(busybox_archive())
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the hostile image failed");
+    out
+}
+
+/// Every path below `dir` (not following symlinks, not entering other filesystems' mounts of
+/// /proc).
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        out.push(p.clone());
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            walk(&p, out);
+        }
+    }
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().mode() & 0o7777
+}
+
+#[test]
+fn nothing_podshim_keeps_is_reachable_by_another_host_user() {
+    let inst = Instance::new(SUITE);
+    let logs = inst.dir.join("logs");
+    // An install made by an older podshim: world-traversable directories.
+    for d in [&inst.root, &inst.state, &logs] {
+        std::fs::create_dir_all(d.join("old")).unwrap();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // Tightened by any command, before it does anything else.
+    ok(&inst.podshim(&["ps"], T));
+    for d in [&inst.root, &inst.state, &logs] {
+        assert_eq!(mode(d), 0o700, "{} after `podshim ps`", d.display());
+        assert_eq!(std::fs::metadata(d).unwrap().uid(), 0);
+    }
+    // The instance's own directory (the tests' /tmp/podshim-test-*) must be traversable, so
+    // that only podshim's modes are what stops the other user.
+    std::fs::set_permissions(&inst.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let image = hostile_image(&inst.dir);
+    ok(&inst.podshim(
+        &[
+            "image",
+            "import",
+            "--name",
+            "hostile:1",
+            image.to_str().unwrap(),
+        ],
+        T,
+    ));
+    let marker = format!("s3cr3t-{}-value", inst.tag);
+    let name = inst.name("hostile");
+    let u = uid(1);
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: creds}}
+stringData: {{password: {marker}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, uid: {u}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: hostile:1
+    command: [sh, -c, 'cp /bin/busybox /tmp/made-suid && chmod 4755 /tmp/made-suid && mknod -m 666 /tmp/made-kmsg c 1 11; echo ready; exec sleep 1000']
+    env:
+    - {{name: PASSWORD, valueFrom: {{secretKeyRef: {{name: creds, key: password}}}}}}
+    volumeMounts:
+    - {{name: creds, mountPath: /creds}}
+  volumes:
+  - {{name: creds, secret: {{secretName: creds}}}}
+"#
+    );
+    // The manifest itself is the test's, not podshim's: keep it private too.
+    let file = inst.dir.join("hostile.yaml");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .mode(0o600)
+        .open(&file)
+        .unwrap()
+        .write_all(manifest.as_bytes())
+        .unwrap();
+    let out = inst.podshim(&["run", "-d", file.to_str().unwrap()], T);
+    ok(&out);
+    inst.wait_for(&name, T, "the container runs", |p| {
+        p["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    // The container's init pid, from its cgroup.
+    let procs =
+        std::fs::read_to_string(format!("/sys/fs/cgroup/pids/podshim/{u}/app/cgroup.procs"))
+            .or_else(|_| {
+                std::fs::read_to_string(format!("/sys/fs/cgroup/podshim/{u}/app/cgroup.procs"))
+            })
+            .unwrap();
+    let init: u32 = procs.lines().next().unwrap().trim().parse().unwrap();
+
+    // What root can see: every path under podshim's three directories, among them the setuid
+    // files and device nodes of the image's layer and of the container's writable layer, the
+    // Secret volume's file and the container's config.json.
+    let mut paths = Vec::new();
+    for d in [&inst.root, &inst.state, &logs] {
+        paths.push(d.to_path_buf());
+        walk(d, &mut paths);
+    }
+    let named = |suffix: &str| {
+        let found: Vec<&PathBuf> = paths.iter().filter(|p| p.ends_with(suffix)).collect();
+        assert!(!found.is_empty(), "no {suffix} under podshim's directories");
+        found.len()
+    };
+    // In the image's unpacked layer, and again in the container's root filesystem mount.
+    assert!(named("bin/suid-sh") >= 2);
+    assert!(named("dev/kmsg-copy") >= 2);
+    // In the writable (upper) layer and the root filesystem mount.
+    assert!(named("tmp/made-suid") >= 2);
+    assert!(named("tmp/made-kmsg") >= 2);
+    assert!(named("creds/password") >= 1);
+    assert!(named("config.json") >= 1);
+    let setuid = paths
+        .iter()
+        .filter(|p| {
+            std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o4000 != 0)
+        })
+        .count();
+    assert!(setuid >= 4, "{setuid} setuid files found as root");
+    // And through the container's process: /proc/PID/root.
+    paths.push(PathBuf::from(format!("/proc/{init}/root/tmp/made-suid")));
+    paths.push(PathBuf::from(format!("/proc/{init}/root/creds/password")));
+    paths.push(PathBuf::from(format!("/proc/{init}/environ")));
+
+    // As nobody: not one of them can even be looked up (so none can be listed, read, written or
+    // executed), and the directories cannot be listed.
+    // The three directories themselves can be seen (their parent is the other user's to
+    // read), not what is in them.
+    let list: String = paths
+        .iter()
+        .filter(|p| ![&inst.root, &inst.state, &logs].contains(&&p.to_path_buf()))
+        .map(|p| format!("{}\n", p.display()))
+        .collect();
+    // /proc/PID/environ can be looked up by anyone (procfs shows every process), not read.
+    let reachable = as_nobody(
+        r#"while IFS= read -r p; do
+  case "$p" in
+  /proc/*/environ) cat "$p" >/dev/null 2>&1 && echo "READ $p";;
+  *) if [ -e "$p" ] || [ -L "$p" ]; then echo "REACHABLE $p"; fi;;
+  esac
+done
+echo end"#,
+        &list,
+    );
+    assert!(reachable.ends_with("end\n"), "{reachable}");
+    assert_eq!(reachable, "end\n", "what nobody reached");
+    let listed = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "ls"])
+        .args([&inst.root, &inst.state, &logs])
+        .output()
+        .unwrap();
+    assert!(
+        !listed.status.success(),
+        "nobody listed: {}",
+        stdout(&listed)
+    );
+    assert!(
+        stderr(&listed).contains("Permission denied"),
+        "{}",
+        stderr(&listed)
+    );
+    // Executing the setuid shells directly fails too.
+    for p in paths.iter().filter(|p| p.ends_with("bin/suid-sh")) {
+        let run = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(p)
+            .args(["-c", "id -u"])
+            .output()
+            .unwrap();
+        assert!(
+            !run.status.success(),
+            "nobody ran {}: {}",
+            p.display(),
+            stdout(&run)
+        );
+    }
+
+    // No Secret value is readable anywhere a user could look: the files of the host's writable
+    // trees and every process's environment and command line (the value comes on stdin, so the
+    // searching process's own command line does not hold it).
+    let found = as_nobody(
+        r#"read -r m; printf '%s\n' "$m" > /dev/null
+grep -rlsF -e "$m" /tmp /var /run /etc /root /home /dev/shm /srv /opt 2>/dev/null
+for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do grep -lsF -e "$m" "$f" 2>/dev/null; done
+echo end"#,
+        &format!("{marker}\n"),
+    );
+    assert_eq!(found, "end\n", "files where nobody read the Secret value");
+    // As root the value is there (the search would find it): the check above is not vacuous.
+    let as_root = Command::new("grep")
+        .args(["-rlsF", &marker])
+        .arg(&inst.state)
+        .output()
+        .unwrap();
+    assert!(
+        !as_root.stdout.is_empty(),
+        "the Secret value is nowhere under the state dir"
+    );
+
+    ok(&inst.podshim(&["rm", "-f", "--grace-period", "0", &name], T));
+    ok(&inst.podshim(&["image", "rm", "hostile:1"], T));
+    inst.assert_clean(&[&u]);
+}
+
+/// The container's view of /sys/fs/cgroup: every mount there read-only, every write refused,
+/// the limits it reads its own.
+#[test]
+fn a_container_cannot_write_its_cgroups_and_reads_its_own_limits() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(2);
+    let script = r#"
+v2=; [ -f /sys/fs/cgroup/cgroup.controllers ] && v2=1
+if [ -n "$v2" ]; then echo "limit $(cat /sys/fs/cgroup/memory.max)"; else echo "limit $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"; fi
+n=0; w=0
+for f in $(find /sys/fs/cgroup -type f); do n=$((n+1)); (printf 1073741824 > "$f") 2>/dev/null && { w=$((w+1)); echo "WRITABLE $f"; }; done
+echo "files $n writable $w"
+for d in /sys/fs/cgroup /sys/fs/cgroup/memory /sys/fs/cgroup/pids; do [ -d "$d" ] && { mkdir "$d/child" 2>/dev/null && echo "MKDIR $d"; touch "$d/file" 2>/dev/null && echo "TOUCH $d"; }; done
+awk '$5 ~ "^/sys/fs/cgroup" { print "mount", $5, $6 }' /proc/self/mountinfo
+if [ -n "$v2" ]; then echo "limit $(cat /sys/fs/cgroup/memory.max)"; else echo "limit $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"; fi
+"#;
+    // A literal block: a quoted YAML scalar would fold the script's lines into one.
+    let block: String = script.lines().map(|l| format!("      {l}\n")).collect();
+    let c = format!(
+        "  - name: probe\n    image: busybox:1.35\n    command: [sh, -c]\n    args:\n    - |\n{block}    resources:\n      limits: {{memory: 64Mi}}\n"
+    );
+    let out = inst.run(
+        &podshim_tests::pod(&inst.name("cg"), &u, "Never", &c, ""),
+        T,
+    );
+    ok(&out);
+    let lines = podshim_tests::lines_of(&stdout(&out), "probe");
+    let limits: Vec<&String> = lines.iter().filter(|l| l.starts_with("limit ")).collect();
+    assert_eq!(
+        limits,
+        ["limit 67108864", "limit 67108864"],
+        "{}",
+        lines.join("\n")
+    );
+    assert!(
+        lines.iter().all(|l| !l.starts_with("WRITABLE")
+            && !l.starts_with("MKDIR")
+            && !l.starts_with("TOUCH")),
+        "{}",
+        lines.join("\n")
+    );
+    let files = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("files "))
+        .unwrap_or_else(|| panic!("{}", lines.join("\n")));
+    let n: u32 = files.split(' ').next().unwrap().parse().unwrap();
+    assert!(n > 20, "only {n} cgroup files seen: {}", lines.join("\n"));
+    let mounts: Vec<&String> = lines.iter().filter(|l| l.starts_with("mount ")).collect();
+    assert!(mounts.len() >= 2, "{}", lines.join("\n"));
+    for m in &mounts {
+        let opts = m.split(' ').nth(2).unwrap();
+        assert!(opts.split(',').any(|o| o == "ro"), "not read-only: {m}");
+    }
+    inst.assert_clean(&[&u]);
+}
+
+/// Child cgroups in a container's cgroup (a container allowed to, or anyone on the host, made
+/// them) do not stop teardown: they go with the container.
+#[test]
+fn teardown_removes_child_cgroups_of_a_container() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(3);
+    let c = podshim_tests::container(
+        "app",
+        "trap \"exit 0\" TERM; echo up; while true; do sleep 0.1; done",
+        "",
+    );
+    let name = inst.name("children");
+    let mut child = inst.spawn(&podshim_tests::pod(&name, &u, "Never", &c, ""));
+    let mut up = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut up,
+    )
+    .unwrap();
+    assert_eq!(up, "[app] up\n");
+    let mut made = Vec::new();
+    for h in ["memory", "pids", "cpu", "freezer"] {
+        let dir = Path::new("/sys/fs/cgroup")
+            .join(h)
+            .join("podshim")
+            .join(&u)
+            .join("app");
+        if dir.is_dir() {
+            let child = dir.join("child/grandchild");
+            std::fs::create_dir_all(&child).unwrap();
+            made.push(child);
+        }
+    }
+    assert!(!made.is_empty(), "no v1 container cgroup found");
+    podshim_tests::term(&child);
+    let out = wait_output(child, T);
+    // A teardown problem makes podshim say so and exit 1.
+    ok(&out);
+    assert!(!stderr(&out).contains("teardown"), "{}", stderr(&out));
+    for m in &made {
+        assert!(!m.exists(), "{} left", m.display());
+    }
+    let runtime = inst.state.join("runtime");
+    let left: Vec<_> = std::fs::read_dir(&runtime)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "container state left: {left:?}");
+    inst.assert_clean(&[&u]);
+}
