@@ -150,6 +150,7 @@ spec:
     let file = inst.dir.join("hostile.yaml");
     std::fs::OpenOptions::new()
         .create(true)
+        .truncate(true)
         .write(true)
         .mode(0o600)
         .open(&file)
