@@ -285,7 +285,9 @@ echo end"#,
 }
 
 /// The container's view of /sys/fs/cgroup: every mount there read-only, every write refused,
-/// the limits it reads its own.
+/// the limits it reads its own. (Each file is written its own value back, so that a failing
+/// run changes nothing: the first version of this test, run against the old read-write view,
+/// wrote into the host's root `name=systemd` cgroup, which libcontainer bound into the container.)
 #[test]
 fn a_container_cannot_write_its_cgroups_and_reads_its_own_limits() {
     let inst = Instance::new(SUITE);
@@ -295,7 +297,9 @@ fn a_container_cannot_write_its_cgroups_and_reads_its_own_limits() {
 v2=; [ -f /sys/fs/cgroup/cgroup.controllers ] && v2=1
 if [ -n "$v2" ]; then echo "limit $(cat /sys/fs/cgroup/memory.max)"; else echo "limit $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"; fi
 n=0; w=0
-for f in $(find /sys/fs/cgroup -type f); do n=$((n+1)); (printf 1073741824 > "$f") 2>/dev/null && { w=$((w+1)); echo "WRITABLE $f"; }; done
+for f in $(find /sys/fs/cgroup -type f); do n=$((n+1)); v=$(cat "$f" 2>/dev/null | head -n1); (printf '%s' "$v" > "$f") 2>/dev/null && { w=$((w+1)); echo "WRITABLE $f"; }; done
+(printf 1073741824 > /sys/fs/cgroup/memory/memory.limit_in_bytes) 2>/dev/null && echo "WRITABLE raised the limit"
+(printf 1073741824 > /sys/fs/cgroup/memory.max) 2>/dev/null && echo "WRITABLE raised the limit"
 echo "files $n writable $w"
 for d in /sys/fs/cgroup /sys/fs/cgroup/memory /sys/fs/cgroup/pids; do [ -d "$d" ] && { mkdir "$d/child" 2>/dev/null && echo "MKDIR $d"; touch "$d/file" 2>/dev/null && echo "TOUCH $d"; }; done
 awk '$5 ~ "^/sys/fs/cgroup" { print "mount", $5, $6 }' /proc/self/mountinfo

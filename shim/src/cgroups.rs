@@ -92,10 +92,24 @@ impl Cgroups {
                     v2: true,
                 }),
                 "cgroup" => {
+                    // The super options are the controllers plus the v1 mount options of
+                    // cgroups(7) (a writable `cgroup.clone_children` at a hierarchy's root shows
+                    // up here as `clone_children`).
                     let controllers = options
                         .split(',')
-                        .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains('='))
-                        .filter(|o| !o.starts_with("no") && *o != "relatime" && *o != "xattr")
+                        .filter(|o| !o.contains('='))
+                        .filter(|o| {
+                            !matches!(
+                                *o,
+                                "rw" | "ro"
+                                    | "relatime"
+                                    | "xattr"
+                                    | "clone_children"
+                                    | "cpuset_v2_mode"
+                                    | "favordynmods"
+                                    | "all"
+                            ) && !o.starts_with("no")
+                        })
                         .map(str::to_string)
                         .collect();
                     hierarchies.push(Hierarchy {
@@ -503,6 +517,16 @@ mod tests {
             c.hierarchies[1].controllers.is_empty(),
             "named hierarchy has no controllers"
         );
+    }
+
+    #[test]
+    fn v1_mount_options_are_not_controllers() {
+        let text = "40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,clone_children,name=systemd\n\
+41 31 0:38 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,noprefix,cpuset_v2_mode,cpuset,release_agent=/x\n";
+        let c = Cgroups::from_mountinfo(text).unwrap();
+        assert!(c.hierarchies[0].controllers.is_empty());
+        assert_eq!(c.hierarchies[1].controllers, vec!["cpuset"]);
+        assert_eq!(c.managed().count(), 1);
     }
 
     #[test]

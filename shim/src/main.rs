@@ -291,11 +291,27 @@ fn global_args(g: &Global) -> Vec<std::ffi::OsString> {
 fn dispatch(cli: Cli) -> Result<i32> {
     let cfg = config(&cli.global)?;
     let log_root = cli.global.log_root.clone();
-    // Everything podshim writes is private to root; an older install is tightened here (the
-    // probe runs every few seconds per Pod and writes nothing).
+    // Everything podshim writes is private to root: commands that may write make the three
+    // directories (0700), every command tightens them where an older podshim left them open.
+    // The others create nothing (a dry run leaves no trace); the probe runs every few seconds
+    // per Pod and touches nothing.
+    let writes = match &cli.command {
+        Command::Run(args) => !args.dry_run,
+        Command::Ps { .. }
+        | Command::Inspect { .. }
+        | Command::Check { .. }
+        | Command::Logs(_)
+        | Command::Exec(_)
+        | Command::Probe { .. } => false,
+        _ => true,
+    };
     if !matches!(cli.command, Command::Probe { .. }) {
         for dir in [&cfg.root, &cfg.state, &log_root] {
-            podshim::private::ensure_dir(dir)?;
+            if writes {
+                podshim::private::ensure_dir(dir)?;
+            } else {
+                podshim::private::tighten(dir)?;
+            }
         }
     }
     match cli.command {

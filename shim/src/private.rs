@@ -54,6 +54,14 @@ pub fn ensure_dir(dir: &Path) -> Result<(), PrivateError> {
     Ok(())
 }
 
+/// [`ensure_dir`] for a directory that exists; nothing is created.
+pub fn tighten(dir: &Path) -> Result<(), PrivateError> {
+    if dir.exists() {
+        ensure_dir(dir)?;
+    }
+    Ok(())
+}
+
 /// Create `dir` and its missing parents as 0700 (an existing directory is left as it is: below
 /// a private root its mode does not open anything).
 pub fn create_dir_all(dir: &Path) -> io::Result<()> {

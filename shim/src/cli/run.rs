@@ -22,7 +22,7 @@ use podshim::{logs, plan, pulling};
 pub struct RunArgs {
     /// Validate, print the defaulted Pods as YAML, create nothing
     #[arg(long)]
-    dry_run: bool,
+    pub dry_run: bool,
     /// Detach: return once every container has started; a per-Pod supervisor keeps running
     #[arg(short, long)]
     detach: bool,
