@@ -1,10 +1,11 @@
 //! podshim: a Kubernetes Pod runtime. This library is the engine; the `podshim` CLI (and later
 //! the per-Pod supervisor, the containerd shim and the controllers) are thin front-ends over it.
 
+pub use podshim_image as image;
+
 pub mod cgroups;
 pub mod config;
 pub mod exe;
-pub mod image;
 pub mod logs;
 pub mod manifest;
 pub mod mounts;

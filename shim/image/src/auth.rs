@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::error::ImageError;
-use crate::manifest::config::base64_decode;
+use base64::Engine as _;
 
 /// A user name and password (or token) for one registry. Never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -102,7 +102,9 @@ impl Auths {
         for (key, entry) in entries {
             let creds = match (entry.auth.filter(|a| !a.is_empty()), entry.username) {
                 (Some(auth), _) => {
-                    let decoded = base64_decode(&auth)
+                    // Docker's config.json uses standard base64 with padding.
+                    let decoded = base64::engine::general_purpose::STANDARD
+                        .decode(auth.trim())
                         .ok()
                         .and_then(|b| String::from_utf8(b).ok())
                         .ok_or_else(|| format!("auths[{key:?}].auth is not valid base64"))?;
@@ -169,7 +171,9 @@ fn normalize_host(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::config::base64_encode;
+    fn base64_encode(b: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(b)
+    }
 
     #[test]
     fn config_json_entries() {

@@ -28,7 +28,7 @@ use super::spec::{
     host_arch, Descriptor, Index, Manifest, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX,
     MT_OCI_MANIFEST,
 };
-use crate::pod::chain;
+use crate::error::chain;
 
 /// Manifests larger than this are refused (the distribution spec suggests 4 MiB).
 const MAX_MANIFEST: usize = 4 << 20;

@@ -5,9 +5,9 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 
 use super::fixtures::busybox;
-use crate::image::{ImageErrorKind, Store};
+use crate::{ImageErrorKind, Store};
 
-fn check_busybox(store: &Store, name: &str) -> crate::image::Image {
+fn check_busybox(store: &Store, name: &str) -> crate::Image {
     let image = store.resolve(name).unwrap().expect("image resolves");
     assert_eq!(image.name, "docker.io/library/busybox:1.35");
     assert_eq!(image.config.cmd, vec!["/bin/sh".to_string()]);

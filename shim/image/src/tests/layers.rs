@@ -9,7 +9,7 @@ use serde_json::json;
 use tar::EntryType;
 
 use super::fixtures::{LayerTar, Layout, MTIME};
-use crate::image::{ImageError, Store};
+use crate::{ImageError, Store};
 
 /// Imports a single image made of `layers` under `name` into a fresh store in `work/root`.
 fn import(work: &Path, layers: &[Vec<u8>], gzipped: bool) -> (Store, Result<(), ImageError>) {

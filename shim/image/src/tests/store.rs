@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 use serde_json::json;
 
 use super::fixtures::{gzip, sha, LayerTar, Layout};
-use crate::image::{ImageError, ImageErrorKind, Store};
+use crate::{ImageError, ImageErrorKind, Store};
 
 fn simple_layer(content: &[u8]) -> Vec<u8> {
     LayerTar::new()
@@ -200,7 +200,7 @@ fn nested_index_picks_the_host_platform() {
     let mut layout = Layout::new(&work.path().join("layout"));
     let host = layout.image(&[simple_layer(b"host")], true, json!({"Cmd": ["host"]}));
     let other = layout.image(&[simple_layer(b"other")], true, json!({"Cmd": ["other"]}));
-    let arch = crate::image::spec::host_arch();
+    let arch = crate::spec::host_arch();
     let mut other_d = other;
     other_d["platform"] = json!({"architecture": "s390x", "os": "linux"});
     let mut host_d = host.clone();
@@ -373,7 +373,7 @@ fn concurrent_imports_both_succeed_with_one_copy() {
 
 #[test]
 fn error_kinds_map_to_the_wire() {
-    let e = crate::image::normalize("UPPER").unwrap_err();
+    let e = crate::normalize("UPPER").unwrap_err();
     assert_eq!(e.kind(), ImageErrorKind::InvalidArgument);
     let e = ImageError::UnsafeEntry {
         layer: "l".into(),
