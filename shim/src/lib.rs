@@ -1,17 +1,14 @@
 //! podshim: a Kubernetes Pod runtime. This library is the engine; the `podshim` CLI (and later
 //! the per-Pod supervisor, the containerd shim and the controllers) are thin front-ends over it.
 
+pub use podshim_engine::{cgroups, config, exe, mounts, private, sys};
 pub use podshim_image as image;
 
-pub mod cgroups;
-pub mod config;
-pub mod exe;
+pub mod collect;
 pub mod logs;
 pub mod manifest;
-pub mod mounts;
 pub mod plan;
 pub mod pod;
-pub mod private;
 pub mod probe;
 pub mod pulling;
 pub mod record;
@@ -19,4 +16,3 @@ pub mod resolve;
 pub mod spec;
 pub mod status;
 pub mod supervise;
-pub mod sys;

@@ -342,27 +342,27 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Down { grace_period, file } => cli::manage::down(&cfg, &file, grace_period),
         Command::Gc => {
             let mut code = 0;
-            for outcome in podshim::pod::gc::gc(&cfg) {
+            for outcome in podshim::collect::gc(&cfg) {
                 match outcome {
-                    podshim::pod::gc::Outcome::Running { key, pid } => {
+                    podshim::collect::Outcome::Running { key, pid } => {
                         println!("{key}: running (podshim pid {pid})")
                     }
 
-                    podshim::pod::gc::Outcome::Removed { key, problems } if problems.is_empty() => {
+                    podshim::collect::Outcome::Removed { key, problems } if problems.is_empty() => {
                         println!("{key}: removed")
                     }
-                    podshim::pod::gc::Outcome::Removed { key, problems } => {
+                    podshim::collect::Outcome::Removed { key, problems } => {
                         code = 1;
                         println!("{key}: removed with problems: {}", problems.join("; "));
                     }
-                    podshim::pod::gc::Outcome::Network {
+                    podshim::collect::Outcome::Network {
                         name,
                         kept,
                         problem: None,
                     } => {
                         println!("cni network {name}: garbage collected, {kept} attachment(s) kept")
                     }
-                    podshim::pod::gc::Outcome::Network {
+                    podshim::collect::Outcome::Network {
                         name,
                         problem: Some(p),
                         ..

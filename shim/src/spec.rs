@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
+pub use podshim_engine::cgroups::CgroupView;
+
 /// containerd's default capability set (`oci.defaultUnixCaps` in containerd's `pkg/oci`).
 pub const DEFAULT_CAPS: [&str; 14] = [
     "CAP_CHOWN",
@@ -124,25 +126,6 @@ pub struct ContainerSpec {
     pub binds: Vec<Bind>,
     pub resources: Resources,
     pub limits: HostLimits,
-}
-
-/// How a container sees its cgroups at `/sys/fs/cgroup`: only its own, read-only, as runc and
-/// containerd show them to every container that is not privileged (a writable view lets a
-/// container raise its own limits and make child cgroups that block its teardown).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CgroupView {
-    /// cgroup v2: a private cgroup namespace and a read-only cgroup2 mount, whose root is then
-    /// the container's own cgroup (so `memory.max` is its limit).
-    Namespaced,
-    /// cgroup v1: a read-only skeleton directory (one empty directory per hierarchy, and the
-    /// host's co-mount symlinks such as `cpu -> cpu,cpuacct`) with the container's own cgroup of
-    /// each controller hierarchy bind-mounted read-only onto its directory. libcontainer's own
-    /// v1 `cgroup` mount makes these binds read-write, hence explicit binds.
-    Binds {
-        skeleton: PathBuf,
-        /// (directory name under /sys/fs/cgroup, the container's cgroup directory on the host)
-        hierarchies: Vec<(String, PathBuf)>,
-    },
 }
 
 /// A container's cgroup limits and the `oom_score_adj` it should get, already worked out from its

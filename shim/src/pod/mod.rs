@@ -2,12 +2,11 @@
 //! journal-driven teardown. Every front-end (the foreground CLI now; the supervisor, the
 //! containerd shim and the controllers later) drives Pods through this module.
 
+pub use podshim_engine::{chain, gc, journal, netcheck, pod_key, teardown};
+
 pub mod container;
 pub mod exec;
 pub mod files;
-pub mod gc;
-pub mod journal;
-pub mod netcheck;
 pub mod order;
 pub mod ports;
 pub mod process;
@@ -15,19 +14,12 @@ pub mod projection;
 pub mod resources;
 pub mod restart;
 pub mod sandbox;
-pub mod teardown;
 
 use std::io;
 use std::path::PathBuf;
 
 pub use container::{ContainerPlan, Started};
 pub use sandbox::Sandbox;
-
-/// The key of a Pod in the state directory: `<namespace>_<name>` (both are DNS names, so `_`
-/// cannot occur in either).
-pub fn pod_key(namespace: &str, name: &str) -> String {
-    format!("{namespace}_{name}")
-}
 
 /// A fresh Pod UID in the RFC 4122 version 4 text form Kubernetes uses.
 pub fn new_uid() -> String {
@@ -113,19 +105,4 @@ pub fn ensure_single_threaded() -> Result<(), PodError> {
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
-}
-
-/// Render an error with its whole `source()` chain, for messages kept as text.
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let msg = e.to_string();
-        if !s.contains(&msg) {
-            s.push_str(": ");
-            s.push_str(&msg);
-        }
-        cur = e.source();
-    }
-    s
 }

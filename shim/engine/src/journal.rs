@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use podshim_cni::chain::{NetworkList, Runtime};
 use serde::{Deserialize, Serialize};
 
-use super::chain;
+use crate::chain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {

@@ -13,10 +13,10 @@ use std::path::Path;
 
 use podshim_cni::chain::NetworkList;
 
-use super::chain;
-use super::journal::{Journal, PodRecord};
-use super::teardown::teardown;
+use crate::chain;
 use crate::config::Config;
+use crate::journal::{Journal, PodRecord};
+use crate::teardown::teardown;
 
 /// What `gc` did with one Pod directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +36,7 @@ pub enum Outcome {
 /// Whether the podshim that wrote `record` is still alive (same PID and start time).
 pub fn owner_alive(record: &PodRecord) -> bool {
     record.owner_pid != std::process::id()
-        && super::teardown::alive(record.owner_pid as i32, record.owner_start_time)
+        && crate::teardown::alive(record.owner_pid as i32, record.owner_start_time)
 }
 
 /// Tear down every Pod of this instance whose owner is gone, then GC the CNI networks they
@@ -67,7 +67,7 @@ pub fn gc(cfg: &Config) -> Vec<Outcome> {
         for entry in entries.flatten() {
             let key = entry.file_name().to_string_lossy().to_string();
             let recorded = cni_chains(&entry.path().join("journal.json"));
-            let outcome = collect(cfg, &entry.path(), key);
+            let outcome = collect(&entry.path(), key);
             if matches!(outcome, Outcome::Removed { .. }) {
                 for (list, cni_path, _) in recorded {
                     add_list(list, &cni_path);
@@ -129,10 +129,10 @@ fn valid_attachments(cfg: &Config, name: &str) -> Vec<(String, String)> {
 
 /// Tear down one Pod of this instance if its owner is gone.
 pub fn collect_one(cfg: &Config, key: &str) -> Outcome {
-    collect(cfg, &cfg.pod_dir(key), key.to_string())
+    collect(&cfg.pod_dir(key), key.to_string())
 }
 
-fn collect(cfg: &Config, dir: &Path, key: String) -> Outcome {
+fn collect(dir: &Path, key: String) -> Outcome {
     let journal_path = dir.join("journal.json");
     let mut journal = match Journal::load(&journal_path) {
         Ok(j) => j,
@@ -155,6 +155,5 @@ fn collect(cfg: &Config, dir: &Path, key: String) -> Outcome {
         };
     }
     let problems = teardown(&mut journal);
-    crate::record::settle_lost(cfg, &key);
     Outcome::Removed { key, problems }
 }

@@ -13,8 +13,8 @@ use std::path::Path;
 use podshim_cni::check::{verify, Expected};
 use podshim_cni::{CniError, PodIp, Route};
 
-use super::chain;
-use super::journal::{Journal, Resource};
+use crate::chain;
+use crate::journal::{Journal, Resource};
 
 /// What was checked, when it passed.
 #[derive(Debug, Clone, PartialEq, Eq)]

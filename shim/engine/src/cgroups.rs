@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::Duration;
 
-use crate::spec::CgroupView;
-
 /// The top-level cgroup under which every podshim Pod lives.
 pub const TOP: &str = "podshim";
 
@@ -34,6 +32,25 @@ pub enum CgroupError {
         path: PathBuf,
         #[source]
         source: io::Error,
+    },
+}
+
+/// How a container sees its cgroups at `/sys/fs/cgroup`: only its own, read-only, as runc and
+/// containerd show them to every container that is not privileged (a writable view lets a
+/// container raise its own limits and make child cgroups that block its teardown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupView {
+    /// cgroup v2: a private cgroup namespace and a read-only cgroup2 mount, whose root is then
+    /// the container's own cgroup (so `memory.max` is its limit).
+    Namespaced,
+    /// cgroup v1: a read-only skeleton directory (one empty directory per hierarchy, and the
+    /// host's co-mount symlinks such as `cpu -> cpu,cpuacct`) with the container's own cgroup of
+    /// each controller hierarchy bind-mounted read-only onto its directory. libcontainer's own
+    /// v1 `cgroup` mount makes these binds read-write, hence explicit binds.
+    Binds {
+        skeleton: PathBuf,
+        /// (directory name under /sys/fs/cgroup, the container's cgroup directory on the host)
+        hierarchies: Vec<(String, PathBuf)>,
     },
 }
 

@@ -13,9 +13,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 
-use super::chain;
-use super::journal::{Journal, Resource};
 use crate::cgroups::Cgroups;
+use crate::chain;
+use crate::journal::{Journal, Resource};
 use crate::mounts;
 
 /// Undo every resource in the journal, newest first, forgetting each one that is gone.
