@@ -1,6 +1,6 @@
 //! The pause process of a podshim Pod, in the spirit of Kubernetes' `build/pause/linux/pause.c`.
 //!
-//! `pause [--hostname NAME] [--user UID:GID] [--host-network]`
+//! `pause [--hostname NAME] [--user UID:GID] [--host-network | --netns PATH]`
 //!
 //! With `--hostname` it first unshares new network, IPC and UTS namespaces (only IPC and UTS with
 //! `--host-network`: a `hostNetwork` Pod stays in the host's) and sets the hostname
@@ -53,8 +53,44 @@ fn install(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) {
     }
 }
 
-fn new_namespaces(hostname: &str, host_network: bool) {
-    let net = if host_network { 0 } else { libc::CLONE_NEWNET };
+/// How the Pod's network namespace comes about.
+enum Net {
+    /// A new one, held by pause.
+    New,
+    /// The host's (`hostNetwork`).
+    Host,
+    /// One that exists already (a path to its nsfs file, as a containerd shim gets it).
+    Join(String),
+}
+
+fn join_netns(path: &str) {
+    let Ok(c) = CString::new(path) else {
+        fail("--netns path")
+    };
+    // SAFETY: `c` is a valid C string; the returned descriptor is checked and closed below.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        fail("open the --netns path");
+    }
+    // SAFETY: setns takes a descriptor we own and a namespace type; the process is
+    // single-threaded, which setns of a network namespace does not even require.
+    let rc = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
+    // SAFETY: `fd` is ours and closed once.
+    unsafe { libc::close(fd) };
+    if rc != 0 {
+        fail("setns to the --netns path");
+    }
+}
+
+fn new_namespaces(hostname: &str, network: &Net) {
+    let net = match network {
+        Net::New => libc::CLONE_NEWNET,
+        Net::Host => 0,
+        Net::Join(path) => {
+            join_netns(path);
+            0
+        }
+    };
     // SAFETY: unshare takes only flags; the process is single-threaded.
     if unsafe { libc::unshare(net | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) } != 0 {
         fail("unshare network, ipc and uts namespaces");
@@ -149,14 +185,15 @@ fn parse_user(value: &str) -> Option<(libc::uid_t, libc::gid_t)> {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let (mut hostname, mut user, mut host_network) = (None, None, false);
+    let (mut hostname, mut user, mut network) = (None, None, Net::New);
     while let Some(arg) = args.next() {
         if arg == "--host-network" {
-            host_network = true;
+            network = Net::Host;
             continue;
         }
         match (arg.as_str(), args.next()) {
             ("--hostname", Some(v)) => hostname = Some(v),
+            ("--netns", Some(v)) => network = Net::Join(v),
             ("--user", Some(v)) => match parse_user(&v) {
                 Some(u) => user = Some(u),
                 None => {
@@ -165,7 +202,9 @@ fn main() {
                 }
             },
             _ => {
-                eprintln!("usage: pause [--hostname NAME] [--user UID:GID] [--host-network]");
+                eprintln!(
+                    "usage: pause [--hostname NAME] [--user UID:GID] [--host-network | --netns PATH]"
+                );
                 exit(2)
             }
         }
@@ -175,7 +214,7 @@ fn main() {
     install(libc::SIGTERM, on_stop);
     install(libc::SIGCHLD, on_child);
     if let Some(name) = &hostname {
-        new_namespaces(name, host_network);
+        new_namespaces(name, &network);
     }
     if let Some((uid, gid)) = user {
         drop_privileges(uid, gid);

@@ -5,8 +5,6 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-pub use podshim_engine::cgroups::CgroupView;
-
 /// containerd's default capability set (`oci.defaultUnixCaps` in containerd's `pkg/oci`).
 pub const DEFAULT_CAPS: [&str; 14] = [
     "CAP_CHOWN",
@@ -121,8 +119,6 @@ pub struct ContainerSpec {
     pub ipcns: PathBuf,
     pub utsns: PathBuf,
     pub cgroups_path: String,
-    /// What the container sees at `/sys/fs/cgroup`.
-    pub cgroup_view: CgroupView,
     pub binds: Vec<Bind>,
     pub resources: Resources,
     pub limits: HostLimits,
@@ -244,29 +240,15 @@ pub fn build(c: &ContainerSpec) -> Value {
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
     ];
-    let cgroup_ro = ["bind", "ro", "nosuid", "noexec", "nodev"];
-    let mut namespaces = vec![
+    // Read-only: the engine makes it the container's own cgroups (`Cgroups::harden`).
+    mounts.push(json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}));
+    let namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "mount"}),
         json!({"type": "network", "path": c.netns}),
         json!({"type": "ipc", "path": c.ipcns}),
         json!({"type": "uts", "path": c.utsns}),
     ];
-    match &c.cgroup_view {
-        CgroupView::Namespaced => {
-            namespaces.push(json!({"type": "cgroup"}));
-            mounts.push(json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}));
-        }
-        CgroupView::Binds {
-            skeleton,
-            hierarchies,
-        } => {
-            mounts.push(json!({"destination": "/sys/fs/cgroup", "type": "bind", "source": skeleton, "options": cgroup_ro}));
-            for (name, dir) in hierarchies {
-                mounts.push(json!({"destination": format!("/sys/fs/cgroup/{name}"), "type": "bind", "source": dir, "options": cgroup_ro}));
-            }
-        }
-    }
     for b in &c.binds {
         let mode = if b.readonly { "ro" } else { "rw" };
         mounts.push(json!({
@@ -355,10 +337,6 @@ mod tests {
             ipcns: "/proc/9/ns/ipc".into(),
             utsns: "/proc/9/ns/uts".into(),
             cgroups_path: "/podshim/u/c".into(),
-            cgroup_view: CgroupView::Binds {
-                skeleton: "/run/podshim/cgroupfs".into(),
-                hierarchies: vec![("memory".into(), "/sys/fs/cgroup/memory/podshim/u/c".into())],
-            },
             binds: vec![Bind {
                 source: "/v".into(),
                 destination: "/data".into(),
@@ -394,50 +372,6 @@ mod tests {
         assert_eq!(v["linux"]["readonlyPaths"].as_array().unwrap().len(), 5);
         assert_eq!(v["process"]["rlimits"][0]["hard"], json!(20000));
         assert_eq!(v["linux"]["namespaces"][2]["path"], json!("/run/p/netns"));
-    }
-
-    #[test]
-    fn the_cgroup_view_is_read_only_and_the_containers_own() {
-        let mounts = |v: &Value| v["mounts"].as_array().unwrap().clone();
-        let cgroup_mounts = |v: &Value| -> Vec<Value> {
-            mounts(v)
-                .into_iter()
-                .filter(|m| {
-                    m["destination"]
-                        .as_str()
-                        .unwrap()
-                        .starts_with("/sys/fs/cgroup")
-                })
-                .collect()
-        };
-        let v = build(&sample());
-        let cg = cgroup_mounts(&v);
-        assert_eq!(cg.len(), 2, "{cg:?}");
-        assert_eq!(cg[0]["source"], json!("/run/podshim/cgroupfs"));
-        assert_eq!(cg[1]["destination"], json!("/sys/fs/cgroup/memory"));
-        assert_eq!(cg[1]["source"], json!("/sys/fs/cgroup/memory/podshim/u/c"));
-        for m in &cg {
-            assert!(
-                m["options"].as_array().unwrap().contains(&json!("ro")),
-                "{m}"
-            );
-        }
-        assert!(!v["linux"]["namespaces"]
-            .as_array()
-            .unwrap()
-            .contains(&json!({"type": "cgroup"})));
-
-        let mut c = sample();
-        c.cgroup_view = CgroupView::Namespaced;
-        let v = build(&c);
-        let cg = cgroup_mounts(&v);
-        assert_eq!(cg.len(), 1);
-        assert_eq!(cg[0]["type"], json!("cgroup"));
-        assert!(cg[0]["options"].as_array().unwrap().contains(&json!("ro")));
-        assert!(v["linux"]["namespaces"]
-            .as_array()
-            .unwrap()
-            .contains(&json!({"type": "cgroup"})));
     }
 
     #[test]

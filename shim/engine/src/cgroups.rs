@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::Duration;
 
+use libcontainer::oci_spec::runtime::{
+    LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder, Spec,
+};
+
 /// The top-level cgroup under which every podshim Pod lives.
 pub const TOP: &str = "podshim";
 
@@ -336,6 +340,71 @@ impl Cgroups {
         }
     }
 
+    /// Make a spec's cgroup view read-only and the container's own (see [`CgroupView`]): a
+    /// read-only `cgroup` mount becomes, on v1, the skeleton and the container's own cgroups
+    /// bound read-only (libcontainer's own v1 mount binds them read-write); on v2 the container
+    /// gets a cgroup namespace, so its cgroup2 mount shows its own cgroup as the root. A `cgroup`
+    /// mount without `ro` (a privileged container's) is left as it is.
+    pub fn harden(&self, spec: &mut Spec, skeleton: &Path) -> Result<(), CgroupError> {
+        let Some(mounts) = spec.mounts().clone() else {
+            return Ok(());
+        };
+        let ro_cgroup = |m: &Mount| {
+            m.typ().as_deref() == Some("cgroup") && m.options().iter().flatten().any(|o| o == "ro")
+        };
+        let Some(at) = mounts.iter().position(ro_cgroup) else {
+            return Ok(());
+        };
+        let rel = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone())
+            .map(|p| cgroupfs_path(&p.display().to_string()))
+            .unwrap_or_default();
+        match self.container_view(skeleton, &rel)? {
+            CgroupView::Namespaced => {
+                let mut linux = spec.linux().clone().unwrap_or_default();
+                let mut ns = linux.namespaces().clone().unwrap_or_default();
+                if !ns.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup) {
+                    let cgroup = LinuxNamespaceBuilder::default()
+                        .typ(LinuxNamespaceType::Cgroup)
+                        .build()
+                        .expect("a namespace with its type is complete");
+                    ns.push(cgroup);
+                    linux.set_namespaces(Some(ns));
+                    spec.set_linux(Some(linux));
+                }
+            }
+            CgroupView::Binds {
+                skeleton,
+                hierarchies,
+            } => {
+                let dest = mounts[at].destination().clone();
+                let bind = |source: &Path, destination: PathBuf| {
+                    MountBuilder::default()
+                        .typ("bind")
+                        .source(source)
+                        .destination(destination)
+                        .options(
+                            ["bind", "ro", "nosuid", "noexec", "nodev"]
+                                .map(String::from)
+                                .to_vec(),
+                        )
+                        .build()
+                        .expect("a bind mount with every field is complete")
+                };
+                let mut view = vec![bind(&skeleton, dest.clone())];
+                for (name, dir) in &hierarchies {
+                    view.push(bind(dir, dest.join(name)));
+                }
+                let mut mounts = mounts;
+                mounts.splice(at..=at, view);
+                spec.set_mounts(Some(mounts));
+            }
+        }
+        Ok(())
+    }
+
     /// Remove the cgroups below `rel` (not `rel` itself), deepest first, in every hierarchy:
     /// child cgroups a container made block the removal of its own (libcontainer removes only
     /// the leaf it created).
@@ -355,6 +424,44 @@ impl Cgroups {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// A `linux.cgroupsPath` as a path from each hierarchy's root: the cgroupfs form as it is; the
+/// systemd driver's `slice:prefix:name` as systemd lays it out (`a-b.slice` nests in `a.slice`,
+/// the unit is `prefix-name.scope`).
+pub fn cgroupfs_path(path: &str) -> String {
+    let parts: Vec<&str> = path.split(':').collect();
+    let [slice, prefix, name] = parts[..] else {
+        return path.to_string();
+    };
+    let slice = if slice.is_empty() {
+        "system.slice"
+    } else {
+        slice
+    };
+    let mut out = String::new();
+    let stem = slice.trim_end_matches(".slice");
+    let mut acc = String::new();
+    for (i, part) in stem.split('-').enumerate() {
+        if i > 0 {
+            acc.push('-');
+        }
+        acc.push_str(part);
+        if acc != "-" {
+            out.push_str(&format!("/{acc}.slice"));
+        }
+    }
+    if stem == "-" || stem.is_empty() {
+        out.clear();
+    }
+    let unit = if name.ends_with(".slice") || name.ends_with(".scope") {
+        name.to_string()
+    } else if prefix.is_empty() {
+        format!("{name}.scope")
+    } else {
+        format!("{prefix}-{name}.scope")
+    };
+    format!("{out}/{unit}")
 }
 
 /// Where the hierarchies are mounted on every host podshim knows, and where containers see them.
@@ -534,6 +641,86 @@ mod tests {
             c.hierarchies[1].controllers.is_empty(),
             "named hierarchy has no controllers"
         );
+    }
+
+    #[test]
+    fn systemd_cgroup_paths_are_laid_out_as_systemd_does() {
+        assert_eq!(cgroupfs_path("/podshim/u/c"), "/podshim/u/c");
+        assert_eq!(
+            cgroupfs_path("kubepods-besteffort-pod12.slice:cri-containerd:abc"),
+            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod12.slice/cri-containerd-abc.scope"
+        );
+        assert_eq!(
+            cgroupfs_path("system.slice:docker:1"),
+            "/system.slice/docker-1.scope"
+        );
+        assert_eq!(cgroupfs_path("-.slice:p:x"), "/p-x.scope");
+    }
+
+    #[test]
+    fn a_read_only_cgroup_mount_becomes_the_containers_own_view() {
+        let spec_json = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                 "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+                {"destination": "/data", "type": "bind", "source": "/v", "options": ["rbind"]}
+            ],
+            "linux": {"cgroupsPath": "/podshim/u/c", "namespaces": [{"type": "mount"}]}
+        });
+        let skeleton = tempfile::tempdir().unwrap();
+        let skeleton = skeleton.path().join("cgroupfs");
+
+        let mut spec: Spec = serde_json::from_value(spec_json.clone()).unwrap();
+        let hybrid = Cgroups::from_mountinfo(HYBRID).unwrap();
+        hybrid.harden(&mut spec, &skeleton).unwrap();
+        let mounts = spec.mounts().clone().unwrap();
+        let dests: Vec<String> = mounts
+            .iter()
+            .map(|m| m.destination().display().to_string())
+            .collect();
+        assert_eq!(
+            dests,
+            [
+                "/proc",
+                "/sys/fs/cgroup",
+                "/sys/fs/cgroup/memory",
+                "/sys/fs/cgroup/cpu,cpuacct",
+                "/sys/fs/cgroup/pids",
+                "/data"
+            ]
+        );
+        assert_eq!(mounts[1].source().as_deref(), Some(skeleton.as_path()));
+        assert_eq!(
+            mounts[2].source().as_deref(),
+            Some(Path::new("/sys/fs/cgroup/memory/podshim/u/c"))
+        );
+        for m in &mounts[1..5] {
+            assert!(m.options().iter().flatten().any(|o| o == "ro"), "{m:?}");
+        }
+        assert!(skeleton.join("memory").is_dir() && skeleton.join("systemd").is_dir());
+
+        let mut spec: Spec = serde_json::from_value(spec_json.clone()).unwrap();
+        Cgroups::from_mountinfo(UNIFIED)
+            .unwrap()
+            .harden(&mut spec, &skeleton)
+            .unwrap();
+        assert_eq!(
+            spec.mounts().as_ref().unwrap().len(),
+            3,
+            "the cgroup2 mount stays"
+        );
+        let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+        assert!(ns.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup));
+
+        // A privileged container's writable view is its own business.
+        let mut privileged = spec_json;
+        privileged["mounts"][1]["options"] = serde_json::json!(["nosuid"]);
+        let mut spec: Spec = serde_json::from_value(privileged).unwrap();
+        hybrid.harden(&mut spec, &skeleton).unwrap();
+        assert_eq!(spec.mounts().as_ref().unwrap().len(), 3);
     }
 
     #[test]

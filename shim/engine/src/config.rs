@@ -48,6 +48,16 @@ impl Config {
         self.state.join("runtime")
     }
 
+    /// The runtime of this instance's containers: libcontainer state under `runtime_dir`, the
+    /// v1 cgroup skeleton in the state directory, forking in this (single-threaded) process.
+    pub fn runtime(&self) -> crate::spawner::Runtime {
+        crate::spawner::Runtime {
+            dir: self.runtime_dir(),
+            cgroup_skeleton: self.state.join("cgroupfs"),
+            spawner: crate::spawner::Spawner::InProcess,
+        }
+    }
+
     /// Writable layers of one Pod's containers (on the data root, not the state tmpfs).
     pub fn layers_dir(&self, pod_uid: &str) -> PathBuf {
         self.root.join("containers").join(pod_uid)

@@ -8,14 +8,29 @@
 
 pub mod cgroups;
 pub mod config;
+pub mod container;
+pub mod error;
 pub mod exe;
+pub mod exec;
 pub mod gc;
+pub mod helper;
 pub mod journal;
 pub mod mounts;
 pub mod netcheck;
+pub mod ports;
 pub mod private;
+pub mod rootfs;
+pub mod sandbox;
+pub mod spawner;
+pub mod state;
 pub mod sys;
 pub mod teardown;
+
+pub use container::{Container, Create};
+pub use error::{Error, ErrorKind};
+pub use sandbox::{Sandbox, SandboxSpec};
+pub use spawner::{Runtime, Spawner, Stdio};
+pub use state::{ContainerState, SandboxState};
 
 /// The key of a Pod in the state directory: `<namespace>_<name>` (both are DNS names, so `_`
 /// cannot occur in either).

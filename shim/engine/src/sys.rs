@@ -1,5 +1,5 @@
-//! The one place in the podshim crate that needs `unsafe`: process-wide signal dispositions,
-//! and the few calls `podshim exec` needs that nix offers only as `unsafe` (pidfds, a descriptor
+//! The one place in the engine that needs `unsafe`: process-wide signal dispositions, the fork
+//! of the runtime helper, and the few calls nix offers only as `unsafe` (pidfds, descriptors
 //! received over a socket, terminal window sizes).
 #![allow(unsafe_code)]
 
@@ -196,4 +196,108 @@ pub fn set_window_size(fd: impl AsFd, size: WinSize) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// `fork(2)`: `None` in the child, the child's PID in the parent.
+///
+/// Only for the runtime helper, forked before the program starts any thread (the caller checks).
+pub fn fork() -> io::Result<Option<nix::unistd::Pid>> {
+    // SAFETY: the caller has verified that this process has a single thread, so the child gets a
+    // consistent copy of every lock and allocator state; it then only runs the helper loop.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => Ok(None),
+        nix::unistd::ForkResult::Parent { child } => Ok(Some(child)),
+    }
+}
+
+/// `pidfd_send_signal(2)`: signal the process a pidfd refers to (and no other, whatever happens
+/// to its PID).
+pub fn pidfd_send_signal(pidfd: impl AsFd, signal: nix::sys::signal::Signal) -> io::Result<()> {
+    // SAFETY: the call takes a borrowed open descriptor, a signal number, a null siginfo and no
+    // flags; no memory is shared with the kernel.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_fd().as_raw_fd(),
+            signal as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Send one datagram with descriptors attached (`SCM_RIGHTS`).
+pub fn send_with_fds(sock: impl AsFd, data: &[u8], fds: &[&OwnedFd]) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+    let raw: Vec<std::os::fd::RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let iov = [io::IoSlice::new(data)];
+    let cmsg = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsg };
+    sendmsg::<UnixAddr>(
+        sock.as_fd().as_raw_fd(),
+        &iov,
+        cmsgs,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )?;
+    Ok(())
+}
+
+/// Receive one datagram and the descriptors attached to it (close-on-exec). A length of 0 is
+/// the peer's end.
+pub fn recv_with_fds(sock: impl AsFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+    let msg = recvmsg::<UnixAddr>(
+        sock.as_fd().as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let n = msg.bytes;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            for fd in raw {
+                // SAFETY: the kernel installed these descriptors in this process for this
+                // message (SCM_RIGHTS); nothing else refers to them, so each is owned once here.
+                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Ok((n, fds))
+}
+
+/// Wait until one of `fds` is readable (or hung up); which ones are. `timeout` None waits for
+/// ever. EINTR counts as nothing ready.
+pub fn poll_readable(
+    fds: &[std::os::fd::BorrowedFd<'_>],
+    timeout: Option<std::time::Duration>,
+) -> io::Result<Vec<bool>> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut pfds: Vec<PollFd> = fds
+        .iter()
+        .map(|f| PollFd::new(*f, PollFlags::POLLIN))
+        .collect();
+    let timeout = match timeout {
+        None => PollTimeout::NONE,
+        Some(t) => PollTimeout::try_from(t).unwrap_or(PollTimeout::MAX),
+    };
+    match poll(&mut pfds, timeout) {
+        Ok(_) => {}
+        Err(nix::errno::Errno::EINTR) => return Ok(vec![false; fds.len()]),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(pfds
+        .iter()
+        .map(|p| {
+            p.revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP))
+        })
+        .collect())
 }

@@ -17,7 +17,7 @@ use nix::sys::termios::{self, SetArg, Termios};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use podshim::config::Config;
-use podshim::pod::exec::{self, Stdio};
+use podshim::pod::exec::{self, ExecStdio as Stdio};
 use podshim::record;
 use podshim::sys;
 
@@ -79,7 +79,10 @@ pub fn exec(cfg: &Config, a: ExecArgs) -> Result<i32> {
     } else {
         plain_stdio(a.stdin)?
     };
-    let started = match exec::start(cfg, &id, a.command.clone(), stdio) {
+    let runtime = cfg.runtime_dir();
+    let started = match exec::process_for(&runtime, &id, a.command.clone(), a.tty)
+        .and_then(|process| exec::start(&runtime, &id, process, stdio, true))
+    {
         Ok(s) => s,
         Err(err) => {
             eprintln!(

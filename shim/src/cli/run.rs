@@ -164,7 +164,7 @@ fn jobs(cfg: &Config, manifest: &Manifest, pull: &PullOptions) -> Result<Vec<Pod
         bail!(problems.join("\n"));
     }
     // The pulls' runtimes are gone: libcontainer may fork this process (or a supervisor) now.
-    podshim::pod::ensure_single_threaded()?;
+    podshim_engine::spawner::ensure_single_threaded()?;
     let mut jobs = Vec::new();
     let mut problems = Vec::new();
     for pod in &manifest.pods {

@@ -1,25 +1,23 @@
-//! One container of a Pod: its overlay root filesystem, its OCI spec and its libcontainer
-//! lifecycle (create + start, then delete). The caller must be single-threaded: libcontainer
-//! forks it, and the container's init becomes the caller's child.
+//! One container of a Pod as the kubelet and containerd's CRI plugin make it: a fresh writable
+//! layer over the image's, the process resolved from the image and the manifest (command,
+//! environment, user, working directory), the Pod's volumes and `/etc` files, limits, then the
+//! engine creates and starts it. In-process: the caller must be single-threaded (libcontainer
+//! forks it), and the container's init becomes the caller's child.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use libcontainer::container::builder::ContainerBuilder;
-use libcontainer::syscall::syscall::SyscallType;
-use libcontainer::workload::default::DefaultExecutor;
 use nix::fcntl::OFlag;
 use nix::unistd::{pipe2, Pid};
+use podshim_engine::rootfs::{self, Rootfs};
+use podshim_engine::{Container, Create, Stdio};
 
-use super::journal::Resource;
 use super::process::{self, User};
-use super::teardown::remove;
-use super::{chain, PodError, Sandbox};
+use super::{PodError, Sandbox};
 use crate::cgroups::Cgroups;
 use crate::config::Config;
-use crate::mounts;
 use crate::spec::{self, Bind, ContainerSpec, HostLimits};
 
 /// Everything needed to (re)start one container, resolved before the Pod is created.
@@ -134,18 +132,12 @@ pub fn start(
     };
     let (bundle, rootfs, layer) = paths(cfg, sandbox, &name);
     let id = container_id(sandbox, &name);
-    let _ = fs::remove_dir_all(&layer);
-    let (upper, work) = (layer.join("upper"), layer.join("work"));
-    let mut lower: Vec<PathBuf> = plan.layers.iter().rev().cloned().collect();
-    if lower.is_empty() {
-        let empty = layer.join("empty");
-        fs::create_dir_all(&empty).map_err(io("create", &empty))?;
-        lower.push(empty);
-    }
-    sandbox.journal.record(Resource::Mount {
-        path: rootfs.clone(),
-    })?;
-    mounts::overlay(&lower, &upper, &work, &rootfs)?;
+    // The root filesystem first: the user and the working directory are resolved in it.
+    let layers = Rootfs::Overlay {
+        layers: plan.layers.clone(),
+        layer_dir: layer,
+    };
+    rootfs::mount(&mut sandbox.journal, &layers, &rootfs)?;
     step("rootfs");
 
     let perr = |source| PodError::Process {
@@ -229,7 +221,6 @@ pub fn start(
     }
     let cgroups_path = container_cgroup(sandbox, &name);
     let cgroups = Cgroups::detect()?;
-    let cgroup_view = cgroups.container_view(&cfg.state.join("cgroupfs"), &cgroups_path)?;
     let mut resources = plan.resources;
     // No swap for a memory-limited container (kubelet `ConfigureNoSwap`), where the host's memory
     // cgroup can limit swap at all (a v1 kernel without swap accounting has no memsw files).
@@ -253,15 +244,15 @@ pub fn start(
         ipcns: sandbox.pause_ns("ipc"),
         utsns: sandbox.pause_ns("uts"),
         cgroups_path,
-        cgroup_view,
         binds,
         resources,
         limits: HostLimits::read(),
     };
-    let config = bundle.join("config.json");
-    let json = serde_json::to_vec_pretty(&spec::build(&spec)).expect("spec serializes");
-    // 0600: the spec holds the environment, Secret values included.
-    crate::private::write_file(&config, &json).map_err(io("write", &config))?;
+    let spec = serde_json::from_value(spec::build(&spec)).map_err(|e| PodError::Runtime {
+        container: name.clone(),
+        action: "create",
+        detail: format!("the spec podshim made is not an OCI spec: {e}"),
+    })?;
 
     let (out_r, out_w) =
         pipe2(OFlag::O_CLOEXEC).map_err(|e| io("create a pipe for", &bundle)(e.into()))?;
@@ -272,48 +263,24 @@ pub fn start(
         .open("/dev/null")
         .map_err(io("open", &PathBuf::from("/dev/null")))?
         .into();
-
-    let runtime_dir = cfg.runtime_dir();
-    fs::create_dir_all(&runtime_dir).map_err(io("create", &runtime_dir))?;
-    sandbox.journal.record(Resource::Container {
+    let create = Create {
         id: id.clone(),
-        runtime_dir: runtime_dir.clone(),
-        cgroup: Some(container_cgroup(sandbox, &name)),
-    })?;
-    let rt = |action: &'static str| {
-        let container = name.clone();
-        move |e: libcontainer::error::LibcontainerError| PodError::Runtime {
-            container,
-            action,
-            detail: chain(&e),
-        }
+        bundle,
+        spec,
+        rootfs: Rootfs::Existing,
+        stdio: Stdio::Fds {
+            stdin: devnull,
+            stdout: out_w,
+            stderr: err_w,
+        },
     };
-    super::ensure_single_threaded()?;
-    let mut container = ContainerBuilder::new(id.clone(), SyscallType::default())
-        .with_executor(DefaultExecutor {})
-        .with_root_path(&runtime_dir)
-        .map_err(rt("create"))?
-        .with_stdin(devnull)
-        .with_stdout(out_w)
-        .with_stderr(err_w)
-        .validate_id()
-        .map_err(rt("create"))?
-        .as_init(&bundle)
-        .with_systemd(false)
-        .with_detach(true)
-        .build()
-        .map_err(rt("create"))?;
+    let mut container = Container::create(&cfg.runtime(), &mut sandbox.journal, create)?;
     step("created");
-    container.start().map_err(rt("start"))?;
+    container.start()?;
     step("started");
-    let pid = container.pid().ok_or_else(|| PodError::Runtime {
-        container: name.clone(),
-        action: "start",
-        detail: "no init pid in the container state".into(),
-    })?;
     Ok(Started {
         id,
-        pid,
+        pid: container.pid,
         stdout: File::from(out_r),
         stderr: File::from(err_r),
     })
@@ -332,22 +299,15 @@ pub fn oom_killed(sandbox: &Sandbox, name: &str) -> bool {
 /// Delete an exited container and its root filesystem (before a restart or at teardown).
 pub fn remove_container(cfg: &Config, sandbox: &mut Sandbox, name: &str) -> Result<(), PodError> {
     let (_, rootfs, layer) = paths(cfg, sandbox, name);
-    let resources = [
-        Resource::Container {
-            id: container_id(sandbox, name),
-            runtime_dir: cfg.runtime_dir(),
-            cgroup: Some(container_cgroup(sandbox, name)),
-        },
-        Resource::Mount { path: rootfs },
-    ];
-    for r in resources {
-        remove(&r).map_err(|detail| PodError::Runtime {
-            container: name.to_string(),
-            action: "delete",
-            detail,
-        })?;
-        sandbox.journal.forget(&r)?;
-    }
+    let id = container_id(sandbox, name);
+    let cgroup = container_cgroup(sandbox, name);
+    podshim_engine::container::remove(
+        &mut sandbox.journal,
+        &cfg.runtime_dir(),
+        &id,
+        &cgroup,
+        &rootfs,
+    )?;
     let _ = fs::remove_dir_all(layer);
     Ok(())
 }

@@ -1,11 +1,10 @@
-//! A Pod on this host: its sandbox (pause, network, volumes, cgroup), its containers, and the
-//! journal-driven teardown. Every front-end (the foreground CLI now; the supervisor, the
-//! containerd shim and the controllers later) drives Pods through this module.
+//! A Kubernetes Pod on this host, over the engine: its sandbox and containers made from the
+//! Pod's spec (the kubelet's `/etc` files, ConfigMap and Secret contents, command, environment
+//! and user resolution, QoS, restart and start order).
 
-pub use podshim_engine::{chain, gc, journal, netcheck, pod_key, teardown};
+pub use podshim_engine::{chain, exec, gc, journal, netcheck, pod_key, teardown};
 
 pub mod container;
-pub mod exec;
 pub mod files;
 pub mod order;
 pub mod ports;
@@ -38,10 +37,8 @@ pub fn new_uid() -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
-    #[error("pod {key} already exists (state in {dir}); remove it with `podshim rm -f`, or use `podshim run --replace`")]
-    AlreadyExists { key: String, dir: PathBuf },
-    #[error("pod {key} was left behind by podshim (pid {pid}), which is gone; remove it with `podshim gc`")]
-    Orphaned { key: String, pid: u32 },
+    #[error(transparent)]
+    Engine(#[from] podshim_engine::Error),
     #[error("cannot {what} {path}")]
     Io {
         what: &'static str,
@@ -49,22 +46,6 @@ pub enum PodError {
         #[source]
         source: io::Error,
     },
-    #[error("the pause process failed to start ({path})")]
-    Pause {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{field}: {reason}")]
-    HostPort { field: String, reason: String },
-    #[error(transparent)]
-    Journal(#[from] journal::JournalError),
-    #[error(transparent)]
-    Cgroup(#[from] crate::cgroups::CgroupError),
-    #[error(transparent)]
-    Mount(#[from] crate::mounts::MountError),
-    #[error("pod network")]
-    Network(#[from] podshim_cni::CniError),
     #[error("container {container:?}: {source}")]
     Process {
         container: String,
@@ -77,8 +58,6 @@ pub enum PodError {
         action: &'static str,
         detail: String,
     },
-    #[error("podshim has {threads} threads, but containers can only be created from a single-threaded process (libcontainer forks it); this is a bug")]
-    Threads { threads: usize },
     #[error("{error}; rolling back also failed: {}", rollback.join("; "))]
     Rollback {
         #[source]
@@ -87,22 +66,20 @@ pub enum PodError {
     },
 }
 
-/// libcontainer forks (clones) the calling process to create a container, which is only sound
-/// in a single-threaded process (a fork copies only the calling thread; locks held by the
-/// others stay locked forever in the child). Image pulls run a tokio runtime: it must be gone.
-/// Threads that were just joined may linger in /proc for a moment, hence the short wait.
-pub fn ensure_single_threaded() -> Result<(), PodError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    loop {
-        let threads = std::fs::read_dir("/proc/self/task")
-            .map(|d| d.count())
-            .unwrap_or(1);
-        if threads <= 1 {
-            return Ok(());
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(PodError::Threads { threads });
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
+impl From<podshim_engine::journal::JournalError> for PodError {
+    fn from(e: podshim_engine::journal::JournalError) -> Self {
+        PodError::Engine(e.into())
+    }
+}
+
+impl From<podshim_engine::cgroups::CgroupError> for PodError {
+    fn from(e: podshim_engine::cgroups::CgroupError) -> Self {
+        PodError::Engine(e.into())
+    }
+}
+
+impl From<podshim_engine::mounts::MountError> for PodError {
+    fn from(e: podshim_engine::mounts::MountError) -> Self {
+        PodError::Engine(e.into())
     }
 }

@@ -228,10 +228,12 @@ pub fn run(cfg: &Config, jobs: Vec<PodJob>, mut opts: Options) -> anyhow::Result
         let key = pod_key(&spec.namespace, &spec.name);
         let created = match record::entry(cfg, &key) {
             // An ended detached Pod keeps its name until `podshim rm`.
-            Some(e) if !e.live => Err(crate::pod::PodError::AlreadyExists {
-                key,
-                dir: record::path(cfg, &e.key),
-            }),
+            Some(e) if !e.live => Err(crate::pod::PodError::Engine(
+                podshim_engine::Error::PodExists {
+                    key,
+                    dir: record::path(cfg, &e.key),
+                },
+            )),
             _ => Sandbox::create(cfg, spec),
         };
         match created {

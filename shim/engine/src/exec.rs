@@ -1,20 +1,21 @@
-//! Running a command in a running container (`podshim exec`, and through it exec probes and exec
-//! lifecycle hooks): a libcontainer tenant process that joins the container's namespaces and
-//! cgroup. The caller must be single-threaded: libcontainer forks it, and the command becomes
-//! the caller's child.
+//! Running a process in a running container (`podshim exec`, exec probes and hooks, a shim's
+//! `Exec`): a libcontainer tenant process that joins the container's namespaces and cgroup.
+//! libcontainer forks the caller, so this runs in a single-threaded process (the CLI) or in the
+//! runtime helper; the process becomes the caller's child.
 //!
-//! The command gets the container's own process settings (user and groups, environment, working
-//! directory, capabilities, rlimits, no-new-privileges, `oom_score_adj`) with only `args` and
-//! `terminal` replaced, as containerd's CRI plugin builds an exec process from the container's
-//! spec (`execInternal`). libcontainer's tenant builder would otherwise run it as root in `/`.
+//! [`process_for`] gives a command the container's own process settings (user and groups,
+//! environment, working directory, capabilities, rlimits, no-new-privileges, `oom_score_adj`)
+//! with only `args` and `terminal` replaced, as containerd's CRI plugin builds an exec process
+//! from the container's spec (`execInternal`); a shim gets the whole process from containerd.
 //! Caveat: libcontainer 0.7 rebuilds the tenant's `linux` section from the namespaces, the
 //! cgroup path, personality and time offsets only, so a `linux.seccomp` profile of the container
 //! would not apply to the command (podshim sets none yet; when it does, apply it in
 //! `TenantExecutor`).
 //!
-//! The command dies with the process that started it: it gets `PR_SET_PDEATHSIG` SIGKILL, so a
-//! `podshim exec` killed by a probe timeout (SIGKILL, no chance to clean up) takes its command
-//! with it instead of leaving it running in the container forever.
+//! With `die_with_caller`, the command dies with the process that started it: it gets
+//! `PR_SET_PDEATHSIG` SIGKILL, so a `podshim exec` killed by a probe timeout (SIGKILL, no chance
+//! to clean up) takes its command with it instead of leaving it running in the container for
+//! ever. A shim's exec lives until it exits.
 
 use std::collections::HashSet;
 use std::fs;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus};
-use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::oci_spec::runtime::{Process, Spec};
 use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{
@@ -37,37 +38,12 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use super::chain;
-use crate::config::Config;
-use crate::sys;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ExecError {
-    #[error("container {id} does not exist")]
-    NotFound { id: String },
-    #[error("container {id} is not running (libcontainer state {status})")]
-    NotRunning { id: String, status: String },
-    #[error("cannot {what} {path}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot read the spec of container {id}: {detail}")]
-    Spec { id: String, detail: String },
-    #[error("cannot start the command in container {id}: {detail}")]
-    Start { id: String, detail: String },
-    #[error("cannot receive the terminal of the command from {path}")]
-    Console {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
+use crate::error::Error;
+use crate::state::ContainerState;
+use crate::{chain, sys};
 
 /// Where the command's standard streams go.
-pub enum Stdio {
+pub enum ExecStdio {
     /// These descriptors become its stdin, stdout and stderr.
     Fds {
         stdin: OwnedFd,
@@ -77,6 +53,9 @@ pub enum Stdio {
     /// A new pseudo-terminal is its stdin, stdout, stderr and controlling terminal, with this
     /// window size from the start; the caller gets the master side.
     Tty(Option<sys::WinSize>),
+    /// A new pseudo-terminal whose master side goes to this Unix socket (the OCI console
+    /// socket, which a containerd shim is given).
+    Console(PathBuf),
 }
 
 /// A started command: its PID (the caller's child, to be waited for) and the pty master with
@@ -88,22 +67,26 @@ pub struct Exec {
 }
 
 /// Whether the container `id` exists and runs (as libcontainer sees it).
-fn running(runtime_dir: &Path, id: &str) -> Result<Container, ExecError> {
+fn running(runtime_dir: &Path, id: &str) -> Result<Container, Error> {
     let dir = runtime_dir.join(id);
     if !dir.join("state.json").exists() {
-        return Err(ExecError::NotFound { id: id.to_string() });
+        return Err(Error::NotFound { id: id.to_string() });
     }
-    let container = Container::load(dir).map_err(|e| ExecError::Spec {
+    let container = Container::load(dir).map_err(|e| Error::Spec {
         id: id.to_string(),
         detail: chain(&e),
     })?;
-    match container.status() {
-        ContainerStatus::Running => Ok(container),
-        s => Err(ExecError::NotRunning {
-            id: id.to_string(),
-            status: s.to_string(),
-        }),
-    }
+    let state = match container.status() {
+        ContainerStatus::Running => return Ok(container),
+        ContainerStatus::Paused => ContainerState::Paused,
+        ContainerStatus::Created | ContainerStatus::Creating => ContainerState::Created,
+        ContainerStatus::Stopped => ContainerState::Stopped,
+    };
+    Err(Error::State {
+        id: id.to_string(),
+        state,
+        operation: "exec in",
+    })
 }
 
 /// Removes a file when dropped (the per-exec files in the container's state directory).
@@ -115,32 +98,46 @@ impl Drop for Remove {
     }
 }
 
-/// Start `args` in the running container `id` (libcontainer state under `cfg.runtime_dir()`).
-pub fn start(cfg: &Config, id: &str, args: Vec<String>, stdio: Stdio) -> Result<Exec, ExecError> {
-    let runtime_dir = cfg.runtime_dir();
-    let container = running(&runtime_dir, id)?;
-    let dir = runtime_dir.join(id);
-    let io = |what, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ExecError::Io { what, path, source }
-    };
-    let tty = matches!(stdio, Stdio::Tty(_));
-    let window = match stdio {
-        Stdio::Tty(size) => size,
-        Stdio::Fds { .. } => None,
-    };
-
-    // The container's process with our command: libcontainer reads it with `with_process`.
+/// The container's own process with `args` and `terminal` replaced (what the CRI execs).
+pub fn process_for(
+    runtime_dir: &Path,
+    id: &str,
+    args: Vec<String>,
+    tty: bool,
+) -> Result<Process, Error> {
+    let container = running(runtime_dir, id)?;
     let config = container.bundle().join("config.json");
-    let spec = Spec::load(&config).map_err(|e| ExecError::Spec {
+    let spec = Spec::load(&config).map_err(|e| Error::Spec {
         id: id.to_string(),
         detail: chain(&e),
     })?;
-    let mut process = spec.process().clone().ok_or_else(|| ExecError::Spec {
+    let mut process = spec.process().clone().ok_or_else(|| Error::Spec {
         id: id.to_string(),
         detail: format!("{} has no process", config.display()),
     })?;
     process.set_args(Some(args)).set_terminal(Some(tty));
+    Ok(process)
+}
+
+/// Start `process` in the running container `id` (libcontainer state under `runtime_dir`).
+pub fn start(
+    runtime_dir: &Path,
+    id: &str,
+    process: Process,
+    stdio: ExecStdio,
+    die_with_caller: bool,
+) -> Result<Exec, Error> {
+    running(runtime_dir, id)?;
+    let dir = runtime_dir.join(id);
+    let io = |what, path: &Path| Error::io(what, path);
+    let window = match stdio {
+        ExecStdio::Tty(size) => size,
+        _ => None,
+    };
+    let tty = matches!(stdio, ExecStdio::Tty(_));
+    // With a terminal the init detaches from the caller's stdio (libcontainer's console setup).
+    let detach = tty || matches!(stdio, ExecStdio::Console(_));
+
     // Files of this exec live in the container's state directory, so that deleting the
     // container removes whatever a killed `podshim exec` could not.
     let me = std::process::id();
@@ -149,8 +146,8 @@ pub fn start(cfg: &Config, id: &str, args: Vec<String>, stdio: Stdio) -> Result<
     let json = serde_json::to_vec(&process).expect("a process serializes");
     crate::private::write_file(&process_path, &json).map_err(io("write", &process_path))?;
 
-    // With a terminal, the command's init sends the pty master over a Unix socket. Bound
-    // through /proc/self/fd so that a long state path never exceeds sun_path's 108 bytes.
+    // With a terminal of its own, the command's init sends the pty master over a Unix socket.
+    // Bound through /proc/self/fd so that a long state path never exceeds sun_path's 108 bytes.
     let console = if tty {
         let dirfd: OwnedFd = fs::File::open(&dir).map_err(io("open", &dir))?.into();
         let name = format!("exec-{me}.sock");
@@ -164,21 +161,27 @@ pub fn start(cfg: &Config, id: &str, args: Vec<String>, stdio: Stdio) -> Result<
         None
     };
 
-    let parent = sys::pidfd_open(me as i32).map_err(io("open a pidfd for", Path::new("self")))?;
-    let executor = TenantExecutor {
-        parent: Arc::new(parent),
-        window,
+    let parent = if die_with_caller {
+        let fd = sys::pidfd_open(me as i32).map_err(io("open a pidfd for", Path::new("self")))?;
+        Some(Arc::new(fd))
+    } else {
+        None
     };
-    let start = |e: libcontainer::error::LibcontainerError| ExecError::Start {
-        id: id.to_string(),
+    let executor = TenantExecutor { parent, window };
+    let start = |e: libcontainer::error::LibcontainerError| Error::Runtime {
+        container: id.to_string(),
+        action: "exec in",
         detail: chain(&e),
     };
     let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_executor(executor)
-        .with_root_path(&runtime_dir)
+        .with_root_path(runtime_dir)
         .map_err(start)?
         .with_console_socket(console.as_ref().map(|c| &c.1));
-    if let Stdio::Fds {
+    if let ExecStdio::Console(path) = &stdio {
+        builder = builder.with_console_socket(Some(path));
+    }
+    if let ExecStdio::Fds {
         stdin,
         stdout,
         stderr,
@@ -209,7 +212,7 @@ pub fn start(cfg: &Config, id: &str, args: Vec<String>, stdio: Stdio) -> Result<
         .and_then(|b| {
             b.as_tenant()
                 .with_process(Some(&process_path))
-                .with_detach(tty)
+                .with_detach(detach)
                 .build()
         })
         .map_err(start);
@@ -221,12 +224,12 @@ pub fn start(cfg: &Config, id: &str, args: Vec<String>, stdio: Stdio) -> Result<
 
     let pty = match console {
         None => None,
-        Some((_dirfd, _path, _socket_file, listener)) => Some(receive_master(&listener).map_err(
-            |source| ExecError::Console {
-                path: dir.join(format!("exec-{me}.sock")),
-                source,
-            },
-        )?),
+        Some((_dirfd, _path, _socket_file, listener)) => {
+            Some(receive_master(&listener).map_err(io(
+                "receive the terminal of the command from",
+                &dir.join(format!("exec-{me}.sock")),
+            ))?)
+        }
     };
     Ok(Exec { pid, pty })
 }
@@ -261,7 +264,8 @@ fn tenant_files(dir: &Path) -> HashSet<std::ffi::OsString> {
 ///   `process.consoleSize`), so a program that asks at once does not see 0x0.
 #[derive(Clone)]
 struct TenantExecutor {
-    parent: Arc<OwnedFd>,
+    /// The caller's pidfd, when the command dies with it.
+    parent: Option<Arc<OwnedFd>>,
     window: Option<sys::WinSize>,
 }
 
@@ -278,13 +282,15 @@ impl Executor for TenantExecutor {
         &self,
         envs: std::collections::HashMap<String, String>,
     ) -> Result<(), ExecutorSetEnvsError> {
-        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-            .map_err(|e| ExecutorSetEnvsError::Other(format!("PR_SET_PDEATHSIG: {e}")))?;
-        let mut fds = [PollFd::new(self.parent.as_fd(), PollFlags::POLLIN)];
-        if poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0) {
-            return Err(ExecutorSetEnvsError::Other(
-                "the process that started the command has exited".into(),
-            ));
+        if let Some(parent) = &self.parent {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+                .map_err(|e| ExecutorSetEnvsError::Other(format!("PR_SET_PDEATHSIG: {e}")))?;
+            let mut fds = [PollFd::new(parent.as_fd(), PollFlags::POLLIN)];
+            if poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0) {
+                return Err(ExecutorSetEnvsError::Other(
+                    "the process that started the command has exited".into(),
+                ));
+            }
         }
         if let Some(size) = self.window {
             // stdin is the pty's slave side by now (libcontainer's `setup_console`).
