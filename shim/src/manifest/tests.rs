@@ -437,3 +437,61 @@ fn yaml_1_1_values_as_kubectl_reads_them() {
     let m = parse(&pod_with("    command: [\"it\\'s\"]\n", "")).unwrap();
     assert_eq!(m.pods[0].spec.containers[0].command, vec!["it's"]);
 }
+
+#[test]
+fn nul_bytes_are_refused_with_the_field_path() {
+    let text = pod_with(
+        "    command: [\"sh\", \"-c\", \"echo a\\u0000b\"]\n    workingDir: \"/w\\0\"\n    env:\n    - {name: A, value: \"x\\0y\"}\n",
+        "",
+    );
+    let nul = "must not contain a NUL byte: the OCI runtime spec cannot carry it";
+    assert_eq!(
+        problems(&text),
+        vec![
+            format!("spec.containers[0].command[2]: Invalid value: \"echo a\\u0000b\": {nul}"),
+            format!("spec.containers[0].workingDir: Invalid value: \"/w\\u0000\": {nul}"),
+            format!("spec.containers[0].env[0].value: Invalid value: \"x\\u0000y\": {nul}"),
+        ]
+    );
+}
+
+#[test]
+fn mounts_onto_runtime_paths_are_refused_however_spelled() {
+    let mounts: String = [
+        "/proc",
+        "/dev/../proc",
+        "/proc/",
+        "//proc",
+        "/proc/sys",
+        "/sys/fs/cgroup",
+        "/dev",
+        "/dev/pts",
+        "/",
+        "/etc/hosts",
+        "/etc//resolv.conf",
+        "/etc/hostname",
+        "/dev/termination-log",
+    ]
+    .iter()
+    .map(|p| format!("    - {{name: v, mountPath: \"{p}\"}}\n"))
+    .collect();
+    let text = pod_with(
+        &format!("    volumeMounts:\n{mounts}    - {{name: v, mountPath: /dev/shm}}\n    - {{name: v, mountPath: /devices}}\n"),
+        "  volumes:\n  - {name: v, emptyDir: {}}\n",
+    );
+    let p = problems(&text);
+    assert_eq!(p.len(), 13, "{p:#?}");
+    assert_eq!(
+        p[1],
+        "spec.containers[0].volumeMounts[1].mountPath: Invalid value: \"/dev/../proc\": must not be /proc or beneath it: procfs is mounted there (runc refuses any other mount on /proc)"
+    );
+    assert_eq!(
+        p[6],
+        "spec.containers[0].volumeMounts[6].mountPath: Invalid value: \"/dev\": must not be /dev: the container's /dev (a tmpfs with its device nodes) is mounted there"
+    );
+    assert_eq!(
+        p[9],
+        "spec.containers[0].volumeMounts[9].mountPath: Invalid value: \"/etc/hosts\": must not be /etc/hosts: podshim writes it for every container, as the kubelet does"
+    );
+    assert!(p[12].ends_with("must not be the container's terminationMessagePath (/dev/termination-log): podshim mounts the termination message file there"), "{}", p[12]);
+}

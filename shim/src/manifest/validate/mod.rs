@@ -4,6 +4,7 @@
 mod container;
 pub mod names;
 mod probe;
+mod runtime;
 mod volume;
 
 use std::collections::BTreeSet;
