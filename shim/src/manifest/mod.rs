@@ -25,6 +25,34 @@ pub use types::*;
 
 use decode::Kind;
 
+/// The API server's limit on a request body (`MaxRequestBodyBytes`, 3 MiB): no manifest is read
+/// beyond it.
+pub const MAX_MANIFEST_BYTES: u64 = 3 * 1024 * 1024;
+
+/// Why a manifest's text could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("the manifest is larger than {MAX_MANIFEST_BYTES} bytes (3 MiB, the Kubernetes API server's request limit)")]
+    TooLarge,
+    #[error("the manifest is not UTF-8 text")]
+    NotUtf8,
+    #[error("read the manifest")]
+    Io(#[source] std::io::Error),
+}
+
+/// Reads a manifest's text, never more than `MAX_MANIFEST_BYTES` (and one byte to know).
+pub fn read_text(r: impl std::io::Read) -> Result<String, ReadError> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    r.take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(ReadError::Io)?;
+    if buf.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(ReadError::TooLarge);
+    }
+    String::from_utf8(buf).map_err(|_| ReadError::NotUtf8)
+}
+
 /// The objects of a manifest, defaulted and valid, with warnings for fields accepted as no-ops.
 /// ConfigMaps and Secrets are unique by namespace and name.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -495,3 +495,26 @@ fn mounts_onto_runtime_paths_are_refused_however_spelled() {
     );
     assert!(p[12].ends_with("must not be the container's terminationMessagePath (/dev/termination-log): podshim mounts the termination message file there"), "{}", p[12]);
 }
+
+#[test]
+fn input_is_read_up_to_the_api_server_limit() {
+    let limit = MAX_MANIFEST_BYTES as usize;
+    let mut text = format!("{VALID}#");
+    text.push_str(&" ".repeat(limit - text.len()));
+    assert_eq!(read_text(text.as_bytes()).unwrap().len(), limit);
+    text.push(' ');
+    let e = read_text(text.as_bytes()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the manifest is larger than 3145728 bytes (3 MiB, the Kubernetes API server's request limit)"
+    );
+    // An endless stream is cut at the limit.
+    assert!(matches!(
+        read_text(std::io::repeat(0)),
+        Err(ReadError::TooLarge)
+    ));
+    assert!(matches!(
+        read_text(&b"a: \xff"[..]),
+        Err(ReadError::NotUtf8)
+    ));
+}
