@@ -154,3 +154,71 @@ fn dry_run_prints_the_defaulted_pod_and_creates_nothing() {
     );
     inst.assert_clean(&[]);
 }
+
+#[test]
+fn nul_bytes_and_mounts_onto_runtime_paths_are_refused_with_the_field() {
+    let inst = Instance::new(SUITE);
+    let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: nul}\nspec:\n  containers:\n  - name: app\n    image: busybox:1.35\n    command: [sh, -c, \"echo a\\0b\"]\n    env:\n    - {name: A, value: \"x\\u0000\"}\n    volumeMounts:\n    - {name: v, mountPath: /dev/../proc}\n    - {name: v, mountPath: //etc/hosts}\n  volumes:\n  - {name: v, emptyDir: {}}\n";
+    rejects(
+        &inst,
+        yaml,
+        &[
+            "spec.containers[0].command[2]: Invalid value: \"echo a\\u0000b\": must not contain a NUL byte",
+            "spec.containers[0].env[0].value: Invalid value: \"x\\u0000\": must not contain a NUL byte",
+            "spec.containers[0].volumeMounts[0].mountPath: Invalid value: \"/dev/../proc\": must not be /proc or beneath it",
+            "spec.containers[0].volumeMounts[1].mountPath: Invalid value: \"//etc/hosts\": must not be /etc/hosts",
+        ],
+    );
+}
+
+#[test]
+fn endless_input_is_refused_at_the_api_server_limit_with_little_memory() {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let inst = Instance::new(SUITE);
+    let start = std::time::Instant::now();
+    let out = inst
+        .command()
+        .args(["run", "--dry-run", "-"])
+        .stdin(std::fs::File::open("/dev/zero").unwrap())
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    // The largest resident size of any child this test process has waited for (those of the
+    // other tests here are rejected manifests, a few MiB each).
+    let peak_kib = getrusage(UsageWho::RUSAGE_CHILDREN).unwrap().max_rss();
+    eprintln!("podshim run --dry-run - </dev/zero: {took:?}, peak RSS of children {peak_kib} KiB");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("the manifest is larger than 3145728 bytes (3 MiB, the Kubernetes API server's request limit)"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB");
+    inst.assert_clean(&[]);
+}
+
+#[test]
+fn yaml_is_read_as_kubectl_reads_it() {
+    let inst = Instance::new(SUITE);
+    let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: goyaml}\nspec:\n  containers:\n  - name: app\n    image: busybox:1.35\n    command: [\"it\\'s\"]\n    args: [\n  \"under-indented\"\n  ]\n    env:\n    - {name: A,\tvalue: yes}\n";
+    let path = inst.dir.join("goyaml.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = inst
+        .command()
+        .arg("run")
+        .arg("--dry-run")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = stdout(&out);
+    for want in ["- it's", "- under-indented", "value: \"yes\""] {
+        assert!(s.contains(want), "{want:?} missing in:\n{s}");
+    }
+    assert!(
+        stderr(&out).contains("Warning: Pod \"goyaml\": spec.containers[0].env[0].value: unquoted yes is read as the string \"yes\"; kubectl reads it as a boolean"),
+        "{}",
+        stderr(&out)
+    );
+}

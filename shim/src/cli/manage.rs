@@ -32,7 +32,7 @@ pub fn ps(cfg: &Config, format: Option<Format>) -> Result<i32> {
             if format == Some(Format::Json) {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                print!("{}", serde_yaml::to_string(&list)?);
+                print!("{}", podshim::manifest::yaml::emit::to_string(&list)?);
             }
         }
         _ => {

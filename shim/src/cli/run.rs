@@ -68,14 +68,22 @@ struct SupervisorInput {
 
 /// Read and parse a manifest (`-` for stdin). Problems are printed Kubernetes-style; `None` then.
 pub fn load(file: &str) -> Result<Option<Manifest>> {
-    let text = if file == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("read the manifest from stdin")?;
-        s
+    let read = if file == "-" {
+        manifest::read_text(std::io::stdin().lock())
     } else {
-        std::fs::read_to_string(file).with_context(|| format!("read {file}"))?
+        let f = File::open(file).with_context(|| format!("read {file}"))?;
+        manifest::read_text(f)
+    };
+    let text = match read {
+        Ok(text) => text,
+        Err(manifest::ReadError::Io(e)) => {
+            let from = if file == "-" { "stdin" } else { file };
+            return Err(anyhow::Error::new(e).context(format!("read the manifest from {from}")));
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(None);
+        }
     };
     match manifest::parse(&text) {
         Ok(m) => {

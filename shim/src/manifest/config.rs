@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::{DecodeError, Engine};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -50,71 +52,40 @@ impl<'de> Deserialize<'de> for Bytes {
     }
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/// Go's `base64.StdEncoding`: padding required, non-zero trailing bits accepted (only Go's
+/// `Strict()` refuses them).
+const GO_STD: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// Standard base64 with padding (Go's `base64.StdEncoding`).
 pub fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    GO_STD.encode(data)
 }
 
 /// Strict standard base64 (padding required; `\r` and `\n` ignored, as Go does). The error is
-/// the offset of the first bad byte, as Go's `CorruptInputError`.
+/// the offset of the first bad byte in `text`, as Go's `CorruptInputError`.
 pub fn base64_decode(text: &str) -> Result<Vec<u8>, usize> {
-    let bytes: Vec<(usize, u8)> = text
-        .bytes()
-        .enumerate()
-        .filter(|(_, b)| *b != b'\r' && *b != b'\n')
+    // Go skips line breaks; the offsets it reports count them.
+    let kept: Vec<usize> = (0..text.len())
+        .filter(|&i| !matches!(text.as_bytes()[i], b'\r' | b'\n'))
         .collect();
-    let alphabet = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
-    if let Some((at, _)) = bytes.iter().find(|(_, b)| !alphabet(*b)) {
-        return Err(*at);
-    }
-    if bytes.len() % 4 != 0 {
-        return Err(bytes.get(bytes.len() / 4 * 4).map_or(text.len(), |b| b.0));
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    for (q, quad) in bytes.chunks(4).enumerate() {
-        let last = q == bytes.len() / 4 - 1;
-        let mut n = 0u32;
-        let mut pad = 0;
-        for (j, (at, b)) in quad.iter().enumerate() {
-            let v = match *b {
-                b'A'..=b'Z' => b - b'A',
-                b'a'..=b'z' => b - b'a' + 26,
-                b'0'..=b'9' => b - b'0' + 52,
-                b'+' => 62,
-                b'/' => 63,
-                b'=' if last && j >= 2 && (j == 3 || quad[3].1 == b'=') => {
-                    pad += 1;
-                    0
-                }
-                _ => return Err(*at),
-            };
-            if pad > 0 && *b != b'=' {
-                return Err(*at);
+    let clean: Vec<u8> = kept.iter().map(|&i| text.as_bytes()[i]).collect();
+    let at = |i: usize| kept.get(i).copied().unwrap_or(text.len());
+    GO_STD.decode(&clean).map_err(|e| match e {
+        DecodeError::InvalidByte(i, _) | DecodeError::InvalidLastSymbol(i, _) => at(i),
+        // Go reports an incomplete last group (one missing its padding) at its start, and
+        // wrong padding at the first `=`.
+        DecodeError::InvalidLength(_) | DecodeError::InvalidPadding => {
+            match clean.iter().position(|&b| b == b'=') {
+                Some(i) => at(i),
+                None => at(clean.len() / 4 * 4),
             }
-            n = (n << 6) | u32::from(v);
         }
-        let decoded = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&decoded[..3 - pad]);
-    }
-    Ok(out)
+    })
 }
 
 type Map = BTreeMap<String, String>;
@@ -282,6 +253,14 @@ mod tests {
         assert_eq!(base64_decode("Zm9v!mFy"), Err(4));
         assert_eq!(base64_decode("Zm8"), Err(0));
         assert_eq!(base64_decode("Zm=v"), Err(2));
+    }
+
+    #[test]
+    fn base64_offsets_count_line_breaks_and_trailing_bits_pass_as_in_go() {
+        assert_eq!(base64_decode("Zm9v\r\nYm!y"), Err(8));
+        assert_eq!(base64_decode("Zm9v\nYmF"), Err(5));
+        assert_eq!(base64_decode("Zm9="), Ok(b"fo".to_vec()));
+        assert_eq!(base64_decode("Zm9v====").map_err(|_| ()), Err(()));
     }
 
     const POD: &str = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: i}]}\n";

@@ -2,108 +2,36 @@
 //! apiVersion/kind check, and every unknown field reported at once with its Kubernetes path and a
 //! "did you mean" suggestion.
 
+use std::collections::HashMap;
+
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::Value;
 use serde_path_to_error::Segment;
 
 use super::error::DocumentError;
 use super::types::Pod;
+use super::yaml;
 
 /// How many unknown fields one document may report before decoding gives up.
 const MAX_UNKNOWN_FIELDS: usize = 64;
 
-/// The non-empty YAML documents of a text as JSON values, numbered from 1; stops at the first
-/// document that does not parse (serde_yaml cannot resume after a syntax error).
-pub fn documents(text: &str) -> Vec<(usize, Result<Value, DocumentError>)> {
-    let mut out = Vec::new();
-    let text = octal_modes(text);
-    for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-        let document = i + 1;
-        match serde_yaml::Value::deserialize(doc) {
-            Ok(serde_yaml::Value::Null) => {}
-            Ok(v) => out.push((document, yaml_to_json(v, document))),
-            Err(e) => {
-                out.push((document, Err(yaml_error(&e, document))));
-                break;
-            }
-        }
-    }
-    out
-}
-
-/// File modes written the YAML 1.1 way (`defaultMode: 0644`), as Kubernetes reads them (its
-/// YAML decoder takes a leading 0 as octal), while serde_yaml follows YAML 1.2 (decimal 644,
-/// which validation would refuse): every plain `mode:`/`defaultMode:` value with a leading 0 is
-/// rewritten as its decimal value before parsing.
-pub fn octal_modes(text: &str) -> std::borrow::Cow<'_, str> {
-    let mut out = String::new();
-    let mut last = 0;
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let rest = &text[i..];
-        let key = ["defaultMode:", "mode:"]
-            .into_iter()
-            .find(|k| rest.starts_with(k));
-        let boundary = i == 0 || matches!(bytes[i - 1], b' ' | b'\t' | b'\n' | b'{' | b',' | b'-');
-        let Some(key) = key.filter(|_| boundary) else {
-            i += rest.chars().next().map_or(1, char::len_utf8);
-            continue;
-        };
-        let mut j = i + key.len();
-        // A mapping key's colon is followed by a space ("mode:0644" is a plain string).
-        if !matches!(bytes.get(j), Some(b' ' | b'\t')) {
-            i = j;
-            continue;
-        }
-        while j < bytes.len() && (bytes[j] == b' ' || bytes[j] == b'\t') {
-            j += 1;
-        }
-        let start = j;
-        while j < bytes.len() && bytes[j].is_ascii_digit() {
-            j += 1;
-        }
-        let digits = &text[start..j];
-        let ends = j == bytes.len()
-            || matches!(bytes[j], b' ' | b'\t' | b'\r' | b'\n' | b',' | b'}' | b'#');
-        if ends && digits.len() > 1 && digits.starts_with('0') {
-            if let Ok(v) = u32::from_str_radix(digits, 8) {
-                out.push_str(&text[last..start]);
-                out.push_str(&v.to_string());
-                last = j;
-            }
-        }
-        i = j.max(i + 1);
-    }
-    if last == 0 {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    out.push_str(&text[last..]);
-    std::borrow::Cow::Owned(out)
-}
-
-fn yaml_error(e: &serde_yaml::Error, document: usize) -> DocumentError {
-    let loc = e.location();
-    let mut message = e.to_string();
-    if let Some(l) = &loc {
-        // The message repeats the position; it is shown once, before the message.
-        let suffix = format!(" at line {} column {}", l.line(), l.column());
-        message = message.replacen(&suffix, "", 1);
-    }
-    DocumentError::Yaml {
-        document,
-        line: loc.as_ref().map(|l| l.line()),
-        column: loc.as_ref().map(|l| l.column()),
-        message,
-    }
-}
-
-fn yaml_to_json(v: serde_yaml::Value, document: usize) -> Result<Value, DocumentError> {
-    serde_json::to_value(v).map_err(|e| DocumentError::Kind {
-        document,
-        problem: format!("the document is not a plain YAML mapping: {e}"),
-    })
+/// The non-empty YAML documents of a text as JSON values, numbered from 1 (see `yaml`: documents
+/// are split and read as kubectl reads them, and one that does not parse does not stop the
+/// others).
+pub fn documents(text: &str) -> Vec<(usize, Result<yaml::Document, DocumentError>)> {
+    yaml::documents(text)
+        .into_iter()
+        .filter(|(_, doc)| !matches!(doc, Ok(d) if d.value.is_null()))
+        .map(|(document, doc)| {
+            let doc = doc.map_err(|e| DocumentError::Yaml {
+                document,
+                line: e.line,
+                column: e.column,
+                message: e.message,
+            });
+            (document, doc)
+        })
+        .collect()
 }
 
 /// The kinds of object a manifest may hold.
@@ -187,15 +115,43 @@ pub fn decode_pod(value: &mut Value) -> Result<Pod, Vec<String>> {
 /// Decodes an object strictly. On success `value` is what was decoded; on failure every unknown
 /// field (each removed from `value` to find the next) and the first type error are returned.
 pub fn decode<T: DeserializeOwned>(value: &mut Value) -> Result<T, Vec<String>> {
+    decode_with_text(value, &HashMap::new()).map(|(v, _)| v)
+}
+
+/// `decode`, where a string field given a plain YAML 1.1 boolean or number (`value: yes`) takes
+/// the scalar's text from `plain` (see `yaml::Document`), with a warning: kubectl reads such a
+/// scalar as a boolean or number, which the API server refuses for a string field.
+pub fn decode_with_text<T: DeserializeOwned>(
+    value: &mut Value,
+    plain: &HashMap<Vec<yaml::Seg>, String>,
+) -> Result<(T, Vec<String>), Vec<String>> {
     let mut problems = Vec::new();
-    for _ in 0..=MAX_UNKNOWN_FIELDS {
+    let mut warnings = Vec::new();
+    for _ in 0..=MAX_UNKNOWN_FIELDS + plain.len() {
         let err = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
-            Ok(pod) if problems.is_empty() => return Ok(pod),
+            Ok(pod) if problems.is_empty() => return Ok((pod, warnings)),
             Ok(_) => return Err(problems),
             Err(e) => e,
         };
         let segments: Vec<&Segment> = err.path().iter().collect();
         let message = err.inner().to_string();
+        if message.starts_with("invalid type: ") && message.ends_with(", expected a string") {
+            let path = as_yaml_path(&segments);
+            if let Some(text) = path.as_ref().and_then(|p| plain.get(p)) {
+                if set_at(value, &segments, Value::String(text.clone())) {
+                    warnings.push(format!(
+                        "{}: unquoted {text} is read as the string {text:?}; kubectl reads it as {} \
+                         and the API server refuses that for a string: quote it",
+                        format_path(&segments),
+                        match yaml::scalar::resolve_plain(text) {
+                            yaml::scalar::Scalar::Json(Value::Bool(_)) => "a boolean",
+                            _ => "a number",
+                        },
+                    ));
+                    continue;
+                }
+            }
+        }
         match parse_unknown_field(&message) {
             Some((name, expected)) if remove_at(value, &segments) => {
                 let mut line = format!("{}: unknown field {name:?}", format_path(&segments));
@@ -254,6 +210,38 @@ fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
         .map(str::to_string)
         .collect();
     Some((name.to_string(), expected))
+}
+
+/// serde_path_to_error's segments as a path of the YAML reader.
+fn as_yaml_path(segments: &[&Segment]) -> Option<Vec<yaml::Seg>> {
+    segments
+        .iter()
+        .map(|s| match s {
+            Segment::Map { key } => Some(yaml::Seg::Key(key.clone())),
+            Segment::Seq { index } => Some(yaml::Seg::Index(*index)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Replaces the value the path leads to; false if it leads nowhere.
+fn set_at(value: &mut Value, segments: &[&Segment], new: Value) -> bool {
+    let mut cur = value;
+    for s in segments {
+        cur = match (s, cur) {
+            (Segment::Map { key }, Value::Object(m)) => match m.get_mut(key) {
+                Some(v) => v,
+                None => return false,
+            },
+            (Segment::Seq { index }, Value::Array(a)) => match a.get_mut(*index) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    *cur = new;
+    true
 }
 
 /// Removes the map key the path ends with; false if the path does not lead there.
@@ -350,25 +338,5 @@ mod tests {
         let none = serde_json::json!({"apiVersion": "v1"});
         let e = check_kind(&none, 1).unwrap_err().to_string();
         assert!(e.contains("kind: Required value"), "{e}");
-    }
-}
-
-#[cfg(test)]
-mod octal_tests {
-    use super::octal_modes;
-
-    #[test]
-    fn leading_zero_modes_are_octal_as_in_kubernetes() {
-        let text = "defaultMode: 0644\nitems:\n- {key: a, path: b, mode: 0400}\n- key: c\n  mode: 0755 # rwx\nport: 0808\nmode: 420\nname: mode:0644\n";
-        let got = octal_modes(text);
-        assert_eq!(
-            got,
-            "defaultMode: 420\nitems:\n- {key: a, path: b, mode: 256}\n- key: c\n  mode: 493 # rwx\nport: 0808\nmode: 420\nname: mode:0644\n"
-        );
-        // Nothing to rewrite: the text is used as it is.
-        assert!(matches!(
-            octal_modes("mode: 420\n"),
-            std::borrow::Cow::Borrowed(_)
-        ));
     }
 }

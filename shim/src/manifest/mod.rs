@@ -13,6 +13,7 @@ pub mod types;
 pub mod unsupported;
 pub mod validate;
 pub mod volume_types;
+pub mod yaml;
 
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,34 @@ pub use quantity::{IntOrString, Quantity};
 pub use types::*;
 
 use decode::Kind;
+
+/// The API server's limit on a request body (`MaxRequestBodyBytes`, 3 MiB): no manifest is read
+/// beyond it.
+pub const MAX_MANIFEST_BYTES: u64 = 3 * 1024 * 1024;
+
+/// Why a manifest's text could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("the manifest is larger than {MAX_MANIFEST_BYTES} bytes (3 MiB, the Kubernetes API server's request limit)")]
+    TooLarge,
+    #[error("the manifest is not UTF-8 text")]
+    NotUtf8,
+    #[error("read the manifest")]
+    Io(#[source] std::io::Error),
+}
+
+/// Reads a manifest's text, never more than `MAX_MANIFEST_BYTES` (and one byte to know).
+pub fn read_text(r: impl std::io::Read) -> Result<String, ReadError> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    r.take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(ReadError::Io)?;
+    if buf.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(ReadError::TooLarge);
+    }
+    String::from_utf8(buf).map_err(|_| ReadError::NotUtf8)
+}
 
 /// The objects of a manifest, defaulted and valid, with warnings for fields accepted as no-ops.
 /// ConfigMaps and Secrets are unique by namespace and name.
@@ -52,7 +81,7 @@ impl Manifest {
 
 /// One decoded, defaulted and valid object.
 enum Object {
-    Pod(Box<Pod>, Vec<String>),
+    Pod(Box<Pod>),
     ConfigMap(ConfigMap),
     Secret(Secret),
 }
@@ -66,11 +95,9 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
     let mut manifest = Manifest::default();
     let mut problems = Vec::new();
     for (document, doc) in docs {
-        match parse_document(document, doc) {
-            Ok(Object::Pod(pod, warnings)) => {
-                manifest.pods.push(*pod);
-                manifest.warnings.extend(warnings);
-            }
+        let parsed = doc.and_then(|d| parse_document(document, d, &mut manifest.warnings));
+        match parsed {
+            Ok(Object::Pod(pod)) => manifest.pods.push(*pod),
             Ok(Object::ConfigMap(cm)) => {
                 if manifest
                     .config_map(cm.namespace(), &cm.metadata.name)
@@ -114,34 +141,57 @@ fn duplicate(document: usize, kind: &'static str, name: &str) -> DocumentError {
     }
 }
 
+/// Decodes, defaults, validates and gates one document; warnings are added to `warnings`.
 fn parse_document(
     document: usize,
-    doc: Result<serde_json::Value, DocumentError>,
+    doc: yaml::Document,
+    warnings: &mut Vec<String>,
 ) -> Result<Object, DocumentError> {
-    let mut value = doc?;
+    let yaml::Document { mut value, plain } = doc;
     let kind = decode::check_kind(&value, document)?;
     decode::strip_nulls(&mut value);
     let decode_err = |problems| DocumentError::Decode { document, problems };
-    let (kind_name, name, errors) = match kind {
-        Kind::Pod => return parse_pod(document, value),
+    let kind_name = match kind {
+        Kind::Pod => "Pod",
+        Kind::ConfigMap => "ConfigMap",
+        Kind::Secret => "Secret",
+    };
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let mut text_warnings = |w: Vec<String>| {
+        warnings.extend(w.into_iter().map(|w| format!("{kind_name} {name:?}: {w}")));
+    };
+    let (name, errors) = match kind {
+        Kind::Pod => {
+            let (pod, w) = decode::decode_with_text(&mut value, &plain).map_err(decode_err)?;
+            text_warnings(w);
+            return parse_pod(document, pod, value, warnings);
+        }
         Kind::ConfigMap => {
-            let mut cm: ConfigMap = decode::decode(&mut value).map_err(decode_err)?;
+            let (mut cm, w): (ConfigMap, _) =
+                decode::decode_with_text(&mut value, &plain).map_err(decode_err)?;
+            text_warnings(w);
             default_namespace(&mut cm.metadata);
             let errors = config::validate_config_map(&cm);
             if errors.is_empty() {
                 return Ok(Object::ConfigMap(cm));
             }
-            ("ConfigMap", cm.metadata.name, errors)
+            (cm.metadata.name, errors)
         }
         Kind::Secret => {
-            let mut s: Secret = decode::decode(&mut value).map_err(decode_err)?;
+            let (mut s, w): (Secret, _) =
+                decode::decode_with_text(&mut value, &plain).map_err(decode_err)?;
+            text_warnings(w);
             default_namespace(&mut s.metadata);
             config::default_secret(&mut s);
             let errors = config::validate_secret(&s);
             if errors.is_empty() {
                 return Ok(Object::Secret(s));
             }
-            ("Secret", s.metadata.name, errors)
+            (s.metadata.name, errors)
         }
     };
     Err(DocumentError::Invalid {
@@ -160,9 +210,12 @@ fn default_namespace(meta: &mut ObjectMeta) {
     }
 }
 
-fn parse_pod(document: usize, mut value: serde_json::Value) -> Result<Object, DocumentError> {
-    let mut pod = decode::decode_pod(&mut value)
-        .map_err(|problems| DocumentError::Decode { document, problems })?;
+fn parse_pod(
+    document: usize,
+    mut pod: Pod,
+    value: serde_json::Value,
+    all_warnings: &mut Vec<String>,
+) -> Result<Object, DocumentError> {
     pod.status = None;
     defaults::apply(&mut pod);
     let mut errors = validate::validate_pod(&pod);
@@ -181,18 +234,19 @@ fn parse_pod(document: usize, mut value: serde_json::Value) -> Result<Object, Do
             name_hint,
         });
     }
-    let warnings = warnings
-        .into_iter()
-        .map(|w| format!("Pod {:?}: {w}", pod.metadata.name))
-        .collect();
-    Ok(Object::Pod(Box::new(pod), warnings))
+    all_warnings.extend(
+        warnings
+            .into_iter()
+            .map(|w| format!("Pod {:?}: {w}", pod.metadata.name)),
+    );
+    Ok(Object::Pod(Box::new(pod)))
 }
 
 /// The (defaulted) objects as a multi-document YAML, for `podshim run --dry-run`: ConfigMaps,
 /// Secrets (`data` in base64, as the API server returns them), then Pods.
 pub fn to_yaml(m: &Manifest) -> String {
     fn render<T: serde::Serialize>(kind: &str, v: &T) -> String {
-        serde_yaml::to_string(v).unwrap_or_else(|e| format!("# cannot render {kind}: {e}\n"))
+        yaml::emit::to_string(v).unwrap_or_else(|e| format!("# cannot render {kind}: {e}\n"))
     }
     let config_maps = m.config_maps.iter().map(|c| render("ConfigMap", c));
     let secrets = m.secrets.iter().map(|s| render("Secret", s));

@@ -146,7 +146,7 @@ fn other_defaults() {
         "  volumes:\n  - name: nothing\n",
     );
     // resources are gated, so apply defaults directly to the decoded Pod.
-    let mut v: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    let mut v = yaml::documents(&text).remove(0).1.unwrap().value;
     let mut pod = decode::decode_pod(&mut v).unwrap();
     defaults::apply(&mut pod);
     let r = pod.spec.containers[0].resources.as_ref().unwrap();
@@ -395,10 +395,126 @@ fn host_network_defaults_host_port() {
         "    ports:\n    - containerPort: 8080\n",
         "  hostNetwork: true\n",
     );
-    let mut v: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    let mut v = yaml::documents(&text).remove(0).1.unwrap().value;
     let mut pod = decode::decode_pod(&mut v).unwrap();
     defaults::apply(&mut pod);
     assert_eq!(pod.spec.containers[0].ports[0].host_port, Some(8080));
     assert!(validate::validate_pod(&pod).is_empty());
     assert!(parse(&text).is_ok());
+}
+
+#[test]
+fn yaml_1_1_values_as_kubectl_reads_them() {
+    // Octal modes (what the old `defaultMode` rewrite did), booleans for boolean fields.
+    let text = pod_with(
+        "    volumeMounts:\n    - {name: s, mountPath: /s}\n",
+        "  hostNetwork: yes\n  volumes:\n  - name: s\n    secret: {secretName: x, defaultMode: 0644, items: [{key: a, path: b, mode: 0400}]}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: x}\nstringData: {a: b}\n",
+    );
+    let m = parse(&text).unwrap();
+    let spec = &m.pods[0].spec;
+    assert_eq!(spec.host_network, Some(true));
+    let secret = spec.volumes[0].secret.as_ref().unwrap();
+    assert_eq!(secret.default_mode, Some(0o644));
+    assert_eq!(secret.items[0].mode, Some(0o400));
+    // A plain boolean or number given to a string field keeps its text, with a warning (kubectl
+    // sends a boolean, which the API server refuses).
+    let text = pod_with(
+        "    env:\n    - {name: A, value: yes}\n    - {name: B, value: 0644}\n",
+        "",
+    );
+    let m = parse(&text).unwrap();
+    let env = &m.pods[0].spec.containers[0].env;
+    assert_eq!(env[0].value.as_deref(), Some("yes"));
+    assert_eq!(env[1].value.as_deref(), Some("0644"));
+    assert_eq!(
+        m.warnings,
+        vec![
+            "Pod \"p\": spec.containers[0].env[0].value: unquoted yes is read as the string \"yes\"; kubectl reads it as a boolean and the API server refuses that for a string: quote it",
+            "Pod \"p\": spec.containers[0].env[1].value: unquoted 0644 is read as the string \"0644\"; kubectl reads it as a number and the API server refuses that for a string: quote it",
+        ]
+    );
+    // `\'` in a double-quoted scalar, as kubectl reads it.
+    let m = parse(&pod_with("    command: [\"it\\'s\"]\n", "")).unwrap();
+    assert_eq!(m.pods[0].spec.containers[0].command, vec!["it's"]);
+}
+
+#[test]
+fn nul_bytes_are_refused_with_the_field_path() {
+    let text = pod_with(
+        "    command: [\"sh\", \"-c\", \"echo a\\u0000b\"]\n    workingDir: \"/w\\0\"\n    env:\n    - {name: A, value: \"x\\0y\"}\n",
+        "",
+    );
+    let nul = "must not contain a NUL byte: the OCI runtime spec cannot carry it";
+    assert_eq!(
+        problems(&text),
+        vec![
+            format!("spec.containers[0].command[2]: Invalid value: \"echo a\\u0000b\": {nul}"),
+            format!("spec.containers[0].workingDir: Invalid value: \"/w\\u0000\": {nul}"),
+            format!("spec.containers[0].env[0].value: Invalid value: \"x\\u0000y\": {nul}"),
+        ]
+    );
+}
+
+#[test]
+fn mounts_onto_runtime_paths_are_refused_however_spelled() {
+    let mounts: String = [
+        "/proc",
+        "/dev/../proc",
+        "/proc/",
+        "//proc",
+        "/proc/sys",
+        "/sys/fs/cgroup",
+        "/dev",
+        "/dev/pts",
+        "/",
+        "/etc/hosts",
+        "/etc//resolv.conf",
+        "/etc/hostname",
+        "/dev/termination-log",
+    ]
+    .iter()
+    .map(|p| format!("    - {{name: v, mountPath: \"{p}\"}}\n"))
+    .collect();
+    let text = pod_with(
+        &format!("    volumeMounts:\n{mounts}    - {{name: v, mountPath: /dev/shm}}\n    - {{name: v, mountPath: /devices}}\n"),
+        "  volumes:\n  - {name: v, emptyDir: {}}\n",
+    );
+    let p = problems(&text);
+    assert_eq!(p.len(), 13, "{p:#?}");
+    assert_eq!(
+        p[1],
+        "spec.containers[0].volumeMounts[1].mountPath: Invalid value: \"/dev/../proc\": must not be /proc or beneath it: procfs is mounted there (runc refuses any other mount on /proc)"
+    );
+    assert_eq!(
+        p[6],
+        "spec.containers[0].volumeMounts[6].mountPath: Invalid value: \"/dev\": must not be /dev: the container's /dev (a tmpfs with its device nodes) is mounted there"
+    );
+    assert_eq!(
+        p[9],
+        "spec.containers[0].volumeMounts[9].mountPath: Invalid value: \"/etc/hosts\": must not be /etc/hosts: podshim writes it for every container, as the kubelet does"
+    );
+    assert!(p[12].ends_with("must not be the container's terminationMessagePath (/dev/termination-log): podshim mounts the termination message file there"), "{}", p[12]);
+}
+
+#[test]
+fn input_is_read_up_to_the_api_server_limit() {
+    let limit = MAX_MANIFEST_BYTES as usize;
+    let mut text = format!("{VALID}#");
+    text.push_str(&" ".repeat(limit - text.len()));
+    assert_eq!(read_text(text.as_bytes()).unwrap().len(), limit);
+    text.push(' ');
+    let e = read_text(text.as_bytes()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the manifest is larger than 3145728 bytes (3 MiB, the Kubernetes API server's request limit)"
+    );
+    // An endless stream is cut at the limit.
+    assert!(matches!(
+        read_text(std::io::repeat(0)),
+        Err(ReadError::TooLarge)
+    ));
+    assert!(matches!(
+        read_text(&b"a: \xff"[..]),
+        Err(ReadError::NotUtf8)
+    ));
 }

@@ -155,12 +155,52 @@ const RESOURCE_FIELD_REFS: &[&str] = &[
 
 const NOT_YET: &str = "not supported by podshim yet";
 
+/// The beta AppArmor annotation, one per container, that Kubernetes still honours (as the
+/// container's `securityContext.appArmorProfile`) and warns about.
+const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+
+/// The deprecated AppArmor annotations of a Pod: the same answer as for `appArmorProfile` (not
+/// supported yet, see `SUPPORTED`), with Kubernetes' deprecation warning (`pkg/api/pod/warnings.go`).
+fn check_apparmor_annotations(doc: &Value, errs: &mut Vec<FieldError>, warnings: &mut Vec<String>) {
+    let Some(annotations) = lookup(doc, "metadata.annotations").and_then(Value::as_object) else {
+        return;
+    };
+    let names: Vec<&str> = ["spec.containers", "spec.initContainers"]
+        .iter()
+        .filter_map(|l| lookup(doc, l).and_then(Value::as_array))
+        .flatten()
+        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .collect();
+    let ap = FieldPath::new("metadata").child("annotations");
+    for key in annotations.keys() {
+        let Some(container) = key.strip_prefix(APPARMOR_ANNOTATION_PREFIX) else {
+            continue;
+        };
+        let path = ap.key(key);
+        if names.contains(&container) {
+            warnings.push(format!(
+                "{path}: deprecated since v1.30; use the \"appArmorProfile\" field instead"
+            ));
+        }
+        let field = if is_supported("spec.containers[].securityContext.appArmorProfile") {
+            None
+        } else {
+            Some(FieldError::forbidden(
+                &path,
+                format!("{NOT_YET} (the annotation stands for the container's securityContext.appArmorProfile)"),
+            ))
+        };
+        errs.extend(field);
+    }
+}
+
 /// The gate: errors for unsupported fields and values, warnings for accepted no-ops.
 pub fn check(doc: &Value) -> (Vec<FieldError>, Vec<String>) {
     let mut errs = Vec::new();
     walk(doc, &FieldPath::default(), "", &mut errs);
     errs.extend(check_values(doc));
     let mut warnings = Vec::new();
+    check_apparmor_annotations(doc, &mut errs, &mut warnings);
     for (field, why) in NO_OPS {
         if let Some(v) = lookup(doc, field) {
             warnings.push(format!("{field}: {v} is ignored: {why}"));
@@ -464,6 +504,32 @@ mod tests {
                 "spec.initContainers[0].ports[0].hostPort: Forbidden: not supported by podshim yet",
                 "spec.initContainers[0].resources.limits[hugepages-2Mi]: Forbidden: not supported by podshim yet",
             ]
+        );
+    }
+
+    #[test]
+    fn apparmor_annotation_is_treated_like_the_field_with_the_deprecation_warning() {
+        let key = "container.apparmor.security.beta.kubernetes.io/app";
+        let v = serde_json::json!({
+            "metadata": {"name": "p", "annotations": {key: "runtime/default"}},
+            "spec": {"containers": [{"name": "app", "image": "i"}]}
+        });
+        let (errs, warnings) = check(&v);
+        assert_eq!(
+            warnings,
+            vec![format!("metadata.annotations[{key}]: deprecated since v1.30; use the \"appArmorProfile\" field instead")]
+        );
+        let errs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            errs,
+            vec![format!("metadata.annotations[{key}]: Forbidden: not supported by podshim yet (the annotation stands for the container's securityContext.appArmorProfile)")]
+        );
+        // The field gets the same answer.
+        let v = serde_json::json!({"spec": {"containers": [{"name": "app", "image": "i",
+            "securityContext": {"appArmorProfile": {"type": "RuntimeDefault"}}}]}});
+        assert_eq!(
+            gate(v),
+            vec!["spec.containers[0].securityContext.appArmorProfile: Forbidden: not supported by podshim yet"]
         );
     }
 

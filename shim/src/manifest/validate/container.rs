@@ -180,6 +180,7 @@ fn validate_common(c: &Container, volumes: &BTreeSet<String>, p: &FieldPath) -> 
     if let Some(sc) = &c.security_context {
         errs.extend(validate_security_context(sc, &p.child("securityContext")));
     }
+    errs.extend(super::runtime::check_container(c, p));
     errs
 }
 

@@ -4,6 +4,7 @@
 mod container;
 pub mod names;
 mod probe;
+mod runtime;
 mod volume;
 
 use std::collections::BTreeSet;
@@ -360,7 +361,11 @@ mod tests {
 
     /// Decodes and defaults a YAML Pod (bypassing the unsupported gate), then validates it.
     fn errors(yaml: &str) -> Vec<String> {
-        let mut v: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+        let mut v = crate::manifest::yaml::documents(yaml)
+            .remove(0)
+            .1
+            .unwrap()
+            .value;
         let mut pod = decode::decode_pod(&mut v).unwrap();
         defaults::apply(&mut pod);
         validate_pod(&pod).iter().map(|e| e.to_string()).collect()
