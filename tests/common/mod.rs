@@ -372,6 +372,12 @@ impl Drop for Instance {
     }
 }
 
+/// Standard base64 with padding (docker config `auth` fields, bearer tokens).
+pub fn base64_encode(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
 /// The host veth name podshim derives from a Pod uid (asked from the binary's library).
 pub fn host_veth(uid: &str) -> String {
     podshim_cni::host_veth_name(uid)

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use podshim::manifest::config::base64_encode;
+use podshim_tests::base64_encode;
 use podshim_tests::{lines_of, ok, stderr, stdout, uid, wait_output, Instance};
 use serde_json::Value;
 use setup::{authfile, registries, registry_blob, PASSWORD, USER};

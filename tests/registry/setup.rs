@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use podshim::manifest::config::base64_encode;
+use podshim_tests::base64_encode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 

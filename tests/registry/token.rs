@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::{Output, Stdio};
 
-use podshim::manifest::config::base64_encode;
+use podshim_tests::base64_encode;
 use podshim_tests::{lines_of, ok, stderr, uid, wait_output, Instance};
 
 use super::setup::{

@@ -8,9 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use podshim::config::Config;
-use podshim::image::{human, Auths, PullOptions, Quiet, Store, Terminal};
-use podshim::pod::journal::Journal;
+use podshim_engine::config::Config;
+use podshim_image::{human, Auths, PullOptions, Quiet, Store, Terminal};
+use podshim_kube::pod::journal::Journal;
 
 #[derive(Parser)]
 #[command(name = "podshim", version, about = "Run Kubernetes Pods on this host")]
@@ -211,11 +211,11 @@ fn main() -> ExitCode {
     }
     // libcontainer forks this binary into containers: protect /proc/self/exe first
     // (CVE-2019-5736).
-    if let Err(e) = podshim::exe::ensure_protected() {
+    if let Err(e) = podshim_engine::exe::ensure_protected() {
         eprintln!("podshim: {e}");
         return ExitCode::from(1);
     }
-    podshim::sys::reset_ignored_signals();
+    podshim_engine::sys::reset_ignored_signals();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PODSHIM_LOG")
@@ -308,9 +308,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
     if !matches!(cli.command, Command::Probe { .. }) {
         for dir in [&cfg.root, &cfg.state, &log_root] {
             if writes {
-                podshim::private::ensure_dir(dir)?;
+                podshim_engine::private::ensure_dir(dir)?;
             } else {
-                podshim::private::tighten(dir)?;
+                podshim_engine::private::tighten(dir)?;
             }
         }
     }
@@ -342,27 +342,29 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Down { grace_period, file } => cli::manage::down(&cfg, &file, grace_period),
         Command::Gc => {
             let mut code = 0;
-            for outcome in podshim::collect::gc(&cfg) {
+            for outcome in podshim_kube::collect::gc(&cfg) {
                 match outcome {
-                    podshim::collect::Outcome::Running { key, pid } => {
+                    podshim_kube::collect::Outcome::Running { key, pid } => {
                         println!("{key}: running (podshim pid {pid})")
                     }
 
-                    podshim::collect::Outcome::Removed { key, problems } if problems.is_empty() => {
+                    podshim_kube::collect::Outcome::Removed { key, problems }
+                        if problems.is_empty() =>
+                    {
                         println!("{key}: removed")
                     }
-                    podshim::collect::Outcome::Removed { key, problems } => {
+                    podshim_kube::collect::Outcome::Removed { key, problems } => {
                         code = 1;
                         println!("{key}: removed with problems: {}", problems.join("; "));
                     }
-                    podshim::collect::Outcome::Network {
+                    podshim_kube::collect::Outcome::Network {
                         name,
                         kept,
                         problem: None,
                     } => {
                         println!("cni network {name}: garbage collected, {kept} attachment(s) kept")
                     }
-                    podshim::collect::Outcome::Network {
+                    podshim_kube::collect::Outcome::Network {
                         name,
                         problem: Some(p),
                         ..
@@ -467,7 +469,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
     }
 }
 
-fn print_pruned(p: &podshim::image::Pruned) {
+fn print_pruned(p: &podshim_image::Pruned) {
     if p.blobs + p.layers > 0 {
         println!(
             "freed {} blob(s) ({}) and {} unpacked layer(s)",

@@ -15,8 +15,8 @@ use super::files::{self, Dns};
 use super::ports::HostPort;
 use super::projection::{self, Projection};
 use super::PodError;
-use crate::cgroups::Cgroups;
-use crate::config::Config;
+use podshim_engine::cgroups::Cgroups;
+use podshim_engine::config::Config;
 
 /// A Pod volume: an emptyDir, or a `configMap`/`secret` volume (`contents` set; a Secret's is
 /// `memory`, so its files live on a tmpfs and never touch a disk).

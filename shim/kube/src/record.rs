@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
 use crate::pod::teardown::start_time;
 use crate::status::PodStatus;
+use podshim_engine::config::Config;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -102,7 +102,7 @@ impl Record {
         }
         let tmp = path.with_extension("json.tmp");
         let data = serde_json::to_vec_pretty(self).map_err(|e| err(e.into()))?;
-        let mut f = crate::private::create_file(&tmp).map_err(err)?;
+        let mut f = podshim_engine::private::create_file(&tmp).map_err(err)?;
         f.write_all(&data).map_err(err)?;
         fs::rename(&tmp, path).map_err(err)
     }

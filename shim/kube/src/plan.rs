@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use crate::image::Store;
 use crate::manifest::{Manifest, Pod, PullPolicy, RestartPolicy};
 use crate::pod::files::Dns;
 use crate::pod::order::Role;
@@ -14,6 +13,7 @@ use crate::pod::restart::Policy;
 use crate::pod::sandbox::{SandboxSpec, VolumeSpec};
 use crate::pod::{new_uid, ContainerPlan};
 use crate::resolve;
+use podshim_image::Store;
 
 /// A Pod ready to run (serializable: the CLI hands it to the Pod's supervisor).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

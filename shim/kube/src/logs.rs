@@ -49,12 +49,12 @@ impl Writer {
     /// Create (or append to) the log file of a container run, with its directories.
     pub fn create(path: &Path) -> io::Result<Writer> {
         if let Some(dir) = path.parent() {
-            crate::private::create_dir_all(dir)?;
+            podshim_engine::private::create_dir_all(dir)?;
         }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
-            .mode(crate::private::FILE_MODE)
+            .mode(podshim_engine::private::FILE_MODE)
             .open(path)?;
         Ok(Writer { file })
     }

@@ -5,10 +5,10 @@ use std::io::Write;
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
-use podshim::config::Config;
-use podshim::logs::{self, Format};
-use podshim::record::{self, Entry};
-use podshim::status::ContainerStatus;
+use podshim_engine::config::Config;
+use podshim_kube::logs::{self, Format};
+use podshim_kube::record::{self, Entry};
+use podshim_kube::status::ContainerStatus;
 
 #[derive(Args)]
 pub struct LogsArgs {

@@ -16,10 +16,10 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::termios::{self, SetArg, Termios};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
-use podshim::config::Config;
-use podshim::pod::exec::{self, ExecStdio as Stdio};
-use podshim::record;
-use podshim::sys;
+use podshim_engine::config::Config;
+use podshim_engine::sys;
+use podshim_kube::pod::exec::{self, ExecStdio as Stdio};
+use podshim_kube::record;
 
 /// Exit code when the command could not be started in the container (as `docker exec`).
 const CANNOT_INVOKE: i32 = 126;

@@ -11,12 +11,12 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use podshim::config::Config;
-use podshim::image::{PullOptions, Quiet, Store, Terminal};
-use podshim::manifest::{self, Manifest};
-use podshim::pod::restart::Backoff;
-use podshim::supervise::{self, PodJob};
-use podshim::{logs, plan, pulling};
+use podshim_engine::config::Config;
+use podshim_image::{PullOptions, Quiet, Store, Terminal};
+use podshim_kube::manifest::{self, Manifest};
+use podshim_kube::pod::restart::Backoff;
+use podshim_kube::supervise::{self, PodJob};
+use podshim_kube::{logs, plan, pulling};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -43,10 +43,10 @@ pub struct RunArgs {
 /// `podshim probe`: one httpGet, tcpSocket or grpc check (the supervisor runs it as a child process);
 /// exit 0 on success, 1 with the reason on stderr otherwise.
 pub fn probe(pod_ip: &str, timeout_ms: u64, action: &str) -> Result<i32> {
-    let action: podshim::probe::Action =
+    let action: podshim_kube::probe::Action =
         serde_json::from_str(action).context("decode the check")?;
     let ip = pod_ip.parse().context("--pod-ip")?;
-    match podshim::probe::check(
+    match podshim_kube::probe::check(
         &action,
         ip,
         std::time::Duration::from_millis(timeout_ms.max(1)),
@@ -205,14 +205,14 @@ fn detach(log_root: &Path, globals: &[OsString], jobs: Vec<PodJob>, scale: f64) 
     for job in jobs {
         let s = &job.plan.sandbox;
         let log_dir = logs::pod_dir(log_root, &s.namespace, &s.name, &s.uid);
-        podshim::private::create_dir_all(&log_dir)
+        podshim_engine::private::create_dir_all(&log_dir)
             .with_context(|| format!("create {}", log_dir.display()))?;
         let log_path = log_dir.join("supervisor.log");
         let log = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(podshim::private::FILE_MODE)
+            .mode(podshim_engine::private::FILE_MODE)
             .open(&log_path)
             .with_context(|| format!("create {}", log_path.display()))?;
         let name = s.name.clone();

@@ -9,12 +9,12 @@ use anyhow::{anyhow, bail, Result};
 use chrono::{DateTime, Utc};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use podshim::collect as gc;
-use podshim::config::Config;
-use podshim::pod::pod_key;
-use podshim::record::{self, Entry};
-use podshim::status;
-use podshim::supervise::{stop_request_path, StopRequest};
+use podshim_engine::config::Config;
+use podshim_kube::collect as gc;
+use podshim_kube::pod::pod_key;
+use podshim_kube::record::{self, Entry};
+use podshim_kube::status;
+use podshim_kube::supervise::{stop_request_path, StopRequest};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -32,7 +32,7 @@ pub fn ps(cfg: &Config, format: Option<Format>) -> Result<i32> {
             if format == Some(Format::Json) {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                print!("{}", podshim::manifest::yaml::emit::to_string(&list)?);
+                print!("{}", podshim_kube::manifest::yaml::emit::to_string(&list)?);
             }
         }
         _ => {
@@ -108,12 +108,12 @@ pub fn check(cfg: &Config, namespace: Option<&str>, pod: &str) -> Result<i32> {
         .and_then(|ip| ip.parse().ok())
         .filter(|_| !host_network);
     let journal = cfg.pod_dir(&e.key).join("journal.json");
-    match podshim::pod::netcheck::check(&journal, pod_ip, host_network) {
-        Ok(podshim::pod::netcheck::Checked::HostNetwork) => {
+    match podshim_kube::pod::netcheck::check(&journal, pod_ip, host_network) {
+        Ok(podshim_kube::pod::netcheck::Checked::HostNetwork) => {
             println!("network of {name}: hostNetwork, nothing to check");
             Ok(0)
         }
-        Ok(podshim::pod::netcheck::Checked::CheckDisabled { network }) => {
+        Ok(podshim_kube::pod::netcheck::Checked::CheckDisabled { network }) => {
             println!("network of {name}: not checked (network {network} has disableCheck)");
             Ok(0)
         }

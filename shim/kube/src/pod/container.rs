@@ -16,9 +16,9 @@ use podshim_engine::{Container, Create, Stdio};
 
 use super::process::{self, User};
 use super::{PodError, Sandbox};
-use crate::cgroups::Cgroups;
-use crate::config::Config;
 use crate::spec::{self, Bind, ContainerSpec, HostLimits};
+use podshim_engine::cgroups::Cgroups;
+use podshim_engine::config::Config;
 
 /// Everything needed to (re)start one container, resolved before the Pod is created.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -32,7 +32,6 @@ use checks::{Check, Probes, Purpose, Verdict};
 use output::Output;
 use track::Track;
 
-use crate::config::Config;
 use crate::logs;
 use crate::plan::PodPlan;
 use crate::pod::container::{oom_killed, remove_container, start, termination_message};
@@ -41,6 +40,7 @@ use crate::pod::restart::{exit_code, Backoff};
 use crate::pod::{chain, pod_key, Sandbox};
 use crate::record::{self, Record, Supervisor};
 use crate::status::{self, Terminated};
+use podshim_engine::config::Config;
 
 /// How one container slot stands.
 #[derive(Debug)]
@@ -564,7 +564,7 @@ impl Supervision<'_> {
             let mut ready =
                 output::wait(self.wake_r, slots.iter().map(|s| &s.out), timeout, || {
                     if trim {
-                        crate::sys::trim_resident_memory();
+                        podshim_engine::sys::trim_resident_memory();
                     }
                 })?;
             // A stream at EOF is removed from its slot: handle higher indexes first.

@@ -2,8 +2,8 @@
 //! Pod whose owner is gone (from its journal), then each such Pod's record says how it ended
 //! (`SupervisorLost`), as the kubelet reports a Pod whose sandbox vanished.
 
-use crate::config::Config;
 use crate::record;
+use podshim_engine::config::Config;
 pub use podshim_engine::gc::Outcome;
 
 /// [`podshim_engine::gc::gc`], then the records of the Pods it removed are settled.

@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::image::{Auths, ImageError, Progress, PullOptions, Reference, Store};
 use crate::manifest::{Manifest, Pod, PullPolicy};
+use podshim_image::{Auths, ImageError, Progress, PullOptions, Reference, Store};
 
 const DOCKER_CONFIG_JSON: (&str, &str) = ("kubernetes.io/dockerconfigjson", ".dockerconfigjson");
 const DOCKER_CFG: (&str, &str) = ("kubernetes.io/dockercfg", ".dockercfg");
