@@ -11,7 +11,7 @@
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use libcgroups::common::{CgroupManager, ControllerOpt, FreezerState};
+use libcgroups::common::{CgroupManager, ControllerOpt};
 use libcontainer::oci_spec::runtime::{LinuxResources, Spec};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -268,27 +268,25 @@ impl Container {
         })
     }
 
-    fn freeze(&mut self, op: Operation, state: FreezerState) -> Result<(), Error> {
-        let next = self.transition(op)?;
-        self.cgroup_manager()?
-            .freeze(state)
-            .map_err(|e| Error::Runtime {
-                container: self.id.clone(),
-                action: op.name(),
-                detail: chain(&e),
-            })?;
+    /// Freeze every process of the container (libcontainer's pause, which also records the
+    /// state, so that an exec into it is refused instead of freezing with it).
+    pub fn pause(&mut self) -> Result<(), Error> {
+        let next = self.transition(Operation::Pause)?;
+        self.load()?
+            .pause()
+            .map_err(runtime_err(&self.id, "pause"))?;
         self.state = next;
         Ok(())
     }
 
-    /// Freeze every process of the container.
-    pub fn pause(&mut self) -> Result<(), Error> {
-        self.freeze(Operation::Pause, FreezerState::Frozen)
-    }
-
     /// Thaw it again.
     pub fn resume(&mut self) -> Result<(), Error> {
-        self.freeze(Operation::Resume, FreezerState::Thawed)
+        let next = self.transition(Operation::Resume)?;
+        self.load()?
+            .resume()
+            .map_err(runtime_err(&self.id, "resume"))?;
+        self.state = next;
+        Ok(())
     }
 
     /// Apply new cgroup limits (containerd's `Update`: memory, CPU, pids...).
@@ -369,7 +367,7 @@ impl Container {
     /// Delete it: its libcontainer state and cgroup (what is left in it is killed), then its
     /// root filesystem, each forgotten by the journal once gone. A running or paused container
     /// must be killed and have exited first.
-    pub fn delete(mut self, journal: &mut Journal) -> Result<(), Error> {
+    pub fn delete(&mut self, journal: &mut Journal) -> Result<(), Error> {
         self.transition(Operation::Delete)?;
         self.state = ContainerState::Stopped;
         remove(
