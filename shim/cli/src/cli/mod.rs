@@ -3,4 +3,5 @@
 pub mod exec;
 pub mod logs;
 pub mod manage;
+pub mod report;
 pub mod run;

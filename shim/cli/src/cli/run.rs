@@ -139,7 +139,7 @@ pub fn run(
     }
     let opts = supervise::Options {
         backoff: Backoff::default().scaled(args.backoff_scale),
-        echo: true,
+        reporter: Box::new(super::report::Terminal { echo: true }),
         detached: false,
         log_root: log_root.to_path_buf(),
         ready: None,
@@ -147,7 +147,7 @@ pub fn run(
             self_args: globals.to_vec(),
         },
     };
-    supervise::run(cfg, jobs, opts)
+    Ok(supervise::run(cfg, jobs, opts)?)
 }
 
 /// Pull what the Pods' pull policies ask for, then plan every Pod of the manifest (all problems
@@ -288,7 +288,7 @@ pub fn supervise(cfg: &Config, log_root: &Path, globals: &[OsString]) -> Result<
     let name = input.job.plan.sandbox.name.clone();
     let opts = supervise::Options {
         backoff: Backoff::default().scaled(input.backoff_scale),
-        echo: false,
+        reporter: Box::new(super::report::Terminal { echo: false }),
         detached: true,
         log_root: PathBuf::from(log_root),
         ready: Some(ready),
@@ -300,6 +300,7 @@ pub fn supervise(cfg: &Config, log_root: &Path, globals: &[OsString]) -> Result<
         Ok(code) => Ok(code),
         Err(e) => {
             use std::io::Write;
+            let e = anyhow::Error::from(e);
             let msg = format!("{e:#}").replace('\n', " ");
             let _ = writeln!(errors, "failed {name} {msg}");
             Err(e)

@@ -1,9 +1,8 @@
 //! Container output: each container's stdout and stderr, line by line, into its CRI log file and
-//! (in the foreground) to podshim's own stdout and stderr, each line prefixed with the
-//! container's name.
+//! to the run's reporter (which shows it, labelled with the container, or not).
 
 use std::fs::File;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -11,6 +10,7 @@ use std::time::Duration;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use super::notice::{Notice, Reporter, What};
 use crate::logs;
 
 struct Stream {
@@ -19,11 +19,10 @@ struct Stream {
     to_stderr: bool,
 }
 
-/// A container's output: its line prefix, its open streams, the log file of its current run.
+/// A container's output: its label, its open streams, the log file of its current run.
 pub(super) struct Output {
-    pub prefix: String,
-    /// Copy lines to podshim's stdout/stderr.
-    echo: bool,
+    /// The container's name (`pod/container` when several Pods run).
+    pub label: String,
     streams: Vec<Stream>,
     log: Option<logs::Writer>,
 }
@@ -61,10 +60,9 @@ pub(super) fn wait<'a>(
 }
 
 impl Output {
-    pub(super) fn new(prefix: String, echo: bool) -> Self {
+    pub(super) fn new(label: String) -> Self {
         Output {
-            prefix,
-            echo,
+            label,
             streams: Vec::new(),
             log: None,
         }
@@ -87,7 +85,7 @@ impl Output {
     }
 
     /// Read what a stream has, print whole lines; at EOF print the rest and close it.
-    pub(super) fn pump(&mut self, j: usize) {
+    pub(super) fn pump(&mut self, j: usize, reporter: &mut dyn Reporter) {
         let s = self;
         let mut chunk = [0u8; 65536];
         let mut eof = false;
@@ -109,14 +107,14 @@ impl Output {
                 }
             }
         }
-        emit(&s.prefix, s.echo, &mut s.log, &mut s.streams[j], eof);
+        emit(&s.label, reporter, &mut s.log, &mut s.streams[j], eof);
         if eof {
             s.streams.remove(j);
         }
     }
 
     /// Read every stream to its end (after the container exited), printing everything.
-    pub(super) fn flush(&mut self) {
+    pub(super) fn flush(&mut self, reporter: &mut dyn Reporter) {
         let s = self;
         while !s.streams.is_empty() {
             let last = s.streams.len() - 1;
@@ -124,16 +122,22 @@ impl Output {
                 s.streams[last].file.as_raw_fd(),
                 FcntlArg::F_SETFL(OFlag::empty()),
             );
-            s.pump(last);
+            s.pump(last, reporter);
             if s.streams.len() > last {
                 let mut st = s.streams.remove(last);
-                emit(&s.prefix, s.echo, &mut s.log, &mut st, true);
+                emit(&s.label, reporter, &mut s.log, &mut st, true);
             }
         }
     }
 }
 
-fn emit(prefix: &str, echo: bool, log: &mut Option<logs::Writer>, st: &mut Stream, all: bool) {
+fn emit(
+    label: &str,
+    reporter: &mut dyn Reporter,
+    log: &mut Option<logs::Writer>,
+    st: &mut Stream,
+    all: bool,
+) {
     let end = if all {
         st.buf.len()
     } else {
@@ -145,7 +149,7 @@ fn emit(prefix: &str, echo: bool, log: &mut Option<logs::Writer>, st: &mut Strea
     if end == 0 {
         return;
     }
-    let text: Vec<u8> = st.buf.drain(..end).collect();
+    let mut text: Vec<u8> = st.buf.drain(..end).collect();
     if let Some(w) = log {
         let stream = match st.to_stderr {
             true => logs::Stream::Stderr,
@@ -154,30 +158,21 @@ fn emit(prefix: &str, echo: bool, log: &mut Option<logs::Writer>, st: &mut Strea
         for line in text.split_inclusive(|b| *b == b'\n') {
             let line = line.strip_suffix(b"\n").unwrap_or(line);
             if let Err(e) = w.write_line(stream, line) {
-                eprintln!("{prefix}podshim: cannot write the container log: {e}");
+                reporter.notice(&Notice::container(
+                    label,
+                    What::LogWrite {
+                        message: e.to_string(),
+                    },
+                ));
                 *log = None;
                 break;
             }
         }
     }
-    if !echo {
-        return;
+    if !text.ends_with(b"\n") {
+        text.push(b'\n');
     }
-    let mut out: Vec<u8> = Vec::new();
-    for line in text.split_inclusive(|b| *b == b'\n') {
-        out.extend_from_slice(prefix.as_bytes());
-        out.extend_from_slice(line);
-        if !line.ends_with(b"\n") {
-            out.push(b'\n');
-        }
-    }
-    let _ = if st.to_stderr {
-        io::stderr().write_all(&out)
-    } else {
-        io::stdout()
-            .write_all(&out)
-            .and_then(|_| io::stdout().flush())
-    };
+    reporter.output(label, st.to_stderr, &text);
 }
 
 /// Empty the wake pipe (signals and SIGCHLD write to it).

@@ -1,0 +1,180 @@
+//! The supervision loop: one thread, woken by container output, signals (a stop signal,
+//! SIGCHLD, SIGUSR1 for stop requests) or the next deadline; each turn it stops what must stop,
+//! starts what is due, runs probes, moves kills along, writes records, reaps exits and watches
+//! the pause processes. Single-threaded on purpose: libcontainer forks this process to (re)start
+//! containers, and each container's init is its child.
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use podshim_engine::config::Config;
+
+use super::checks::{Check, Probes};
+use super::notice::{Notice, What};
+use super::output;
+use super::report::{notify_ready, startup_over, write_record};
+use super::slot::{may_start, view, PodRun, Slot, State, Stop};
+use super::stopping::grace;
+use super::Options;
+use crate::pod::order;
+
+pub(super) struct Supervision<'a> {
+    pub(super) cfg: &'a Config,
+    pub(super) stop_sig: &'a AtomicUsize,
+    pub(super) requests: &'a AtomicBool,
+    pub(super) wake_r: &'a UnixStream,
+    pub(super) opts: &'a mut Options,
+    /// Probe and hook processes (and sleep hooks) in flight.
+    pub(super) checks: Vec<Check>,
+    /// When to trim the resident memory next (10 s after the loop last did some work).
+    pub(super) trim_at: Option<Instant>,
+}
+
+impl Supervision<'_> {
+    /// The supervision loop: start what is due (in the Pod's container order), copy output,
+    /// run probes and hooks, reap exits, apply the restart policy, and stop Pods once a stop
+    /// signal or request arrived or only their sidecars are left. Returns when every container
+    /// is done.
+    pub(super) fn supervise(&mut self, pods: &mut [PodRun], slots: &mut [Slot]) -> io::Result<()> {
+        loop {
+            let signalled = self.stop_sig.load(Ordering::SeqCst) != 0;
+            if self.requests.swap(false, Ordering::SeqCst) {
+                self.take_stop_requests(pods);
+            }
+            for p in 0..pods.len() {
+                let pod = &mut pods[p];
+                if pod.stop.is_none() && (signalled || order::finished(&view(slots, p))) {
+                    let grace = grace(pod.plan.grace_period);
+                    pod.stop = Some(Stop {
+                        deadline: Instant::now() + grace,
+                        grace,
+                        killed: false,
+                    });
+                    pod.dirty = true;
+                }
+                if pods[p].stop.is_some() {
+                    self.stop_pod(pods, p, slots);
+                }
+            }
+            // Start what is due.
+            let now = Instant::now();
+            let mut started = false;
+            for i in 0..slots.len() {
+                if may_start(pods, slots, i).is_some_and(|at| at <= now) {
+                    self.start_slot(pods, slots, i);
+                    started = true;
+                }
+            }
+            self.run_probes(pods, slots);
+            self.expire_checks(pods, slots);
+            self.advance_kills(slots);
+            for (p, pod) in pods.iter_mut().enumerate() {
+                write_record(self.cfg, pod, p, slots, self.opts, false);
+            }
+            if self.opts.ready.is_some()
+                && pods
+                    .iter()
+                    .enumerate()
+                    .all(|(p, pod)| startup_over(pod, p, slots).is_some())
+            {
+                notify_ready(&mut self.opts.ready, pods, slots);
+                started = true;
+            }
+            // A detached supervisor lives long: right after a (re)start it lets go of the pages
+            // the start touched (libcontainer, the spec), and 10 s after other work of the
+            // pages its loop touched, so an idle supervisor holds little (see `wait` below).
+            let trim = self.opts.detached
+                && self.opts.ready.is_none()
+                && (started || self.trim_at.is_some_and(|t| t <= Instant::now()));
+            if trim {
+                self.trim_at = None;
+            }
+            if slots.iter().all(|s| matches!(s.state, State::Done)) {
+                return Ok(());
+            }
+            // Wait for output, a signal, or the next deadline.
+            let timeout = self
+                .next_deadline(pods, slots)
+                .map(|n| n.saturating_duration_since(Instant::now()));
+            let mut ready =
+                output::wait(self.wake_r, slots.iter().map(|s| &s.out), timeout, || {
+                    if trim {
+                        podshim_engine::sys::trim_resident_memory();
+                    }
+                })?;
+            // A stream at EOF is removed from its slot: handle higher indexes first.
+            ready.sort_by_key(|(slot, stream)| (*slot, std::cmp::Reverse(*stream)));
+            for (slot, stream) in ready {
+                slots[slot].out.pump(stream, self.opts.reporter.as_mut());
+            }
+            output::drain_wake(self.wake_r);
+            if self.opts.detached && self.trim_at.is_none() {
+                self.trim_at = Some(Instant::now() + Duration::from_secs(10));
+            }
+            self.reap(pods, slots);
+            // A Pod whose pause process died has lost its namespaces: stop it.
+            for p in 0..pods.len() {
+                let pod = &mut pods[p];
+                let dead = pod
+                    .sandbox
+                    .as_mut()
+                    .is_some_and(|sb| matches!(sb.pause.try_wait(), Ok(Some(_)) | Err(_)));
+                if dead && pod.failed.is_none() && !signalled {
+                    self.opts.reporter.notice(&Notice::run(What::PauseExited {
+                        pod: pod.plan.sandbox.name.clone(),
+                    }));
+                    pod.failed = Some(1);
+                    pod.dirty = true;
+                    pod.stop = Some(Stop {
+                        deadline: Instant::now(),
+                        grace: Duration::ZERO,
+                        killed: false,
+                    });
+                    self.stop_pod(pods, p, slots);
+                }
+            }
+        }
+    }
+
+    /// The soonest thing the loop must do by itself: a stop deadline, a (re)start, a probe, a
+    /// check timing out, a kill step.
+    fn next_deadline(&self, pods: &[PodRun], slots: &[Slot]) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut soonest = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
+        for (p, pod) in pods.iter().enumerate() {
+            let running = slots
+                .iter()
+                .any(|s| s.pod == p && matches!(s.state, State::Running { .. }));
+            match &pod.stop {
+                Some(stop) if running && !stop.killed => soonest(stop.deadline),
+                _ => {}
+            }
+        }
+        for (i, s) in slots.iter().enumerate() {
+            if let Some(at) = may_start(pods, slots, i) {
+                soonest(at);
+            }
+            if let Some(at) = s.probes.as_ref().and_then(Probes::next_at) {
+                if matches!(s.state, State::Running { .. }) && !s.post_start && s.kill.is_none() {
+                    soonest(at);
+                }
+            }
+            if let Some(k) = &s.kill {
+                if !k.killed && matches!(s.state, State::Running { .. }) {
+                    soonest(k.deadline);
+                }
+            }
+        }
+        for c in &self.checks {
+            if let Some(at) = c.deadline {
+                soonest(at);
+            }
+        }
+        if let Some(at) = self.trim_at {
+            soonest(at);
+        }
+        next
+    }
+}
