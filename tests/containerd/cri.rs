@@ -5,7 +5,7 @@
 //! UpdateContainerResources, ReopenContainerLog, StopContainer, StopPodSandbox,
 //! RemovePodSandbox; then what each container (and pause) sees of its capabilities, seccomp
 //! mode, masked paths and limits, and an OOM kill reported as `OOMKilled`. runc's answers are
-//! recorded in `reference/runc/cri_*.json`; podshim's must match them.
+//! recorded in `reference/runc/<host kind>/cri_*.json`; podshim's must match them.
 
 mod support;
 

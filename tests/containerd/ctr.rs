@@ -1,9 +1,9 @@
 //! `ctr` against a private containerd 1.6, per runtime handler: run (output and exit status,
 //! and what a container of ctr's default spec sees), exec with and without a terminal, kill,
 //! pause/resume (the freezer), task metrics, a memory limit update (containerd's Tasks/Update:
-//! ctr 1.6 has no `task update`), and an OOM kill reported as exit 137 plus a `/tasks/oom`
-//! event. Each body takes the handler; runc's answers are recorded
-//! in `reference/runc/ctr_*.json` and podshim's must match them.
+//! ctr 1.6 has no `task update`), an OOM kill reported as exit 137 plus a `/tasks/oom` event,
+//! and a running task surviving a containerd restart. Each body takes the handler; runc's
+//! answers are recorded in `reference/runc/<host kind>/ctr_*.json` and podshim's must match them.
 
 mod support;
 
@@ -29,7 +29,8 @@ handler_tests!(
         ctr_pause_resume,
         ctr_metrics,
         ctr_update_memory,
-        ctr_oom_kill
+        ctr_oom_kill,
+        ctr_containerd_restart
     ]
 );
 
@@ -44,7 +45,8 @@ handler_tests!(
         ctr_pause_resume,
         ctr_metrics,
         ctr_update_memory,
-        ctr_oom_kill
+        ctr_oom_kill,
+        ctr_containerd_restart
     ]
 );
 
@@ -405,6 +407,31 @@ fn ctr_oom_kill(h: &Handler) {
         h,
         "ctr_oom_kill",
         &json!({"exit_code": oom.status.code(), "task_events": topics}),
+    );
+    d.shutdown();
+}
+
+fn ctr_containerd_restart(h: &Handler) {
+    let mut d = daemon(h);
+    ok(&mut d.ctr_run(h, "survivor", &["-d"], &["sleep", "600"]));
+    d.wait_task("survivor", "RUNNING");
+    let pid = d.task_pid("survivor");
+    let old = d.pid();
+    d.restart();
+    assert_ne!(d.pid(), old);
+    // The task outlived containerd, which found its shim again: same process, still RUNNING,
+    // and it answers exec and kill.
+    assert_eq!(d.task_status("survivor").as_deref(), Some("RUNNING"));
+    assert_eq!(d.task_pid("survivor"), pid);
+    let out = ok(d
+        .ctr_exec("survivor", "after", false)
+        .args(["echo", "still here"]));
+    assert_eq!(out, "still here\n");
+    d.remove_task("survivor");
+    answers::check(
+        h,
+        "ctr_containerd_restart",
+        &json!({"status_after_restart": "RUNNING", "same_pid": true, "exec": out}),
     );
     d.shutdown();
 }

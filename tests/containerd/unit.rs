@@ -78,6 +78,7 @@ mod config {
             "runtime_path = \"/opt/podshim/containerd-shim-podshim-v1\"",
             "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]",
             "runtime_type = \"io.containerd.runc.v2\"",
+            "Root = \"/tmp/podshim-test-x/runc\"",
             "path = \"/tmp/podshim-test-x/opt\"",
         ] {
             assert!(

@@ -29,6 +29,8 @@ pub struct Containerd {
     /// Set with the CRI plugin.
     pub cri: Option<config::Cri>,
     child: Option<Child>,
+    /// containerd's PATH (where it finds shims).
+    path: std::ffi::OsString,
     /// Cgroups below `cgroup_root` that are expected to stay (the CRI Pod-level parents that the
     /// kubelet, not containerd, removes); anything else left there is a leak.
     expected_cgroups: std::sync::Mutex<Vec<String>>,
@@ -53,7 +55,6 @@ impl Containerd {
         let cri = options.cri.then(|| setup_cni(&dir, &tag, n));
         let toml = config::containerd_toml(&layout, cri.as_ref(), &options.handlers);
         std::fs::write(&layout.config, toml).unwrap();
-        let log = std::fs::File::create(&layout.log).unwrap();
         // Shims are found on containerd's PATH by runtime type: put every handler's directory
         // first (runc's is /usr/bin, already there).
         let mut path: Vec<PathBuf> = options
@@ -64,20 +65,14 @@ impl Containerd {
         path.extend(std::env::split_paths(
             &std::env::var_os("PATH").unwrap_or_default(),
         ));
-        let child = Command::new(installed("containerd"))
-            .arg("--config")
-            .arg(&layout.config)
-            .env("PATH", std::env::join_paths(path).unwrap())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn containerd");
+        let path = std::env::join_paths(path).unwrap();
+        let child = spawn(&layout, &path);
         let mut daemon = Containerd {
             layout,
             tag,
             cri,
             child: Some(child),
+            path,
             expected_cgroups: std::sync::Mutex::new(Vec::new()),
             shim_ids: std::sync::Mutex::new(Vec::new()),
         };
@@ -154,7 +149,15 @@ impl Containerd {
         let _ = std::fs::remove_dir_all(&self.layout.dir);
     }
 
-    fn stop_and_clean(&mut self) -> Leftovers {
+    /// Stop containerd (SIGTERM, SIGKILL after 15 s) and start it again with the same config:
+    /// its shims and containers keep running meanwhile, and it reconnects to them.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Some(spawn(&self.layout, &self.path));
+        self.wait_ready();
+    }
+
+    fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pid = Pid::from_raw(child.id() as i32);
             let _ = kill(pid, Signal::SIGTERM);
@@ -169,6 +172,10 @@ impl Containerd {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+    }
+
+    fn stop_and_clean(&mut self) -> Leftovers {
+        self.stop();
         let expected = self.expected_cgroups.lock().unwrap().clone();
         let ids = self.shim_ids.lock().unwrap().clone();
         let left = cleanup::leftovers(&self.layout, self.cri.as_ref(), &expected, &ids);
@@ -196,6 +203,24 @@ impl Drop for Containerd {
             self.log_tail(30)
         );
     }
+}
+
+/// containerd with the layout's config, its output appended to the layout's log.
+fn spawn(layout: &Layout, path: &std::ffi::OsStr) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&layout.log)
+        .unwrap();
+    Command::new(installed("containerd"))
+        .arg("--config")
+        .arg(&layout.config)
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn containerd")
 }
 
 /// The CRI plugin's CNI directories: `podshim-bridge` (the workspace's build) and Debian's

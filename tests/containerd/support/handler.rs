@@ -8,8 +8,8 @@ use super::{installed, workspace};
 
 #[derive(Debug, Clone)]
 pub struct Handler {
-    /// The CRI `runtime_handler` (the key under `containerd.runtimes`), also the name of its
-    /// recorded answers (`reference/<name>/`).
+    /// The CRI `runtime_handler` (the key under `containerd.runtimes`), also the directory of
+    /// its answers under target/containerd-answers.
     pub name: &'static str,
     /// `runtime_type`, e.g. `io.containerd.runc.v2`; `ctr run --runtime` takes it too.
     pub runtime_type: &'static str,
