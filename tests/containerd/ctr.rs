@@ -371,8 +371,20 @@ fn ctr_oom_kill(h: &Handler) {
             sink.lock().unwrap().push(l);
         }
     });
-    // Let the subscription start before the container does.
-    std::thread::sleep(Duration::from_millis(300));
+    // Make sure the subscription is live before the container starts: create namespaces until
+    // one's event comes through (the first may be created before ctr has subscribed).
+    let mut probe = 0;
+    wait_until(Duration::from_secs(10), "ctr events to subscribe", || {
+        probe += 1;
+        let name = format!("events-ready-{probe}");
+        ok(d.ctr("default").args(["namespaces", "create", &name]));
+        let seen = (0..25).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            lines.lock().unwrap().iter().any(|l| l.contains(&name))
+        });
+        ok(d.ctr("default").args(["namespaces", "remove", &name]));
+        seen.then_some(())
+    });
     let oom = d
         .ctr_run(
             h,
