@@ -24,8 +24,12 @@ n=$(pgrep -fc "$servers" || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n test regis
 # scripts/test-in-docker.sh's container), nor a repository checked out as .../podshim.
 n=$(awk '$5 ~ /\/podshim(-test-[^\/]*)?\//' /proc/self/mountinfo | wc -l); [ "$n" -gt 0 ] && leaks+=("$n podshim mount(s)")
 n=$(find /sys/fs/cgroup -maxdepth 2 -type d -name podshim 2>/dev/null | wc -l); [ "$n" -gt 0 ] && leaks+=("$n podshim cgroup dir(s)")
+# The containerd tests (tests/containerd): their private containerd daemons and shims (which name
+# the test's /tmp/podshim-test-* directory), and their cgroup roots /podshim-test-*.
+n=$(pgrep -fc '^/usr/bin/containerd(-shim-[a-z0-9-]+)? .*/podshim-test-' || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n test containerd/shim process(es)")
+n=$(find /sys/fs/cgroup -maxdepth 2 -type d -name 'podshim-test-*' 2>/dev/null | wc -l); [ "$n" -gt 0 ] && leaks+=("$n containerd test cgroup dir(s)")
 if [ "${#leaks[@]}" -gt 0 ]; then
     echo "LEAKS after the tests: ${leaks[*]}" >&2
     exit 1
 fi
-echo "no leaks: no pause process, test interface, podshim mount or cgroup left"
+echo "no leaks: no pause process, test interface, podshim mount or cgroup, test containerd or shim left"

@@ -9,8 +9,12 @@ pkgs=(busybox-static umoci skopeo iproute2 procps libseccomp-dev pkg-config gcc 
     docker-registry apache2-utils bsdutils python3 openssl)
 # python3-h2 (with Debian's python3) runs the gRPC health server of the gRPC probe tests.
 pkgs+=(python3-h2)
-# The benchmarks compare against runc and podman: `install-deps.sh --bench` adds them.
-[ "${1:-}" = --bench ] && pkgs+=(runc podman)
+# The containerd tests (tests/containerd) run a private containerd 1.6 (its `ctr` and
+# containerd-shim-runc-v2) with runc as the reference runtime; protobuf-compiler is the protoc
+# that the k8s-cri crate (their CRI client) needs at build time.
+pkgs+=(containerd runc protobuf-compiler)
+# The benchmarks also compare against podman: `install-deps.sh --bench` adds it.
+[ "${1:-}" = --bench ] && pkgs+=(podman)
 # `install-deps.sh --list` prints the list (one a line) and installs nothing: scripts/ci-image.sh
 # and the Dockerfile build the test image from it.
 if [ "${1:-}" = --list ]; then printf '%s\n' "${pkgs[@]}"; exit 0; fi

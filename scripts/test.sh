@@ -10,9 +10,13 @@ scripts/install-deps.sh
 scripts/build.sh debug
 image=target/test-images/busybox-oci.tar
 [ -s "$image" ] || scripts/make-busybox-image.sh "$image"
+# podshim's pause as the containerd tests' sandbox image, remade whenever pause was rebuilt.
+pause_image=target/test-images/pause-oci.tar
+[ "$pause_image" -nt target/pause/release/pause ] || scripts/pause-image.sh "$pause_image" >/dev/null
 export PODSHIM_BIN=$PWD/target/debug/podshim
 export PODSHIM_PAUSE=$PWD/target/debug/pause
 export PODSHIM_TEST_IMAGE=$PWD/$image
+export PODSHIM_PAUSE_IMAGE=$PWD/$pause_image
 if [ "${1:-}" = --smoke ]; then
     # The smoke subset (.ci/run runs it inside Docker with scripts/test-in-docker.sh): one Pod with
     # two containers, emptyDirs on disk and in memory, the Pod IP, graceful stop, a data root on
