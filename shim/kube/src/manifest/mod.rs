@@ -9,6 +9,11 @@ pub mod decode;
 pub mod defaults;
 pub mod error;
 pub mod quantity;
+pub mod scheduling_types;
+pub mod schema;
+#[cfg(test)]
+mod schema_check;
+pub mod supported;
 pub mod types;
 pub mod unsupported;
 pub mod validate;
