@@ -50,8 +50,19 @@ const SUPPORTED: &[&str] = &[
     "spec.securityContext.{runAsUser,runAsGroup,runAsNonRoot,supplementalGroups}",
     // Credentials for pulls, from `kubernetes.io/dockerconfigjson` Secrets of the same file.
     "spec.imagePullSecrets[].name",
+    // Scheduling on this one node (`crate::schedule`), and priority as the Priority admission
+    // plugin sets it.
+    "spec.{nodeName,nodeSelector,priorityClassName,priority,preemptionPolicy}",
+    "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[].{matchExpressions,matchFields}[].{key,operator,values}",
+    "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[].{weight,preference.{matchExpressions,matchFields}[].{key,operator,values}}",
+    "spec.affinity.{podAffinity,podAntiAffinity}.{requiredDuringSchedulingIgnoredDuringExecution[],preferredDuringSchedulingIgnoredDuringExecution[].podAffinityTerm}.{topologyKey,namespaces,matchLabelKeys,mismatchLabelKeys,{labelSelector,namespaceSelector}.{matchLabels,matchExpressions[].{key,operator,values}}}",
+    "spec.affinity.{podAffinity,podAntiAffinity}.preferredDuringSchedulingIgnoredDuringExecution[].weight",
+    "spec.tolerations[].{key,operator,value,effect,tolerationSeconds}",
+    "spec.topologySpreadConstraints[].{maxSkew,topologyKey,whenUnsatisfiable,minDomains,nodeAffinityPolicy,nodeTaintsPolicy,matchLabelKeys}",
+    "spec.topologySpreadConstraints[].labelSelector.{matchLabels,matchExpressions[].{key,operator,values}}",
+    "spec.schedulingGates[].name",
     // No-ops: accepted, with a warning (`NO_OPS`).
-    "spec.{enableServiceLinks,automountServiceAccountToken,schedulerName,priority}",
+    "spec.{enableServiceLinks,automountServiceAccountToken,schedulerName}",
 ];
 
 /// `SUPPORTED`, expanded.

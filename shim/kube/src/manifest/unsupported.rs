@@ -24,7 +24,6 @@ const NO_OPS: &[(&str, &str)] = &[
         "podshim mounts no service account token",
     ),
     ("spec.schedulerName", "podshim runs every Pod on this host"),
-    ("spec.priority", "podshim does not preempt Pods"),
 ];
 
 /// `emptyDir.medium` values podshim implements (HugePages is not).
