@@ -93,6 +93,24 @@ struct Global {
     /// ~/.docker/config.json)
     #[arg(long, global = true, value_name = "FILE")]
     authfile: Option<PathBuf>,
+    /// A label of this node, besides kubernetes.io/hostname, os and arch (repeatable)
+    #[arg(
+        long = "node-label",
+        global = true,
+        env = "PODSHIM_NODE_LABELS",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE"
+    )]
+    node_labels: Vec<String>,
+    /// A taint of this node (repeatable; effect NoSchedule, PreferNoSchedule or NoExecute)
+    #[arg(
+        long = "node-taint",
+        global = true,
+        env = "PODSHIM_NODE_TAINTS",
+        value_delimiter = ',',
+        value_name = "KEY[=VALUE]:EFFECT"
+    )]
+    node_taints: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -320,6 +338,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             &log_root,
             &global_args(&cli.global),
             &pull_options(&cli.global)?,
+            &cli::schedule::node(&cli.global.node_labels, &cli.global.node_taints)?,
             args,
         ),
         Command::Supervise => cli::run::supervise(&cfg, &log_root, &global_args(&cli.global)),

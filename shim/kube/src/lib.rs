@@ -12,6 +12,7 @@ pub mod probe;
 pub mod pulling;
 pub mod record;
 pub mod resolve;
+pub mod schedule;
 pub mod spec;
 pub mod status;
 pub mod supervise;

@@ -5,3 +5,4 @@ pub mod logs;
 pub mod manage;
 pub mod report;
 pub mod run;
+pub mod schedule;

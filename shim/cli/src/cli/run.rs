@@ -15,6 +15,7 @@ use podshim_engine::config::Config;
 use podshim_image::{PullOptions, Quiet, Store, Terminal};
 use podshim_kube::manifest::{self, Manifest};
 use podshim_kube::pod::restart::Backoff;
+use podshim_kube::schedule::Node;
 use podshim_kube::supervise::{self, PodJob};
 use podshim_kube::{logs, plan, pulling};
 
@@ -104,14 +105,17 @@ pub fn run(
     log_root: &Path,
     globals: &[OsString],
     pull: &PullOptions,
+    node: &Node,
     args: RunArgs,
 ) -> Result<i32> {
-    let Some(manifest) = load(&args.file)? else {
+    let Some(mut manifest) = load(&args.file)? else {
         return Ok(1);
     };
     if args.dry_run {
         print!("{}", manifest::to_yaml(&manifest));
-        return Ok(0);
+        // Where each Pod would go (or why not), on stderr.
+        let placed = super::schedule::place(cfg, node, &mut manifest, args.replace, true);
+        return Ok(if placed { 0 } else { 1 });
     }
     if !nix::unistd::geteuid().is_root() {
         bail!("podshim run needs root (it creates namespaces, mounts, cgroups and network interfaces)");
@@ -126,6 +130,10 @@ pub fn run(
         // A broken config is an error before any Pod is created.
         podshim_cni::chain::NetworkList::load(conf)
             .with_context(|| format!("--cni-conf {}", conf.display()))?;
+    }
+    if !super::schedule::place(cfg, node, &mut manifest, args.replace, false) {
+        eprintln!("podshim: not every pod can be placed on this node; nothing was created");
+        return Ok(1);
     }
     let jobs = jobs(cfg, &manifest, pull)?;
     if args.replace {

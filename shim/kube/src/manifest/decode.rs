@@ -40,13 +40,15 @@ pub enum Kind {
     Pod,
     ConfigMap,
     Secret,
+    PriorityClass,
 }
 
 /// Checks `apiVersion: v1` and a supported `kind`, returning the kind.
 pub fn check_kind(v: &Value, document: usize) -> Result<Kind, DocumentError> {
     const SUPPORTED: &str =
-        "podshim supports apiVersion v1 kinds Pod, ConfigMap and Secret (ConfigMaps and Secrets are \
-         used by the Pods of the same file)";
+        "podshim supports apiVersion v1 kinds Pod, ConfigMap and Secret, and scheduling.k8s.io/v1 \
+         PriorityClass (ConfigMaps, Secrets and PriorityClasses are used by the Pods of the same \
+         file)";
     let err = |problem: String| DocumentError::Kind { document, problem };
     let Some(map) = v.as_object() else {
         return Err(err(format!(
@@ -64,16 +66,17 @@ pub fn check_kind(v: &Value, document: usize) -> Result<Kind, DocumentError> {
     };
     let (api_version, kind) = (field("apiVersion")?, field("kind")?);
     let known = |k: &str| match k {
-        "Pod" => Some(Kind::Pod),
-        "ConfigMap" => Some(Kind::ConfigMap),
-        "Secret" => Some(Kind::Secret),
+        "Pod" => Some((Kind::Pod, "v1")),
+        "ConfigMap" => Some((Kind::ConfigMap, "v1")),
+        "Secret" => Some((Kind::Secret, "v1")),
+        "PriorityClass" => Some((Kind::PriorityClass, "scheduling.k8s.io/v1")),
         _ => None,
     };
     match (api_version, kind) {
         (_, None) => Err(err(format!("kind: Required value: {SUPPORTED}"))),
         (None, Some(_)) => Err(err(format!("apiVersion: Required value: {SUPPORTED}"))),
         (Some(av), Some(k)) => match (av, known(k)) {
-            ("v1", Some(kind)) => Ok(kind),
+            (av, Some((kind, want))) if av == want => Ok(kind),
             (av, Some(_)) => Err(err(format!(
                 "apiVersion {av:?} is not supported for kind {k:?}: {SUPPORTED}"
             ))),
@@ -333,7 +336,7 @@ mod tests {
         let e = check_kind(&dep, 2).unwrap_err().to_string();
         assert_eq!(
             e,
-            r#"error in document 2: kind "Deployment" (apiVersion "apps/v1") is not supported: podshim supports apiVersion v1 kinds Pod, ConfigMap and Secret (ConfigMaps and Secrets are used by the Pods of the same file)"#
+            r#"error in document 2: kind "Deployment" (apiVersion "apps/v1") is not supported: podshim supports apiVersion v1 kinds Pod, ConfigMap and Secret, and scheduling.k8s.io/v1 PriorityClass (ConfigMaps, Secrets and PriorityClasses are used by the Pods of the same file)"#
         );
         let none = serde_json::json!({"apiVersion": "v1"});
         let e = check_kind(&none, 1).unwrap_err().to_string();

@@ -242,13 +242,23 @@ pub enum DocumentError {
         /// A valid name derived from an invalid `metadata.name`.
         name_hint: Option<String>,
     },
+    /// An admission plugin refused the object (kubectl: `pods "x" is forbidden: ...`).
+    Forbidden {
+        document: usize,
+        /// The resource as the API server names it: `pods`, `priorityclasses.scheduling.k8s.io`.
+        resource: &'static str,
+        name: String,
+        message: String,
+    },
 }
 
 impl DocumentError {
     /// One line per problem.
     pub fn problems(&self) -> Vec<String> {
         match self {
-            DocumentError::Yaml { .. } | DocumentError::Kind { .. } => vec![self.to_string()],
+            DocumentError::Yaml { .. }
+            | DocumentError::Kind { .. }
+            | DocumentError::Forbidden { .. } => vec![self.to_string()],
             DocumentError::Decode { problems, .. } => problems.clone(),
             DocumentError::Invalid { errors, .. } => errors.iter().map(|e| e.to_string()).collect(),
         }
@@ -301,6 +311,12 @@ impl fmt::Display for DocumentError {
                 }
                 Ok(())
             }
+            DocumentError::Forbidden {
+                resource,
+                name,
+                message,
+                ..
+            } => write!(f, "{resource} {name:?} is forbidden: {message}"),
         }
     }
 }

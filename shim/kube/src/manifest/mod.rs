@@ -8,7 +8,13 @@ pub mod config;
 pub mod decode;
 pub mod defaults;
 pub mod error;
+pub mod priority;
 pub mod quantity;
+pub mod scheduling_types;
+pub mod schema;
+#[cfg(test)]
+mod schema_check;
+pub mod supported;
 pub mod types;
 pub mod unsupported;
 pub mod validate;
@@ -60,6 +66,8 @@ pub struct Manifest {
     pub pods: Vec<Pod>,
     pub config_maps: Vec<ConfigMap>,
     pub secrets: Vec<Secret>,
+    /// `scheduling.k8s.io/v1` PriorityClasses (cluster-scoped, unique by name).
+    pub priority_classes: Vec<PriorityClass>,
     pub warnings: Vec<String>,
 }
 
@@ -84,6 +92,7 @@ enum Object {
     Pod(Box<Pod>),
     ConfigMap(ConfigMap),
     Secret(Secret),
+    PriorityClass(PriorityClass),
 }
 
 /// Decodes every YAML document of `text`, applies defaults, validates and gates each object.
@@ -94,10 +103,28 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
     }
     let mut manifest = Manifest::default();
     let mut problems = Vec::new();
+    let mut pod_documents = Vec::new();
+    let mut class_documents = Vec::new();
     for (document, doc) in docs {
         let parsed = doc.and_then(|d| parse_document(document, d, &mut manifest.warnings));
         match parsed {
-            Ok(Object::Pod(pod)) => manifest.pods.push(*pod),
+            Ok(Object::Pod(pod)) => {
+                pod_documents.push(document);
+                manifest.pods.push(*pod);
+            }
+            Ok(Object::PriorityClass(pc)) => {
+                let name = &pc.metadata.name;
+                if manifest
+                    .priority_classes
+                    .iter()
+                    .any(|c| c.metadata.name == *name)
+                {
+                    problems.push(duplicate(document, "PriorityClass", name));
+                } else {
+                    class_documents.push(document);
+                    manifest.priority_classes.push(pc);
+                }
+            }
             Ok(Object::ConfigMap(cm)) => {
                 if manifest
                     .config_map(cm.namespace(), &cm.metadata.name)
@@ -118,12 +145,54 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
             Err(e) => problems.push(e),
         }
     }
+    admit(
+        &mut manifest,
+        &pod_documents,
+        &class_documents,
+        &mut problems,
+    );
     if !problems.is_empty() {
         Err(ManifestError::Invalid(problems))
     } else if manifest.pods.is_empty() {
         Err(ManifestError::NoPod)
     } else {
         Ok(manifest)
+    }
+}
+
+/// The admission plugins that mutate or refuse objects on create: Priority (see `priority`).
+fn admit(
+    manifest: &mut Manifest,
+    pod_documents: &[usize],
+    class_documents: &[usize],
+    problems: &mut Vec<DocumentError>,
+) {
+    let classes = priority::Classes {
+        manifest: &manifest.priority_classes,
+    };
+    for (i, &document) in class_documents.iter().enumerate() {
+        if let Some(default) = classes.earlier_default(i) {
+            problems.push(DocumentError::Forbidden {
+                document,
+                resource: "priorityclasses.scheduling.k8s.io",
+                name: manifest.priority_classes[i].metadata.name.clone(),
+                message: format!(
+                    "PriorityClass {default} is already marked as default. Only one default can exist"
+                ),
+            });
+        }
+    }
+    let admitted: Vec<_> = manifest.pods.iter().map(|p| classes.admit(p)).collect();
+    for ((pod, result), &document) in manifest.pods.iter_mut().zip(admitted).zip(pod_documents) {
+        match result {
+            Ok(a) => priority::apply(pod, a),
+            Err(message) => problems.push(DocumentError::Forbidden {
+                document,
+                resource: "pods",
+                name: pod.metadata.name.clone(),
+                message,
+            }),
+        }
     }
 }
 
@@ -155,6 +224,7 @@ fn parse_document(
         Kind::Pod => "Pod",
         Kind::ConfigMap => "ConfigMap",
         Kind::Secret => "Secret",
+        Kind::PriorityClass => "PriorityClass",
     };
     let name = value
         .pointer("/metadata/name")
@@ -193,6 +263,16 @@ fn parse_document(
             }
             (s.metadata.name, errors)
         }
+        Kind::PriorityClass => {
+            let (mut pc, w): (PriorityClass, _) =
+                decode::decode_with_text(&mut value, &plain).map_err(decode_err)?;
+            text_warnings(w);
+            let errors = priority::default_and_validate(&mut pc);
+            if errors.is_empty() {
+                return Ok(Object::PriorityClass(pc));
+            }
+            (pc.metadata.name, errors)
+        }
     };
     Err(DocumentError::Invalid {
         document,
@@ -218,6 +298,7 @@ fn parse_pod(
 ) -> Result<Object, DocumentError> {
     pod.status = None;
     defaults::apply(&mut pod);
+    validate::scheduling::prepare_for_create(&mut pod);
     let mut errors = validate::validate_pod(&pod);
     let name_invalid = errors.iter().any(|e| e.path.as_str() == "metadata.name");
     let (gate_errors, warnings) = unsupported::check(&value);
@@ -243,16 +324,21 @@ fn parse_pod(
 }
 
 /// The (defaulted) objects as a multi-document YAML, for `podshim run --dry-run`: ConfigMaps,
-/// Secrets (`data` in base64, as the API server returns them), then Pods.
+/// Secrets (`data` in base64, as the API server returns them), PriorityClasses, then Pods.
 pub fn to_yaml(m: &Manifest) -> String {
     fn render<T: serde::Serialize>(kind: &str, v: &T) -> String {
         yaml::emit::to_string(v).unwrap_or_else(|e| format!("# cannot render {kind}: {e}\n"))
     }
     let config_maps = m.config_maps.iter().map(|c| render("ConfigMap", c));
     let secrets = m.secrets.iter().map(|s| render("Secret", s));
+    let classes = m
+        .priority_classes
+        .iter()
+        .map(|c| render("PriorityClass", c));
     let pods = m.pods.iter().map(|p| render("Pod", p));
     config_maps
         .chain(secrets)
+        .chain(classes)
         .chain(pods)
         .collect::<Vec<_>>()
         .join("---\n")

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use super::quantity::{IntOrString, Quantity};
+pub use super::scheduling_types::*;
 pub use super::volume_types::*;
 
 type Map = BTreeMap<String, String>;
@@ -124,11 +125,11 @@ k8s_struct! {
         #[serde(skip_serializing_if = "Option::is_none")]
         pub subdomain: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub affinity: Option<Value>,
+        pub affinity: Option<Affinity>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub scheduler_name: Option<String>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
-        pub tolerations: Vec<Value>,
+        pub tolerations: Vec<Toleration>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         pub host_aliases: Vec<HostAlias>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -148,7 +149,7 @@ k8s_struct! {
         #[serde(skip_serializing_if = "BTreeMap::is_empty")]
         pub overhead: BTreeMap<String, Quantity>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
-        pub topology_spread_constraints: Vec<Value>,
+        pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
         #[serde(rename = "setHostnameAsFQDN", skip_serializing_if = "Option::is_none")]
         pub set_hostname_as_fqdn: Option<bool>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -156,7 +157,13 @@ k8s_struct! {
         #[serde(skip_serializing_if = "Option::is_none")]
         pub host_users: Option<bool>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
-        pub scheduling_gates: Vec<Value>,
+        pub scheduling_gates: Vec<PodSchedulingGate>,
+        /// Alpha in Kubernetes 1.37 (eviction requests).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub eviction_responders: Vec<Value>,
+        /// Alpha in Kubernetes 1.37 (gang scheduling).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub scheduling_group: Option<Value>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         pub resource_claims: Vec<Value>,
         /// Pod-level resources (Kubernetes 1.32+).
@@ -343,6 +350,8 @@ k8s_struct! {
         pub mount_propagation: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub sub_path_expr: Option<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub bind_mount_options: Vec<String>,
     }
 }
 
@@ -393,6 +402,8 @@ k8s_struct! {
         pub scheme: Option<String>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         pub http_headers: Vec<HTTPHeader>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub protocol: Option<String>,
     }
 }
 
@@ -422,6 +433,8 @@ k8s_struct! {
         pub port: i32,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub service: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub mode: Option<String>,
     }
 }
 

@@ -1,5 +1,5 @@
 //! The "not supported by podshim yet" gate: a valid Kubernetes field the user set that podshim does
-//! not implement is refused. `SUPPORTED` is the one list to grow as features land.
+//! not implement is refused. `supported::SUPPORTED` is the one list to grow as features land.
 //!
 //! The gate looks at the document as the user wrote it (before defaults), so defaulted fields never
 //! trip it. An entry allows that field and everything beneath it; `[]` stands for any list index.
@@ -7,116 +7,7 @@
 use serde_json::Value;
 
 use super::error::{FieldError, FieldPath};
-
-/// Fields podshim implements.
-const SUPPORTED: &[&str] = &[
-    "apiVersion",
-    "kind",
-    // Accepted (e.g. from `kubectl get -o yaml`) and dropped.
-    "status",
-    "metadata.name",
-    "metadata.namespace",
-    "metadata.labels",
-    "metadata.annotations",
-    "metadata.uid",
-    "spec.containers[].name",
-    "spec.containers[].image",
-    "spec.containers[].command",
-    "spec.containers[].args",
-    "spec.containers[].workingDir",
-    "spec.containers[].env[].name",
-    "spec.containers[].env[].value",
-    // Resolved at plan time against the Pod and the manifest's ConfigMaps and Secrets (not
-    // `fileKeyRef`); `resourceFieldRef` only for cpu and memory (checked in `check_values`).
-    "spec.containers[].env[].valueFrom.fieldRef",
-    "spec.containers[].env[].valueFrom.resourceFieldRef",
-    "spec.containers[].env[].valueFrom.configMapKeyRef",
-    "spec.containers[].env[].valueFrom.secretKeyRef",
-    "spec.containers[].envFrom",
-    "spec.containers[].ports[].containerPort",
-    "spec.containers[].ports[].name",
-    "spec.containers[].ports[].protocol",
-    // DNAT from the host port to the Pod (nftables), checked free before the Pod starts.
-    "spec.containers[].ports[].hostPort",
-    "spec.containers[].ports[].hostIP",
-    "spec.hostNetwork",
-    "spec.containers[].volumeMounts[].name",
-    "spec.containers[].volumeMounts[].mountPath",
-    "spec.containers[].volumeMounts[].readOnly",
-    "spec.containers[].imagePullPolicy",
-    // Probes and hooks (not the deprecated tcpSocket), run by the supervisor;
-    // httpGet only with scheme HTTP (checked in `check_values`).
-    "spec.containers[].livenessProbe.exec",
-    "spec.containers[].livenessProbe.httpGet",
-    "spec.containers[].livenessProbe.tcpSocket",
-    "spec.containers[].livenessProbe.grpc",
-    "spec.containers[].livenessProbe.initialDelaySeconds",
-    "spec.containers[].livenessProbe.timeoutSeconds",
-    "spec.containers[].livenessProbe.periodSeconds",
-    "spec.containers[].livenessProbe.successThreshold",
-    "spec.containers[].livenessProbe.failureThreshold",
-    "spec.containers[].livenessProbe.terminationGracePeriodSeconds",
-    "spec.containers[].readinessProbe.exec",
-    "spec.containers[].readinessProbe.httpGet",
-    "spec.containers[].readinessProbe.tcpSocket",
-    "spec.containers[].readinessProbe.grpc",
-    "spec.containers[].readinessProbe.initialDelaySeconds",
-    "spec.containers[].readinessProbe.timeoutSeconds",
-    "spec.containers[].readinessProbe.periodSeconds",
-    "spec.containers[].readinessProbe.successThreshold",
-    "spec.containers[].readinessProbe.failureThreshold",
-    "spec.containers[].readinessProbe.terminationGracePeriodSeconds",
-    "spec.containers[].startupProbe.exec",
-    "spec.containers[].startupProbe.httpGet",
-    "spec.containers[].startupProbe.tcpSocket",
-    "spec.containers[].startupProbe.grpc",
-    "spec.containers[].startupProbe.initialDelaySeconds",
-    "spec.containers[].startupProbe.timeoutSeconds",
-    "spec.containers[].startupProbe.periodSeconds",
-    "spec.containers[].startupProbe.successThreshold",
-    "spec.containers[].startupProbe.failureThreshold",
-    "spec.containers[].startupProbe.terminationGracePeriodSeconds",
-    "spec.containers[].lifecycle.postStart.exec",
-    "spec.containers[].lifecycle.postStart.httpGet",
-    "spec.containers[].lifecycle.postStart.sleep",
-    "spec.containers[].lifecycle.preStop.exec",
-    "spec.containers[].lifecycle.preStop.httpGet",
-    "spec.containers[].lifecycle.preStop.sleep",
-    // A host file bind-mounted there; read when the container exits.
-    "spec.containers[].terminationMessagePath",
-    "spec.containers[].terminationMessagePolicy",
-    "spec.containers[].securityContext.runAsUser",
-    "spec.containers[].securityContext.runAsGroup",
-    "spec.containers[].securityContext.runAsNonRoot",
-    "spec.containers[].securityContext.capabilities",
-    "spec.containers[].securityContext.allowPrivilegeEscalation",
-    "spec.containers[].securityContext.readOnlyRootFilesystem",
-    // Only the names in CONTAINER_RESOURCES (checked in `check_values`).
-    "spec.containers[].resources.limits",
-    "spec.containers[].resources.requests",
-    "spec.volumes[].name",
-    "spec.volumes[].emptyDir",
-    "spec.volumes[].configMap",
-    "spec.volumes[].secret",
-    "spec.restartPolicy",
-    "spec.terminationGracePeriodSeconds",
-    "spec.hostname",
-    "spec.subdomain",
-    "spec.dnsPolicy",
-    "spec.dnsConfig",
-    "spec.hostAliases",
-    "spec.securityContext.runAsUser",
-    "spec.securityContext.runAsGroup",
-    "spec.securityContext.runAsNonRoot",
-    "spec.securityContext.supplementalGroups",
-    // Credentials for pulls, from `kubernetes.io/dockerconfigjson` Secrets of the same file.
-    "spec.imagePullSecrets",
-    // No-ops: accepted, with a warning.
-    "spec.enableServiceLinks",
-    "spec.automountServiceAccountToken",
-    "spec.schedulerName",
-    "spec.priority",
-];
+use super::supported::supported;
 
 /// `spec.initContainers[]` supports the fields of `spec.containers[]` (see `is_supported`), plus
 /// these (`restartPolicy: Always` makes a sidecar; validation allows no other value).
@@ -133,7 +24,6 @@ const NO_OPS: &[(&str, &str)] = &[
         "podshim mounts no service account token",
     ),
     ("spec.schedulerName", "podshim runs every Pod on this host"),
-    ("spec.priority", "podshim does not preempt Pods"),
 ];
 
 /// `emptyDir.medium` values podshim implements (HugePages is not).
@@ -223,22 +113,31 @@ fn as_app_container_field(pattern: &str) -> Option<String> {
     (rest.is_empty() || rest.starts_with('[')).then(|| format!("spec.containers{rest}"))
 }
 
+/// Every field the gate's lists name (checked against the API's field list in `schema_check`).
+#[cfg(test)]
+pub(crate) fn named_fields() -> impl Iterator<Item = &'static str> {
+    (supported().iter().map(String::as_str))
+        .chain(INIT_CONTAINER_ONLY.iter().copied())
+        .chain(NOT_FOR_INIT_CONTAINERS.iter().copied())
+        .chain(NO_OPS.iter().map(|(f, _)| *f))
+}
+
 /// Whether `pattern` is supported itself or lies beneath a supported entry.
-fn is_supported(pattern: &str) -> bool {
+pub(crate) fn is_supported(pattern: &str) -> bool {
     if INIT_CONTAINER_ONLY.iter().any(|s| within(pattern, s)) {
         return true;
     }
     match as_app_container_field(pattern) {
         Some(p) if NOT_FOR_INIT_CONTAINERS.iter().any(|s| within(&p, s)) => false,
         Some(p) => is_supported(&p),
-        None => SUPPORTED.iter().any(|s| within(pattern, s)),
+        None => supported().iter().any(|s| within(pattern, s)),
     }
 }
 
 /// Whether some supported entry lies beneath `pattern` (so it must be walked into).
 fn leads_to_supported(pattern: &str) -> bool {
     let pattern = as_app_container_field(pattern).unwrap_or_else(|| pattern.to_string());
-    SUPPORTED
+    supported()
         .iter()
         .any(|s| within(s, &pattern) && *s != pattern)
 }

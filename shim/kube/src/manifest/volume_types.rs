@@ -89,6 +89,9 @@ k8s_struct! {
         pub medium: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub size_limit: Option<Quantity>,
+        /// The directory's permission bits (Kubernetes 1.37).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub mode: Option<i32>,
     }
 }
 
@@ -112,6 +115,9 @@ k8s_struct! {
         pub default_mode: Option<i32>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub optional: Option<bool>,
+        /// Alpha (`AtomicWriteVolumeUserFields`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub default_user: Option<i64>,
     }
 }
 
@@ -126,6 +132,9 @@ k8s_struct! {
         pub default_mode: Option<i32>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub optional: Option<bool>,
+        /// Alpha (`AtomicWriteVolumeUserFields`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub default_user: Option<i64>,
     }
 }
 
@@ -136,6 +145,9 @@ k8s_struct! {
         pub path: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub mode: Option<i32>,
+        /// Alpha (`AtomicWriteVolumeUserFields`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub user: Option<i64>,
     }
 }
 

@@ -91,6 +91,7 @@ pub fn volume_contents(
                 key,
                 path: to,
                 mode,
+                ..
             },
         ) in items.iter().enumerate()
         {

@@ -5,6 +5,7 @@ mod container;
 pub mod names;
 mod probe;
 mod runtime;
+pub(crate) mod scheduling;
 mod volume;
 
 use std::collections::BTreeSet;
@@ -212,6 +213,7 @@ fn validate_spec(spec: &PodSpec, path: &FieldPath) -> Vec<FieldError> {
         )),
         Some(g) => non_negative(&mut errs, &path.child("terminationGracePeriodSeconds"), g),
     }
+    errs.extend(scheduling::validate(spec, path));
     errs
 }
 

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Writes the field list of the Kubernetes API types podshim decodes (Pod, ConfigMap, Secret,
+PriorityClass and every type reachable from them) to shim/kube/src/manifest/api-fields.txt.
+
+The source is the Kubernetes Python client on PyPI, whose models are generated from the OpenAPI
+document of one Kubernetes release (client 37.x = Kubernetes 1.37): each model class carries
+`openapi_types` (field -> type) and `attribute_map` (field -> JSON name) as literal dicts. The
+script reads them with `ast` from the wheel; nothing of the package is imported or installed.
+
+usage: scripts/gen-api-fields.py [--version 37.0.3] [--wheel FILE] [--out FILE]
+(without --wheel it runs `pip download --no-deps kubernetes==VERSION` into a temporary directory)
+
+The unit test `manifest::schema` checks podshim's decoder and its "not supported yet" gate
+against the committed output: regenerate it when moving to another Kubernetes version.
+"""
+
+import argparse
+import ast
+import io
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+ROOTS = ["V1Pod", "V1ConfigMap", "V1Secret", "V1PriorityClass"]
+# The API server ignores `status` on create and podshim drops it whole: its type is named, not
+# expanded.
+NOT_EXPANDED = {("V1Pod", "status")}
+SCALARS = {
+    "str": "string",
+    "int": "integer",
+    "bool": "boolean",
+    "float": "number",
+    "datetime": "time",
+    "bytes": "bytes",
+    # IntOrString, RawExtension and the like.
+    "object": "any",
+}
+MODELS = "kubernetes/client/models/"
+REPO = pathlib.Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO / "shim/kube/src/manifest/api-fields.txt"
+
+
+def read_models(wheel):
+    """Class name -> (openapi_types, attribute_map), and the OpenAPI document's version."""
+    models = {}
+    openapi_version = None
+    with zipfile.ZipFile(wheel) as z:
+        for name in z.namelist():
+            if not (name.startswith(MODELS) and name.endswith(".py")):
+                continue
+            text = z.read(name).decode()
+            m = re.search(r"The version of the OpenAPI document: (\S+)", text)
+            if m:
+                openapi_version = openapi_version or m.group(1)
+            for node in ast.parse(text).body:
+                if not isinstance(node, ast.ClassDef):
+                    continue
+                found = {}
+                for stmt in node.body:
+                    target = getattr(stmt, "target", None) or (
+                        stmt.targets[0] if isinstance(stmt, ast.Assign) else None
+                    )
+                    if isinstance(target, ast.Name) and target.id in ("openapi_types", "attribute_map"):
+                        found[target.id] = ast.literal_eval(stmt.value)
+                if "openapi_types" in found:
+                    models[node.name] = (found["openapi_types"], found.get("attribute_map", {}))
+    return models, openapi_version
+
+
+def kube_name(cls):
+    """V1PodSpec -> PodSpec (the Kubernetes type name)."""
+    m = re.fullmatch(r"V\d+(?:(?:alpha|beta)\d+)?([A-Z]\w*)", cls)
+    return m.group(1) if m else cls
+
+
+def render(py_type, models, pending):
+    """A Python client type as the file writes it; model classes are queued for expansion."""
+    m = re.fullmatch(r"List\[(.+)\]", py_type)
+    if m:
+        return "[]" + render(m.group(1), models, pending)
+    m = re.fullmatch(r"Dict\[str, (.+)\]", py_type)
+    if m:
+        return "map[" + render(m.group(1), models, pending) + "]"
+    if py_type in SCALARS:
+        return SCALARS[py_type]
+    if py_type not in models:
+        sys.exit(f"unknown type {py_type!r}")
+    pending.append(py_type)
+    return kube_name(py_type)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--version", default="37.0.3", help="kubernetes client version on PyPI")
+    ap.add_argument("--wheel", help="an already downloaded wheel of that version")
+    ap.add_argument("--out", default=str(DEFAULT_OUT))
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = args.wheel
+        if wheel is None:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                 f"kubernetes=={args.version}", "-d", tmp],
+                check=True,
+            )
+            wheel = next(pathlib.Path(tmp).glob("kubernetes-*.whl"))
+        models, openapi_version = read_models(wheel)
+    release = (openapi_version or "").removeprefix("release-")
+    if not re.fullmatch(r"1\.\d+", release):
+        sys.exit(f"cannot tell the Kubernetes release of the client (OpenAPI {openapi_version!r})")
+    out = io.StringIO()
+    out.write(
+        "# The fields of the Kubernetes API types podshim reads: Pod, ConfigMap, Secret,\n"
+        "# PriorityClass and every type reachable from them (not Pod.status).\n"
+        f"# Generated by scripts/gen-api-fields.py from the Kubernetes Python client {args.version}\n"
+        f"# (PyPI), whose models come from the OpenAPI document of Kubernetes {release}. Do not edit.\n"
+        "# Lines: `type NAME`, then `  jsonField TYPE` (TYPE: string, integer, boolean, number, time,\n"
+        "# bytes, any, a type NAME, []TYPE or map[TYPE]).\n"
+        f"kubernetes {release}\n"
+    )
+    pending = list(ROOTS)
+    seen = set()
+    while pending:
+        cls = pending.pop(0)
+        if cls in seen:
+            continue
+        seen.add(cls)
+        types, names = models[cls]
+        fields = []
+        for attr, py_type in types.items():
+            queue = [] if (cls, attr) in NOT_EXPANDED else pending
+            fields.append((names.get(attr, attr), render(py_type, models, queue)))
+        out.write(f"type {kube_name(cls)}\n")
+        for json_name, rendered in sorted(fields):
+            out.write(f"  {json_name} {rendered}\n")
+    pathlib.Path(args.out).write_text(out.getvalue())
+    print(f"{args.out}: {len(seen)} types, Kubernetes {release}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+//! `podshim run` as the scheduler of this one node: each Pod of the manifest is placed (or not)
+//! against the Pods running here (their records) and those placed before it from the same file,
+//! before anything is pulled or created. A placed Pod is bound (`spec.nodeName` set, as the
+//! scheduler's binding does); if any cannot be placed, none runs.
+
+use anyhow::Result;
+use podshim_engine::config::Config;
+use podshim_kube::manifest::{Manifest, Pod};
+use podshim_kube::record;
+use podshim_kube::schedule::{self, Decision, Node};
+
+/// The node `--node-label` and `--node-taint` describe.
+pub fn node(labels: &[String], taints: &[String]) -> Result<Node> {
+    let labels = labels
+        .iter()
+        .map(|l| schedule::node::parse_label(l).map_err(|e| anyhow::anyhow!("--node-label {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    let taints = taints
+        .iter()
+        .map(|t| schedule::node::parse_taint(t).map_err(|e| anyhow::anyhow!("--node-taint {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Node::this_host(&labels, taints))
+}
+
+/// The Pods running on this node as the scheduler sees them: those of this instance whose
+/// phase is not terminal and that are not being stopped (a terminating Pod no longer counts for
+/// topology spreading). With `replacing`, the Pods the manifest replaces are left out.
+fn running(cfg: &Config, manifest: &Manifest, replacing: bool) -> Vec<Pod> {
+    let replaced = |ns: &str, name: &str| {
+        replacing
+            && manifest
+                .pods
+                .iter()
+                .any(|p| p.namespace() == ns && p.name() == name)
+    };
+    record::list(cfg)
+        .into_iter()
+        .filter(|e| !matches!(e.status().phase.as_str(), "Succeeded" | "Failed"))
+        .filter(|e| !e.record.terminating)
+        .filter(|e| !replaced(&e.record.namespace, &e.record.name))
+        .filter_map(|e| match serde_json::from_value::<Pod>(e.record.pod.clone()) {
+            Ok(p) => Some(p),
+            Err(why) => {
+                eprintln!(
+                    "Warning: pod {}/{}: its record cannot be read for scheduling ({why}); it is not counted",
+                    e.record.namespace, e.record.name
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+/// Decides for every Pod of the manifest, binding those placed here; prints each Pod that is
+/// not placed (with the scheduler's message) and, with `verbose`, those that are. Returns
+/// whether every Pod runs.
+pub fn place(
+    cfg: &Config,
+    node: &Node,
+    manifest: &mut Manifest,
+    replacing: bool,
+    verbose: bool,
+) -> bool {
+    let running = running(cfg, manifest, replacing);
+    let mut placed: Vec<Pod> = Vec::new();
+    let mut all = true;
+    for pod in manifest.pods.iter_mut() {
+        let others: Vec<&Pod> = running.iter().chain(&placed).collect();
+        let decision = schedule::schedule(pod, node, &others);
+        let name = pod.name().to_string();
+        if decision.runs() {
+            pod.spec.node_name = Some(node.name.clone());
+            placed.push(pod.clone());
+            if verbose {
+                eprintln!("pod {name:?}: {}", decision.describe(node));
+            }
+            continue;
+        }
+        all = false;
+        eprintln!("pod {name:?}: {}", decision.describe(node));
+        if let Decision::Pending { detail, reason, .. } = &decision {
+            eprintln!("  podshim: {detail}");
+            if *reason == "Unschedulable" {
+                eprintln!(
+                    "  node {:?}: labels {}; taints: {} (set with --node-label, --node-taint)",
+                    node.name,
+                    node.describe_labels(),
+                    node.describe_taints()
+                );
+            }
+        }
+    }
+    all
+}
