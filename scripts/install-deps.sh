@@ -9,6 +9,9 @@ pkgs=(busybox-static umoci skopeo iproute2 procps libseccomp-dev pkg-config gcc 
     docker-registry apache2-utils bsdutils python3 openssl)
 # python3-h2 (with Debian's python3) runs the gRPC health server of the gRPC probe tests.
 pkgs+=(python3-h2)
+# libelf-dev, zlib1g-dev and make build the static libbpf of libcontainer's cgroupsv2_devices
+# feature (the device rules of a cgroup v2 host are an eBPF program).
+pkgs+=(libelf-dev zlib1g-dev make)
 # The benchmarks compare against runc and podman: `install-deps.sh --bench` adds them.
 [ "${1:-}" = --bench ] && pkgs+=(runc podman)
 # `install-deps.sh --list` prints the list (one a line) and installs nothing: scripts/ci-image.sh
