@@ -361,7 +361,9 @@ while [ ! -e "$run/started" ]; do
     fi
     sleep 0.2
 done
-say "guest booted in $(elapsed "$t_boot") s; running ${*:+${*@Q}}${*:-the $mode tests}"
+what="${*@Q}"
+[ -n "$what" ] || what="the $mode tests"
+say "guest booted in $(elapsed "$t_boot") s; running $what"
 t_cmd=$(date +%s.%N)
 t_done=
 while kill -0 "$qpid" 2>/dev/null; do
