@@ -35,30 +35,11 @@ if [ "$method" = dockerfile ]; then
     exit 0
 fi
 
-# The Debian mirror the host's apt uses for bookworm (deb822 .sources or one-line .list).
-host_mirror() {
-    local f
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [ -r "$f" ] || continue
-        awk '$1 == "deb" { sub(/^\[[^]]*\] */, "", $0); split($0, w, " ");
-             if (w[3] == "bookworm") { print w[2]; exit } }' "$f"
-    done
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -r "$f" ] || continue
-        awk 'BEGIN { RS = ""; FS = "\n" }
-             { uri = ""; ok = 0
-               for (i = 1; i <= NF; i++) {
-                 if ($i ~ /^URIs:/) { split($i, u, " "); uri = u[2] }
-                 if ($i ~ /^Suites:/ && $i ~ /[ \t]bookworm([ \t]|$)/) ok = 1 }
-               if (ok && uri != "") { print uri; exit } }' "$f"
-    done
-}
 command -v debootstrap >/dev/null || {
     echo "ci-image: debootstrap is missing: apt-get install debootstrap (or use --dockerfile)" >&2
     exit 1
 }
-mirror=${PODSHIM_DEBIAN_MIRROR:-$(host_mirror | head -n1)}
-mirror=${mirror:-http://deb.debian.org/debian}
+mirror=$(scripts/debian-mirror.sh)
 work=$(mktemp -d /var/tmp/podshim-ci-image.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 echo "ci-image: debootstrap bookworm from $mirror with: ${pkgs[*]}"

@@ -13,6 +13,9 @@ pkgs+=(python3-h2)
 # containerd-shim-runc-v2) with runc as the reference runtime; protobuf-compiler is the protoc
 # that the k8s-cri crate (their CRI client) needs at build time.
 pkgs+=(containerd runc protobuf-compiler)
+# libelf-dev, zlib1g-dev and make build the static libbpf of libcontainer's cgroupsv2_devices
+# feature (the device rules of a cgroup v2 host are an eBPF program).
+pkgs+=(libelf-dev zlib1g-dev make)
 # The benchmarks also compare against podman: `install-deps.sh --bench` adds it.
 [ "${1:-}" = --bench ] && pkgs+=(podman)
 # `install-deps.sh --list` prints the list (one a line) and installs nothing: scripts/ci-image.sh

@@ -4,7 +4,6 @@
 //! and a killed `podshim exec` taking its command with it.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -82,12 +81,9 @@ fn pod_of(inst: &Instance, name: &str, u: &str, containers: &str, volumes: &str)
     yaml
 }
 
-/// The processes of a container's cgroup (pids hierarchy).
+/// The processes of a container's cgroup (pids hierarchy, or the cgroup2 tree).
 fn cgroup_procs(u: &str, c: &str) -> Vec<u32> {
-    let p = PathBuf::from("/sys/fs/cgroup/pids/podshim")
-        .join(u)
-        .join(c)
-        .join("cgroup.procs");
+    let p = cgroup_dir("pids", &format!("podshim/{u}/{c}")).join("cgroup.procs");
     std::fs::read_to_string(p)
         .unwrap_or_default()
         .lines()

@@ -223,11 +223,13 @@ fn an_exec_liveness_probe_runs_inside_the_container() {
     let u = uid(6);
     let name = inst.name("execprobe");
     // Healthy while /tmp/healthy exists (in the container's own root filesystem, which the
-    // probe can only see from inside); the first run removes it after 2 s.
+    // probe can only see from inside); the first run removes it after 2 s. A probe that times
+    // out fails too: 5 s, not the default 1 s, which `podshim exec` of a debug build can take on
+    // a slow or emulated host (scripts/test-in-vm.sh).
     let c = container(
         "e",
         "touch /tmp/healthy; if [ ! -e /data/once ]; then touch /data/once; (sleep 2; rm /tmp/healthy) & fi; trap \"exit 0\" TERM; while true; do sleep 0.1; done",
-        "    volumeMounts: [{name: data, mountPath: /data}]\n    livenessProbe:\n      exec: {command: [test, -e, /tmp/healthy]}\n      periodSeconds: 1\n      failureThreshold: 1\n",
+        "    volumeMounts: [{name: data, mountPath: /data}]\n    livenessProbe:\n      exec: {command: [test, -e, /tmp/healthy]}\n      periodSeconds: 1\n      timeoutSeconds: 5\n      failureThreshold: 1\n",
     );
     let yaml = pod(
         &name,
@@ -361,9 +363,11 @@ fn grpc_probes_follow_the_health_service() {
     let u = uid(7);
     let name = inst.name("grpc");
     // Startup and liveness ask for the server as a whole (""), readiness for service "app".
+    // Timeouts of 5 s, not the default 1 s: a timed-out probe fails, and the Python server
+    // answers slowly on an emulated host (scripts/test-in-vm.sh).
     let c = idle(
         "g",
-        "    ports: [{name: health, containerPort: 9090}]\n    startupProbe:\n      grpc: {port: 9090}\n      periodSeconds: 1\n      failureThreshold: 60\n    livenessProbe:\n      grpc: {port: 9090}\n      periodSeconds: 1\n      failureThreshold: 2\n    readinessProbe:\n      grpc: {port: 9090, service: app}\n      periodSeconds: 1\n      failureThreshold: 1\n",
+        "    ports: [{name: health, containerPort: 9090}]\n    startupProbe:\n      grpc: {port: 9090}\n      periodSeconds: 1\n      timeoutSeconds: 5\n      failureThreshold: 60\n    livenessProbe:\n      grpc: {port: 9090}\n      periodSeconds: 1\n      timeoutSeconds: 5\n      failureThreshold: 2\n    readinessProbe:\n      grpc: {port: 9090, service: app}\n      periodSeconds: 1\n      timeoutSeconds: 5\n      failureThreshold: 1\n",
     );
     ok(&inst.detach(&pod(&name, &u, "Always", &c, "")));
     let v = inst.inspect(&name);

@@ -7,22 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use podshim_tests::{container, lines_of, pod, stderr, stdout, uid, wait_output, Instance};
+use podshim_tests::{
+    cgroup_dir, container, lines_of, pod, stderr, stdout, uid, wait_output, Instance,
+};
 
 const SUITE: u32 = 4;
 const T: Duration = Duration::from_secs(60);
-
-/// The container's cgroup directory for `controller` on the host: v1 `/sys/fs/cgroup/<ctrl>/…`,
-/// or the single cgroup2 tree on a unified host.
-fn cgroup_dir(controller: &str, uid: &str, name: &str) -> PathBuf {
-    let v1 = Path::new("/sys/fs/cgroup").join(controller);
-    let base = if v1.is_dir() {
-        v1
-    } else {
-        PathBuf::from("/sys/fs/cgroup")
-    };
-    base.join("podshim").join(uid).join(name)
-}
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path)
@@ -66,8 +56,8 @@ fn limits_and_requests_become_the_containers_cgroup_limits() {
         .read_line(&mut up)
         .unwrap();
     assert_eq!(up, "[limited] up\n");
-    let memory = cgroup_dir("memory", &u, "limited");
-    let cpu = cgroup_dir("cpu", &u, "limited");
+    let memory = cgroup_dir("memory", &format!("podshim/{u}/limited"));
+    let cpu = cgroup_dir("cpu", &format!("podshim/{u}/limited"));
     let pid = wait_for_process(&memory);
     let v2 = !Path::new("/sys/fs/cgroup/memory").is_dir();
     let seen = if v2 {
@@ -97,8 +87,11 @@ fn limits_and_requests_become_the_containers_cgroup_limits() {
     let out = wait_output(child, T);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let want = if v2 {
-        // memory.swap.max is memory+swap minus the limit; cpu.weight converts 256 shares.
-        ["33554432", "0", "50000 100000", "10"]
+        // memory.swap.max is memory+swap minus the limit. cpu.weight is 256 shares converted as
+        // the OCI runtimes do since runc 1.3.2 (opencontainers/cgroups#20; libcgroups 0.7's
+        // `convert_shares_to_cgroup2`): 10^((l^2 + 125 l) / 612 - 7/34), l = log2(shares),
+        // rounded up: 35 (the linear mapping of older runtimes gave 10).
+        ["33554432", "0", "50000 100000", "35"]
     } else {
         ["33554432", "33554432", "50000 100000", "256"]
     };

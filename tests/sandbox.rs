@@ -43,6 +43,30 @@ fn status_field(pid: u32, field: &str) -> String {
         .to_string()
 }
 
+/// A block device of this host, `(major, minor)`: a disk where there is one, else any (a loop
+/// device), from `/sys/dev/block/MAJOR:MINOR` (a link to the device's sysfs directory).
+fn host_block_device() -> (u32, u32) {
+    let mut devices: Vec<(bool, u32, u32)> = std::fs::read_dir("/sys/dev/block")
+        .expect("read /sys/dev/block")
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let (major, minor) = name.split_once(':')?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            let kernel_name = target.file_name()?.to_string_lossy().to_string();
+            let virtual_disk = ["loop", "ram", "zram"]
+                .iter()
+                .any(|p| kernel_name.starts_with(p));
+            Some((virtual_disk, major.parse().ok()?, minor.parse().ok()?))
+        })
+        .collect();
+    devices.sort();
+    let (_, major, minor) = *devices
+        .first()
+        .expect("this host has no block device in /sys/dev/block to test the device cgroup with");
+    (major, minor)
+}
+
 fn ns(pid: u32, kind: &str) -> String {
     std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
         .unwrap()
@@ -55,18 +79,21 @@ fn containers_get_the_security_defaults() {
     let inst = Instance::new(SUITE);
     inst.import_busybox();
     let u = uid(1);
-    let script = "grep -E \"^(CapEff|SigIgn)\" /proc/self/status; echo oom=$(cat /proc/self/oom_score_adj); \
+    // A block device this host really has (mknod of one that does not exist proves nothing):
+    // the device cgroup must refuse it although CAP_MKNOD is a default capability.
+    let (major, minor) = host_block_device();
+    let script = format!("grep -E \"^(CapEff|SigIgn)\" /proc/self/status; echo oom=$(cat /proc/self/oom_score_adj); \
         echo nofile=$(ulimit -n); echo pid=$$$$; ls /proc/self/fd | tr \"\\n\" \" \"; echo; \
         echo keys=$(cat /proc/keys | wc -c) timer_list=$(cat /proc/timer_list | wc -c); \
         if (echo 3 > /proc/sys/vm/drop_caches) 2>/dev/null; then echo procsys-writable; else echo procsys-ro; fi; \
-        mknod /tmp/sda b 8 0; if head -c1 /tmp/sda >/dev/null 2>&1; then echo dev-open; else echo dev-denied; fi; \
-        grep ^nameserver /etc/resolv.conf | tr \"\\n\" \" \"; echo";
+        mknod /tmp/blk b {major} {minor}; if head -c1 /tmp/blk >/dev/null 2>&1; then echo dev-open; else echo dev-denied; fi; \
+        grep ^nameserver /etc/resolv.conf | tr \"\\n\" \" \"; echo");
     let out = inst.run(
         &pod(
             &inst.name("sec"),
             &u,
             "Never",
-            &container("c", script, ""),
+            &container("c", &script, ""),
             "",
         ),
         T,
@@ -262,9 +289,7 @@ fn a_failure_during_setup_rolls_back_everything() {
         .join("pods")
         .join(format!("default_{}", inst.name("second")))
         .exists());
-    assert!(!std::path::Path::new("/sys/fs/cgroup/pids/podshim")
-        .join(&ub)
-        .exists());
+    assert!(!podshim_tests::cgroup_dir("pids", &format!("podshim/{ub}")).exists());
     assert!(!std::path::Path::new("/sys/class/net")
         .join(podshim_tests::host_veth(&ub))
         .exists());

@@ -40,6 +40,19 @@ pub fn busybox_archive() -> PathBuf {
     p
 }
 
+/// The directory of cgroup `rel` (relative to the hierarchy's root, e.g. `podshim/<uid>/<name>`)
+/// for `controller`: in its v1 hierarchy `/sys/fs/cgroup/<controller>` (legacy and hybrid hosts),
+/// else in the single cgroup2 tree of a unified host.
+pub fn cgroup_dir(controller: &str, rel: &str) -> PathBuf {
+    let v1 = Path::new("/sys/fs/cgroup").join(controller);
+    let base = if v1.is_dir() {
+        v1
+    } else {
+        PathBuf::from("/sys/fs/cgroup")
+    };
+    base.join(rel.trim_start_matches('/'))
+}
+
 pub fn require_root() {
     let uid = unsafe_free_euid();
     assert_eq!(
@@ -272,10 +285,7 @@ impl Instance {
         }
         for uid in pod_uids {
             for h in ["memory", "pids", "cpu", "devices", "freezer"] {
-                let p = Path::new("/sys/fs/cgroup")
-                    .join(h)
-                    .join("podshim")
-                    .join(uid);
+                let p = cgroup_dir(h, &format!("podshim/{uid}"));
                 if p.exists() {
                     leaks.push(format!("cgroup {}", p.display()));
                 }

@@ -301,6 +301,13 @@ fn resources(r: &Resources) -> Value {
     if !memory.is_empty() {
         v["memory"] = Value::Object(memory);
     }
+    // No swap (memory+swap equal to the limit): the kubelet asks cgroup v2 for it as
+    // `memory.swap.max: 0` in `unified` (`ConfigureNoSwap`), because converting memory+swap to
+    // v2's swap alone gives 0, which libcgroups 0.7 (`v2::memory::Memory::set`) does not write,
+    // leaving swap unlimited. The v1 manager ignores `unified`.
+    if r.memory_swap.is_some() && r.memory_swap == r.memory_limit {
+        v["unified"] = json!({"memory.swap.max": "0"});
+    }
     let mut cpu = serde_json::Map::new();
     if let Some(shares) = r.cpu_shares {
         cpu.insert("shares".into(), json!(shares));
@@ -394,6 +401,11 @@ mod tests {
         let r = spec.linux().as_ref().unwrap().resources().as_ref().unwrap();
         let mem = r.memory().as_ref().unwrap();
         assert_eq!((mem.limit(), mem.swap()), (Some(32 << 20), Some(32 << 20)));
+        let unified = r.unified().as_ref().unwrap();
+        assert_eq!(
+            unified.get("memory.swap.max").map(String::as_str),
+            Some("0")
+        );
         let cpu = r.cpu().as_ref().unwrap();
         assert_eq!(
             (cpu.shares(), cpu.quota(), cpu.period()),
