@@ -35,7 +35,6 @@ handler_tests!(
 );
 
 handler_tests!(
-    #[ignore = "needs containerd-shim-podshim-v1 (issue 13)"]
     podshim,
     Handler::podshim(),
     [

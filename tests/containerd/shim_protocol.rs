@@ -38,14 +38,12 @@ handler_tests!(
 );
 
 handler_tests!(
-    #[ignore = "needs containerd-shim-podshim-v1 (issue 13)"]
     podshim_containerd16,
     (Handler::podshim(), Caller::Containerd16),
     [shim_runs_a_bundle, killed_shim_is_cleaned_up_by_delete]
 );
 
 handler_tests!(
-    #[ignore = "needs containerd-shim-podshim-v1 (issue 13)"]
     podshim_containerd23,
     (Handler::podshim(), Caller::Containerd23),
     [shim_runs_a_bundle, killed_shim_is_cleaned_up_by_delete]
