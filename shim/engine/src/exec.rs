@@ -7,10 +7,10 @@
 //! environment, working directory, capabilities, rlimits, no-new-privileges, `oom_score_adj`)
 //! with only `args` and `terminal` replaced, as containerd's CRI plugin builds an exec process
 //! from the container's spec (`execInternal`); a shim gets the whole process from containerd.
-//! Caveat: libcontainer 0.7 rebuilds the tenant's `linux` section from the namespaces, the
-//! cgroup path, personality and time offsets only, so a `linux.seccomp` profile of the container
-//! would not apply to the command (podshim sets none yet; when it does, apply it in
-//! `TenantExecutor`).
+//! libcontainer 0.7 rebuilds the tenant's `linux` section from the namespaces, the cgroup path,
+//! personality and time offsets only, leaving out the container's `linux.seccomp`; the
+//! `TenantExecutor` installs it (see [`with_seccomp`]), so an exec'd command is filtered as the
+//! container's own processes are.
 //!
 //! With `die_with_caller`, the command dies with the process that started it: it gets
 //! `PR_SET_PDEATHSIG` SIGKILL, so a `podshim exec` killed by a probe timeout (SIGKILL, no chance
@@ -27,7 +27,9 @@ use std::sync::Arc;
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus};
-use libcontainer::oci_spec::runtime::{Process, Spec};
+use libcontainer::oci_spec::runtime::{
+    Capabilities, Capability, LinuxCapabilities, LinuxSeccomp, Process, Spec,
+};
 use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{
@@ -127,7 +129,8 @@ pub fn start(
     stdio: ExecStdio,
     die_with_caller: bool,
 ) -> Result<Exec, Error> {
-    running(runtime_dir, id)?;
+    let container = running(runtime_dir, id)?;
+    let (process, seccomp) = with_seccomp(&container, id, process)?;
     let dir = runtime_dir.join(id);
     let io = |what, path: &Path| Error::io(what, path);
     let window = match stdio {
@@ -167,7 +170,11 @@ pub fn start(
     } else {
         None
     };
-    let executor = TenantExecutor { parent, window };
+    let executor = TenantExecutor {
+        parent,
+        window,
+        seccomp,
+    };
     let start = |e: libcontainer::error::LibcontainerError| Error::Runtime {
         container: id.to_string(),
         action: "exec in",
@@ -254,6 +261,82 @@ fn tenant_files(dir: &Path) -> HashSet<std::ffi::OsString> {
         .collect()
 }
 
+/// The container's seccomp filter for an exec'd process, which libcontainer 0.7 leaves out (it
+/// rebuilds a tenant's `linux` section without `seccomp`), as runc applies it to every process
+/// of a container.
+///
+/// Without no-new-privileges, installing a filter needs CAP_SYS_ADMIN, which the process has
+/// dropped by the time an executor runs (runc installs the filter before it drops
+/// capabilities). So the process is set up with CAP_SYS_ADMIN and CAP_SETPCAP added to its
+/// bounding, effective and permitted sets, installs the filter, then drops to its own sets
+/// (`Seccomp::restore`) before it is reported ready; it runs nothing of the user's in between.
+fn with_seccomp(
+    container: &Container,
+    id: &str,
+    mut process: Process,
+) -> Result<(Process, Option<Seccomp>), Error> {
+    let config = container.bundle().join("config.json");
+    let spec = Spec::load(&config).map_err(|e| Error::Spec {
+        id: id.to_string(),
+        detail: chain(&e),
+    })?;
+    let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().clone()) else {
+        return Ok((process, None));
+    };
+    if process.no_new_privileges() == Some(true) {
+        return Ok((
+            process,
+            Some(Seccomp {
+                profile,
+                restore: None,
+            }),
+        ));
+    }
+    let own = process.capabilities().clone().unwrap_or_default();
+    let add = |set: &Option<Capabilities>| {
+        let mut set = set.clone().unwrap_or_default();
+        set.insert(Capability::SysAdmin);
+        set.insert(Capability::Setpcap);
+        Some(set)
+    };
+    let mut raised = own.clone();
+    raised
+        .set_bounding(add(own.bounding()))
+        .set_effective(add(own.effective()))
+        .set_permitted(add(own.permitted()));
+    process.set_capabilities(Some(raised));
+    Ok((
+        process,
+        Some(Seccomp {
+            profile,
+            restore: Some(own),
+        }),
+    ))
+}
+
+/// A seccomp filter to install in an exec'd process, and the capabilities to drop to after.
+#[derive(Clone)]
+struct Seccomp {
+    profile: LinuxSeccomp,
+    restore: Option<LinuxCapabilities>,
+}
+
+impl Seccomp {
+    fn install(&self) -> Result<(), ExecutorSetEnvsError> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            ExecutorSetEnvsError::Other(format!("{what} for the exec'd process: {e}"))
+        };
+        libcontainer::seccomp::initialize_seccomp(&self.profile)
+            .map_err(|e| fail("seccomp", &e))?;
+        if let Some(caps) = &self.restore {
+            let syscall = libcontainer::syscall::syscall::create_syscall();
+            libcontainer::capabilities::drop_privileges(caps, syscall.as_ref())
+                .map_err(|e| fail("capabilities", &e))?;
+        }
+        Ok(())
+    }
+}
+
 /// libcontainer's default executor, plus two things done in the command's init just before it
 /// tells the caller it is ready (`setup_envs`, after the last credential change, which would
 /// clear the death signal):
@@ -267,6 +350,7 @@ struct TenantExecutor {
     /// The caller's pidfd, when the command dies with it.
     parent: Option<Arc<OwnedFd>>,
     window: Option<sys::WinSize>,
+    seccomp: Option<Seccomp>,
 }
 
 impl Executor for TenantExecutor {
@@ -275,7 +359,7 @@ impl Executor for TenantExecutor {
     }
 
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
-        DefaultExecutor {}.validate(spec)
+        crate::spawner::validate(spec)
     }
 
     fn setup_envs(
@@ -296,6 +380,11 @@ impl Executor for TenantExecutor {
             // stdin is the pty's slave side by now (libcontainer's `setup_console`).
             let _ = sys::set_window_size(std::io::stdin(), size);
         }
-        DefaultExecutor {}.setup_envs(envs)
+        DefaultExecutor {}.setup_envs(envs)?;
+        // Last, so that what is left to run of libcontainer is as little as runc runs filtered.
+        if let Some(seccomp) = &self.seccomp {
+            seccomp.install()?;
+        }
+        Ok(())
     }
 }

@@ -15,8 +15,10 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::unistd::Pid;
 
 use crate::error::Error;
@@ -136,7 +138,7 @@ pub(crate) fn create_here(
         }
     };
     let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
-        .with_executor(DefaultExecutor {})
+        .with_executor(SpecExecutor)
         .with_root_path(runtime_dir)
         .map_err(rt("create"))?;
     builder = match stdio {
@@ -166,6 +168,45 @@ pub(crate) fn create_here(
     // The init is our child and cannot be reaped before we wait for it: the pidfd is its.
     let pidfd = crate::sys::pidfd_open(pid.as_raw()).ok();
     Ok(Created { pid, pidfd })
+}
+
+/// libcontainer's default executor, except for [`validate`]: what a container's init runs.
+#[derive(Clone)]
+pub(crate) struct SpecExecutor;
+
+impl Executor for SpecExecutor {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        validate(spec)
+    }
+}
+
+/// libcontainer 0.7 refuses every process whose environment has no `PATH`, even one whose
+/// command is a path (`/pause`: Kubernetes' pause image and podshim's set no environment, and
+/// runc runs them). A command with a `/` is checked as the file it names (a regular file with
+/// an execute bit, as runc's `LookPath` does); a bare name still needs `PATH` to be found.
+pub(crate) fn validate(spec: &Spec) -> Result<(), ExecutorValidationError> {
+    use std::os::unix::fs::PermissionsExt;
+    let command = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.args().as_ref())
+        .and_then(|a| a.first());
+    match command {
+        Some(c) if c.contains('/') => match std::fs::metadata(c) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
+            Ok(_) => Err(ExecutorValidationError::ArgValidationError(format!(
+                "{c} is not an executable file"
+            ))),
+            Err(e) => Err(ExecutorValidationError::ArgValidationError(format!(
+                "executable {c}: {e}"
+            ))),
+        },
+        _ => DefaultExecutor {}.validate(spec),
+    }
 }
 
 /// libcontainer forks (clones) the calling process to create a container, which is only sound
