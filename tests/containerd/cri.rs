@@ -24,12 +24,7 @@ use support::{answers, inside, wait_until};
 
 handler_tests!(runc, Handler::runc(), [cri_pod_flow, cri_oom_killed]);
 
-handler_tests!(
-    #[ignore = "needs containerd-shim-podshim-v1 (issue 13)"]
-    podshim,
-    Handler::podshim(),
-    [cri_pod_flow, cri_oom_killed]
-);
+handler_tests!(podshim, Handler::podshim(), [cri_pod_flow, cri_oom_killed]);
 
 /// A daemon with the CRI plugin, both images imported, and a connected client.
 fn node(h: &Handler) -> (Containerd, Cri) {

@@ -12,7 +12,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use containerd_shim_protos::api::{CreateTaskRequest, Mount, Status};
+use containerd_shim_protos::api::{
+    CheckpointTaskRequest, CreateTaskRequest, DeleteRequest, DeleteResponse, Empty,
+    ExecProcessRequest, Mount, PauseRequest, ResumeRequest, Status, WaitRequest, WaitResponse,
+};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::oci::Options as RuncOptions;
@@ -47,6 +50,13 @@ handler_tests!(
     podshim_containerd23,
     (Handler::podshim(), Caller::Containerd23),
     [shim_runs_a_bundle, killed_shim_is_cleaned_up_by_delete]
+);
+
+// podshim's own answers to wrong calls (runc's shim answers several of them UNKNOWN).
+handler_tests!(
+    podshim_errors,
+    (Handler::podshim(), Caller::Containerd16),
+    [wrong_calls_are_clear_errors_and_leave_nothing]
 );
 
 const NAMESPACE: &str = "podshim-test";
@@ -320,5 +330,141 @@ fn killed_shim_is_cleaned_up_by_delete((h, caller): &Case) {
             "socket_left_after_sigkill": socket_left,
         }),
     );
+    env.finish();
+}
+
+/// Nothing of container `id` is left on the host: its rootfs mount, its journal, its
+/// libcontainer state, its cgroup.
+fn nothing_left_of(env: &Env, bundle: &Path, id: &str) {
+    let rootfs = bundle.join("rootfs");
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(rootfs.to_str().unwrap()));
+    assert!(!mounted, "{id}: rootfs left mounted");
+    assert!(
+        !bundle.join("podshim-journal.json").exists(),
+        "{id}: journal left"
+    );
+    let state = Path::new("/run/containerd/podshim")
+        .join(NAMESPACE)
+        .join(id);
+    assert!(!state.exists(), "{id}: {} left", state.display());
+    let cgroup = format!("{}/{id}", env.layout.cgroup_root);
+    let dirs = cleanup::cgroup_dirs(&cgroup);
+    assert!(dirs.is_empty(), "{id}: cgroups left: {dirs:?}");
+}
+
+fn wrong_calls_are_clear_errors_and_leave_nothing((h, caller): &Case) {
+    let mut env = Env::new();
+    let id = "w1";
+    let (path, create, _out) = env.bundle(h, id, &["sleep", "600"]);
+    let config = env.config(id, &path, *caller);
+    let mut shim = Shim::start(&h.shim, config, *caller);
+    let code = |r: Result<Empty, support::shim::task::CallError>| match r {
+        Ok(_) => "OK".to_string(),
+        Err(e) => e.code(),
+    };
+    // Start, Kill and State before Create: the task does not exist.
+    assert_eq!(shim.task.start(id, "").unwrap_err().code(), "NOT_FOUND");
+    assert_eq!(shim.task.state(id, "").unwrap_err().code(), "NOT_FOUND");
+    let pid = shim.task.create(&create).unwrap().pid;
+    assert_eq!(
+        shim.task.create(&create).unwrap_err().code(),
+        "ALREADY_EXISTS"
+    );
+
+    // A malformed bundle: INVALID_ARGUMENT, and nothing of it is left (the shim serves on).
+    let (broken, mut req, _o) = env.bundle(h, "broken", &["true"]);
+    std::fs::write(broken.join("config.json"), "{not json").unwrap();
+    req.id = "broken".into();
+    let e = shim.task.create(&req).unwrap_err();
+    assert_eq!(e.code(), "INVALID_ARGUMENT", "{e:?}");
+    nothing_left_of(&env, &broken, "broken");
+    // A command that does not exist: the create fails in the container and is rolled back.
+    let (nocmd, req, _o) = env.bundle(h, "nocmd", &["/no/such/command"]);
+    let e = shim.task.create(&req).unwrap_err();
+    assert!(format!("{e:?}").contains("/no/such/command"), "{e:?}");
+    nothing_left_of(&env, &nocmd, "nocmd");
+
+    shim.task.start(id, "").unwrap();
+    assert_eq!(
+        shim.task.delete(id).unwrap_err().code(),
+        "FAILED_PRECONDITION",
+        "deleting a running task"
+    );
+    let mut cp = CheckpointTaskRequest::new();
+    cp.id = id.into();
+    assert_eq!(code(shim.task.call("Checkpoint", &cp)), "UNIMPLEMENTED");
+
+    // An exec, with its events; then pause and resume.
+    let process = json!({"args": ["sh", "-c", "exit 5"], "env": ["PATH=/bin"], "cwd": "/",
+                         "user": {"uid": 0, "gid": 0}});
+    let mut ex = ExecProcessRequest::new();
+    ex.id = id.into();
+    ex.exec_id = "e1".into();
+    ex.spec = Some(Any {
+        type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+        value: serde_json::to_vec(&process).unwrap(),
+        ..Default::default()
+    })
+    .into();
+    assert_eq!(code(shim.task.call("Exec", &ex)), "OK");
+    assert_eq!(
+        code(shim.task.call("Exec", &ex)),
+        "ALREADY_EXISTS",
+        "a second exec of that id"
+    );
+    let exec_pid = shim.task.start(id, "e1").unwrap().pid;
+    assert!(exec_pid > 0 && exec_pid != pid);
+    let mut w = WaitRequest::new();
+    w.id = id.into();
+    w.exec_id = "e1".into();
+    let waited: WaitResponse = shim.task.call("Wait", &w).unwrap();
+    assert_eq!(waited.exit_status, 5);
+    let mut del = DeleteRequest::new();
+    del.id = id.into();
+    del.exec_id = "e1".into();
+    let deleted: DeleteResponse = shim.task.call("Delete", &del).unwrap();
+    assert_eq!((deleted.pid, deleted.exit_status), (exec_pid, 5));
+    let mut p = PauseRequest::new();
+    p.id = id.into();
+    assert_eq!(code(shim.task.call("Pause", &p)), "OK");
+    assert_eq!(status_of(&shim.task, id), Status::PAUSED);
+    let mut r = ResumeRequest::new();
+    r.id = id.into();
+    assert_eq!(code(shim.task.call("Resume", &r)), "OK");
+    assert_eq!(status_of(&shim.task, id), Status::RUNNING);
+
+    // Kill, then the idempotent answers containerd relies on.
+    shim.task.kill(id, 9, false).unwrap();
+    let waited = shim.task.wait(id, Duration::from_secs(20)).unwrap();
+    assert_eq!(waited.exit_status, 137);
+    assert_eq!(
+        shim.task.kill(id, 9, false).unwrap_err().code(),
+        "NOT_FOUND"
+    );
+    shim.task.delete(id).unwrap();
+    assert_eq!(shim.task.delete(id).unwrap_err().code(), "NOT_FOUND");
+    nothing_left_of(&env, &path, id);
+    env.events
+        .wait_for(id, "/tasks/delete", Duration::from_secs(10));
+    let topics: Vec<String> = env.events.events().into_iter().map(|e| e.topic).collect();
+    assert_eq!(
+        topics,
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exec-added",
+            "/tasks/exec-started",
+            "/tasks/exit",
+            "/tasks/paused",
+            "/tasks/resumed",
+            "/tasks/exit",
+            "/tasks/delete"
+        ],
+        "events in order"
+    );
+    shim.task.shutdown(id).unwrap();
     env.finish();
 }

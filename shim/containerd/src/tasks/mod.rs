@@ -20,11 +20,12 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use podshim_engine::container::Stats;
 use podshim_engine::exec::ExecStdio;
-use podshim_engine::journal::{Journal, PodRecord};
+use podshim_engine::journal::{Journal, PodRecord, Resource};
 use podshim_engine::rootfs::{MountSpec, Rootfs};
 use podshim_engine::spawner::{Runtime, Stdio};
 use podshim_engine::{Container, ContainerState, Create};
 
+use crate::cgroupview;
 use crate::error::{Result, ShimError};
 use crate::events::{Event, Publish};
 use crate::oom;
@@ -161,6 +162,7 @@ impl Tasks {
         let mut spec = Spec::load(&config)
             .map_err(|e| ShimError::Invalid(format!("{}: {e}", config.display())))?;
         cgroupfs_form(&mut spec);
+        let named = cgroupview::runc_view(&mut spec);
         let rootfs = if req.rootfs.is_empty() {
             Rootfs::Existing
         } else {
@@ -193,6 +195,23 @@ impl Tasks {
             },
         )
         .map_err(|e| ShimError::Engine(e.into()))?;
+        if !named.is_empty() {
+            let made = journal
+                .record(Resource::Cgroup {
+                    path: named.path.clone(),
+                })
+                .map_err(|e| ShimError::Engine(e.into()))
+                .and_then(|()| {
+                    named
+                        .create()
+                        .map_err(ShimError::io("create", named.path.clone()))
+                });
+            if let Err(e) = made {
+                let _ = podshim_engine::teardown::teardown(&mut journal);
+                let _ = std::fs::remove_file(&journal_path);
+                return Err(e);
+            }
+        }
         let made = Container::create(
             &self.rt,
             &mut journal,
@@ -207,10 +226,14 @@ impl Tasks {
         let mut container = match made {
             Ok(c) => c,
             Err(e) => {
+                let _ = podshim_engine::teardown::teardown(&mut journal);
                 let _ = std::fs::remove_file(&journal_path);
                 return Err(e.into());
             }
         };
+        if let Err(e) = named.join(container.pid.as_raw()) {
+            crate::log(&format!("{}: join the named cgroups: {e}", req.id));
+        }
         if let Err(e) = io.attach() {
             let _ = container.kill(Signal::SIGKILL, true);
             let _ = podshim_engine::teardown::teardown(&mut journal);
@@ -447,6 +470,11 @@ impl Tasks {
             return Ok((p.pid, exit));
         }
         task.container.delete(&mut task.journal)?;
+        // What the engine's delete does not know of (the named cgroups).
+        let left = podshim_engine::teardown::teardown(&mut task.journal);
+        if !left.is_empty() {
+            crate::log(&format!("{id}: delete left {left:?}"));
+        }
         let _ = std::fs::remove_file(task.bundle.join(JOURNAL));
         if let Some(oom) = &self.oom {
             oom.unwatch(id);
