@@ -104,8 +104,9 @@ pub fn trim_resident_memory() -> usize {
         // SAFETY: each range is a whole mapping of this process, read from /proc/self/smaps just
         // above; it is not writable and has no anonymous (COW) pages, so MADV_DONTNEED only
         // unmaps file-backed pages, which later faults map again with the same contents. The
-        // caller is single-threaded (the supervisor loop): nothing can make the mapping writable
-        // or remap it in between.
+        // callers (the supervisor loop, the runtime helper, a containerd shim's idle trim) never
+        // unmap, remap or mprotect a file mapping (no dlopen/dlclose, no file mmap), so nothing
+        // can make the mapping writable or put another one in its place in between.
         if unsafe { libc::madvise(*start as *mut libc::c_void, *len, libc::MADV_DONTNEED) } == 0 {
             trimmed += 1;
         }
