@@ -64,6 +64,23 @@ fn open_log() {
     }
 }
 
+/// An idle shim holds only what it touches again: once a second without calls or exits has
+/// passed after some, the resident pages of the binary and libraries and the free heap are given
+/// back (`trim_resident_memory`: this process never unmaps or remaps a file mapping). What the
+/// next call needs comes back from the page cache.
+fn trim_when_idle(tasks: &Tasks) {
+    let mut pending = true;
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        if tasks.take_touched() {
+            pending = true;
+        } else if pending {
+            podshim_engine::sys::trim_resident_memory();
+            pending = false;
+        }
+    }
+}
+
 pub fn run(args: &Args) -> anyhow::Result<()> {
     podshim_engine::exe::ensure_protected().context("protect the shim binary")?;
     podshim_engine::sys::reset_ignored_signals();
@@ -107,6 +124,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .spawn(move || exits.watch_exits())
         .context("start the exit thread")?;
 
+    let idle = tasks.clone();
+    std::thread::Builder::new()
+        .name("trim".into())
+        .spawn(move || trim_when_idle(&idle))
+        .context("start the trim thread")?;
+
     let (tx, rx) = mpsc::channel();
     let service = Arc::new(Service {
         tasks,
@@ -136,8 +159,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
 
     let _ = rx.recv();
-    // Let the Shutdown reply go out, then stop listening and leave.
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    // Let the Shutdown reply go out (containerd also takes a closed connection as done).
+    std::thread::sleep(std::time::Duration::from_millis(2));
     let _ = std::fs::remove_file(&path);
     std::process::exit(0);
 }

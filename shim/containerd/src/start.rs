@@ -156,6 +156,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             cmd.env("TTRPC_ADDRESS", &p.containerd_ttrpc_address);
         }
     }
+    // One malloc arena for all the server's threads (they allocate little, and each arena
+    // of its own would stay resident).
+    cmd.env("MALLOC_ARENA_MAX", "1");
     let mut child = cmd
         .current_dir(&bundle)
         .stdin(Stdio::null())

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use containerd_shim_protos::api::Status;
@@ -101,6 +102,7 @@ pub struct Tasks {
     events: Arc<dyn Publish>,
     oom: Option<Arc<oom::Monitor>>,
     unified: bool,
+    touched: AtomicBool,
 }
 
 fn ts_now() -> Timestamp {
@@ -142,11 +144,18 @@ impl Tasks {
             events,
             oom,
             unified,
+            touched: AtomicBool::new(false),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Task>> {
+        self.touched.store(true, Ordering::Relaxed);
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether any call or exit was handled since the last time this was asked.
+    pub fn take_touched(&self) -> bool {
+        self.touched.swap(false, Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
