@@ -361,6 +361,7 @@ fn wrong_calls_are_clear_errors_and_leave_nothing((h, caller): &Case) {
     let (path, create, _out) = env.bundle(h, id, &["sleep", "600"]);
     let config = env.config(id, &path, *caller);
     let mut shim = Shim::start(&h.shim, config, *caller);
+    let shim_pid = shim.task.connect_info(id).unwrap().shim_pid;
     let code = |r: Result<Empty, support::shim::task::CallError>| match r {
         Ok(_) => "OK".to_string(),
         Err(e) => e.code(),
@@ -466,5 +467,8 @@ fn wrong_calls_are_clear_errors_and_leave_nothing((h, caller): &Case) {
         "events in order"
     );
     shim.task.shutdown(id).unwrap();
+    wait_until(Duration::from_secs(10), "the shim to exit", || {
+        (!pid_alive(shim_pid)).then_some(())
+    });
     env.finish();
 }
