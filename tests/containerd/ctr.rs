@@ -2,7 +2,8 @@
 //! and what a container of ctr's default spec sees), exec with and without a terminal, kill,
 //! pause/resume (the freezer), task metrics, a memory limit update (containerd's Tasks/Update:
 //! ctr 1.6 has no `task update`), an OOM kill reported as exit 137 plus a `/tasks/oom` event,
-//! and a running task surviving a containerd restart. Each body takes the handler; runc's
+//! a running task surviving a containerd restart, and a SIGKILLed shim cleaned up by
+//! containerd (through the shim's `delete`) with nothing left. Each body takes the handler; runc's
 //! answers are recorded in `reference/runc/<host kind>/ctr_*.json` and podshim's must match them.
 
 mod support;
@@ -30,7 +31,8 @@ handler_tests!(
         ctr_metrics,
         ctr_update_memory,
         ctr_oom_kill,
-        ctr_containerd_restart
+        ctr_containerd_restart,
+        ctr_killed_shim
     ]
 );
 
@@ -45,7 +47,8 @@ handler_tests!(
         ctr_metrics,
         ctr_update_memory,
         ctr_oom_kill,
-        ctr_containerd_restart
+        ctr_containerd_restart,
+        ctr_killed_shim
     ]
 );
 
@@ -444,5 +447,66 @@ fn ctr_containerd_restart(h: &Handler) {
         "ctr_containerd_restart",
         &json!({"status_after_restart": "RUNNING", "same_pid": true, "exec": out}),
     );
+    d.shutdown();
+}
+
+/// The processes of the shim serving task `id` (podshim's: its server and runtime helper).
+fn shim_pids(h: &Handler, id: &str) -> Vec<i32> {
+    let binary = h.shim.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<String> = cmd
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let named = args.first()?.ends_with(&binary);
+            let has_id = args.windows(2).any(|w| w[0] == "-id" && w[1] == id);
+            (named && has_id).then_some(pid)
+        })
+        .collect()
+}
+
+fn ctr_killed_shim(h: &Handler) {
+    let d = daemon(h);
+    ok(&mut d.ctr_run(h, "victim", &["-d"], &["sleep", "600"]));
+    d.wait_task("victim", "RUNNING");
+    let pid = d.task_pid("victim");
+    let shims = shim_pids(h, "victim");
+    assert!(!shims.is_empty(), "no shim process for victim");
+    for p in &shims {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    // containerd sees its connection close, runs `<shim> delete` and marks the task stopped:
+    // the container is killed, its rootfs unmounted, its cgroup removed.
+    let alive = || std::path::Path::new(&format!("/proc/{pid}")).exists();
+    wait_until(
+        Duration::from_secs(20),
+        "the container to be killed",
+        || (!alive()).then_some(()),
+    );
+    let status = wait_until(Duration::from_secs(20), "the task to stop", || {
+        let s = d.task_status("victim");
+        (s.as_deref() != Some("RUNNING")).then_some(s)
+    });
+    let _ = d.ctr("default").args(["task", "delete", "victim"]).output();
+    ok(d.ctr("default").args(["container", "delete", "victim"]));
+    // A SIGKILLed shim cannot remove its socket, and containerd 1.6 removes it only when it
+    // next starts a shim of that id: recorded, then removed here.
+    let socket = support::cleanup::shim_socket(&d.layout.address, "default", "victim");
+    let socket_left = socket.exists();
+    let _ = std::fs::remove_file(&socket);
+    answers::check(
+        h,
+        "ctr_killed_shim",
+        &json!({"container_killed": true, "task_after": status, "socket_left": socket_left}),
+    );
+    // The daemon's end checks that nothing is left: processes, mounts, cgroups, sockets.
     d.shutdown();
 }
