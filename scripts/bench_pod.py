@@ -17,7 +17,9 @@ WARMUP = 2
 IMAGE = os.path.abspath(os.environ["BENCH_IMAGE"])
 REPORT = os.environ["BENCH_REPORT"]
 BRIDGE = os.environ["BENCH_BRIDGE"]
-PODSHIM = [os.path.abspath("target/release/podshim"), "--root", f"{TMP}/podshim/root",
+# BENCH_PODSHIM: another podshim build to measure (its pause next to it), e.g. an older
+# commit's, to compare before and after a change on the same machine.
+PODSHIM = [os.path.abspath(os.environ.get("BENCH_PODSHIM") or "target/release/podshim"), "--root", f"{TMP}/podshim/root",
            "--state", f"{RUN}/podshim", "--log-root", f"{TMP}/podshim/logs",
            "--bridge", BRIDGE, "--subnet", os.environ["BENCH_SUBNET"]]
 RUNC = ["runc", "--root", f"{RUN}/runc"]
