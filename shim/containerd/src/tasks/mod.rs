@@ -109,22 +109,6 @@ fn ts_now() -> Timestamp {
     Timestamp::now()
 }
 
-/// A systemd-style `slice:prefix:name` cgroups path as the cgroupfs path systemd would use:
-/// libcontainer runs here without the systemd driver.
-fn cgroupfs_form(spec: &mut Spec) {
-    let Some(mut linux) = spec.linux().clone() else {
-        return;
-    };
-    if let Some(p) = linux.cgroups_path().clone() {
-        let s = p.display().to_string();
-        if !s.starts_with('/') && s.split(':').count() == 3 {
-            let fs = podshim_engine::cgroups::cgroupfs_path(&s);
-            linux.set_cgroups_path(Some(PathBuf::from(fs)));
-            spec.set_linux(Some(linux));
-        }
-    }
-}
-
 impl Tasks {
     pub fn new(
         rt: Runtime,
@@ -170,7 +154,8 @@ impl Tasks {
         let config = req.bundle.join("config.json");
         let mut spec = Spec::load(&config)
             .map_err(|e| ShimError::Invalid(format!("{}: {e}", config.display())))?;
-        cgroupfs_form(&mut spec);
+        // In the cgroupfs form before the v1 view is made from it (the engine does it again).
+        podshim_engine::cgroups::cgroupfs_spec_path(&mut spec);
         let named = cgroupview::runc_view(&mut spec);
         let rootfs = if req.rootfs.is_empty() {
             Rootfs::Existing
