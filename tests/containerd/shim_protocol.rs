@@ -346,7 +346,12 @@ fn nothing_left_of(env: &Env, bundle: &Path, id: &str) {
         !bundle.join("podshim-journal.json").exists(),
         "{id}: journal left"
     );
+    // The shim's libcontainer state: /run/containerd/podshim/<sha256 of containerd's address,
+    // 12 digits>/<namespace>/<id>.
+    let address = env.layout.address.display().to_string();
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(address.as_bytes()));
     let state = Path::new("/run/containerd/podshim")
+        .join(&digest[..12])
         .join(NAMESPACE)
         .join(id);
     assert!(!state.exists(), "{id}: {} left", state.display());

@@ -21,7 +21,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Some(b) => b.clone(),
         None => std::env::current_dir().context("the bundle (working directory)")?,
     };
-    let runtime_dir = crate::server::runtime_dir(&args.namespace);
+    let runtime_dir = crate::server::runtime_dir(&args.address, &args.namespace);
     let pid = libcontainer::container::Container::load(runtime_dir.join(&args.id))
         .ok()
         .and_then(|c| c.pid())

@@ -26,13 +26,17 @@ use crate::events::{Forwarder, Publish};
 use crate::service::Service;
 use crate::tasks::Tasks;
 
-/// Where the shim keeps libcontainer's state (one directory per namespace) and the read-only
+/// Where the shim keeps libcontainer's state (one directory per containerd and namespace) and the read-only
 /// cgroup skeleton of v1 containers. Short on purpose: sockets are made below it.
 pub const STATE_ROOT: &str = "/run/containerd/podshim";
 
-/// libcontainer's state directory for a namespace.
-pub fn runtime_dir(namespace: &str) -> PathBuf {
-    Path::new(STATE_ROOT).join(namespace)
+/// libcontainer's state directory for a namespace of the containerd at `address`: task ids are
+/// unique in a namespace of one containerd only, and two containerds (a node's and a test's)
+/// may use the same namespace and id.
+pub fn runtime_dir(address: &str, namespace: &str) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let digest = hex::encode(Sha256::digest(address.as_bytes()));
+    Path::new(STATE_ROOT).join(&digest[..12]).join(namespace)
 }
 
 type Methods = HashMap<String, Box<dyn MethodHandler + Send + Sync>>;
@@ -93,7 +97,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     open_log();
 
     let socket = args.socket.clone().ok_or_else(|| anyhow!("no -socket"))?;
-    let dir = runtime_dir(&args.namespace);
+    let dir = runtime_dir(&args.address, &args.namespace);
     podshim_engine::private::create_dir_all(&dir)
         .with_context(|| format!("create {}", dir.display()))?;
     let rt = Runtime {
