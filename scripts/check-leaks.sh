@@ -17,7 +17,35 @@ for _ in $(seq 50); do
 done
 leaks=()
 n=$(ps -eo stat=,comm= | awk '$2 == "pause" && $1 !~ /^Z/' | wc -l); [ "$n" -gt 0 ] && leaks+=("$n pause process(es)")
-n=$(ip -o link show 2>/dev/null | grep -cE ': (pst[0-9a-f]+|veth[0-9a-f]{8})[:@]' || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n test bridge/veth interface(s)")
+# A bridge podshim keeps with nothing attached, and its node rules (the subnet's masquerade
+# rule tagged "<bridge>/node" in nftables' ip podshim, the iptables chain PODSHIM-FWD-<bridge>),
+# are node infrastructure, as docker0 or cni0: not a leak. A Pod's veth, a port left on a
+# bridge, a Pod's own NAT rule ("<network>/<id>/<ifname>") and node rules whose bridge is gone
+# are.
+n=$(ip -o link show 2>/dev/null | grep -cE ': veth[0-9a-f]{8}[:@]' || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n test veth interface(s)")
+n=0
+for br in /sys/class/net/pst*/brif; do
+    [ -d "$br" ] && [ -n "$(ls -A "$br")" ] && n=$((n + 1))
+done
+[ "$n" -gt 0 ] && leaks+=("$n test bridge(s) with ports")
+if command -v nft >/dev/null; then
+    tags=$(nft list table ip podshim 2>/dev/null | grep -o 'comment "[^"]*"' | sed 's/^comment "//; s/"$//')
+    n=$(printf '%s\n' "$tags" | grep -c '^[^/]*/.*/' || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n Pod NAT rule(s) in nftables")
+    n=0
+    for t in $(printf '%s\n' "$tags" | grep -E '^[^/]+/node$' | sort -u); do
+        [ -e "/sys/class/net/${t%/node}" ] || n=$((n + 1))
+    done
+    [ "$n" -gt 0 ] && leaks+=("$n node NAT rule(s) of a bridge that is gone")
+fi
+if command -v iptables-save >/dev/null; then
+    n=0
+    for c in $(iptables-save -t filter 2>/dev/null | sed -n 's/^:PODSHIM-FWD-\([^ ]*\) .*/\1/p'); do
+        [ -e "/sys/class/net/$c" ] || n=$((n + 1))
+    done
+    [ "$n" -gt 0 ] && leaks+=("$n forward chain(s) of a bridge that is gone")
+    n=$(iptables-save -t nat 2>/dev/null | grep -E '^-A PODSHIM-' | grep -cvE -- '--comment "?[^/" ]+/node"? ' || true)
+    [ "${n:-0}" -gt 0 ] && leaks+=("$n Pod NAT rule(s) in iptables")
+fi
 n=$(pgrep -fc "$servers" || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n test registry/token server process(es)")
 # Mount points below a podshim directory (/var/lib/podshim/..., /run/podshim/..., the tests'
 # /tmp/podshim-test-*/...). Not the directories themselves, which may be volumes (as in
@@ -32,4 +60,4 @@ if [ "${#leaks[@]}" -gt 0 ]; then
     echo "LEAKS after the tests: ${leaks[*]}" >&2
     exit 1
 fi
-echo "no leaks: no pause process, test interface, podshim mount or cgroup, test containerd or shim left"
+echo "no leaks: no pause process, veth, port on a test bridge, Pod NAT rule, orphaned node rule, podshim mount or cgroup, test containerd or shim left"

@@ -341,6 +341,9 @@ fn the_last_pod_takes_its_veth_and_the_bridge_down_in_one_batch() {
     inst.import_busybox();
     inst.env
         .push(("PODSHIM_LOG".into(), "podshim_cni=debug".into()));
+    // The bridge is kept unless asked otherwise (any of the usual spellings).
+    inst.env
+        .push(("PODSHIM_KEEP_BRIDGE".into(), "false".into()));
     for n in 0..6 {
         let u = uid(30 + n);
         let yaml = pod(

@@ -27,13 +27,17 @@ pub fn teardown(cfg: &NetworkConfig, attachment_id: &str, host_veth: &str) -> Re
         Ok(ipam) => (Some(ipam), None),
         Err(e) => (None, Some(e)),
     };
-    let detached = detach(&DetachSpec {
+    let mut detached = detach(&DetachSpec {
         bridge: &bridge,
         netns: None,
         host_veth,
         ifname: "",
         lease: ipam.as_ref().map(|ipam| (ipam, attachment_id, None)),
     });
+    // The node's rules go with a bridge that is not kept (the last Pod took it down).
+    if let (false, Some(ipam), Ok(())) = (cfg.keep_bridge, &ipam, &detached) {
+        detached = remove_node_if_bridge_gone(ipam, &cfg.bridge);
+    }
     match (detached, open_error) {
         (Ok(()), None) => Ok(()),
         (Ok(()), Some(e)) => Err(CniError::Teardown { errors: vec![e] }),
@@ -45,6 +49,78 @@ pub fn teardown(cfg: &NetworkConfig, attachment_id: &str, host_veth: &str) -> Re
             errors: std::iter::once(other).chain(e).collect(),
         }),
     }
+}
+
+/// Removes the node rules of `bridge` if the bridge is gone, under the pool's lock: a setup
+/// that makes the bridge again holds it until its veth is attached, and sets the node rules up
+/// after that.
+fn remove_node_if_bridge_gone(ipam: &Ipam, bridge: &str) -> Result<(), CniError> {
+    let lock = ipam.lock()?;
+    let mut host = Socket::new().map_err(nl("open socket", "host"))?;
+    if host
+        .find_link(bridge)
+        .map_err(nl("get link", bridge))?
+        .is_none()
+    {
+        crate::nat::remove_node(bridge)?;
+    }
+    drop(lock);
+    Ok(())
+}
+
+/// What [`remove_network`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkRemoval {
+    /// The bridge (if there was one) and the node rules are gone.
+    Removed { bridge: bool },
+    /// The bridge still has ports (their names): nothing was removed.
+    InUse { ports: Vec<String> },
+}
+
+/// Removes the bridge of `cfg` and its node rules ([`crate::nat::remove_node`]) when the kernel
+/// shows nothing attached to the bridge; with `with_leases`, also the pool's directory (what a
+/// reset of the node takes). Under the pool's lock, so no setup attaches meanwhile.
+pub fn remove_network(cfg: &NetworkConfig, with_leases: bool) -> Result<NetworkRemoval, CniError> {
+    let ipam = Ipam::open(&cfg.ipam_dir, cfg.subnet)?;
+    let lock = ipam.lock()?;
+    let mut host = Socket::new().map_err(nl("open socket", "host"))?;
+    let bridge = match host
+        .find_link(&cfg.bridge)
+        .map_err(nl("get link", &cfg.bridge))?
+    {
+        Some(link) if link.kind == Some(InfoKind::Bridge) => {
+            let ports = host
+                .links_of(link.index)
+                .map_err(nl("list ports of", &cfg.bridge))?;
+            if !ports.is_empty() {
+                return Ok(NetworkRemoval::InUse {
+                    ports: ports.into_iter().map(|p| p.name).collect(),
+                });
+            }
+            match host.delete_link(&cfg.bridge) {
+                Err(e) if !is_errno(&e, libc::ENODEV) => {
+                    return Err(nl("delete link", &cfg.bridge)(e))
+                }
+                _ => true,
+            }
+        }
+        _ => false,
+    };
+    crate::nat::remove_node(&cfg.bridge)?;
+    if with_leases {
+        match std::fs::remove_dir_all(&cfg.ipam_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(CniError::Ipam {
+                    op: "remove",
+                    path: cfg.ipam_dir.clone(),
+                    source: e,
+                })
+            }
+            _ => {}
+        }
+    }
+    drop(lock);
+    Ok(NetworkRemoval::Removed { bridge })
 }
 
 /// Everything [`detach`] needs.

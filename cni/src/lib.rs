@@ -24,7 +24,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 pub use attach::{attach, setup, Addressing, AttachSpec, Attached, BridgeSpec, PodIp, Route};
-pub use detach::{detach, teardown, DetachSpec};
+pub use detach::{detach, remove_network, teardown, DetachSpec, NetworkRemoval};
 pub use error::{codes, CniError};
 pub use subnet::Ipv4Net;
 

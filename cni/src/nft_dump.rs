@@ -60,22 +60,39 @@ fn bad(what: &str) -> io::Error {
 
 /// The tagged rules of the `ip` table `table` (none when it does not exist).
 pub fn rules(table: &str) -> io::Result<Vec<Rule>> {
-    dump(table, None).map(|(_, tagged)| tagged)
+    dump(table, None).map(|d| d.tagged)
 }
 
 /// How many rules, tagged or not, chain `chain` of the `ip` table `table` holds (0 when either
 /// does not exist): iptables-nft keeps its rules there too.
 pub fn count_in(table: &str, chain: &str) -> io::Result<usize> {
-    dump(table, Some(chain)).map(|(count, _)| count)
+    dump(table, Some(chain)).map(|d| d.count)
 }
 
-/// The rules of `table` (and `chain`): how many, and those with a comment.
-fn dump(table: &str, chain: Option<&str>) -> io::Result<(usize, Vec<Rule>)> {
+/// The chains that rules of chain `chain` of the `ip` table `table` jump to (none when either
+/// does not exist), as iptables-nft compiles `-j CHAIN`: an `immediate` verdict `jump`.
+pub fn jumps_in(table: &str, chain: &str) -> io::Result<Vec<String>> {
+    dump(table, Some(chain)).map(|d| d.jumps)
+}
+
+/// What a dump of a table's (or chain's) rules found.
+#[derive(Debug, Default)]
+struct Dumped {
+    /// Rules, with a comment or not.
+    count: usize,
+    /// Those with a comment.
+    tagged: Vec<Rule>,
+    /// The chains they jump to.
+    jumps: Vec<String>,
+}
+
+/// The rules of `table` (and `chain`).
+fn dump(table: &str, chain: Option<&str>) -> io::Result<Dumped> {
     let mut socket = netlink_sys::Socket::new(NETLINK_NETFILTER)?;
     socket.bind(&SocketAddr::new(0, 0))?;
     socket.connect(&SocketAddr::new(0, 0))?;
     socket.send(&request(table, chain), 0)?;
-    let (mut count, mut rules) = (0, Vec::new());
+    let mut out = Dumped::default();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = socket.recv(&mut &mut buf[..], 0)?;
@@ -88,22 +105,23 @@ fn dump(table: &str, chain: Option<&str>) -> io::Result<(usize, Vec<Rule>)> {
             }
             let msg = &rest[..len];
             match kind {
-                NLMSG_DONE => return Ok((count, rules)),
+                NLMSG_DONE => return Ok(out),
                 NLMSG_ERROR => {
                     let code = msg
                         .get(16..20)
                         .map(|b| i32::from_ne_bytes(b.try_into().expect("4 bytes")))
                         .ok_or_else(|| bad("short error"))?;
                     return match -code {
-                        0 => Ok((count, rules)),
-                        libc::ENOENT => Ok((0, Vec::new())),
+                        0 => Ok(out),
+                        libc::ENOENT => Ok(Dumped::default()),
                         errno => Err(io::Error::from_raw_os_error(errno)),
                     };
                 }
                 k if k == (NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWRULE) => {
-                    count += 1;
+                    out.count += 1;
+                    out.jumps.extend(jump_of(msg));
                     if let Some(rule) = parse_rule(msg, table) {
-                        rules.push(rule);
+                        out.tagged.push(rule);
                     }
                 }
                 _ => {}
@@ -228,6 +246,38 @@ fn parse_rule(msg: &[u8], table: &str) -> Option<Rule> {
         tag: tag?,
         forwards,
     })
+}
+
+/// The chain a rule jumps to: its `immediate` expression's verdict (`NFTA_IMMEDIATE_DATA` >
+/// `NFTA_DATA_VERDICT` > code `NFT_JUMP`, chain `NFTA_VERDICT_CHAIN`).
+fn jump_of(msg: &[u8]) -> Option<String> {
+    const NFTA_IMMEDIATE_DATA: u16 = 2;
+    const NFTA_DATA_VERDICT: u16 = 2;
+    const NFTA_VERDICT_CODE: u16 = 1;
+    const NFTA_VERDICT_CHAIN: u16 = 2;
+    const NFT_JUMP: i32 = -3;
+    let rule = attrs(msg.get(HEADER..)?);
+    let exprs = find(&rule, NFTA_RULE_EXPRESSIONS)?;
+    attrs(exprs)
+        .into_iter()
+        .filter(|(k, _)| *k == NFTA_LIST_ELEM)
+        .find_map(|(_, elem)| {
+            let elem = attrs(elem);
+            let name = find(&elem, NFTA_EXPR_NAME)?;
+            if name.split(|b| *b == 0).next()? != b"immediate" {
+                return None;
+            }
+            let data = attrs(find(&elem, NFTA_EXPR_DATA)?);
+            let value = attrs(find(&data, NFTA_IMMEDIATE_DATA)?);
+            let verdict = attrs(find(&value, NFTA_DATA_VERDICT)?);
+            if be32(&verdict, NFTA_VERDICT_CODE)? as i32 != NFT_JUMP {
+                return None;
+            }
+            let chain = find(&verdict, NFTA_VERDICT_CHAIN)?;
+            std::str::from_utf8(chain.split(|b| *b == 0).next()?)
+                .ok()
+                .map(str::to_owned)
+        })
 }
 
 /// The netlink attributes in `buf`: type (without the NLA_F_NESTED and NLA_F_NET_BYTEORDER

@@ -84,6 +84,9 @@ pub struct Instance {
     pub tag: String,
     /// Environment variables every podshim command of the instance gets (e.g. `PODSHIM_CNI_CONF`).
     pub env: Vec<(String, String)>,
+    /// Run every podshim command of the instance in this named network namespace
+    /// (`/run/netns/NAME`, through `nsenter --net`: only the network namespace changes).
+    pub netns: Option<String>,
     /// podshim processes started by `spawn`, stopped by `Drop` if a failed test left them.
     spawned: std::sync::Mutex<Vec<u32>>,
 }
@@ -108,6 +111,7 @@ impl Instance {
             dir,
             tag,
             env: Vec::new(),
+            netns: None,
             spawned: std::sync::Mutex::new(Vec::new()),
         }
     }
@@ -118,7 +122,14 @@ impl Instance {
     }
 
     pub fn command(&self) -> Command {
-        let mut c = Command::new(podshim_bin());
+        let mut c = match &self.netns {
+            None => Command::new(podshim_bin()),
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg(podshim_bin());
+                c
+            }
+        };
         c.arg("--root")
             .arg(&self.root)
             .arg("--state")
@@ -280,8 +291,10 @@ impl Instance {
                 leaks.push(format!("mount {l}"));
             }
         }
-        if Path::new("/sys/class/net").join(&self.bridge).exists() {
-            leaks.push(format!("bridge {}", self.bridge));
+        // The bridge stays (node infrastructure), but with no port left on it.
+        let ports = bridge_ports(&self.bridge);
+        if !ports.is_empty() {
+            leaks.push(format!("ports {ports:?} on bridge {}", self.bridge));
         }
         for uid in pod_uids {
             for h in ["memory", "pids", "cpu", "devices", "freezer"] {
@@ -371,6 +384,9 @@ impl Drop for Instance {
         if !pids.is_empty() || std::thread::panicking() {
             let _ = self.command().arg("gc").output();
         }
+        // The node state the instance kept (bridge, its NAT and forward rules): a test host
+        // is left as it was found.
+        let _ = self.command().arg("reset").output();
         // Best effort: never leave a test's bridge behind even when an assertion failed.
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
@@ -380,6 +396,16 @@ impl Drop for Instance {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The ports of bridge `name` (none when it does not exist).
+pub fn bridge_ports(name: &str) -> Vec<String> {
+    std::fs::read_dir(Path::new("/sys/class/net").join(name).join("brif"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 /// Standard base64 with padding (docker config `auth` fields, bearer tokens).

@@ -41,7 +41,8 @@ const JUMPS: [(&str, &str); 3] = [
     ("POSTROUTING", MASQ),
 ];
 
-/// Held while listing and changing our chains.
+/// Held while listing and changing our chains, and while adding nftables rules (see
+/// `nft::remove_table_if_empty`).
 pub const LOCK: &str = "/run/podshim-iptables.lock";
 
 /// The backend, for [`Backend::imp`].
@@ -51,7 +52,12 @@ fn iptables_err(op: &'static str) -> impl FnOnce((String, std::io::Error)) -> Cn
     move |(detail, source)| CniError::Iptables { op, detail, source }
 }
 
-fn run(program: &str, op: &'static str, args: &[&str], stdin: &str) -> Result<String, CniError> {
+pub(super) fn run(
+    program: &str,
+    op: &'static str,
+    args: &[&str],
+    stdin: &str,
+) -> Result<String, CniError> {
     exec(program, args, stdin).map_err(|(detail, source)| {
         let source = if source.kind() == std::io::ErrorKind::NotFound {
             std::io::Error::new(
@@ -65,7 +71,7 @@ fn run(program: &str, op: &'static str, args: &[&str], stdin: &str) -> Result<St
     })
 }
 
-fn lock() -> Result<Flock<File>, CniError> {
+pub(super) fn lock() -> Result<Flock<File>, CniError> {
     let err = |source| CniError::Iptables {
         op: "lock",
         detail: LOCK.to_owned(),
@@ -146,7 +152,7 @@ fn rule_of(want: &Want<'_>, spec: &NatSpec<'_>) -> IptRule {
         Want::Hairpin(p) => back(format!("{pod}/32"), p),
         Want::Masquerade => IptRule {
             chain: MASQ,
-            pre: format!("-s {pod}/32 ! -d {}", spec.subnet),
+            pre: format!("-s {} ! -d {}", super::masquerade_source(spec), spec.subnet),
             post: "-m iprange ! --dst-range 224.0.0.0-239.255.255.255 -j MASQUERADE".into(),
             first: false,
         },
@@ -155,24 +161,24 @@ fn rule_of(want: &Want<'_>, spec: &NatSpec<'_>) -> IptRule {
 
 /// One `-A` line of `iptables-save`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Line {
-    chain: String,
+pub(super) struct Line {
+    pub(super) chain: String,
     /// The rule specification as printed, for `-D`.
-    spec: String,
+    pub(super) spec: String,
     /// Its words without the `-m comment --comment TAG` match.
-    words: Vec<String>,
-    tag: Option<String>,
+    pub(super) words: Vec<String>,
+    pub(super) tag: Option<String>,
 }
 
 /// What `iptables-save -t nat` shows.
 #[derive(Debug, Default)]
-struct Saved {
-    chains: BTreeSet<String>,
-    lines: Vec<Line>,
+pub(super) struct Saved {
+    pub(super) chains: BTreeSet<String>,
+    pub(super) lines: Vec<Line>,
 }
 
 impl Saved {
-    fn parse(out: &str) -> Self {
+    pub(super) fn parse(out: &str) -> Self {
         let mut saved = Saved::default();
         for line in out.lines() {
             if let Some(decl) = line.strip_prefix(':') {

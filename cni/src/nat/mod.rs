@@ -34,8 +34,12 @@
 //! ADD removes the other backend's DNAT rules for the same host ports (stale: a host port has
 //! one live owner), so no stale rule in either backend takes a live attachment's packets.
 
+pub mod forward;
 mod iptables;
 pub mod nft;
+mod node;
+
+pub use node::{ensure_node, node_tag, remove_node, NodeSpec};
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
@@ -118,6 +122,16 @@ pub fn tag(network: &str, id: &str, ifname: &str) -> String {
 /// The network part of a tag, for GC.
 fn network_of(tag: &str) -> &str {
     tag.split('/').next().unwrap_or_default()
+}
+
+/// The masquerade source of `spec`: the whole subnet for a node's rule ([`node_tag`]), else
+/// the Pod's own address.
+fn masquerade_source(spec: &NatSpec<'_>) -> String {
+    if node::is_node_tag(spec.tag) {
+        spec.subnet.to_string()
+    } else {
+        format!("{}/32", spec.pod_ip)
+    }
 }
 
 /// Where the NAT rules live.
@@ -271,9 +285,11 @@ impl Want<'_> {
                 port(p),
                 p.container_port
             ),
-            Self::Masquerade => {
-                format!("ipMasq masquerade rule for {pod} leaving {}", spec.subnet)
-            }
+            Self::Masquerade => format!(
+                "ipMasq masquerade rule for {} leaving {}",
+                masquerade_source(spec).trim_end_matches("/32"),
+                spec.subnet
+            ),
         }
     }
 }
@@ -414,9 +430,13 @@ pub fn remove(tag: &str) -> Result<(), CniError> {
 }
 
 /// Removes, from both backends, the rules of every attachment of `network` whose tag is not in
-/// `keep`; returns the tags removed. iptables chains left empty go too.
+/// `keep`; returns the tags removed. iptables chains left empty go too. The network's node
+/// rules ([`node_tag`]) are not an attachment's and stay.
 pub fn collect(network: &str, keep: &BTreeSet<String>) -> Result<Vec<String>, CniError> {
-    remove_everywhere(&|t| network_of(t) == network && !keep.contains(t), true)
+    remove_everywhere(
+        &|t| network_of(t) == network && !keep.contains(t) && !node::is_node_tag(t),
+        true,
+    )
 }
 
 /// How a packet-filter command ended: its stdout, or why it failed (its stderr on one line).

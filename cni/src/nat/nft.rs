@@ -95,7 +95,8 @@ fn rules_of(want: &Want<'_>, spec: &NatSpec<'_>) -> Vec<NftRule> {
         Want::FromLoopback(p) => post(back("127.0.0.0/8".into(), p)),
         Want::Hairpin(p) => post(back(pod.to_string(), p)),
         Want::Masquerade => post(format!(
-            "ip saddr {pod} ip daddr != {} ip daddr != 224.0.0.0/4 masquerade",
+            "ip saddr {} ip daddr != {} ip daddr != 224.0.0.0/4 masquerade",
+            super::masquerade_source(spec).trim_end_matches("/32"),
             spec.subnet
         )),
     }
@@ -118,6 +119,8 @@ fn rules(spec: &NatSpec<'_>) -> String {
 
 impl Firewall for Nft {
     fn replace(&self, spec: &NatSpec<'_>) -> Result<(), CniError> {
+        // Never while a node's removal finds the table empty and deletes it.
+        let _lock = super::iptables::lock()?;
         with_retry(|| {
             let mut script = skeleton();
             script.push_str(&deletions(&listed()?, |t| t == spec.tag));
@@ -331,6 +334,36 @@ fn with_retry<T>(mut f: impl FnMut() -> Result<T, CniError>) -> Result<T, CniErr
             }
             other => return other,
         }
+    }
+}
+
+/// Deletes our table when no rule of anyone is left in it. Deleting a table takes its chains
+/// and rules whatever they hold, so the count (over nfnetlink) and the delete happen under the
+/// lock every podshim process holds to add rules ([`Firewall::replace`]). Returns whether it
+/// was deleted; no table is fine.
+pub fn remove_table_if_empty() -> Result<bool, CniError> {
+    if super::Backend::Nftables.unavailable().is_some() {
+        return Ok(false);
+    }
+    let _lock = super::iptables::lock()?;
+    let rules: usize = ["prerouting", "output", "postrouting"]
+        .into_iter()
+        .map(|chain| crate::nft_dump::count_in(TABLE, chain))
+        .sum::<std::io::Result<usize>>()
+        .map_err(|source| CniError::Nft {
+            op: "count rules",
+            detail: String::new(),
+            source,
+        })?;
+    if rules > 0 {
+        return Ok(false);
+    }
+    match nft("delete table", &["delete", "table", "ip", TABLE], "") {
+        Ok(_) => Ok(true),
+        Err(CniError::Nft { ref detail, .. }) if detail.contains("No such file or directory") => {
+            Ok(false)
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -56,11 +56,35 @@ struct Global {
         default_value = "10.66.0.0/16"
     )]
     subnet: String,
-    /// Keep the bridge when the last Pod leaves it (default: remove it)
-    #[arg(long, global = true, env = "PODSHIM_KEEP_BRIDGE")]
+    /// Keep the bridge when the last Pod leaves it (node infrastructure; `gc` removes it once
+    /// unused): --keep-bridge=false removes it with the last Pod
+    #[arg(
+        long,
+        global = true,
+        env = "PODSHIM_KEEP_BRIDGE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "true",
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set
+    )]
     keep_bridge: bool,
-    /// Masquerade Pod traffic leaving the Pod subnet, so Pods reach other networks
-    #[arg(long, global = true, env = "PODSHIM_MASQUERADE")]
+    /// Masquerade Pod traffic leaving the Pod subnet (one rule for the subnet, made with the
+    /// bridge), so Pods reach other networks: --masquerade=false turns it off
+    #[arg(
+        long,
+        global = true,
+        env = "PODSHIM_MASQUERADE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "true",
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set
+    )]
     masquerade: bool,
     /// Take Pod networks from this CNI config (.conf or .conflist) instead of the built-in bridge
     #[arg(long, global = true, env = "PODSHIM_CNI_CONF", value_name = "FILE")]
@@ -165,6 +189,9 @@ enum Command {
     /// Tear down the Pods of this instance whose podshim is gone (killed or crashed), then CNI GC
     /// of their networks (cniVersion 1.1.0 lists)
     Gc,
+    /// Remove this instance's node-level state (bridge, its NAT and forward rules, IPAM pool,
+    /// runtime state) once it has no Pods left; images and logs stay
+    Reset,
     /// The per-Pod supervisor `run -d` starts (reads its Pod from stdin)
     #[command(hide = true)]
     Supervise,
@@ -294,12 +321,8 @@ fn global_args(g: &Global) -> Vec<std::ffi::OsString> {
         "--log-root".into(),
         g.log_root.clone().into(),
     ];
-    if g.keep_bridge {
-        a.push("--keep-bridge".into());
-    }
-    if g.masquerade {
-        a.push("--masquerade".into());
-    }
+    a.push(format!("--keep-bridge={}", g.keep_bridge).into());
+    a.push(format!("--masquerade={}", g.masquerade).into());
     if let Some(c) = &g.cni_conf {
         a.push("--cni-conf".into());
         a.push(c.clone().into());
@@ -392,9 +415,30 @@ fn dispatch(cli: Cli) -> Result<i32> {
                         code = 1;
                         println!("cni network {name}: gc failed: {p}");
                     }
+                    podshim_kube::collect::Outcome::Bridge {
+                        name,
+                        problem: None,
+                    } => println!("bridge {name}: removed with its node rules (no Pod uses it)"),
+                    podshim_kube::collect::Outcome::Bridge {
+                        name,
+                        problem: Some(p),
+                    } => {
+                        code = 1;
+                        println!("bridge {name}: not removed: {p}");
+                    }
                 }
             }
             Ok(code)
+        }
+        Command::Reset => {
+            let removed = podshim_kube::collect::reset(&cfg).context("reset")?;
+            if removed.bridge {
+                println!("bridge {}: removed with its node rules", cfg.bridge);
+            }
+            for dir in removed.dirs {
+                println!("removed {}", dir.display());
+            }
+            Ok(0)
         }
         Command::Image(ImageCommand::Import { name, path }) => {
             let store = Store::open(&cfg.root).context("open the image store")?;

@@ -20,10 +20,11 @@ pub struct Config {
     pub subnet: Ipv4Net,
     /// The pause binary.
     pub pause: PathBuf,
-    /// Keep the bridge when the last Pod leaves it.
+    /// Keep the bridge when the last Pod leaves it (the default: it is node infrastructure, as
+    /// `cni0` or `docker0`; `podshim gc` removes it once no Pod uses it, `podshim reset` always).
     pub keep_bridge: bool,
-    /// Masquerade Pods' traffic leaving the Pod subnet (per-Pod nftables rules: about 35 ms of
-    /// `nft` per Pod, so off unless asked for; host ports work either way).
+    /// Masquerade Pods' traffic leaving the Pod subnet: one rule for the whole subnet, set up
+    /// with the bridge (the default), so Pods reach other networks at no cost per Pod.
     pub masquerade: bool,
     /// A CNI network configuration (`.conf` or `.conflist`) to run for each Pod instead of the
     /// built-in bridge.

@@ -31,6 +31,12 @@ pub enum Outcome {
         kept: usize,
         problem: Option<String>,
     },
+    /// The instance's bridge and its node rules, which no Pod uses any more: removed (or
+    /// not, with the reason).
+    Bridge {
+        name: String,
+        problem: Option<String>,
+    },
 }
 
 /// Whether the podshim that wrote `record` is still alive (same PID and start time).
@@ -76,6 +82,9 @@ pub fn gc(cfg: &Config) -> Vec<Outcome> {
             outcomes.push(outcome);
         }
     }
+    if let Some(outcome) = collect_bridge(cfg) {
+        outcomes.push(outcome);
+    }
     for (list, cni_path) in lists.into_iter().filter(|(l, _)| l.has_gc()) {
         // Read right before the GC, to miss as few Pods started meanwhile as can be.
         let valid = valid_attachments(cfg, &list.name);
@@ -86,6 +95,40 @@ pub fn gc(cfg: &Config) -> Vec<Outcome> {
         });
     }
     outcomes
+}
+
+/// Removes the instance's bridge and its node rules when no Pod of the instance records an
+/// attachment to it and the kernel shows no port on it; `None` when there is nothing to do
+/// (Pods use it, or there was no bridge).
+fn collect_bridge(cfg: &Config) -> Option<Outcome> {
+    let in_use = fs::read_dir(cfg.pods_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| {
+            // A Pod directory without a readable journal is being made: count it as using it.
+            Journal::load(&entry.path().join("journal.json")).map_or(true, |j| {
+                j.resources.iter().any(|r| {
+                    matches!(r, crate::journal::Resource::Network { bridge, .. } if *bridge == cfg.bridge)
+                })
+            })
+        });
+    if in_use {
+        return None;
+    }
+    // Also when the bridge is gone already: its node rules may not be.
+    let problem = match podshim_cni::remove_network(&cfg.network(), false) {
+        Ok(podshim_cni::NetworkRemoval::Removed { bridge: false }) => return None,
+        Ok(podshim_cni::NetworkRemoval::Removed { bridge: true }) => None,
+        Ok(podshim_cni::NetworkRemoval::InUse { ports }) => {
+            Some(format!("still has ports: {}", ports.join(", ")))
+        }
+        Err(e) => Some(chain(&e)),
+    };
+    Some(Outcome::Bridge {
+        name: cfg.bridge.clone(),
+        problem,
+    })
 }
 
 /// The CNI attachments a journal records: list, CNI_PATH, (container id, interface).

@@ -19,6 +19,7 @@ pub mod mounts;
 pub mod netcheck;
 pub mod ports;
 pub mod private;
+pub mod reset;
 pub mod rootfs;
 pub mod sandbox;
 pub mod spawner;

@@ -234,12 +234,11 @@ fn build(
         let attachment = match &spec.network {
             Network::Host { .. } => host_attachment(),
             Network::Join(_) => unattached(),
-            Network::Pod {
-                host_ports,
-                masquerade,
-            } => match &cfg.cni_conf {
+            Network::Pod { host_ports, .. } => match &cfg.cni_conf {
                 Some(conf) => attach_chain(cfg, conf, spec, host_ports, &netns, &dir, journal)?,
-                None => attach(cfg, spec, host_ports, *masquerade, &netns, journal)?,
+                // Masquerading is the node's (cfg.masquerade), not the Pod's, since it is one
+                // rule for the whole subnet.
+                None => attach(cfg, spec, host_ports, &netns, journal)?,
             },
         };
         step("network");
@@ -291,7 +290,6 @@ fn attach(
     cfg: &Config,
     spec: &SandboxSpec,
     host_ports: &[HostPort],
-    masquerade: bool,
     netns: &Path,
     journal: &mut Journal,
 ) -> Result<Attachment, Error> {
@@ -306,9 +304,18 @@ fn attach(
         keep_bridge: net.keep_bridge,
     })?;
     let attachment = podshim_cni::setup(&net, netns, &spec.uid, &host_veth, "eth0")?;
+    // The node's rules (the subnet's masquerade, forwarding through a dropping firewall) come
+    // with the bridge; a start that finds them in place only reads them.
+    podshim_cni::nat::ensure_node(&podshim_cni::nat::NodeSpec {
+        network: &net.bridge,
+        bridge: &net.bridge,
+        subnet: net.subnet,
+        masquerade: cfg.masquerade,
+    })?;
     let ports: Vec<_> = host_ports.iter().map(|p| p.mapping).collect();
-    let masquerade = masquerade && cfg.masquerade;
-    if masquerade || !ports.is_empty() {
+    // Masquerade is the node's rule now; journals of older Pods may still record their own.
+    let masquerade = false;
+    if !ports.is_empty() {
         let tag = podshim_cni::nat::tag(&net.bridge, &spec.uid, "eth0");
         journal.record(Resource::Nat {
             tag: tag.clone(),

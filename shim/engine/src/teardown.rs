@@ -315,7 +315,7 @@ fn remove_file(path: &Path) -> Result<(), String> {
 
 /// Remove a directory tree, first unmounting anything still mounted inside it so that removal
 /// never reaches into a mounted filesystem.
-fn remove_dir(path: &Path) -> Result<(), String> {
+pub(crate) fn remove_dir(path: &Path) -> Result<(), String> {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let prefix = format!("{}/", path.display());
     let mut inside: Vec<&str> = info

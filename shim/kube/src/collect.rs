@@ -27,3 +27,26 @@ fn settle(cfg: &Config, outcome: &Outcome) {
         record::settle_lost(cfg, key);
     }
 }
+
+/// [`podshim_engine::reset::reset`], refused while `ps` still lists Pods: running ones, and
+/// ended ones whose records `podshim rm` has not removed. The empty records directory goes too.
+pub fn reset(
+    cfg: &Config,
+) -> Result<podshim_engine::reset::Removed, podshim_engine::reset::ResetError> {
+    let records: Vec<String> = std::fs::read_dir(record::dir(cfg))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".json").map(str::to_owned)
+        })
+        .filter(|key| !podshim_engine::reset::pods_left(cfg).contains(key))
+        .collect();
+    let mut removed = podshim_engine::reset::reset(cfg, &records)?;
+    let dir = record::dir(cfg);
+    if std::fs::remove_dir(&dir).is_ok() {
+        removed.dirs.push(dir);
+    }
+    Ok(removed)
+}
