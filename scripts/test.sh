@@ -36,6 +36,7 @@ if [ "${1:-}" = --smoke ]; then
 else
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -q -- -D warnings
-    cargo test --workspace --exclude podshim-pause -- --test-threads=4
+    # --no-fail-fast: one run reports every failing test binary, not only the first.
+    cargo test --workspace --exclude podshim-pause --no-fail-fast -- --test-threads=4
 fi
 scripts/check-leaks.sh
