@@ -1,0 +1,216 @@
+//! Workload controllers with real Pods: a ReplicaSet scaled, healed, given a new template and
+//! its controller killed; a Deployment's rolling update sampled every 50 ms, rolled back, and
+//! its controller killed in the middle; invalid workloads refused with the API server's words.
+//! Each test ends with `delete` and checks nothing of its instance is left (Pods, records,
+//! controller processes, host resources).
+
+mod workload;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use podshim_tests::*;
+use workload::*;
+
+fn rs_yaml(name: &str, replicas: i32, env: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: {name}\n  labels: {{tier: web}}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}, tier: web}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox:1.35\n        env: [{{name: VERSION, value: \"{env}\"}}]\n        command: [sh, -c, 'trap \"exit 0\" TERM; while true; do sleep 1; done']\n"
+    )
+}
+
+#[test]
+fn replicaset_scales_heals_follows_its_template_and_survives_its_controller() {
+    let i = Instance::new(40);
+    i.import_busybox();
+    let name = i.name("web");
+    ok(&apply(&i, &rs_yaml(&name, 1, "v1")));
+    let rs = get_json(&i, &format!("rs/{name}"));
+    let uid = rs["metadata"]["uid"].as_str().unwrap().to_string();
+
+    // Scale 1 → 5 → 0 → 3: names, IPs, owner references and labels.
+    let mut seen_uids = BTreeSet::new();
+    for n in [1usize, 5, 0, 3] {
+        ok(&i.podshim(
+            &["scale", &format!("rs/{name}"), "--replicas", &n.to_string()],
+            T,
+        ));
+        let pods = wait_running(&i, &name, n, Duration::from_secs(30));
+        let ips: BTreeSet<String> = pods.iter().map(|p| p.ip.clone()).collect();
+        assert_eq!(ips.len(), n, "every Pod has its own IP: {pods:?}");
+        for p in &pods {
+            assert_generated_name(&p.name, &name);
+            let owner = &p.object["metadata"]["ownerReferences"][0];
+            assert_eq!(owner["uid"], uid.as_str());
+            assert_eq!(owner["kind"], "ReplicaSet");
+            assert_eq!(owner["controller"], true);
+            assert_eq!(p.object["metadata"]["labels"]["app"], name.as_str());
+            assert_eq!(p.object["metadata"]["labels"]["tier"], "web");
+            seen_uids.insert(p.uid.clone());
+        }
+        let status = get_json(&i, &format!("rs/{name}"))["status"].clone();
+        assert_eq!(status["replicas"], n, "{status}");
+    }
+
+    // Self-healing: a Pod removed, a Pod whose pause was killed, a Pod whose container was
+    // killed (the supervisor restarts that container: the Pod stays).
+    let before = wait_running(&i, &name, 3, T);
+    let victim = &before[0];
+    let t0 = Instant::now();
+    ok(&i.podshim(&["rm", "-f", &victim.name], T));
+    let after = wait_replaced(&i, &name, &victim.name, 3);
+    println!(
+        "replacement of a removed Pod Running after {:?} (from rm -f)",
+        t0.elapsed()
+    );
+    let victim = &after[0];
+    let pause = pause_pid(&victim.name).expect("the Pod's pause process");
+    let t0 = Instant::now();
+    kill9(pause);
+    wait_replaced(&i, &name, &victim.name, 3);
+    let healed = t0.elapsed();
+    println!("replacement of a Pod whose pause was killed Running after {healed:?}");
+    assert!(healed < Duration::from_secs(10), "{healed:?}");
+
+    // The cookie cutter: a new template changes no existing Pod; a replacement follows it.
+    ok(&apply(&i, &rs_yaml(&name, 3, "v2")));
+    std::thread::sleep(Duration::from_secs(1));
+    let pods = wait_running(&i, &name, 3, T);
+    for p in &pods {
+        assert_eq!(env_of(p, "VERSION"), "v1", "existing Pods keep their spec");
+    }
+    ok(&i.podshim(&["rm", "-f", &pods[0].name], T));
+    let pods = wait_replaced(&i, &name, &pods[0].name, 3);
+    let versions: Vec<String> = pods.iter().map(|p| env_of(p, "VERSION")).collect();
+    assert_eq!(
+        versions.iter().filter(|v| *v == "v2").count(),
+        1,
+        "{versions:?}"
+    );
+
+    // The controller SIGKILLed: the Pods keep running; it is back within seconds and adopts
+    // them (no new Pod), and still heals.
+    let names: BTreeSet<String> = pods.iter().map(|p| p.name.clone()).collect();
+    let stem = format!("replicasets_default_{name}");
+    let worker = worker_pid(&i, &stem);
+    kill9(worker);
+    let t0 = Instant::now();
+    let back = wait_until(Duration::from_secs(10), "the controller is back", || {
+        let w = worker_pid(&i, &stem);
+        (w != worker && alive(w)).then_some(w)
+    });
+    println!(
+        "controller back after {:?} (pid {worker} → {back})",
+        t0.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let now: BTreeSet<String> = wait_running(&i, &name, 3, T)
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(now, names, "the restarted controller adopted the Pods");
+    // Both keeper and worker killed: the next workload command starts them again.
+    let keeper = keeper_pid(&i, &stem);
+    kill9(keeper);
+    kill9(back);
+    std::thread::sleep(Duration::from_millis(200));
+    ok(&i.podshim(&["get", "rs"], T));
+    wait_until(Duration::from_secs(10), "a new controller", || {
+        let w = worker_pid(&i, &stem);
+        (w != back && alive(w)).then_some(w)
+    });
+    ok(&i.podshim(&["rm", "-f", &pods[1].name], T));
+    wait_replaced(&i, &name, &pods[1].name, 3);
+
+    // Deleting the ReplicaSet deletes its Pods; nothing is left.
+    let out = i.podshim(&["delete", &format!("rs/{name}")], Duration::from_secs(120));
+    ok(&out);
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("replicaset.apps {name:?} deleted")
+    );
+    assert_all_gone(&i);
+}
+
+#[test]
+fn orphaned_pods_stay_when_the_cascade_is_orphan() {
+    let i = Instance::new(41);
+    i.import_busybox();
+    let name = i.name("orph");
+    ok(&apply(&i, &rs_yaml(&name, 2, "v1")));
+    wait_running(&i, &name, 2, Duration::from_secs(30));
+    ok(&i.podshim(&["delete", &format!("rs/{name}"), "--cascade=orphan"], T));
+    std::thread::sleep(Duration::from_millis(500));
+    let pods = running_pods(&i, &name);
+    assert_eq!(pods.len(), 2, "the Pods keep running: {pods:?}");
+    for p in &pods {
+        ok(&i.podshim(&["rm", "-f", &p.name], T));
+    }
+    assert_all_gone(&i);
+}
+
+#[test]
+fn invalid_workloads_get_the_api_servers_messages_and_create_nothing() {
+    let i = Instance::new(42);
+    let name = i.name("bad");
+    let cases: Vec<(String, &str)> = vec![
+        (
+            rs_yaml(&name, 1, "v1").replace(&format!("matchLabels: {{app: {name}}}"), "matchLabels: {app: other}"),
+            "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"",
+        ),
+        (
+            rs_yaml(&name, 1, "v1").replace("terminationGracePeriodSeconds: 1", "restartPolicy: Never"),
+            "spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\"",
+        ),
+        (
+            rs_yaml(&name, -1, "v1"),
+            "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+        ),
+        (
+            rs_yaml(&name, 1, "v1").replace("matchLabels:", "matchLabls:"),
+            "error decoding document 1: spec.selector.matchLabls: unknown field \"matchLabls\", did you mean \"matchLabels\"?",
+        ),
+    ];
+    for (yaml, want) in &cases {
+        let out = apply(&i, yaml);
+        assert!(!out.status.success(), "{yaml}");
+        assert!(
+            stderr(&out).contains(want),
+            "want {want:?} in:\n{}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).starts_with("The ReplicaSet ") || want.starts_with("error decoding"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // A Job whose Pods would run forever.
+    let job = format!("apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n  template:\n    spec:\n      containers: [{{name: c, image: busybox:1.35}}]\n");
+    let out = apply(&i, &job);
+    assert!(stderr(&out).contains("spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"Never\", \"OnFailure\""), "{}", stderr(&out));
+    // Nothing was stored; nothing runs.
+    let out = i.podshim(&["get", "rs,jobs"], T);
+    ok(&out);
+    assert_eq!(stdout(&out).trim(), "");
+    // An immutable field changed.
+    let dep = |app: &str| {
+        format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: {app}}}}}\n  template:\n    metadata: {{labels: {{app: {app}}}}}\n    spec:\n      containers: [{{name: c, image: busybox:1.35}}]\n")
+    };
+    i.import_busybox();
+    ok(&apply(&i, &dep("a")));
+    let out = apply(&i, &dep("b"));
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out).trim(),
+        format!("The Deployment {name:?} is invalid: spec.selector: Invalid value: v1.LabelSelector{{MatchLabels:map[string]string{{\"app\":\"b\"}}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}}: field is immutable")
+    );
+    // Applying the same file twice changes nothing.
+    let out = apply(&i, &dep("a"));
+    ok(&out);
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("deployment.apps/{name} unchanged")
+    );
+    ok(&i.podshim(&["delete", "deploy", &name], T));
+    assert_all_gone(&i);
+}
