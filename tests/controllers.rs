@@ -214,3 +214,230 @@ fn invalid_workloads_get_the_api_servers_messages_and_create_nothing() {
     ok(&i.podshim(&["delete", "deploy", &name], T));
     assert_all_gone(&i);
 }
+
+fn deploy_yaml(name: &str, replicas: i32, version: &str, strategy: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  strategy:\n{strategy}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox:1.35\n        env: [{{name: VERSION, value: \"{version}\"}}]\n        command: [sh, -c, 'trap \"exit 0\" TERM; while true; do sleep 1; done']\n"
+    )
+}
+
+const SURGE_1: &str =
+    "    type: RollingUpdate\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}";
+
+/// Samples the Deployment's Pods every 50 ms until `done` holds: the fewest Ready Pods and
+/// the most Pods seen at once (Pods being stopped do not count, as for Kubernetes' surge).
+fn sample_rollout(
+    i: &Instance,
+    name: &str,
+    mut done: impl FnMut(&[PodRec]) -> bool,
+) -> (usize, usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (mut min_ready, mut max_pods) = (usize::MAX, 0);
+    loop {
+        let pods = records(i, name);
+        let live: Vec<&PodRec> = pods
+            .iter()
+            .filter(|p| !p.terminating && !matches!(p.phase.as_str(), "Succeeded" | "Failed"))
+            .collect();
+        let ready = live.iter().filter(|p| p.ready && !p.terminating).count();
+        min_ready = min_ready.min(ready);
+        max_pods = max_pods.max(live.len());
+        if done(&pods) {
+            return (min_ready, max_pods);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rollout did not finish: {pods:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn all_at(pods: &[PodRec], version: &str, n: usize) -> bool {
+    let running: Vec<&PodRec> = pods
+        .iter()
+        .filter(|p| p.phase == "Running" && p.ready && !p.terminating)
+        .collect();
+    running.len() == n && pods.len() == n && running.iter().all(|p| env_of(p, "VERSION") == version)
+}
+
+#[test]
+fn deployment_rolls_out_within_surge_and_unavailability_and_rolls_back() {
+    let i = Instance::new(43);
+    i.import_busybox();
+    let name = i.name("roll");
+    ok(&apply(&i, &deploy_yaml(&name, 4, "v1", SURGE_1)));
+    let out = i.podshim(
+        &[
+            "rollout",
+            "status",
+            &format!("deploy/{name}"),
+            "--timeout",
+            "60",
+        ],
+        T,
+    );
+    ok(&out);
+    assert!(
+        stdout(&out).ends_with(&format!("deployment {name:?} successfully rolled out\n")),
+        "{}",
+        stdout(&out)
+    );
+    let v1 = wait_running(&i, &name, 4, T);
+    let rs1 = get_json(&i, "rs");
+    let rs1_name = rs1["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hash = rs1["items"][0]["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(rs1_name, format!("{name}-{hash}"));
+    for p in &v1 {
+        assert_generated_name(&p.name, &rs1_name);
+        assert_eq!(
+            p.object["metadata"]["labels"]["pod-template-hash"],
+            hash.as_str()
+        );
+    }
+
+    // A new template: 4 Ready Pods at every sample, never more than 5 Pods.
+    ok(&apply(&i, &deploy_yaml(&name, 4, "v2", SURGE_1)));
+    let (min_ready, max_pods) = sample_rollout(&i, &name, |p| all_at(p, "v2", 4));
+    println!("rollout v1 → v2: at least {min_ready} Ready, at most {max_pods} Pods");
+    assert!(
+        min_ready >= 4,
+        "maxUnavailable 0: {min_ready} Ready Pods seen"
+    );
+    assert!(max_pods <= 5, "maxSurge 1: {max_pods} Pods seen");
+    let out = i.podshim(
+        &[
+            "rollout",
+            "status",
+            &format!("deploy/{name}"),
+            "--timeout",
+            "30",
+        ],
+        T,
+    );
+    ok(&out);
+    let d = get_json(&i, &format!("deploy/{name}"));
+    let s = &d["status"];
+    assert_eq!(
+        (
+            s["replicas"].as_i64(),
+            s["updatedReplicas"].as_i64(),
+            s["availableReplicas"].as_i64()
+        ),
+        (Some(4), Some(4), Some(4)),
+        "{s}"
+    );
+    let cond = |t: &str| {
+        s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == t)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(cond("Available")["reason"], "MinimumReplicasAvailable");
+    assert_eq!(cond("Progressing")["reason"], "NewReplicaSetAvailable");
+    let hist = stdout(&i.podshim(&["rollout", "history", &format!("deploy/{name}")], T));
+    assert!(
+        hist.contains("REVISION") && hist.contains("\n1 ") && hist.contains("\n2 "),
+        "{hist}"
+    );
+
+    // Undo goes back to v1, with the same guarantees; revision 1 becomes 3.
+    ok(&i.podshim(&["rollout", "undo", &format!("deploy/{name}")], T));
+    let (min_ready, max_pods) = sample_rollout(&i, &name, |p| all_at(p, "v1", 4));
+    assert!(
+        min_ready >= 4 && max_pods <= 5,
+        "undo: {min_ready} Ready, {max_pods} Pods"
+    );
+    let rs = get_json(&i, &format!("rs/{rs1_name}"));
+    assert_eq!(
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
+
+    // SIGKILL of the controller in the middle of a rollout: it comes back and finishes it,
+    // no duplicate Pod (never more than 5).
+    let stem = format!("deployments_default_{name}");
+    ok(&apply(&i, &deploy_yaml(&name, 4, "v3", SURGE_1)));
+    wait_until(T, "the rollout has started", || {
+        records(&i, &name)
+            .iter()
+            .any(|p| env_of(p, "VERSION") == "v3")
+            .then_some(())
+    });
+    let worker = worker_pid(&i, &stem);
+    kill9(worker);
+    let (min_ready, max_pods) = sample_rollout(&i, &name, |p| all_at(p, "v3", 4));
+    assert!(worker_pid(&i, &stem) != worker);
+    assert!(
+        min_ready >= 4 && max_pods <= 5,
+        "after SIGKILL: {min_ready} Ready, {max_pods} Pods"
+    );
+
+    // Scale, restart, pause and resume.
+    ok(&i.podshim(&["scale", &format!("deploy/{name}"), "--replicas", "2"], T));
+    wait_running(&i, &name, 2, T);
+    ok(&i.podshim(&["rollout", "pause", &format!("deploy/{name}")], T));
+    ok(&apply(
+        &i,
+        &deploy_yaml(&name, 2, "v4", SURGE_1)
+            .replace("replicas: 2\n", "replicas: 2\n  paused: true\n"),
+    ));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        records(&i, &name)
+            .iter()
+            .all(|p| env_of(p, "VERSION") == "v3"),
+        "paused: nothing rolls out"
+    );
+    ok(&i.podshim(&["rollout", "resume", &format!("deploy/{name}")], T));
+    sample_rollout(&i, &name, |p| all_at(p, "v4", 2));
+    let before: BTreeSet<String> = records(&i, &name).into_iter().map(|p| p.name).collect();
+    ok(&i.podshim(&["rollout", "restart", &format!("deploy/{name}")], T));
+    sample_rollout(&i, &name, |p| {
+        all_at(p, "v4", 2) && p.iter().all(|x| !before.contains(&x.name))
+    });
+
+    ok(&i.podshim(
+        &["delete", &format!("deploy/{name}")],
+        Duration::from_secs(120),
+    ));
+    let out = i.podshim(&["get", "deploy,rs"], T);
+    assert_eq!(stdout(&out).trim(), "");
+    assert_all_gone(&i);
+}
+
+#[test]
+fn recreate_stops_every_old_pod_before_making_new_ones() {
+    let i = Instance::new(44);
+    i.import_busybox();
+    let name = i.name("rec");
+    let recreate = "    type: Recreate";
+    ok(&apply(&i, &deploy_yaml(&name, 2, "v1", recreate)));
+    wait_running(&i, &name, 2, T);
+    ok(&apply(&i, &deploy_yaml(&name, 2, "v2", recreate)));
+    let mut mixed = false;
+    sample_rollout(&i, &name, |p| {
+        let live: Vec<&PodRec> = p
+            .iter()
+            .filter(|x| x.phase == "Running" && !x.terminating)
+            .collect();
+        mixed |= live.iter().any(|x| env_of(x, "VERSION") == "v1")
+            && live.iter().any(|x| env_of(x, "VERSION") == "v2");
+        all_at(p, "v2", 2)
+    });
+    assert!(!mixed, "Recreate never runs old and new Pods together");
+    ok(&i.podshim(
+        &["delete", &format!("deploy/{name}")],
+        Duration::from_secs(120),
+    ));
+    assert_all_gone(&i);
+}
