@@ -2,6 +2,9 @@
 //! enough to sample every 50 ms), the controller processes of an instance, and the check that
 //! nothing of it is left.
 
+// Shared by two test binaries, each of which uses a part.
+#![allow(dead_code)]
+
 use std::collections::BTreeSet;
 use std::process::Output;
 use std::time::{Duration, Instant};

@@ -3,7 +3,6 @@
 //! update has been checked against the stored object (immutable fields). Nothing is written
 //! when anything is wrong. Then each object's controller is started if it is not running.
 
-use chrono::Utc;
 use podshim_kube::manifest::{DocumentError, ManifestError};
 use serde_json::Value;
 
@@ -51,7 +50,7 @@ pub fn apply(ctx: &Context, applied: &Applied) -> Result<Vec<(String, Outcome)>,
                 let mut w = w.clone();
                 let meta = w.metadata_mut();
                 meta.generation = Some(1);
-                meta.creation_timestamp = Some(Value::String(clock::format(Utc::now())));
+                meta.creation_timestamp = Some(Value::String(clock::format(ctx.clock.now())));
                 plan.push((w, Outcome::Created));
             }
             Some(old) => {

@@ -58,7 +58,7 @@ pub fn replica_sets(ctx: &Context, d: &Deployment) -> Vec<ReplicaSet> {
 }
 
 /// `intstr.GetScaledValueFromIntOrPercent`, rounding up (surge) or down (unavailable).
-fn scaled(v: Option<&IntOrString>, total: i32, round_up: bool) -> i32 {
+pub(crate) fn scaled(v: Option<&IntOrString>, total: i32, round_up: bool) -> i32 {
     match v {
         None => 0,
         Some(IntOrString::Int(i)) => *i,

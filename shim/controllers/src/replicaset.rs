@@ -23,7 +23,7 @@ pub struct Pace {
     retry_at: Option<Instant>,
     last_error: Option<String>,
     /// Pods asked to stop whose records do not say so yet: not counted again.
-    stopping: std::collections::BTreeSet<String>,
+    pub(crate) stopping: std::collections::BTreeSet<String>,
 }
 
 /// `controller.ActivePods` order: the first are the first to go.
