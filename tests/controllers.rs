@@ -441,3 +441,73 @@ fn recreate_stops_every_old_pod_before_making_new_ones() {
     ));
     assert_all_gone(&i);
 }
+
+#[test]
+fn up_brings_every_workload_back_after_a_reboot_and_logs_pick_a_pod() {
+    let i = Instance::new(49);
+    i.import_busybox();
+    let name = i.name("boot");
+    let yaml = deploy_yaml(&name, 2, "v1", SURGE_1).replace(
+        "while true; do sleep 1; done",
+        "echo hello from $VERSION; while true; do sleep 1; done",
+    );
+    ok(&apply(&i, &yaml));
+    let pods = wait_running(&i, &name, 2, T);
+    let out = i.podshim(&["logs", &format!("deploy/{name}")], T);
+    ok(&out);
+    assert_eq!(stdout(&out), "hello from v1\n");
+    let out = i.podshim(&["get", "deploy,rs,pods"], T);
+    ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("NAME")
+            && text.contains("READY")
+            && text.contains("UP-TO-DATE")
+            && text.contains("AVAILABLE"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("deployment.apps/{name}   2/2")),
+        "{text}"
+    );
+    let out = i.podshim(&["describe", "deploy", &name], T);
+    ok(&out);
+    assert!(
+        stdout(&out).contains("StrategyType:   RollingUpdate"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A reboot: the controller processes and the Pods are gone; the store remains.
+    let stem = format!("deployments_default_{name}");
+    kill9(keeper_pid(&i, &stem));
+    kill9(worker_pid(&i, &stem));
+    for p in &pods {
+        ok(&i.podshim(&["rm", "-f", &p.name], T));
+    }
+    assert!(records(&i, &name).is_empty());
+    let out = i.podshim(&["up"], T);
+    ok(&out);
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("deployment.apps/{name}: controller started")
+    );
+    let again = wait_running(&i, &name, 2, T);
+    assert!(again.iter().all(|p| pods.iter().all(|o| o.name != p.name)));
+    let out = i.podshim(&["up"], T);
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("deployment.apps/{name}: controller running")
+    );
+    ok(&i.podshim(
+        &["delete", "-f", &write(&i, &yaml)],
+        Duration::from_secs(120),
+    ));
+    assert_all_gone(&i);
+}
+
+fn write(i: &Instance, yaml: &str) -> String {
+    let p = i.dir.join("delete.yaml");
+    std::fs::write(&p, yaml).unwrap();
+    p.to_string_lossy().into()
+}

@@ -82,3 +82,63 @@ pub fn find(ctx: &Context, kind: Kind, ns: &str, name: &str) -> Result<Workload>
         .get(kind, ns, name)?
         .ok_or_else(|| anyhow!("{} {name:?} not found", kind.resource()))
 }
+
+/// For `logs KIND/NAME`: the Pod kubectl would pick among the workload's Pods (those its
+/// selector matches, `podutils.ByLogging`: running, ready, ready longest, most restarts,
+/// oldest), as `NAMESPACE/NAME`. None when `arg` does not name a workload (`POD`,
+/// `NAMESPACE/POD`); `pod/NAME` names the Pod.
+pub fn pick_pod(cfg: &Config, arg: &str) -> Result<Option<String>> {
+    let Some((k, name)) = arg.split_once('/') else {
+        return Ok(None);
+    };
+    let kind = match resource(k) {
+        Ok(Resource::Pods) => return Ok(Some(name.to_string())),
+        Ok(Resource::Workload(kind)) => kind,
+        Err(_) => return Ok(None),
+    };
+    let store = Store::open(&cfg.root);
+    let ns = "default";
+    let w = store
+        .get(kind, ns, name)?
+        .ok_or_else(|| anyhow!("{} {name:?} not found", kind.resource()))?;
+    let selector = match &w {
+        Workload::Deployment(d) => d.spec.selector.clone(),
+        Workload::ReplicaSet(r) => r.spec.selector.clone(),
+        Workload::DaemonSet(d) => d.spec.selector.clone(),
+        Workload::Job(j) => j.spec.selector.clone(),
+        Workload::CronJob(_) => bail!("cannot get logs of a cronjob; name one of its jobs"),
+    };
+    let mut pods: Vec<_> = podshim_kube::record::list(cfg)
+        .into_iter()
+        .filter(|e| e.record.namespace == ns)
+        .filter(|e| {
+            let labels: std::collections::BTreeMap<String, String> =
+                serde_json::from_value(e.record.pod["metadata"]["labels"].clone())
+                    .unwrap_or_default();
+            podshim_kube::schedule::selector::label_selector(selector.as_ref(), &labels)
+        })
+        .collect();
+    let key = |e: &podshim_kube::record::Entry| {
+        let st = e.status();
+        let ready = st
+            .conditions
+            .iter()
+            .find(|c| c.kind == "Ready" && c.status == "True");
+        let restarts: u32 = st.container_statuses.iter().map(|c| c.restart_count).sum();
+        (
+            st.phase != "Running",
+            ready.is_none(),
+            ready.and_then(|c| c.last_transition_time.clone()),
+            std::cmp::Reverse(restarts),
+            st.start_time.clone(),
+        )
+    };
+    pods.sort_by_key(key);
+    let first = pods
+        .first()
+        .ok_or_else(|| anyhow!("no pods of {}/{name} found", kind.typed()))?;
+    Ok(Some(format!(
+        "{}/{}",
+        first.record.namespace, first.record.name
+    )))
+}
