@@ -483,3 +483,96 @@ fn status(
         "conditions": [avail, progressing],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(surge: &str, unavailable: &str) -> Deployment {
+        let text = format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: d}}\nspec:\n  replicas: 4\n  \
+             strategy: {{rollingUpdate: {{maxSurge: {surge}, maxUnavailable: {unavailable}}}}}\n  \
+             selector: {{matchLabels: {{a: b}}}}\n  template:\n    metadata: {{labels: {{a: b}}}}\n    \
+             spec: {{containers: [{{name: c, image: i}}]}}\n"
+        );
+        match crate::api::parse::parse(&text, &|_, _, _| None)
+            .unwrap()
+            .workloads
+            .remove(0)
+        {
+            Workload::Deployment(d) => d,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Pods become available one pass after they are wanted; stopped Pods go at once.
+    fn settle(want: &[i32], c: &mut [Counts]) {
+        for (w, c) in want.iter().zip(c.iter_mut()) {
+            c.active = *w;
+            c.available = *w;
+        }
+    }
+
+    #[test]
+    fn surge_one_unavailable_zero_never_drops_below_four() {
+        let d = deployment("1", "0");
+        assert_eq!(fenceposts(&d, 4), (1, 0));
+        // Old ReplicaSet (index 0) at 4, new one (index 1) at 0.
+        let mut want = vec![4, 0];
+        let mut c = vec![
+            Counts {
+                active: 4,
+                ready: 4,
+                available: 4,
+            },
+            Counts::default(),
+        ];
+        for _ in 0..20 {
+            rolling_step(&d, 1, 4, &c, &mut want);
+            let total: i32 = want.iter().sum();
+            assert!(total <= 5, "surge: {want:?}");
+            let available: i32 = want
+                .iter()
+                .zip(&c)
+                .map(|(w, c)| (*w).min(c.available))
+                .sum();
+            assert!(available >= 4, "unavailable: {want:?} {c:?}");
+            settle(&want, &mut c);
+        }
+        assert_eq!(want, vec![0, 4]);
+    }
+
+    #[test]
+    fn percentages_round_as_kubernetes_does() {
+        let d = deployment("25%", "25%");
+        assert_eq!(fenceposts(&d, 10), (3, 2));
+        // Both zero (refused by validation, so never stored): one unavailable, as
+        // ResolveFenceposts says.
+        let mut d = deployment("1", "0");
+        let ru = d
+            .spec
+            .strategy
+            .as_mut()
+            .and_then(|s| s.rolling_update.as_mut())
+            .unwrap();
+        ru.max_surge = Some(IntOrString::String("0%".into()));
+        assert_eq!(fenceposts(&d, 10), (0, 1));
+    }
+
+    #[test]
+    fn recreate_scales_up_only_when_old_pods_are_gone() {
+        let mut want = vec![2, 0];
+        let c = vec![
+            Counts {
+                active: 2,
+                ready: 2,
+                available: 2,
+            },
+            Counts::default(),
+        ];
+        recreate_step(1, 2, &c, &mut want);
+        assert_eq!(want, vec![0, 0]);
+        recreate_step(1, 2, &[Counts::default(), Counts::default()], &mut want);
+        assert_eq!(want, vec![0, 2]);
+    }
+}

@@ -6,6 +6,9 @@ pub mod defaults;
 pub mod parse;
 pub mod validate;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 
 use podshim_kube::manifest::{IntOrString, LabelSelector, ObjectMeta, PodSpec};
