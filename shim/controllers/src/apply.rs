@@ -98,16 +98,18 @@ pub fn apply(ctx: &Context, applied: &Applied) -> Result<Vec<(String, Outcome)>,
         return Err(ApplyError::Invalid(ManifestError::Invalid(problems)));
     }
     let mut out = Vec::new();
+    let word = |put: Option<bool>| match put {
+        Some(true) => Outcome::Created,
+        Some(false) => Outcome::Configured,
+        None => Outcome::Unchanged,
+    };
     for cm in &applied.config_maps {
-        ctx.store.put_config_map(cm)?;
-        out.push((
-            format!("configmap/{}", cm.metadata.name),
-            Outcome::Configured,
-        ));
+        let put = ctx.store.put_config_map(cm)?;
+        out.push((format!("configmap/{}", cm.metadata.name), word(put)));
     }
     for s in &applied.secrets {
-        ctx.store.put_secret(s)?;
-        out.push((format!("secret/{}", s.metadata.name), Outcome::Configured));
+        let put = ctx.store.put_secret(s)?;
+        out.push((format!("secret/{}", s.metadata.name), word(put)));
     }
     for (w, outcome) in &plan {
         if *outcome != Outcome::Unchanged {

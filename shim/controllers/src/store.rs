@@ -77,6 +77,16 @@ fn read_json(path: &Path) -> Result<Option<Value>, StoreError> {
     }
 }
 
+/// Writes `v` unless the file holds it already: `Some(true)` new, `Some(false)` changed.
+fn put_if_changed(path: &Path, v: Value) -> Result<Option<bool>, StoreError> {
+    let old = read_json(path)?;
+    if old.as_ref() == Some(&v) {
+        return Ok(None);
+    }
+    write_atomic(path, &serde_json::to_vec_pretty(&v).unwrap_or_default())?;
+    Ok(Some(old.is_none()))
+}
+
 impl Store {
     pub fn open(root: &Path) -> Store {
         Store {
@@ -188,14 +198,17 @@ impl Store {
         self.dir.join(what).join(ns).join(format!("{name}.json"))
     }
 
-    pub fn put_config_map(&self, cm: &ConfigMap) -> Result<(), StoreError> {
+    /// Stores a ConfigMap; `Some(true)` if it is new, `Some(false)` if it changed, None if it
+    /// was stored as it is.
+    pub fn put_config_map(&self, cm: &ConfigMap) -> Result<Option<bool>, StoreError> {
         let path = self.config_path("configmaps", cm.namespace(), &cm.metadata.name);
-        write_atomic(&path, &serde_json::to_vec_pretty(cm).unwrap_or_default())
+        put_if_changed(&path, serde_json::to_value(cm).unwrap_or_default())
     }
 
-    pub fn put_secret(&self, s: &Secret) -> Result<(), StoreError> {
+    /// Stores a Secret (see `put_config_map`).
+    pub fn put_secret(&self, s: &Secret) -> Result<Option<bool>, StoreError> {
         let path = self.config_path("secrets", s.namespace(), &s.metadata.name);
-        write_atomic(&path, &serde_json::to_vec_pretty(s).unwrap_or_default())
+        put_if_changed(&path, serde_json::to_value(s).unwrap_or_default())
     }
 
     pub fn remove_config(&self, what: &str, ns: &str, name: &str) -> bool {
@@ -270,6 +283,19 @@ mod tests {
         assert_eq!(store.object(w)["status"]["replicas"], 1);
         store.remove(Kind::ReplicaSet, "default", "web").unwrap();
         store.remove(Kind::ReplicaSet, "default", "web").unwrap();
+        let cm = |v: &str| {
+            let text = format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\ndata: {{k: {v}}}\n"
+            );
+            crate::api::parse::parse(&text, &|_, _, _| None)
+                .unwrap()
+                .config_maps
+                .remove(0)
+        };
+        assert_eq!(store.put_config_map(&cm("a")).unwrap(), Some(true));
+        assert_eq!(store.put_config_map(&cm("a")).unwrap(), None);
+        assert_eq!(store.put_config_map(&cm("b")).unwrap(), Some(false));
+        assert_eq!(store.config_of("default").len(), 1);
         assert!(store.list(Kind::ReplicaSet).is_empty());
     }
 }
