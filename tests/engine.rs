@@ -100,7 +100,9 @@ impl Drop for Cleanup {
             .flatten()
         {
             let _ = std::fs::remove_dir(h.path().join("podshim"));
+            let _ = std::fs::remove_dir(h.path().join("podshim.slice"));
         }
+        let _ = std::fs::remove_dir("/sys/fs/cgroup/podshim.slice");
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -417,6 +419,73 @@ fn main() {
     );
     assert!(journal.resources.is_empty(), "{:?}", journal.resources);
 
+    // A systemd-form `cgroupsPath` (containerd's CRI with `SystemdCgroup = true`): the cgroup is
+    // where systemd would put it, and goes with the container.
+    let sd_id = format!("{id}-sd");
+    let mut sd_spec = spec();
+    let mut linux = sd_spec.linux().clone().unwrap();
+    linux.set_cgroups_path(Some(PathBuf::from(format!(
+        "podshim.slice:enginetest:{sd_id}"
+    ))));
+    sd_spec.set_linux(Some(linux));
+    let sd_upper = tmp.join("snapshot-sd");
+    std::fs::create_dir_all(sd_upper.join("upper")).unwrap();
+    std::fs::create_dir_all(sd_upper.join("work")).unwrap();
+    let mut sd = Container::create(
+        &rt,
+        &mut journal,
+        Create {
+            id: sd_id.clone(),
+            bundle: tmp.join("bundle-sd"),
+            spec: sd_spec,
+            rootfs: Rootfs::Mounts(vec![MountSpec {
+                kind: "overlay".into(),
+                source: "overlay".into(),
+                options: vec![
+                    format!("lowerdir={}", lower.display()),
+                    format!("upperdir={}", sd_upper.join("upper").display()),
+                    format!("workdir={}", sd_upper.join("work").display()),
+                ],
+            }]),
+            stdio: Stdio::Fds {
+                stdin: devnull(),
+                stdout: devnull(),
+                stderr: devnull(),
+            },
+        },
+    )
+    .expect("create with a systemd cgroupsPath");
+    let sd_cgroup = format!("/podshim.slice/enginetest-{sd_id}.scope");
+    assert_eq!(sd.cgroup, sd_cgroup);
+    let procs = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|h| {
+            h.path()
+                .join(sd_cgroup.trim_start_matches('/'))
+                .join("cgroup.procs")
+        })
+        .chain([PathBuf::from("/sys/fs/cgroup")
+            .join(sd_cgroup.trim_start_matches('/'))
+            .join("cgroup.procs")])
+        .find(|p| p.exists())
+        .expect("the systemd-form cgroup exists in cgroupfs layout");
+    assert!(
+        read(&procs).contains(&sd.pid.to_string()),
+        "{}",
+        procs.display()
+    );
+    sd.kill(Signal::SIGKILL, false).expect("kill");
+    let exit = client.next_exit().expect("the systemd-form init's exit");
+    sd.exited(exit.code).unwrap();
+    sd.delete(&mut journal).expect("delete");
+    assert!(!procs.exists(), "{} left", procs.display());
+    assert!(journal.resources.is_empty(), "{:?}", journal.resources);
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(h.path().join("podshim.slice"));
+    }
+    let _ = std::fs::remove_dir("/sys/fs/cgroup/podshim.slice");
+
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.join().unwrap();
@@ -433,5 +502,5 @@ fn main() {
     }
     drop(cleanup);
     assert!(!tmp.exists());
-    println!("engine: create, start, exec, pause, resume, update, stats, pids, kill, exit and delete from a process with {threads} threads: ok");
+    println!("engine: create, start, exec, pause, resume, update, stats, pids, kill, exit and delete from a process with {threads} threads, and a systemd-form cgroupsPath: ok");
 }

@@ -464,6 +464,25 @@ pub fn cgroupfs_path(path: &str) -> String {
     format!("{out}/{unit}")
 }
 
+/// Rewrite a spec's `linux.cgroupsPath` in the cgroupfs form and return it (empty when it has
+/// none). libcontainer is driven with its cgroupfs manager, which would take the systemd
+/// driver's `slice:prefix:name` (what containerd's CRI sends with `SystemdCgroup = true`) as one
+/// directory name; laid out as systemd does, it is the same cgroup either driver would use.
+pub fn cgroupfs_spec_path(spec: &mut Spec) -> String {
+    let Some(mut linux) = spec.linux().clone() else {
+        return String::new();
+    };
+    let Some(given) = linux.cgroups_path().clone() else {
+        return String::new();
+    };
+    let path = cgroupfs_path(&given.display().to_string());
+    if Path::new(&path) != given {
+        linux.set_cgroups_path(Some(PathBuf::from(&path)));
+        spec.set_linux(Some(linux));
+    }
+    path
+}
+
 /// Where the hierarchies are mounted on every host podshim knows, and where containers see them.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
@@ -655,6 +674,36 @@ mod tests {
             "/system.slice/docker-1.scope"
         );
         assert_eq!(cgroupfs_path("-.slice:p:x"), "/p-x.scope");
+    }
+
+    #[test]
+    fn a_specs_cgroups_path_is_taken_in_either_form() {
+        use libcontainer::oci_spec::runtime::LinuxBuilder;
+        let spec = |path: Option<&str>| -> Spec {
+            let linux = match path {
+                Some(p) => LinuxBuilder::default().cgroups_path(p),
+                None => LinuxBuilder::default(),
+            };
+            let mut spec = Spec::default();
+            spec.set_linux(Some(linux.build().unwrap()));
+            spec
+        };
+        let path_of = |s: &Spec| s.linux().as_ref().unwrap().cgroups_path().clone();
+        let mut cgroupfs = spec(Some("/podshim/u/c"));
+        assert_eq!(cgroupfs_spec_path(&mut cgroupfs), "/podshim/u/c");
+        assert_eq!(path_of(&cgroupfs), Some(PathBuf::from("/podshim/u/c")));
+        let mut systemd = spec(Some("kubepods-burstable-pod7.slice:cri-containerd:c1"));
+        let want = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod7.slice/\
+                    cri-containerd-c1.scope";
+        assert_eq!(cgroupfs_spec_path(&mut systemd), want);
+        // libcontainer is given the cgroupfs form, so it makes the cgroup systemd would.
+        assert_eq!(path_of(&systemd), Some(PathBuf::from(want)));
+        let mut none = spec(None);
+        assert_eq!(cgroupfs_spec_path(&mut none), "");
+        assert_eq!(path_of(&none), None);
+        let mut no_linux = Spec::default();
+        no_linux.set_linux(None);
+        assert_eq!(cgroupfs_spec_path(&mut no_linux), "");
     }
 
     #[test]

@@ -71,7 +71,8 @@ pub struct Container {
     pub rootfs: PathBuf,
     /// Its init process.
     pub pid: Pid,
-    /// `linux.cgroupsPath` as given.
+    /// `linux.cgroupsPath` as a path from each hierarchy's root (the systemd driver's
+    /// `slice:prefix:name` laid out as systemd does, see [`crate::cgroups::cgroupfs_path`]).
     pub cgroup: String,
     state: ContainerState,
     /// The init's exit code (128+N for a signal), once it has exited.
@@ -126,13 +127,7 @@ impl Container {
         } else {
             c.bundle.join(root)
         };
-        let cgroup = c
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.cgroups_path().clone())
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
+        let cgroup = crate::cgroups::cgroupfs_spec_path(&mut c.spec);
         crate::private::create_dir_all(&c.bundle).map_err(Error::io("create", &c.bundle))?;
         crate::private::create_dir_all(runtime_dir).map_err(Error::io("create", runtime_dir))?;
         rootfs::mount(journal, &c.rootfs, &rootfs)?;

@@ -434,7 +434,9 @@ fn spawn_pause(cfg: &Config, hostname: &str, network: &Network) -> Result<Child,
             args.push(path.into());
         }
     }
-    let mut child = Command::new(&cfg.pause)
+    let mut cmd = Command::new(&cfg.pause);
+    crate::sys::inherit_only_stdio(&mut cmd);
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

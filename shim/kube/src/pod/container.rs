@@ -248,7 +248,7 @@ pub fn start(
         resources,
         limits: HostLimits::read(),
     };
-    let spec = serde_json::from_value(spec::build(&spec)).map_err(|e| PodError::Runtime {
+    let spec = spec::build(&spec).map_err(|e| PodError::Runtime {
         container: name.clone(),
         action: "create",
         detail: format!("the spec podshim made is not an OCI spec: {e}"),
