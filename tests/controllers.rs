@@ -136,8 +136,35 @@ fn orphaned_pods_stay_when_the_cascade_is_orphan() {
     let i = Instance::new(41);
     i.import_busybox();
     let name = i.name("orph");
-    ok(&apply(&i, &rs_yaml(&name, 2, "v1")));
+    // Applied under `flock` (as a CI runner would): the lock's descriptor, inherited without
+    // close-on-exec, must not stay open in the controllers or the supervisors they start.
+    let lock = i.dir.join("runner.lock");
+    let manifest = i.dir.join("orph.yaml");
+    std::fs::write(&manifest, rs_yaml(&name, 2, "v1")).unwrap();
+    let out = std::process::Command::new("flock")
+        .arg(&lock)
+        .arg(podshim_bin())
+        .args([
+            "--root",
+            &i.root.to_string_lossy(),
+            "--state",
+            &i.state.to_string_lossy(),
+        ])
+        .args(["--bridge", &i.bridge, "--subnet", &i.subnet])
+        .args(["--log-root", &i.dir.join("logs").to_string_lossy()])
+        .args(["apply", "-f", &manifest.to_string_lossy()])
+        .output()
+        .unwrap();
+    ok(&out);
     wait_running(&i, &name, 2, Duration::from_secs(30));
+    let free = std::process::Command::new("flock")
+        .args(["-n", &lock.to_string_lossy(), "true"])
+        .status()
+        .unwrap();
+    assert!(
+        free.success(),
+        "a controller or supervisor kept the runner's lock"
+    );
     ok(&i.podshim(&["delete", &format!("rs/{name}"), "--cascade=orphan"], T));
     std::thread::sleep(Duration::from_millis(500));
     let pods = running_pods(&i, &name);

@@ -335,7 +335,10 @@ fn spawn(ctx: &Context, p: &NewPod, job: &PodJob) -> std::io::Result<String> {
         .truncate(true)
         .mode(podshim_engine::private::FILE_MODE)
         .open(log_dir.join("supervisor.log"))?;
-    let child = Command::new(&ctx.exe)
+    let mut cmd = Command::new(&ctx.exe);
+    // The supervisor outlives its controller: it must not keep what the controller inherited.
+    podshim_engine::sys::inherit_only_stdio(&mut cmd);
+    let child = cmd
         .args(&ctx.globals)
         .arg("supervise")
         .stdin(stdin)

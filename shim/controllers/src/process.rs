@@ -147,6 +147,9 @@ fn spawn(ctx: &Context, key: &Key, keeper: bool) -> std::io::Result<std::process
         .mode(podshim_engine::private::FILE_MODE)
         .open(path(ctx, key, "log"))?;
     let mut c = Command::new(&ctx.exe);
+    // Controllers outlive the command that starts them: a descriptor it inherited without
+    // close-on-exec (the lock of a `flock podshim apply`) must not stay open in them.
+    podshim_engine::sys::inherit_only_stdio(&mut c);
     c.args(&ctx.globals).arg("controller");
     if keeper {
         c.arg("--keeper");
