@@ -207,6 +207,28 @@ enum Command {
     /// Manage the local image store
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Create or update workloads (Deployment, ReplicaSet, DaemonSet, Job, CronJob), ConfigMaps
+    /// and Secrets from manifests; their controllers keep their Pods
+    Apply(cli::apply::ApplyArgs),
+    /// List workloads or Pods: `get deploy,rs,pods`, `get deploy/web -o yaml`
+    Get(cli::get::GetArgs),
+    /// Show a workload in detail
+    Describe(cli::describe::DescribeArgs),
+    /// Set the replicas of a Deployment or ReplicaSet
+    Scale(cli::scale::ScaleArgs),
+    /// Manage a Deployment's rollout: status, history, undo, restart, pause, resume
+    Rollout(cli::rollout::RolloutArgs),
+    /// Delete workloads with what they own (--cascade=orphan keeps the Pods), or Pods
+    Delete(cli::delete::DeleteArgs),
+    /// Start the controller of every stored workload (run at boot)
+    Up,
+    /// A workload's controller process (`--keeper`: the process that restarts it)
+    #[command(hide = true)]
+    Controller {
+        #[arg(long)]
+        keeper: bool,
+        key: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -344,7 +366,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
         | Command::Check { .. }
         | Command::Logs(_)
         | Command::Exec(_)
-        | Command::Probe { .. } => false,
+        | Command::Probe { .. }
+        | Command::Get(_)
+        | Command::Describe(_) => false,
         _ => true,
     };
     if !matches!(cli.command, Command::Probe { .. }) {
@@ -372,6 +396,28 @@ fn dispatch(cli: Cli) -> Result<i32> {
             action,
         } => cli::run::probe(&pod_ip, timeout_ms, &action),
         Command::Ps { output } => cli::manage::ps(&cfg, output),
+        Command::Apply(args) => cli::apply::apply(
+            &cfg,
+            &log_root,
+            &global_args(&cli.global),
+            &pull_options(&cli.global)?,
+            args,
+        ),
+        Command::Get(args) => cli::get::get(&cfg, &log_root, &global_args(&cli.global), args),
+        Command::Describe(args) => {
+            cli::describe::describe(&cfg, &log_root, &global_args(&cli.global), args)
+        }
+        Command::Scale(args) => cli::scale::scale(&cfg, &log_root, &global_args(&cli.global), args),
+        Command::Rollout(args) => {
+            cli::rollout::rollout(&cfg, &log_root, &global_args(&cli.global), args)
+        }
+        Command::Delete(args) => {
+            cli::delete::delete(&cfg, &log_root, &global_args(&cli.global), args)
+        }
+        Command::Up => cli::up::up(&cfg, &log_root, &global_args(&cli.global)),
+        Command::Controller { keeper, key } => {
+            cli::controller::controller(&cfg, &log_root, &global_args(&cli.global), keeper, &key)
+        }
         Command::Inspect { pod } => cli::manage::inspect(&cfg, &pod),
         Command::Check { namespace, pod } => cli::manage::check(&cfg, namespace.as_deref(), &pod),
         Command::Logs(args) => cli::logs::logs(&cfg, args),

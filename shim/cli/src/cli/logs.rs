@@ -58,7 +58,9 @@ pub(super) fn container<'a>(e: &'a Entry, name: Option<&str>) -> Result<&'a Cont
 }
 
 pub fn logs(cfg: &Config, a: LogsArgs) -> Result<i32> {
-    let e = record::find(cfg, &a.pod).map_err(|e| anyhow!(e))?;
+    // `deploy/web`, `job/x`...: a Pod of the workload, picked as kubectl picks one.
+    let pod = super::workloads::pick_pod(cfg, &a.pod)?.unwrap_or_else(|| a.pod.clone());
+    let e = record::find(cfg, &pod).map_err(|e| anyhow!(e))?;
     let c = container(&e, a.container.as_deref())?.clone();
     let run = if a.previous {
         match c.restart_count.checked_sub(1) {

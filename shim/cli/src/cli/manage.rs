@@ -129,7 +129,7 @@ pub fn check(cfg: &Config, namespace: Option<&str>, pod: &str) -> Result<i32> {
 }
 
 /// READY: ready containers / containers (sidecars count, as kubectl counts them).
-fn ready(st: &status::PodStatus, sidecars: &[bool]) -> String {
+pub(crate) fn ready(st: &status::PodStatus, sidecars: &[bool]) -> String {
     let side = st
         .init_container_statuses
         .iter()
@@ -144,7 +144,7 @@ fn ready(st: &status::PodStatus, sidecars: &[bool]) -> String {
     format!("{}/{}", all.iter().filter(|r| **r).count(), all.len())
 }
 
-fn restarts(st: &status::PodStatus, sidecars: &[bool]) -> String {
+pub(crate) fn restarts(st: &status::PodStatus, sidecars: &[bool]) -> String {
     let side = st
         .init_container_statuses
         .iter()
@@ -161,7 +161,7 @@ fn restarts(st: &status::PodStatus, sidecars: &[bool]) -> String {
 }
 
 /// AGE the way kubectl prints it (`HumanDuration`).
-fn age(start: Option<&str>) -> String {
+pub(crate) fn age(start: Option<&str>) -> String {
     let Some(t) = start.and_then(|s| DateTime::parse_from_rfc3339(s).ok()) else {
         return "<unknown>".into();
     };
@@ -178,7 +178,7 @@ fn age(start: Option<&str>) -> String {
     }
 }
 
-fn print_table(rows: &[Vec<String>]) {
+pub(crate) fn print_table(rows: &[Vec<String>]) {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {

@@ -10,7 +10,7 @@
 pub mod filters;
 pub mod node;
 mod preemption;
-mod selector;
+pub mod selector;
 
 pub use node::{Node, Taint};
 

@@ -6,6 +6,8 @@ pub mod names;
 mod probe;
 mod runtime;
 pub(crate) mod scheduling;
+/// `ValidateLabelSelector`, for the workload controllers' selectors.
+pub use scheduling::label_selector;
 mod volume;
 
 use std::collections::BTreeSet;
@@ -56,7 +58,7 @@ fn non_negative(errs: &mut Vec<FieldError>, path: &FieldPath, value: i64) {
 }
 
 /// `ValidateObjectMeta` for a namespaced object whose name is a DNS subdomain.
-pub(crate) fn validate_metadata(meta: &ObjectMeta, path: &FieldPath) -> Vec<FieldError> {
+pub fn validate_metadata(meta: &ObjectMeta, path: &FieldPath) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if let Some(g) = meta.generate_name.as_deref().filter(|g| !g.is_empty()) {
         // With prefix=true a trailing '-' is allowed: it is followed by random characters.

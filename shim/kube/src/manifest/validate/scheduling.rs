@@ -359,7 +359,7 @@ fn match_and_mismatch_label_keys(t: &PodAffinityTerm, path: &FieldPath) -> Vec<F
 }
 
 /// apimachinery `ValidateLabelSelector` (invalid values not allowed).
-pub(crate) fn label_selector(s: &LabelSelector, path: &FieldPath) -> Vec<FieldError> {
+pub fn label_selector(s: &LabelSelector, path: &FieldPath) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let ml = path.child("matchLabels");
     for (k, v) in &s.match_labels {
