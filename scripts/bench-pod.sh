@@ -88,9 +88,12 @@ cleanup() {
             iptables -t nat -F $c 2>/dev/null; iptables -t nat -X $c 2>/dev/null
         done
     fi
-    # Bridges: podshim removes psbench0 after each Pod and netavark psbpod0 after its last Pod.
+    # podshim's kept bridge and its node rules (masquerade, forward chain).
+    "$PWD/target/release/podshim" --root "$tmp/podshim/root" --state "$run/podshim" \
+        --bridge $bridge --subnet $subnet reset >/dev/null 2>&1
+    # Bridges: netavark removes psbpod0 after its last Pod.
     ip netns list | grep -qw psbench-floor && ip netns del psbench-floor
-    for br in $bridge $podman_bridge psbfloor0 psbfloorv; do
+    for br in $bridge ${bridge}n $podman_bridge psbfloor0 psbfloorv; do
         if [ -e /sys/class/net/$br ]; then echo "cleanup: removing leftover bridge $br" >&2; ip link del $br; fi
     done
     # A pause process of this benchmark has one of our Pod hostnames (psbench-*).
@@ -115,6 +118,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 BENCH_PODMAN=$podman BENCH_ITERATIONS=$iterations BENCH_IMAGE=$image \
-BENCH_BRIDGE=$bridge BENCH_SUBNET=$subnet BENCH_PODMAN_BRIDGE=$podman_bridge \
+BENCH_BRIDGE=$bridge BENCH_SUBNET=$subnet BENCH_SUBNET_NOKEEP=10.125.0.0/24 BENCH_PODMAN_BRIDGE=$podman_bridge \
 BENCH_PODMAN_SUBNET=$podman_subnet BENCH_REPORT=target/bench/bench-pod.md \
     python3 scripts/bench_pod.py

@@ -140,6 +140,42 @@ fn anti_affinity_against_a_running_pod() {
     inst.assert_clean(&[&u1, &u2]);
 }
 
+/// The other direction: a running Pod's required anti-affinity keeps away a plain Pod it
+/// selects (podshim reads only the records that can hold such terms for a plain Pod).
+#[test]
+fn a_running_pods_anti_affinity_keeps_a_plain_pod_away() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let (u1, u2, u3) = (uid(20), uid(21), uid(22));
+    let anti = "  affinity:\n    podAntiAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - labelSelector: {matchLabels: {app: db}}\n        topologyKey: kubernetes.io/hostname\n";
+    let first = inst.name("guard");
+    ok(&inst.detach(&pod_with(
+        &first,
+        &u1,
+        "app: guard",
+        "exec sleep 3600",
+        anti,
+    )));
+    // A plain Pod of another app runs beside it...
+    ok(&inst.run(
+        &pod_with(&inst.name("other"), &u3, "app: other", "echo placed", ""),
+        T,
+    ));
+    // ...one it selects does not.
+    let out = inst.run(
+        &pod_with(&inst.name("db"), &u2, "app: db", "echo placed", ""),
+        T,
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("node(s) didn't satisfy existing pods anti-affinity rules"),
+        "{err}"
+    );
+    ok(&inst.podshim(&["rm", "-f", "--grace-period", "0", &first], T));
+    inst.assert_clean(&[&u1, &u2, &u3]);
+}
+
 #[test]
 fn a_gated_pod_is_not_scheduled() {
     let inst = Instance::new(SUITE);

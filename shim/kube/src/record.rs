@@ -235,6 +235,36 @@ pub fn entry(cfg: &Config, key: &str) -> Option<Entry> {
     })
 }
 
+/// The Pods whose record's bytes `pick` selects (read and parsed only then), sorted by
+/// namespace and name: parsing every record is what would make a command's cost grow with the
+/// number of Pods.
+pub fn list_where(cfg: &Config, pick: impl Fn(&[u8]) -> bool) -> Vec<Entry> {
+    let Ok(dir) = fs::read_dir(dir(cfg)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Entry> = dir
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let key = name.strip_suffix(".json")?;
+            let data = fs::read(e.path()).ok()?;
+            if !pick(&data) {
+                return None;
+            }
+            let record: Record = serde_json::from_slice(&data).ok()?;
+            let live = cfg.pod_dir(key).join("journal.json").exists();
+            Some(Entry {
+                key: key.to_string(),
+                lost: live && !record.supervisor.alive(),
+                record,
+                live,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out
+}
+
 /// Every Pod with a record, sorted by namespace and name.
 pub fn list(cfg: &Config) -> Vec<Entry> {
     let Ok(dir) = fs::read_dir(dir(cfg)) else {
@@ -253,16 +283,35 @@ pub fn list(cfg: &Config) -> Vec<Entry> {
 
 /// Find a Pod by `NAME` or `NAMESPACE/NAME` (a bare name must be unique across namespaces;
 /// the `default` namespace wins a tie, as kubectl's default context does).
+///
+/// Only the records whose file name (`<namespace>_<name>.json`) matches are read, so finding a
+/// Pod costs the same however many others there are.
 pub fn find(cfg: &Config, pod: &str) -> Result<Entry, String> {
-    let all = list(cfg);
     let (ns, name) = match pod.split_once('/') {
         Some((ns, name)) => (Some(ns), name),
         None => (None, pod),
     };
-    let mut hits: Vec<Entry> = all
-        .into_iter()
+    let keys: Vec<String> = match ns {
+        Some(ns) => vec![podshim_engine::pod_key(ns, name)],
+        None => fs::read_dir(dir(cfg))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let file = e.file_name().to_string_lossy().into_owned();
+                let key = file.strip_suffix(".json")?;
+                // Namespaces are DNS labels: the key's first `_` ends the namespace.
+                let (_, n) = key.split_once('_')?;
+                (n == name).then(|| key.to_owned())
+            })
+            .collect(),
+    };
+    let mut hits: Vec<Entry> = keys
+        .iter()
+        .filter_map(|key| entry(cfg, key))
         .filter(|e| e.record.name == name && ns.is_none_or(|ns| e.record.namespace == ns))
         .collect();
+    hits.sort_by(|a, b| a.key.cmp(&b.key));
     if hits.len() > 1 {
         if let Some(i) = hits.iter().position(|e| e.record.namespace == "default") {
             return Ok(hits.swap_remove(i));

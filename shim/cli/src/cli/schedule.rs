@@ -33,8 +33,22 @@ fn running(cfg: &Config, manifest: &Manifest, replacing: bool) -> Vec<Pod> {
                 .iter()
                 .any(|p| p.namespace() == ns && p.name() == name)
     };
-    record::list(cfg)
-        .into_iter()
+    // The Pods here matter to the scheduler's InterPodAffinity and PodTopologySpread only:
+    // all of them when a Pod of the manifest has such terms, else only those whose required
+    // anti-affinity could keep a new Pod away (symmetry). Found by a look at each record's
+    // bytes, so that a plain Pod's start does not parse every other Pod's record.
+    let needs_all = manifest.pods.iter().any(|p| {
+        !p.spec.topology_spread_constraints.is_empty()
+            || p.spec
+                .affinity
+                .as_ref()
+                .is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
+    });
+    let anti = b"\"podAntiAffinity\"";
+    record::list_where(cfg, |bytes| {
+        needs_all || bytes.windows(anti.len()).any(|w| w == anti)
+    })
+    .into_iter()
         .filter(|e| !matches!(e.status().phase.as_str(), "Succeeded" | "Failed"))
         .filter(|e| !e.record.terminating)
         .filter(|e| !replaced(&e.record.namespace, &e.record.name))
