@@ -132,6 +132,8 @@ impl Sandbox {
             owner_start_time: start_time(std::process::id() as i32).unwrap_or(0),
             images: spec.images.clone(),
         };
+        // The journal's first write names the directory: a crash from here on leaves a journal
+        // `gc` removes the directory by (before it, a directory `gc` removes for want of one).
         let mut journal = match Journal::create(&dir.join("journal.json"), record) {
             Ok(j) => j,
             Err(e) => {
@@ -139,10 +141,6 @@ impl Sandbox {
                 return Err(e.into());
             }
         };
-        if let Err(e) = journal.record(Resource::Dir { path: dir.clone() }) {
-            let _ = fs::remove_dir_all(&dir);
-            return Err(e.into());
-        }
         match build(cfg, spec, key, dir, &mut journal) {
             Ok(sandbox) => Ok(sandbox),
             Err(error) => Err(rollback(error, &mut journal)),
@@ -214,14 +212,17 @@ fn build(
     let pause = spawn_pause(cfg, &spec.hostname, &spec.network)?;
     let pid = pause.id() as i32;
     let started = start_time(pid).unwrap_or(0);
-    // Recorded right after the fork: its PID cannot be known before.
-    journal.record(Resource::Pause {
-        pid,
-        start_time: started,
-    })?;
-    step("pause");
     let mut pause = Some(pause);
     let result = (|| {
+        // Recorded as soon as it exists, before its handshake: its PID cannot be known before
+        // the fork, and until this record is written pause dies with this process (see
+        // `spawn_pause`), so no pause ever outlives podshim unrecorded.
+        journal.record(Resource::Pause {
+            pid,
+            start_time: started,
+        })?;
+        pause_ready(cfg, pause.as_mut().expect("pause"))?;
+        step("pause");
         cgroups.create_pod(&spec.cgroup, POD_PIDS_MAX)?;
         step("cgroup");
 
@@ -261,6 +262,13 @@ fn build(
         step("volumes");
         Ok((netns, attachment, volumes))
     })();
+    let result = result.and_then(|done| {
+        // Everything is recorded: the Pod is its caller's (the supervisor's) now, and pause
+        // lives on its own (a parent-death signal follows the thread that forked pause, which
+        // need not live as long as the Pod).
+        hand_over(cfg, pause.as_mut().expect("pause"))?;
+        Ok(done)
+    });
     match result {
         Ok((netns, attachment, volumes)) => Ok(Sandbox {
             key,
@@ -413,8 +421,10 @@ fn unattached() -> Attachment {
     }
 }
 
-/// Start pause and wait until it reports that the namespaces exist (a new network namespace,
-/// the host's, or a joined one; IPC and UTS are always new).
+/// Start pause (see [`pause_ready`] for its handshake). It dies with this process
+/// (`--die-with-parent`: a parent-death signal, set before anything else it does and again
+/// after it changed its credentials, which clear it) until [`hand_over`] releases it: a
+/// podshim killed between the fork and the journal's record of pause takes pause with it.
 fn spawn_pause(cfg: &Config, hostname: &str, network: &Network) -> Result<Child, Error> {
     let err = |source| Error::Pause {
         path: cfg.pause.clone(),
@@ -425,6 +435,8 @@ fn spawn_pause(cfg: &Config, hostname: &str, network: &Network) -> Result<Child,
         hostname.into(),
         "--user".into(),
         PAUSE_USER.into(),
+        "--die-with-parent".into(),
+        std::process::id().to_string().into(),
     ];
     match network {
         Network::Pod { .. } => {}
@@ -434,16 +446,25 @@ fn spawn_pause(cfg: &Config, hostname: &str, network: &Network) -> Result<Child,
             args.push(path.into());
         }
     }
-    let mut child = Command::new(&cfg.pause)
+    Command::new(&cfg.pause)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         // Its own process group: Ctrl-C on podshim's terminal goes to the foreground process
         // group, and must stop the Pod through podshim (graceful stop), not kill pause under it.
         .process_group(0)
         .spawn()
-        .map_err(err)?;
+        .map_err(err)
+}
+
+/// Wait until pause reports that the namespaces exist (a new network namespace, the host's,
+/// or a joined one; IPC and UTS are always new).
+fn pause_ready(cfg: &Config, child: &mut Child) -> Result<(), Error> {
+    let err = |source| Error::Pause {
+        path: cfg.pause.clone(),
+        source,
+    };
     let mut line = String::new();
     let out = child.stdout.take().expect("piped stdout");
     let _ = BufReader::new(out).read_line(&mut line);
@@ -453,5 +474,16 @@ fn spawn_pause(cfg: &Config, hostname: &str, network: &Network) -> Result<Child,
             "pause exited before it was ready ({status})"
         ))));
     }
-    Ok(child)
+    Ok(())
+}
+
+/// Release pause from its parent-death signal: one byte on its stdin (end of file instead
+/// tells it its parent gave up, and it exits).
+fn hand_over(cfg: &Config, child: &mut Child) -> Result<(), Error> {
+    use std::io::Write;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(b"\n").map_err(|source| Error::Pause {
+        path: cfg.pause.clone(),
+        source,
+    })
 }

@@ -105,8 +105,9 @@ pub fn run(cfg: &Config, jobs: Vec<PodJob>, mut opts: Options) -> Result<i32, Ru
         let log_dir = logs::pod_dir(&opts.log_root, &spec.namespace, &spec.name, &spec.uid);
         let key = pod_key(&spec.namespace, &spec.name);
         let created = match record::entry(cfg, &key) {
-            // An ended detached Pod keeps its name until `podshim rm`.
-            Some(e) if !e.live => Err(crate::pod::PodError::Engine(
+            // An ended detached Pod keeps its name until `podshim rm` (a killed foreground
+            // run's leftover record does not).
+            Some(e) if !e.live && !crate::collect::stale(&e) => Err(crate::pod::PodError::Engine(
                 podshim_engine::Error::PodExists {
                     key,
                     dir: record::path(cfg, &e.key),
