@@ -221,6 +221,9 @@ fn pause_is_unprivileged_and_holds_the_shared_namespaces() {
     inst.assert_clean(&[&u]);
 }
 
+/// Under `restartPolicy: Never` a Pod whose pause died ends (the kubelet makes no new sandbox
+/// for a Pod that will not restart its containers; under the other policies it does, see
+/// tests/recovery.rs).
 #[test]
 fn a_dead_pause_stops_the_pod_and_everything_is_removed() {
     let inst = Instance::new(SUITE);
@@ -230,7 +233,7 @@ fn a_dead_pause_stops_the_pod_and_everything_is_removed() {
     let child = inst.spawn(&pod(
         &name,
         &u,
-        "Always",
+        "Never",
         &container("c", "exec sleep 600", ""),
         "",
     ));

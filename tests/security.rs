@@ -459,3 +459,81 @@ fn a_detached_pods_processes_keep_no_descriptor_podshim_inherited() {
     );
     inst.assert_clean(&[&u]);
 }
+
+/// Issue 11 §3: an environment `execve` refuses (E2BIG: one variable over the kernel's 128 KiB
+/// per string, or all of them over a quarter of the stack limit) is a start failure as
+/// Kubernetes reports runc's: `StartError`, exit code 128, "argument list too long" (before, the
+/// container exited 255, "Error", with an empty log). An environment just under the per-string
+/// limit still runs.
+#[test]
+fn an_environment_execve_refuses_is_a_start_error() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    // The total rule depends on the stack limit podshim runs with: the usual 8 MiB.
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_STACK, 8 << 20, 8 << 20)
+        .expect("set RLIMIT_STACK");
+    let env = |vars: &[(String, usize)]| {
+        let mut y = String::from("    env:\n");
+        for (name, len) in vars {
+            y.push_str(&format!(
+                "    - name: {name}\n      value: {}\n",
+                "x".repeat(*len)
+            ));
+        }
+        y
+    };
+    let one = env(&[("BIG".into(), 200_000)]);
+    let many = env(&(0..20)
+        .map(|i| (format!("V{i}"), 110_000))
+        .collect::<Vec<_>>());
+    for (n, (what, vars)) in [("one variable", one), ("all of them", many)]
+        .into_iter()
+        .enumerate()
+    {
+        let name = inst.name(&format!("e2big{n}"));
+        let u = uid(40 + n as u32);
+        let c = podshim_tests::container("c", "echo started", &vars);
+        let out = inst.detach(&podshim_tests::pod(&name, &u, "Never", &c, ""));
+        assert!(!out.status.success(), "{what}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("argument list too long"),
+            "{what}: {}",
+            stderr(&out)
+        );
+        // Not `inst.inspect`: the Pod object (with its environment) is larger than a pipe
+        // holds, so it is read while podshim writes it.
+        let deadline = std::time::Instant::now() + T;
+        let v = loop {
+            let out = inst.command().args(["inspect", &name]).output().unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            if v["status"]["phase"] == "Failed" {
+                break v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: {}",
+                v["status"]
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let t = &v["status"]["containerStatuses"][0]["state"]["terminated"];
+        assert_eq!(t["reason"], "StartError", "{what}: {t}");
+        assert_eq!(t["exitCode"], 128, "{what}: {t}");
+        assert!(
+            t["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("argument list too long")),
+            "{what}: {t}"
+        );
+        ok(&inst.podshim(&["rm", &name], T));
+        inst.assert_clean(&[&u]);
+    }
+    // Just under the kernel's per-string limit: it runs.
+    let name = inst.name("e2big-ok");
+    let u = uid(42);
+    let c = podshim_tests::container("c", "echo ${#BIG}", &env(&[("BIG".into(), 131_071 - 5)]));
+    let out = inst.run(&podshim_tests::pod(&name, &u, "Never", &c, ""), T);
+    ok(&out);
+    assert!(stdout(&out).contains("[c] 131066"), "{}", stdout(&out));
+    inst.assert_clean(&[&u]);
+}

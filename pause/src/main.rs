@@ -1,6 +1,7 @@
 //! The pause process of a podshim Pod, in the spirit of Kubernetes' `build/pause/linux/pause.c`.
 //!
-//! `pause [--hostname NAME] [--user UID:GID] [--host-network | --netns PATH]`
+//! `pause [--hostname NAME] [--user UID:GID] [--host-network | --netns PATH]
+//! [--die-with-parent PID]`
 //!
 //! With `--hostname` it first unshares new network, IPC and UTS namespaces (only IPC and UTS with
 //! `--host-network`: a `hostNetwork` Pod stays in the host's) and sets the hostname
@@ -11,6 +12,12 @@
 //! waits: SIGINT
 //! and SIGTERM exit 0, SIGCHLD reaps every exited child (it may be PID 1 of a shared PID
 //! namespace one day).
+//!
+//! With `--die-with-parent PID` (PID: the runtime that starts it) it gets SIGKILL when its
+//! parent dies (`PR_SET_PDEATHSIG`), from its start until the runtime has recorded
+//! it and hands it over: after `ready` it reads its stdin; one byte releases it (the signal is
+//! cleared), end of file (the runtime gone or giving up) makes it exit. A runtime killed
+//! between the fork and its record of pause thus never leaves an orphaned pause behind.
 #![allow(unsafe_code)] // this binary is one small module of raw libc calls, each with a SAFETY note
 
 use std::ffi::CString;
@@ -178,6 +185,45 @@ fn trim(ranges: &[(usize, usize)]) {
     }
 }
 
+/// Get SIGKILL when the parent dies, and exit now if `parent` is already gone (its orphans are
+/// re-parented, so the parent PID changes). Set again after each credential change, which
+/// clears it (prctl(2), PR_SET_PDEATHSIG).
+fn die_with(parent: libc::pid_t) {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number; getppid cannot fail.
+    unsafe {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            fail("PR_SET_PDEATHSIG");
+        }
+        if libc::getppid() != parent {
+            exit(1);
+        }
+    }
+}
+
+/// Wait on stdin for the runtime's hand-over (one byte), then keep living without it; end of
+/// file or an error means the runtime is gone or gave up on this Pod.
+fn await_hand_over() {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: reads at most one byte into `byte`, which outlives the call.
+        let n = unsafe { libc::read(0, (&mut byte as *mut u8).cast(), 1) };
+        match n {
+            1 => break,
+            -1 if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+            _ => exit(1),
+        }
+    }
+    // SAFETY: clearing the parent-death signal takes only integers.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+}
+
 fn parse_user(value: &str) -> Option<(libc::uid_t, libc::gid_t)> {
     let (uid, gid) = value.split_once(':').unwrap_or((value, value));
     Some((uid.parse().ok()?, gid.parse().ok()?))
@@ -186,6 +232,7 @@ fn parse_user(value: &str) -> Option<(libc::uid_t, libc::gid_t)> {
 fn main() {
     let mut args = std::env::args().skip(1);
     let (mut hostname, mut user, mut network) = (None, None, Net::New);
+    let mut parent = None;
     while let Some(arg) = args.next() {
         if arg == "--host-network" {
             network = Net::Host;
@@ -194,6 +241,16 @@ fn main() {
         match (arg.as_str(), args.next()) {
             ("--hostname", Some(v)) => hostname = Some(v),
             ("--netns", Some(v)) => network = Net::Join(v),
+            ("--die-with-parent", Some(v)) => match v.parse::<libc::pid_t>() {
+                Ok(pid) => {
+                    parent = Some(pid);
+                    die_with(pid);
+                }
+                Err(_) => {
+                    eprintln!("pause: --die-with-parent: invalid PID {v:?}");
+                    exit(2)
+                }
+            },
             ("--user", Some(v)) => match parse_user(&v) {
                 Some(u) => user = Some(u),
                 None => {
@@ -203,7 +260,7 @@ fn main() {
             },
             _ => {
                 eprintln!(
-                    "usage: pause [--hostname NAME] [--user UID:GID] [--host-network | --netns PATH]"
+                    "usage: pause [--hostname NAME] [--user UID:GID] [--host-network | --netns PATH] [--die-with-parent PID]"
                 );
                 exit(2)
             }
@@ -218,6 +275,9 @@ fn main() {
     }
     if let Some((uid, gid)) = user {
         drop_privileges(uid, gid);
+        if let Some(pid) = parent {
+            die_with(pid);
+        }
     }
     let root = CString::new("/").expect("no nul");
     // SAFETY: `root` is a valid C string that outlives the call.
@@ -228,6 +288,9 @@ fn main() {
     let mut out = std::io::stdout();
     if out.write_all(b"ready\n").and_then(|_| out.flush()).is_err() {
         exit(1);
+    }
+    if parent.is_some() {
+        await_hand_over();
     }
     // Let go of every stdio stream: pause outlives nothing it should hold, and a caller's pipe
     // or terminal must see EOF when the caller is done with it.

@@ -261,6 +261,20 @@ impl Instance {
 
     /// Everything the instance can create is gone.
     pub fn assert_clean(&self, pod_uids: &[&str]) {
+        let leaks = self.leaks(pod_uids);
+        assert!(
+            leaks.is_empty(),
+            "instance {} leaked:\n{}",
+            self.dir.display(),
+            leaks.join("\n")
+        );
+    }
+
+    /// What the instance left: Pod state and records, IPAM leases, writable layers, mounts
+    /// (netns pins among them), the bridge, the Pods' cgroups and veths, pause processes, any
+    /// process in a Pod's cgroup, any podshim process of the instance (a fork libcontainer
+    /// made) and NAT rules of the Pods.
+    pub fn leaks(&self, pod_uids: &[&str]) -> Vec<String> {
         let mut leaks = Vec::new();
         for dir in ["pods", "records"] {
             if let Ok(entries) = std::fs::read_dir(self.state.join(dir)) {
@@ -318,12 +332,51 @@ impl Instance {
                 String::from_utf8_lossy(&out.stdout)
             ));
         }
-        assert!(
-            leaks.is_empty(),
-            "instance {} leaked:\n{}",
-            self.dir.display(),
-            leaks.join("\n")
-        );
+        leaks.extend(self.processes(pod_uids));
+        if !pod_uids.is_empty() {
+            let rules = Command::new("nft")
+                .args(["list", "ruleset"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                .unwrap_or_default();
+            for uid in pod_uids {
+                if rules.contains(uid) {
+                    leaks.push(format!("nftables rules of pod {uid}"));
+                }
+            }
+        }
+        leaks
+    }
+
+    /// Live processes in a Pod's cgroup, or whose command line names this instance.
+    fn processes(&self, pod_uids: &[&str]) -> Vec<String> {
+        let dir = self.dir.display().to_string();
+        let me = std::process::id().to_string();
+        let mut found = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let pid = e.file_name().to_string_lossy().to_string();
+            if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+                continue;
+            }
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            if stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+            {
+                continue;
+            }
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let cgroup = std::fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
+            let in_pod = pod_uids
+                .iter()
+                .any(|u| cgroup.contains(&format!("/podshim/{u}")));
+            if in_pod || cmdline.contains(&dir) {
+                found.push(format!("process {pid}: {}", cmdline.trim_end()));
+            }
+        }
+        found
     }
 }
 

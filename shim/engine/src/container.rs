@@ -113,6 +113,18 @@ impl Container {
         if runtime_dir.join(&id).join("state.json").exists() {
             return Err(Error::ContainerExists { id });
         }
+        if let Some(p) = c.spec.process() {
+            let args = p.args().clone().unwrap_or_default();
+            let env = p.env().clone().unwrap_or_default();
+            let limit = crate::arglimit::stack_limit(&c.spec);
+            crate::arglimit::check(&args, &env, limit).map_err(|detail| {
+                Error::ArgumentListTooLong {
+                    id: id.clone(),
+                    executable: args.first().cloned().unwrap_or_default(),
+                    detail,
+                }
+            })?;
+        }
         let root = c
             .spec
             .root()

@@ -70,6 +70,16 @@ pub enum Error {
     },
     #[error("container {id}: invalid spec: {detail}")]
     Spec { id: String, detail: String },
+    /// What a dead sandbox held could not be removed, so it cannot be made anew.
+    #[error("cannot remove what the dead sandbox held: {}", problems.join("; "))]
+    Renew { problems: Vec<String> },
+    /// execve(2) would refuse the process (E2BIG): it cannot start.
+    #[error("container {id}: exec {executable}: argument list too long ({detail})")]
+    ArgumentListTooLong {
+        id: String,
+        executable: String,
+        detail: String,
+    },
     #[error("podshim has {threads} threads, but containers can only be created from a single-threaded process (libcontainer forks it); this is a bug")]
     Threads { threads: usize },
     #[error("the runtime helper process: {detail}")]
@@ -96,7 +106,7 @@ impl Error {
                 ErrorKind::FailedPrecondition
             }
             Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::Spec { .. } => ErrorKind::Invalid,
+            Error::Spec { .. } | Error::ArgumentListTooLong { .. } => ErrorKind::Invalid,
             Error::Pause { .. } | Error::Network(_) | Error::Helper { .. } => {
                 ErrorKind::Unavailable
             }
@@ -107,6 +117,7 @@ impl Error {
             | Error::Cgroup(_)
             | Error::Mount(_)
             | Error::Runtime { .. }
+            | Error::Renew { .. }
             | Error::Threads { .. } => ErrorKind::Internal,
         }
     }

@@ -15,7 +15,7 @@ use podshim_cni::chain::NetworkList;
 
 use crate::chain;
 use crate::config::Config;
-use crate::journal::{Journal, PodRecord};
+use crate::journal::{Journal, PodRecord, Resource};
 use crate::teardown::teardown;
 
 /// What `gc` did with one Pod directory.
@@ -197,6 +197,38 @@ fn collect(dir: &Path, key: String) -> Outcome {
             pid: journal.pod.owner_pid,
         };
     }
-    let problems = teardown(&mut journal);
+    let mut problems = teardown(&mut journal);
+    if problems.is_empty() && dir.exists() {
+        // A journal that does not name its own directory (written by a podshim from before the
+        // directory became its first record, and killed before it recorded anything).
+        if let Err(e) = crate::teardown::remove(&Resource::Dir { path: dir.into() }) {
+            problems.push(e);
+        }
+    }
     Outcome::Removed { key, problems }
+}
+
+/// The keys of this instance's Pod directories that belong to Pod `name` (in `namespace`, if
+/// given): by their journal, or by the directory's name (`<namespace>_<name>`: a namespace
+/// holds no `_`) when a crash left no journal to read.
+pub fn keys_of(cfg: &Config, namespace: Option<&str>, name: &str) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(cfg.pods_dir()) else {
+        return Vec::new();
+    };
+    let mut keys: Vec<String> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let key = entry.file_name().to_string_lossy().to_string();
+            let (ns, n) = match Journal::load(&entry.path().join("journal.json")) {
+                Ok(j) => (j.pod.namespace, j.pod.name),
+                Err(_) => {
+                    let (ns, n) = key.split_once('_')?;
+                    (ns.to_owned(), n.to_owned())
+                }
+            };
+            (n == name && namespace.is_none_or(|want| want == ns)).then_some(key)
+        })
+        .collect();
+    keys.sort();
+    keys
 }

@@ -166,12 +166,16 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Start the journal of a Pod at `path` (its directory must exist).
+    /// Start the journal of a Pod at `path`, in the Pod's directory (which must exist): the
+    /// directory itself is its first record, written with the journal in one rename, so no
+    /// journal ever exists that does not name the directory it lives in (a podshim killed
+    /// between two writes left one that `gc` could not remove).
     pub fn create(path: &Path, pod: PodRecord) -> Result<Self, JournalError> {
+        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
         let journal = Journal {
             path: path.into(),
             pod,
-            resources: Vec::new(),
+            resources: vec![Resource::Dir { path: dir }],
         };
         journal.save()?;
         Ok(journal)
@@ -263,6 +267,17 @@ mod tests {
             images: Vec::new(),
         };
         let mut j = Journal::create(&path, pod).unwrap();
+        assert_eq!(
+            Journal::load(&path).unwrap().resources,
+            vec![Resource::Dir {
+                path: dir.path().into()
+            }],
+            "the directory is recorded with the journal's first write"
+        );
+        j.forget(&Resource::Dir {
+            path: dir.path().into(),
+        })
+        .unwrap();
         j.record(Resource::Cgroup {
             path: "/podshim/u".into(),
         })

@@ -6,6 +6,7 @@
 //! that work from it. The Kubernetes layer (`podshim-kube`) and the front-ends (the `podshim`
 //! CLI, the containerd shim) call it; it calls nothing above it.
 
+pub mod arglimit;
 pub mod cgroups;
 pub mod config;
 pub mod container;

@@ -132,6 +132,8 @@ impl Sandbox {
             owner_start_time: start_time(std::process::id() as i32).unwrap_or(0),
             images: spec.images.clone(),
         };
+        // The journal's first write names the directory: a crash from here on leaves a journal
+        // `gc` removes the directory by (before it, a directory `gc` removes for want of one).
         let mut journal = match Journal::create(&dir.join("journal.json"), record) {
             Ok(j) => j,
             Err(e) => {
@@ -139,10 +141,6 @@ impl Sandbox {
                 return Err(e.into());
             }
         };
-        if let Err(e) = journal.record(Resource::Dir { path: dir.clone() }) {
-            let _ = fs::remove_dir_all(&dir);
-            return Err(e.into());
-        }
         match build(cfg, spec, key, dir, &mut journal) {
             Ok(sandbox) => Ok(sandbox),
             Err(error) => Err(rollback(error, &mut journal)),
@@ -211,38 +209,11 @@ fn build(
     journal.record(Resource::Cgroup {
         path: spec.cgroup.clone(),
     })?;
-    let pause = spawn_pause(cfg, &spec.hostname, &spec.network)?;
-    let pid = pause.id() as i32;
-    let started = start_time(pid).unwrap_or(0);
-    // Recorded right after the fork: its PID cannot be known before.
-    journal.record(Resource::Pause {
-        pid,
-        start_time: started,
-    })?;
-    step("pause");
-    let mut pause = Some(pause);
+    cgroups.create_pod(&spec.cgroup, POD_PIDS_MAX)?;
+    step("cgroup");
+    let (mut pause, netns, attachment) = pause_and_network(cfg, spec, &dir, journal)?;
+    step("pause and network");
     let result = (|| {
-        cgroups.create_pod(&spec.cgroup, POD_PIDS_MAX)?;
-        step("cgroup");
-
-        let netns = dir.join("netns");
-        journal.record(Resource::NetnsPin {
-            path: netns.clone(),
-        })?;
-        mounts::bind_file(Path::new(&format!("/proc/{pid}/ns/net")), &netns)?;
-
-        let attachment = match &spec.network {
-            Network::Host { .. } => host_attachment(),
-            Network::Join(_) => unattached(),
-            Network::Pod { host_ports, .. } => match &cfg.cni_conf {
-                Some(conf) => attach_chain(cfg, conf, spec, host_ports, &netns, &dir, journal)?,
-                // Masquerading is the node's (cfg.masquerade), not the Pod's, since it is one
-                // rule for the whole subnet.
-                None => attach(cfg, spec, host_ports, &netns, journal)?,
-            },
-        };
-        step("network");
-
         let mut volumes = BTreeMap::new();
         for v in &spec.volumes {
             let path = dir.join("volumes").join(&v.name);
@@ -258,15 +229,19 @@ fn build(
             volumes.insert(v.name.clone(), path);
         }
         step("volumes");
-        Ok((netns, attachment, volumes))
+        // Everything is recorded: the Pod is its caller's (the supervisor's) now, and pause
+        // lives on its own (a parent-death signal follows the thread that forked pause, which
+        // need not live as long as the Pod).
+        hand_over(cfg, &mut pause)?;
+        Ok(volumes)
     })();
     match result {
-        Ok((netns, attachment, volumes)) => Ok(Sandbox {
+        Ok(volumes) => Ok(Sandbox {
             key,
             uid: spec.uid.clone(),
             dir,
             journal: journal.clone(),
-            pause: pause.take().expect("pause"),
+            pause,
             netns,
             attachment,
             volumes,
@@ -275,12 +250,113 @@ fn build(
         }),
         Err(e) => {
             // The journal's teardown kills pause; reap our child handle as well.
-            if let Some(mut p) = pause.take() {
-                let _ = p.kill();
-                let _ = p.wait();
-            }
+            let _ = pause.kill();
+            let _ = pause.wait();
             Err(e)
         }
+    }
+}
+
+/// The sandbox's pause process, its netns pin and its network, each recorded before it is
+/// made; pause is not handed over yet (see [`hand_over`]). On failure pause is killed (and
+/// the rest is the journal's to undo).
+fn pause_and_network(
+    cfg: &Config,
+    spec: &SandboxSpec,
+    dir: &Path,
+    journal: &mut Journal,
+) -> Result<(Child, PathBuf, Attachment), Error> {
+    let mut pause = spawn_pause(cfg, &spec.hostname, &spec.network)?;
+    let pid = pause.id() as i32;
+    let started = start_time(pid).unwrap_or(0);
+    let result = (|| {
+        // Recorded as soon as it exists, before its handshake: its PID cannot be known before
+        // the fork, and until this record is written pause dies with this process (see
+        // `spawn_pause`), so no pause ever outlives podshim unrecorded.
+        journal.record(Resource::Pause {
+            pid,
+            start_time: started,
+        })?;
+        pause_ready(cfg, &mut pause)?;
+        let netns = dir.join("netns");
+        journal.record(Resource::NetnsPin {
+            path: netns.clone(),
+        })?;
+        mounts::bind_file(Path::new(&format!("/proc/{pid}/ns/net")), &netns)?;
+        let attachment = match &spec.network {
+            Network::Host { .. } => host_attachment(),
+            Network::Join(_) => unattached(),
+            Network::Pod { host_ports, .. } => match &cfg.cni_conf {
+                Some(conf) => attach_chain(cfg, conf, spec, host_ports, &netns, dir, journal)?,
+                // Masquerading is the node's (cfg.masquerade), not the Pod's, since it is one
+                // rule for the whole subnet.
+                None => attach(cfg, spec, host_ports, &netns, journal)?,
+            },
+        };
+        Ok((netns, attachment))
+    })();
+    match result {
+        Ok((netns, attachment)) => Ok((pause, netns, attachment)),
+        Err(e) => {
+            let _ = pause.kill();
+            let _ = pause.wait();
+            Err(e)
+        }
+    }
+}
+
+/// What a sandbox's pause process holds: removed and made anew when pause dies.
+fn held_by_pause(r: &Resource) -> bool {
+    matches!(
+        r,
+        Resource::Pause { .. }
+            | Resource::NetnsPin { .. }
+            | Resource::Network { .. }
+            | Resource::CniChain { .. }
+            | Resource::Nat { .. }
+    )
+}
+
+impl Sandbox {
+    /// Make the sandbox anew after its pause process died, as the kubelet recreates a sandbox
+    /// that is not ready: what the old pause held (its netns pin, the Pod's network and NAT
+    /// rules, pause itself) is removed, newest first, then a new pause, network namespace and
+    /// network (a new IP: the IPAM hands addresses out round-robin) are made and recorded.
+    /// The Pod's directory, cgroup and volumes stay: emptyDirs outlive a sandbox. The
+    /// containers must be gone (they joined the old namespaces).
+    pub fn renew(&mut self, cfg: &Config, spec: &SandboxSpec) -> Result<(), Error> {
+        // Reaped already, by its handle or a waitpid(-1) of the caller's: never signalled here
+        // by PID (the journal's record checks its start time before it kills).
+        let _ = self.pause.try_wait();
+        let old: Vec<Resource> = self
+            .journal
+            .resources
+            .iter()
+            .filter(|r| held_by_pause(r))
+            .cloned()
+            .collect();
+        let mut problems = Vec::new();
+        for r in old.iter().rev() {
+            match crate::teardown::remove(r) {
+                Ok(()) => self.journal.forget(r)?,
+                Err(e) => problems.push(e),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Renew { problems });
+        }
+        let (mut pause, netns, attachment) =
+            pause_and_network(cfg, spec, &self.dir, &mut self.journal)?;
+        if let Err(e) = hand_over(cfg, &mut pause) {
+            let _ = pause.kill();
+            let _ = pause.wait();
+            return Err(e);
+        }
+        self.pause = pause;
+        self.netns = netns;
+        self.attachment = attachment;
+        self.state = SandboxState::Ready;
+        Ok(())
     }
 }
 
@@ -420,8 +496,10 @@ fn unattached() -> Attachment {
     }
 }
 
-/// Start pause and wait until it reports that the namespaces exist (a new network namespace,
-/// the host's, or a joined one; IPC and UTS are always new).
+/// Start pause (see [`pause_ready`] for its handshake). It dies with this process
+/// (`--die-with-parent`: a parent-death signal, set before anything else it does and again
+/// after it changed its credentials, which clear it) until [`hand_over`] releases it: a
+/// podshim killed between the fork and the journal's record of pause takes pause with it.
 fn spawn_pause(cfg: &Config, hostname: &str, network: &Network) -> Result<Child, Error> {
     let err = |source| Error::Pause {
         path: cfg.pause.clone(),
@@ -432,6 +510,8 @@ fn spawn_pause(cfg: &Config, hostname: &str, network: &Network) -> Result<Child,
         hostname.into(),
         "--user".into(),
         PAUSE_USER.into(),
+        "--die-with-parent".into(),
+        std::process::id().to_string().into(),
     ];
     match network {
         Network::Pod { .. } => {}
@@ -443,16 +523,25 @@ fn spawn_pause(cfg: &Config, hostname: &str, network: &Network) -> Result<Child,
     }
     let mut cmd = Command::new(&cfg.pause);
     crate::sys::inherit_only_stdio(&mut cmd);
-    let mut child = cmd
+    cmd
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         // Its own process group: Ctrl-C on podshim's terminal goes to the foreground process
         // group, and must stop the Pod through podshim (graceful stop), not kill pause under it.
         .process_group(0)
         .spawn()
-        .map_err(err)?;
+        .map_err(err)
+}
+
+/// Wait until pause reports that the namespaces exist (a new network namespace, the host's,
+/// or a joined one; IPC and UTS are always new).
+fn pause_ready(cfg: &Config, child: &mut Child) -> Result<(), Error> {
+    let err = |source| Error::Pause {
+        path: cfg.pause.clone(),
+        source,
+    };
     let mut line = String::new();
     let out = child.stdout.take().expect("piped stdout");
     let _ = BufReader::new(out).read_line(&mut line);
@@ -462,5 +551,16 @@ fn spawn_pause(cfg: &Config, hostname: &str, network: &Network) -> Result<Child,
             "pause exited before it was ready ({status})"
         ))));
     }
-    Ok(child)
+    Ok(())
+}
+
+/// Release pause from its parent-death signal: one byte on its stdin (end of file instead
+/// tells it its parent gave up, and it exits).
+fn hand_over(cfg: &Config, child: &mut Child) -> Result<(), Error> {
+    use std::io::Write;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(b"\n").map_err(|source| Error::Pause {
+        path: cfg.pause.clone(),
+        source,
+    })
 }

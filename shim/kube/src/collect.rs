@@ -6,13 +6,39 @@ use crate::record;
 use podshim_engine::config::Config;
 pub use podshim_engine::gc::Outcome;
 
-/// [`podshim_engine::gc::gc`], then the records of the Pods it removed are settled.
+/// [`podshim_engine::gc::gc`], then the records of the Pods it removed are settled, and so are
+/// the records a killed foreground `podshim run` left after its teardown (no journal, no
+/// supervisor): such a record would otherwise hold the Pod's name.
 pub fn gc(cfg: &Config) -> Vec<Outcome> {
-    let outcomes = podshim_engine::gc::gc(cfg);
+    let mut outcomes = podshim_engine::gc::gc(cfg);
     for o in &outcomes {
         settle(cfg, o);
     }
+    for e in record::list(cfg) {
+        if stale(&e) && record::remove(cfg, &e.key).is_ok() {
+            outcomes.push(Outcome::Removed {
+                key: e.key,
+                problems: Vec::new(),
+            });
+        }
+    }
     outcomes
+}
+
+/// A record nobody will remove: a foreground Pod's (those go with their run) whose resources
+/// are gone and whose supervisor is dead. A detached Pod's record stays until `podshim rm`.
+pub fn stale(e: &record::Entry) -> bool {
+    !e.live && !e.record.detached && !e.record.supervisor.alive()
+}
+
+/// The Pod directories of Pod `name` (in `namespace`, if given) that have no record: a crash
+/// early in the setup, before the first record was written. See
+/// [`podshim_engine::gc::keys_of`].
+pub fn unrecorded(cfg: &Config, namespace: Option<&str>, name: &str) -> Vec<String> {
+    podshim_engine::gc::keys_of(cfg, namespace, name)
+        .into_iter()
+        .filter(|key| record::entry(cfg, key).is_none())
+        .collect()
 }
 
 /// [`podshim_engine::gc::collect_one`], then the Pod's record is settled.

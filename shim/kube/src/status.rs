@@ -55,6 +55,8 @@ pub struct Condition {
     pub last_transition_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +223,7 @@ pub fn conditions(
         status: if ok { "True" } else { "False" }.to_string(),
         last_transition_time: Some(since.to_string()),
         reason: if ok { None } else { reason.map(str::to_string) },
+        message: None,
     };
     let not_ready = if terminal {
         "PodCompleted"

@@ -289,11 +289,14 @@ fn rm_one(cfg: &Config, e: &Entry, force: bool, grace: Option<u64>) -> Result<()
 pub fn rm(cfg: &Config, pods: &[String], force: bool, grace: Option<u64>) -> Result<i32> {
     let mut code = 0;
     for p in pods {
-        match record::find(cfg, p)
-            .map_err(|e| anyhow!(e))
-            .and_then(|e| rm_one(cfg, &e, force, grace).map(|_| e))
-        {
-            Ok(e) => println!("{}", e.record.name),
+        let result = match record::find(cfg, p) {
+            Ok(e) => rm_one(cfg, &e, force, grace).map(|_| e.record.name),
+            Err(not_found) => rm_unrecorded(cfg, p, force)
+                .unwrap_or_else(|| Err(anyhow!(not_found)))
+                .map(|_| p.rsplit('/').next().unwrap_or(p).to_owned()),
+        };
+        match result {
+            Ok(name) => println!("{name}"),
             Err(e) => {
                 eprintln!("podshim: {e:#}");
                 code = 1;
@@ -301,6 +304,41 @@ pub fn rm(cfg: &Config, pods: &[String], force: bool, grace: Option<u64>) -> Res
         }
     }
     Ok(code)
+}
+
+/// `rm` of a Pod that has a directory but no record: a podshim killed early in the setup
+/// (`None` when there is no such directory either).
+fn rm_unrecorded(cfg: &Config, pod: &str, force: bool) -> Option<Result<()>> {
+    let (namespace, name) = match pod.split_once('/') {
+        Some((ns, name)) => (Some(ns), name),
+        None => (None, pod),
+    };
+    let keys = gc::unrecorded(cfg, namespace, name);
+    if keys.is_empty() {
+        return None;
+    }
+    if !force {
+        return Some(Err(anyhow!(
+            "pod {name} was left half-made by a podshim that is gone; \
+             `podshim rm -f {name}` or `podshim gc` removes it"
+        )));
+    }
+    let mut problems = Vec::new();
+    for key in keys {
+        match gc::collect_one(cfg, &key) {
+            gc::Outcome::Running { pid, .. } => {
+                problems.push(format!("it is being made by podshim (pid {pid})"))
+            }
+            gc::Outcome::Removed { problems: p, .. } => problems.extend(p),
+            // Node-level outcomes: collecting one Pod's key removes no bridge.
+            gc::Outcome::Network { .. } | gc::Outcome::Bridge { .. } => {}
+        }
+    }
+    Some(if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!("pod {name}: {}", problems.join("; ")))
+    })
 }
 
 /// Remove the Pod `namespace/name` if it exists (`run --replace`).

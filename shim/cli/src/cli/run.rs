@@ -143,7 +143,7 @@ pub fn run(
         }
     }
     if args.detach {
-        return detach(log_root, globals, jobs, args.backoff_scale);
+        return detach(cfg, log_root, globals, jobs, args.backoff_scale);
     }
     let opts = supervise::Options {
         backoff: Backoff::default().scaled(args.backoff_scale),
@@ -206,13 +206,27 @@ fn jobs(cfg: &Config, manifest: &Manifest, pull: &PullOptions) -> Result<Vec<Pod
 
 /// `run -d`: one supervisor per Pod, each started and waited for in turn; prints each Pod's
 /// name once its containers have started.
-fn detach(log_root: &Path, globals: &[OsString], jobs: Vec<PodJob>, scale: f64) -> Result<i32> {
+fn detach(
+    cfg: &Config,
+    log_root: &Path,
+    globals: &[OsString],
+    jobs: Vec<PodJob>,
+    scale: f64,
+) -> Result<i32> {
     // Not current_exe(): podshim runs from a sealed memfd, which has no path but this one.
     let exe = PathBuf::from("/proc/self/exe");
     let mut code = 0;
     for job in jobs {
         let s = &job.plan.sandbox;
+        // A Pod that cannot be made leaves nothing, not even a log directory (which, with the
+        // same uid, would be the existing Pod's).
+        if let Err(e) = supervise::check_free(cfg, &s.namespace, &s.name) {
+            eprintln!("podshim: {}", podshim_engine::chain(&e));
+            code = 1;
+            continue;
+        }
         let log_dir = logs::pod_dir(log_root, &s.namespace, &s.name, &s.uid);
+        let made_log_dir = !log_dir.exists();
         podshim_engine::private::create_dir_all(&log_dir)
             .with_context(|| format!("create {}", log_dir.display()))?;
         let log_path = log_dir.join("supervisor.log");
@@ -253,10 +267,19 @@ fn detach(log_root: &Path, globals: &[OsString], jobs: Vec<PodJob>, scale: f64) 
                 code = 1;
                 let why = rest.strip_prefix(&name).unwrap_or(rest).trim();
                 eprintln!("podshim: pod {name}: {why}");
-                eprintln!(
-                    "podshim: see `podshim ps`, `podshim logs {name}` and {}",
-                    log_path.display()
-                );
+                if why.starts_with(NOT_MADE) {
+                    // The Pod was never made (its name was taken meanwhile, its sandbox
+                    // failed): nothing of it stays.
+                    let _ = child.wait();
+                    if made_log_dir {
+                        let _ = std::fs::remove_dir_all(&log_dir);
+                    }
+                } else {
+                    eprintln!(
+                        "podshim: see `podshim ps`, `podshim logs {name}` and {}",
+                        log_path.display()
+                    );
+                }
             }
             _ => {
                 code = 1;
@@ -311,10 +334,19 @@ pub fn supervise(cfg: &Config, log_root: &Path, globals: &[OsString]) -> Result<
         Ok(code) => Ok(code),
         Err(e) => {
             use std::io::Write;
-            let e = anyhow::Error::from(e);
-            let msg = format!("{e:#}").replace('\n', " ");
-            let _ = writeln!(errors, "failed {name} {msg}");
-            Err(e)
+            // `run -d` names the Pod itself: say what went wrong once, and whether the Pod was
+            // made at all.
+            let msg = match &e {
+                supervise::RunError::Pod { source, .. } => {
+                    format!("{NOT_MADE}{}", podshim_engine::chain(source))
+                }
+                other => podshim_engine::chain(other),
+            };
+            let _ = writeln!(errors, "failed {name} {}", msg.replace('\n', " "));
+            Err(anyhow::Error::from(e))
         }
     }
 }
+
+/// How a supervisor's failure line starts when the Pod could not be made (see `detach`).
+const NOT_MADE: &str = "not created: ";

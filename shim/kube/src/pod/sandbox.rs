@@ -148,6 +148,15 @@ impl Sandbox {
         }
     }
 
+    /// A new pause, network namespace and IP after pause died (see
+    /// [`engine::Sandbox::renew`]); `/etc/hosts` then names the new IP. Volumes and their
+    /// files stay.
+    pub fn renew(&mut self, cfg: &Config, spec: &SandboxSpec) -> Result<(), PodError> {
+        self.engine.renew(cfg, &spec.engine())?;
+        self.etc = write_etc(&self.engine.dir, spec, &self.engine.attachment)?;
+        Ok(())
+    }
+
     /// Tear the whole Pod down from its journal. Returns the problems met.
     pub fn destroy(self) -> Vec<String> {
         self.engine.destroy()

@@ -103,17 +103,9 @@ pub fn run(cfg: &Config, jobs: Vec<PodJob>, mut opts: Options) -> Result<i32, Ru
         let start_time = status::time(Utc::now());
         let spec = &job.plan.sandbox;
         let log_dir = logs::pod_dir(&opts.log_root, &spec.namespace, &spec.name, &spec.uid);
-        let key = pod_key(&spec.namespace, &spec.name);
-        let created = match record::entry(cfg, &key) {
-            // An ended detached Pod keeps its name until `podshim rm`.
-            Some(e) if !e.live => Err(crate::pod::PodError::Engine(
-                podshim_engine::Error::PodExists {
-                    key,
-                    dir: record::path(cfg, &e.key),
-                },
-            )),
-            _ => Sandbox::create(cfg, spec),
-        };
+        let created = check_free(cfg, &spec.namespace, &spec.name)
+            .map_err(PodError::Engine)
+            .and_then(|()| Sandbox::create(cfg, spec));
         match created {
             Ok(sb) => pods.push(PodRun {
                 plan: job.plan,
@@ -122,9 +114,11 @@ pub fn run(cfg: &Config, jobs: Vec<PodJob>, mut opts: Options) -> Result<i32, Ru
                 failed: None,
                 stop: None,
                 log_dir,
+                sandbox_since: start_time.clone(),
                 start_time,
                 host_ip: host_ip.clone(),
                 dirty: true,
+                recreating: false,
             }),
             Err(source) => {
                 for problem in teardown_all(&mut pods) {
@@ -221,6 +215,36 @@ pub fn run(cfg: &Config, jobs: Vec<PodJob>, mut opts: Options) -> Result<i32, Ru
         return Ok(1);
     }
     Ok(code)
+}
+
+/// Whether the name of Pod `namespace/name` is free: no Pod of that name runs, and no ended
+/// detached Pod keeps it (until `podshim rm`; a killed foreground run's leftover record does
+/// not). `run -d` asks before it creates anything (the Pod's log directory); creating the
+/// Pod's directory is the real lock, which [`Sandbox::create`] takes.
+pub fn check_free(cfg: &Config, namespace: &str, name: &str) -> Result<(), podshim_engine::Error> {
+    let key = pod_key(namespace, name);
+    let dir = cfg.pod_dir(&key);
+    if let Some(e) = record::entry(cfg, &key) {
+        if !e.live && !crate::collect::stale(&e) {
+            let dir = record::path(cfg, &e.key);
+            return Err(podshim_engine::Error::PodExists { key, dir });
+        }
+    }
+    if dir.exists() {
+        let owner = podshim_engine::journal::Journal::load(&dir.join("journal.json"))
+            .ok()
+            .map(|j| j.pod);
+        return Err(match owner {
+            Some(pod) if !podshim_engine::gc::owner_alive(&pod) => {
+                podshim_engine::Error::Orphaned {
+                    key,
+                    pid: pod.owner_pid,
+                }
+            }
+            _ => podshim_engine::Error::PodExists { key, dir },
+        });
+    }
+    Ok(())
 }
 
 fn teardown_all(pods: &mut [PodRun]) -> Vec<String> {

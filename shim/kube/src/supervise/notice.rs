@@ -70,6 +70,21 @@ pub enum What {
     PauseExited {
         pod: String,
     },
+    /// The Pod's pause process exited: its containers are killed and its sandbox made anew
+    /// (the kubelet's `SandboxChanged` event).
+    SandboxChanged {
+        pod: String,
+    },
+    /// The Pod's new sandbox is ready, with this IP.
+    SandboxRecreated {
+        pod: String,
+        ip: String,
+    },
+    /// The Pod's sandbox could not be made anew: the Pod is stopped.
+    SandboxFailed {
+        pod: String,
+        message: String,
+    },
     /// The Pod's record could not be written or removed.
     Record {
         message: String,
@@ -109,6 +124,18 @@ impl fmt::Display for What {
             What::PauseExited { pod } => {
                 write!(f, "pod {pod}: the pause process exited; stopping the pod")
             }
+            What::SandboxChanged { pod } => write!(
+                f,
+                "pod {pod}: the pause process exited (SandboxChanged): {}",
+                super::report::SANDBOX_CHANGED
+            ),
+            What::SandboxRecreated { pod, ip } => {
+                write!(f, "pod {pod}: new sandbox ready, pod IP {ip}")
+            }
+            What::SandboxFailed { pod, message } => write!(
+                f,
+                "pod {pod}: the sandbox could not be re-created ({message}); stopping the pod"
+            ),
             What::Record { message } => f.write_str(message),
             What::Teardown { problem } => write!(f, "teardown: {problem}"),
         }

@@ -15,6 +15,9 @@ use crate::pod::{chain, pod_key};
 use crate::record::{self, Record, Supervisor};
 use crate::status;
 
+/// The kubelet's event message when a Pod's sandbox is not ready (its pause died).
+pub(super) const SANDBOX_CHANGED: &str = "Pod sandbox changed, it will be killed and re-created.";
+
 /// The Pod's status now, as the kubelet would report it.
 pub(super) fn pod_status(pod: &PodRun, p: usize, slots: &[Slot]) -> status::PodStatus {
     let mine: Vec<&Slot> = slots.iter().filter(|s| s.pod == p).collect();
@@ -44,7 +47,20 @@ pub(super) fn pod_status(pod: &PodRun, p: usize, slots: &[Slot]) -> status::PodS
     if pod.failed.is_some() {
         phase = "Failed".into();
     }
-    let conditions = status::conditions(&phase, &init_refs, &app_refs, &pod.start_time);
+    let mut conditions = status::conditions(&phase, &init_refs, &app_refs, &pod.start_time);
+    // The kubelet's PodReadyToStartContainers: whether the sandbox (pause, network) is ready;
+    // false, and why, while a sandbox whose pause died is being made anew.
+    let sandbox_ready = !pod.recreating && pod.failed.is_none() && pod.sandbox.is_some();
+    conditions.insert(
+        0,
+        status::Condition {
+            kind: "PodReadyToStartContainers".into(),
+            status: if sandbox_ready { "True" } else { "False" }.into(),
+            last_transition_time: Some(pod.sandbox_since.clone()),
+            reason: pod.recreating.then(|| "SandboxChanged".into()),
+            message: pod.recreating.then(|| SANDBOX_CHANGED.into()),
+        },
+    );
     let ip = pod.sandbox.as_ref().map(|sb| sb.attachment.ip.to_string());
     status::PodStatus {
         phase,

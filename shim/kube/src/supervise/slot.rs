@@ -109,6 +109,12 @@ pub(super) struct PodRun {
     pub(super) host_ip: String,
     /// The record needs rewriting.
     pub(super) dirty: bool,
+    /// Its sandbox is being made anew (pause died): its containers are being killed, and none
+    /// starts until the new sandbox is ready.
+    pub(super) recreating: bool,
+    /// When the sandbox last became ready (or, while recreating, was lost): the
+    /// `PodReadyToStartContainers` condition's transition time.
+    pub(super) sandbox_since: String,
 }
 
 /// A stopping Pod: containers get their stop signal in order, SIGKILL at the deadline.
@@ -126,7 +132,7 @@ pub(super) fn may_start(pods: &[PodRun], slots: &[Slot], i: usize) -> Option<Ins
     let State::Waiting { at } = s.state else {
         return None;
     };
-    if pods[s.pod].stop.is_some() {
+    if pods[s.pod].stop.is_some() || pods[s.pod].recreating {
         return None;
     }
     (s.started_once || order::may_start(&view(slots, s.pod), s.index)).then_some(at)

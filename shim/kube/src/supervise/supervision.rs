@@ -9,6 +9,8 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
+use nix::sys::signal::{kill, Signal};
 use podshim_engine::config::Config;
 
 use super::checks::{Check, Probes};
@@ -18,7 +20,10 @@ use super::report::{notify_ready, startup_over, write_record};
 use super::slot::{may_start, view, PodRun, Slot, State, Stop};
 use super::stopping::grace;
 use super::Options;
-use crate::pod::order;
+use crate::pod::chain;
+use crate::pod::order::{self, Role};
+use crate::pod::restart::Policy;
+use crate::status;
 
 pub(super) struct Supervision<'a> {
     pub(super) cfg: &'a Config,
@@ -114,28 +119,119 @@ impl Supervision<'_> {
                 self.trim_at = Some(Instant::now() + Duration::from_secs(10));
             }
             self.reap(pods, slots);
-            // A Pod whose pause process died has lost its namespaces: stop it.
+            // A Pod whose pause process died has lost its namespaces: its sandbox is made anew
+            // (or, if it will not restart its containers, it stops).
             for p in 0..pods.len() {
                 let pod = &mut pods[p];
-                let dead = pod
-                    .sandbox
-                    .as_mut()
-                    .is_some_and(|sb| matches!(sb.pause.try_wait(), Ok(Some(_)) | Err(_)));
-                if dead && pod.failed.is_none() && !signalled {
-                    self.opts.reporter.notice(&Notice::run(What::PauseExited {
-                        pod: pod.plan.sandbox.name.clone(),
-                    }));
-                    pod.failed = Some(1);
-                    pod.dirty = true;
-                    pod.stop = Some(Stop {
-                        deadline: Instant::now(),
-                        grace: Duration::ZERO,
-                        killed: false,
-                    });
-                    self.stop_pod(pods, p, slots);
+                let dead = !pod.recreating
+                    && pod
+                        .sandbox
+                        .as_mut()
+                        .is_some_and(|sb| matches!(sb.pause.try_wait(), Ok(Some(_)) | Err(_)));
+                if dead && pod.failed.is_none() && pod.stop.is_none() && !signalled {
+                    self.sandbox_died(pods, slots, p);
+                }
+                if pods[p].stop.is_some() {
+                    // Stopping: no new sandbox.
+                    pods[p].recreating = false;
+                }
+                if pods[p].recreating
+                    && !slots
+                        .iter()
+                        .any(|s| s.pod == p && matches!(s.state, State::Running { .. }))
+                {
+                    self.recreate_sandbox(pods, slots, p);
                 }
             }
         }
+    }
+
+    /// Pod `p`'s pause died, as the kubelet handles a sandbox that is not ready
+    /// (`computePodActions`): its containers are killed and a new sandbox is made, unless the
+    /// Pod would not restart them (`restartPolicy: Never` once a container was started), which
+    /// then stops.
+    fn sandbox_died(&mut self, pods: &mut [PodRun], slots: &mut [Slot], p: usize) {
+        let started = slots.iter().any(|s| s.pod == p && s.started_once);
+        let pod = &mut pods[p];
+        pod.dirty = true;
+        let name = pod.plan.sandbox.name.clone();
+        if pod.plan.restart == Policy::Never && started {
+            self.opts
+                .reporter
+                .notice(&Notice::run(What::PauseExited { pod: name }));
+            self.fail_pod(pods, slots, p);
+            return;
+        }
+        self.opts
+            .reporter
+            .notice(&Notice::run(What::SandboxChanged { pod: name }));
+        pod.recreating = true;
+        pod.sandbox_since = status::time(Utc::now());
+        // Their namespaces are gone: no grace, as the kubelet's kill of a Pod whose sandbox
+        // changed gives none it could honour here (preStop hooks would run in dead namespaces).
+        for s in slots.iter_mut().filter(|s| s.pod == p) {
+            if let State::Running { pid, .. } = s.state {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// Pod `p`'s containers are gone: make its sandbox anew and let them start again, init
+    /// containers first (as the kubelet does after a new sandbox); the restart policy already
+    /// decided which ones run again (their exits were reaped).
+    fn recreate_sandbox(&mut self, pods: &mut [PodRun], slots: &mut [Slot], p: usize) {
+        let pod = &mut pods[p];
+        pod.dirty = true;
+        let name = pod.plan.sandbox.name.clone();
+        let Some(sandbox) = pod.sandbox.as_mut() else {
+            return;
+        };
+        match sandbox.renew(self.cfg, &pod.plan.sandbox) {
+            Ok(()) => {
+                let ip = sandbox.attachment.ip.to_string();
+                pod.recreating = false;
+                pod.sandbox_since = status::time(Utc::now());
+                self.opts
+                    .reporter
+                    .notice(&Notice::run(What::SandboxRecreated { pod: name, ip }));
+                let now = Instant::now();
+                for s in slots.iter_mut().filter(|s| s.pod == p) {
+                    match s.state {
+                        // Init containers run again, in order, before the others start.
+                        State::Done if s.role == Role::Init => {
+                            s.state = State::Waiting { at: now };
+                            s.restarts += 1;
+                        }
+                        State::Done => {}
+                        _ => {}
+                    }
+                    if !matches!(s.state, State::Done) {
+                        s.started_once = false;
+                    }
+                }
+            }
+            Err(e) => {
+                self.opts.reporter.notice(&Notice::run(What::SandboxFailed {
+                    pod: name,
+                    message: chain(&e),
+                }));
+                pods[p].recreating = false;
+                self.fail_pod(pods, slots, p);
+            }
+        }
+    }
+
+    /// Pod `p` failed as a whole: stop it now.
+    fn fail_pod(&mut self, pods: &mut [PodRun], slots: &mut [Slot], p: usize) {
+        let pod = &mut pods[p];
+        pod.failed = Some(1);
+        pod.dirty = true;
+        pod.stop = Some(Stop {
+            deadline: Instant::now(),
+            grace: Duration::ZERO,
+            killed: false,
+        });
+        self.stop_pod(pods, p, slots);
     }
 
     /// The soonest thing the loop must do by itself: a stop deadline, a (re)start, a probe, a
