@@ -523,8 +523,7 @@ fn spawn_pause(cfg: &Config, hostname: &str, network: &Network) -> Result<Child,
     }
     let mut cmd = Command::new(&cfg.pause);
     crate::sys::inherit_only_stdio(&mut cmd);
-    cmd
-        .args(args)
+    cmd.args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
