@@ -73,6 +73,10 @@ pub struct SandboxSpec {
     pub cgroup: String,
     /// Image digests the Pod's containers run (kept by `image prune` while the Pod lives).
     pub images: Vec<String>,
+    /// One PID namespace for the whole Pod, with pause as its PID 1 (Kubernetes'
+    /// `shareProcessNamespace`); containers join it through [`Sandbox::pause_pid_ns`].
+    #[serde(default)]
+    pub share_pid: bool,
 }
 
 /// A Pod's sandbox, alive.
@@ -154,6 +158,12 @@ impl Sandbox {
         PathBuf::from(format!("/proc/{}/ns/{ns}", self.pause.id()))
     }
 
+    /// The Pod's shared PID namespace (pause started with `--pid` made it for its children:
+    /// `pid_for_children`, where its init runs as PID 1).
+    pub fn pause_pid_ns(&self) -> PathBuf {
+        self.pause_ns("pid_for_children")
+    }
+
     /// Whether pause has died (the sandbox is then NotReady).
     pub fn pause_exited(&mut self) -> bool {
         if matches!(self.pause.try_wait(), Ok(Some(_)) | Err(_)) {
@@ -211,7 +221,7 @@ fn build(
     journal.record(Resource::Cgroup {
         path: spec.cgroup.clone(),
     })?;
-    let pause = spawn_pause(cfg, &spec.hostname, &spec.network)?;
+    let pause = spawn_pause(cfg, &spec.hostname, &spec.network, spec.share_pid)?;
     let pid = pause.id() as i32;
     let started = start_time(pid).unwrap_or(0);
     // Recorded right after the fork: its PID cannot be known before.
@@ -415,7 +425,12 @@ fn unattached() -> Attachment {
 
 /// Start pause and wait until it reports that the namespaces exist (a new network namespace,
 /// the host's, or a joined one; IPC and UTS are always new).
-fn spawn_pause(cfg: &Config, hostname: &str, network: &Network) -> Result<Child, Error> {
+fn spawn_pause(
+    cfg: &Config,
+    hostname: &str,
+    network: &Network,
+    share_pid: bool,
+) -> Result<Child, Error> {
     let err = |source| Error::Pause {
         path: cfg.pause.clone(),
         source,
@@ -433,6 +448,9 @@ fn spawn_pause(cfg: &Config, hostname: &str, network: &Network) -> Result<Child,
             args.push("--netns".into());
             args.push(path.into());
         }
+    }
+    if share_pid {
+        args.push("--pid".into());
     }
     let mut child = Command::new(&cfg.pause)
         .args(args)

@@ -153,6 +153,11 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
         }
     }
     let psc = spec.security_context.clone().unwrap_or_default();
+    let node_security = crate::security::Host::detect();
+    let sysctls = crate::security::sysctls(&node_security, pod).unwrap_or_else(|e| {
+        errors.extend(e);
+        Default::default()
+    });
     let qos = resources::pod_qos(spec.containers.iter().chain(&spec.init_containers));
     let node_memory = resources::node_memory();
     let mut containers = Vec::new();
@@ -205,6 +210,12 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
         }
         let sc = c.security_context.clone().unwrap_or_default();
         let caps = sc.capabilities.clone().unwrap_or_default();
+        let security =
+            crate::security::container(&node_security, pod, c, &format!("spec.{list}[{i}]"))
+                .unwrap_or_else(|e| {
+                    errors.extend(e);
+                    Default::default()
+                });
         let plan = ContainerPlan {
             name: c.name.clone(),
             image: c.image.clone().unwrap_or_default(),
@@ -247,6 +258,7 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
             termination_message_path: c.termination_message_path.clone().unwrap_or_default(),
             termination_message_fallback: c.termination_message_policy.as_deref()
                 == Some("FallbackToLogsOnError"),
+            security,
         };
         if list == "containers" {
             containers.push(plan);
@@ -281,6 +293,10 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
             host_ports,
             masquerade: !host_network,
             images,
+            host_pid: spec.host_pid == Some(true),
+            host_ipc: spec.host_ipc == Some(true),
+            share_pid: spec.share_process_namespace == Some(true),
+            sysctls,
         },
         init_containers,
         containers,

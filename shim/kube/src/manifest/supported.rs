@@ -38,6 +38,18 @@ const SUPPORTED: &[&str] = &[
     "spec.containers[].{terminationMessagePath,terminationMessagePolicy}",
     "spec.containers[].securityContext.{runAsUser,runAsGroup,runAsNonRoot,allowPrivilegeEscalation,readOnlyRootFilesystem}",
     "spec.containers[].securityContext.capabilities.{add,drop}",
+    // containerd's meaning (`crate::security`, `crate::spec`): every capability and device, no
+    // masking, no seccomp; `Unmasked` /proc; seccomp and AppArmor profiles (AppArmor refused as
+    // the kubelet refuses it where the host has none).
+    "spec.containers[].securityContext.{privileged,procMount}",
+    "spec.containers[].securityContext.{seccompProfile,appArmorProfile}.{type,localhostProfile}",
+    "spec.securityContext.{seccompProfile,appArmorProfile}.{type,localhostProfile}",
+    // The kubelet's safe set, others behind PODSHIM_ALLOWED_UNSAFE_SYSCTLS.
+    "spec.securityContext.sysctls[].{name,value}",
+    // The host's PID or IPC namespace; one PID namespace with pause as PID 1.
+    "spec.{hostPID,hostIPC,shareProcessNamespace}",
+    // Recorded and reported through `fieldRef` (no API server, no token).
+    "spec.{serviceAccountName,serviceAccount}",
     // Only the names in CONTAINER_RESOURCES (checked in `check_values`).
     "spec.containers[].resources.{limits,requests}",
     "spec.volumes[].name",

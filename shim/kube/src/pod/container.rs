@@ -16,7 +16,7 @@ use podshim_engine::{Container, Create, Stdio};
 
 use super::process::{self, User};
 use super::{PodError, Sandbox};
-use crate::spec::{self, Bind, ContainerSpec, HostLimits};
+use crate::spec::{self, Bind, ContainerSpec, HostLimits, Namespace};
 use podshim_engine::cgroups::Cgroups;
 use podshim_engine::config::Config;
 
@@ -63,6 +63,9 @@ pub struct ContainerPlan {
     /// `terminationMessagePolicy: FallbackToLogsOnError`.
     #[serde(default)]
     pub termination_message_fallback: bool,
+    /// Privileged, procMount, capabilities, seccomp and AppArmor, resolved (`crate::security`).
+    #[serde(default)]
+    pub security: crate::security::ContainerSecurity,
 }
 
 /// A started container: its init PID (our child) and the read ends of its stdout and stderr.
@@ -238,15 +241,34 @@ pub fn start(
         additional_gids: user.additional_gids,
         rootfs: rootfs.clone(),
         readonly_rootfs: plan.readonly_rootfs,
-        capabilities: spec::capabilities(&plan.cap_add, &plan.cap_drop),
+        capabilities: plan.security.capabilities.clone(),
         no_new_privileges: plan.no_new_privileges,
         netns: sandbox.netns.clone(),
-        ipcns: sandbox.pause_ns("ipc"),
         utsns: sandbox.pause_ns("uts"),
+        ipc: match sandbox.spec.host_ipc {
+            true => Namespace::Host,
+            false => Namespace::Join(sandbox.pause_ns("ipc")),
+        },
+        pid: if sandbox.spec.host_pid {
+            Namespace::Host
+        } else if sandbox.spec.share_pid {
+            Namespace::Join(sandbox.pause_pid_ns())
+        } else {
+            Namespace::Own
+        },
         cgroups_path,
         binds,
         resources,
         limits: HostLimits::read(),
+        privileged: plan.security.privileged,
+        unmasked_proc: plan.security.unmasked_proc,
+        devices: match plan.security.privileged {
+            true => spec::devices::host_devices(std::path::Path::new("/dev")),
+            false => vec![],
+        },
+        seccomp: plan.security.seccomp.clone(),
+        apparmor_profile: plan.security.apparmor_profile.clone(),
+        sysctls: sandbox.spec.sysctls.clone(),
     };
     let spec = spec::build(&spec).map_err(|e| PodError::Runtime {
         container: name.clone(),

@@ -53,6 +53,18 @@ pub struct SandboxSpec {
     /// Manifest digests of the images the Pod's containers run, recorded in its journal so
     /// that `podshim image prune` keeps them while the Pod lives.
     pub images: Vec<String>,
+    /// `hostPID`: containers see the host's processes.
+    #[serde(default)]
+    pub host_pid: bool,
+    /// `hostIPC`: containers use the host's IPC namespace.
+    #[serde(default)]
+    pub host_ipc: bool,
+    /// `shareProcessNamespace`: one PID namespace, pause its PID 1.
+    #[serde(default)]
+    pub share_pid: bool,
+    /// The Pod's admitted sysctls, set in every container.
+    #[serde(default)]
+    pub sysctls: std::collections::BTreeMap<String, String>,
 }
 
 impl SandboxSpec {
@@ -85,6 +97,7 @@ impl SandboxSpec {
                 .collect(),
             cgroup: Cgroups::pod_path(&self.uid),
             images: self.images.clone(),
+            share_pid: self.share_pid,
         }
     }
 }
@@ -95,6 +108,8 @@ pub struct Sandbox {
     pub engine: engine::Sandbox,
     /// `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname` sources, bind-mounted into containers.
     pub etc: Vec<(PathBuf, &'static str)>,
+    /// What it was made from (its containers' namespaces and sysctls follow it).
+    pub spec: SandboxSpec,
 }
 
 impl Deref for Sandbox {
@@ -131,6 +146,7 @@ impl Sandbox {
             Ok(etc) => Ok(Sandbox {
                 engine: sandbox,
                 etc,
+                spec: spec.clone(),
             }),
             Err(error) => {
                 let _ = sandbox.pause.kill();

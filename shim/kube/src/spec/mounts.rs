@@ -97,17 +97,27 @@ fn mount(
 }
 
 /// The spec's mount list, in the order they are mounted.
-pub fn build(binds: &[Bind]) -> Result<Vec<Mount>, SpecError> {
+pub fn build(binds: &[Bind], privileged: bool) -> Result<Vec<Mount>, SpecError> {
+    // containerd (`WithWriteableSysfs`, `WithWriteableCgroupfs`): a privileged container gets
+    // `/sys` and the cgroups read-write.
+    let writable = |options: &[&'static str]| -> Vec<&'static str> {
+        let mut o = options.to_vec();
+        if privileged {
+            o.retain(|x| *x != "ro");
+        }
+        o
+    };
     let mut mounts = KERNEL_FILESYSTEMS
         .iter()
-        .map(|(dest, typ, source, options)| mount(*dest, typ, *source, options))
+        .map(|(dest, typ, source, options)| mount(*dest, typ, *source, &writable(options)))
         .collect::<Result<Vec<_>, _>>()?;
-    // Read-only: the engine makes it the container's own cgroups (`Cgroups::harden`).
+    // Read-only: the engine makes it the container's own cgroups (`Cgroups::harden`); a
+    // privileged container's stays the host's, writable, as containerd leaves it.
     mounts.push(mount(
         "/sys/fs/cgroup",
         "cgroup",
         "cgroup",
-        &["nosuid", "noexec", "nodev", "relatime", "ro"],
+        &writable(&["nosuid", "noexec", "nodev", "relatime", "ro"]),
     )?);
     for b in binds {
         let mode = if b.readonly { "ro" } else { "rw" };
@@ -139,7 +149,7 @@ mod tests {
                 readonly: false,
             },
         ];
-        let mounts = build(&binds).unwrap();
+        let mounts = build(&binds, false).unwrap();
         let dests: Vec<_> = mounts
             .iter()
             .map(|m| m.destination().display().to_string())
