@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::manifest::{Manifest, Pod, PullPolicy, RestartPolicy};
+use crate::pod::container::MountPlan;
 use crate::pod::files::Dns;
 use crate::pod::order::Role;
 use crate::pod::resources;
@@ -130,7 +131,26 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
     // configMap and secret volumes: mounted read-only whatever the mount says, as Kubernetes does.
     let mut read_only_volumes = Vec::new();
     for (i, v) in spec.volumes.iter().enumerate() {
-        if let Some(e) = &v.empty_dir {
+        if let Some(h) = &v.host_path {
+            let type_ = h.type_.clone().unwrap_or_default();
+            let path = std::path::PathBuf::from(&h.path);
+            // Checked now, so a Pod this host cannot mount is refused before anything is made;
+            // the `…OrCreate` ones are made when the sandbox is.
+            if let Err(e) = crate::pod::host_path::prepare(&path, &type_, false) {
+                errors.push(format!(
+                    "spec.volumes[{i}].hostPath: FailedMount: MountVolume.SetUp failed for \
+                     volume {:?} : {e}",
+                    v.name
+                ));
+            }
+            volumes.push(VolumeSpec {
+                name: v.name.clone(),
+                memory: false,
+                size_limit: None,
+                contents: None,
+                host_path: Some((path, type_)),
+            });
+        } else if let Some(e) = &v.empty_dir {
             volumes.push(VolumeSpec {
                 name: v.name.clone(),
                 memory: e.medium.as_deref() == Some("Memory"),
@@ -140,6 +160,7 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
                     .and_then(|q| q.to_bytes())
                     .map(|b| b.max(0) as u64),
                 contents: None,
+                host_path: None,
             });
         } else if let Some(c) = resolve::volume_contents(&cx, i, v, &mut errors) {
             read_only_volumes.push(v.name.clone());
@@ -149,6 +170,7 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
                 // A small tmpfs: the payload plus room for the atomic writer's metadata.
                 size_limit: c.secret.then(|| c.projection.size() + (1 << 20)),
                 contents: Some(c.projection),
+                host_path: None,
             });
         }
     }
@@ -242,12 +264,24 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
             mounts: c
                 .volume_mounts
                 .iter()
-                .map(|m| {
-                    (
-                        m.name.clone(),
-                        m.mount_path.clone(),
-                        m.read_only.unwrap_or(false) || read_only_volumes.contains(&m.name),
-                    )
+                .map(|m| MountPlan {
+                    volume: m.name.clone(),
+                    path: m.mount_path.clone(),
+                    read_only: m.read_only.unwrap_or(false) || read_only_volumes.contains(&m.name),
+                    sub_path: m.sub_path_expr.clone().or_else(|| m.sub_path.clone()),
+                    expand: m.sub_path_expr.is_some(),
+                    propagation: match m.mount_propagation.as_deref() {
+                        Some("HostToContainer") => "rslave",
+                        Some("Bidirectional") => "rshared",
+                        _ => "rprivate",
+                    }
+                    .into(),
+                    // `IfPossible` is `Enabled` on the kernels podshim runs on (mount_setattr(2)
+                    // since 5.12).
+                    recursive_read_only: matches!(
+                        m.recursive_read_only.as_deref(),
+                        Some("Enabled" | "IfPossible")
+                    ) && m.read_only == Some(true),
                 })
                 .collect(),
             resources: resources::container_resources(c, qos, node_memory),

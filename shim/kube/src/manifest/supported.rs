@@ -27,7 +27,11 @@ const SUPPORTED: &[&str] = &[
     // DNAT from the host port to the Pod (nftables), checked free before the Pod starts.
     "spec.containers[].ports[].{containerPort,name,protocol,hostPort,hostIP}",
     "spec.hostNetwork",
-    "spec.containers[].volumeMounts[].{name,mountPath,readOnly}",
+    // subPath and subPathExpr resolved inside the volume (`pod::subpath`); propagation and
+    // recursive read-only as bind options.
+    "spec.containers[].volumeMounts[].{name,mountPath,readOnly,subPath,subPathExpr,mountPropagation,recursiveReadOnly}",
+    // The kubelet's type checks, `…OrCreate` made (`pod::host_path`).
+    "spec.volumes[].hostPath.{path,type}",
     // Probes and hooks, run by the supervisor; httpGet only with scheme HTTP (checked in
     // `check_values`). Not the tcpSocket hook (deprecated), httpGet `protocol` or grpc `mode`.
     "spec.containers[].{livenessProbe,readinessProbe,startupProbe}.{initialDelaySeconds,timeoutSeconds,periodSeconds,successThreshold,failureThreshold,terminationGracePeriodSeconds}",

@@ -346,7 +346,7 @@ mod tests {
                   "resources": {"limits": {"memory": "1Gi", "hugepages-2Mi": "2Mi"},
                     "requests": {"ephemeral-storage": "1Gi"}, "claims": [{"name": "gpu"}]}}],
                 "resources": {"limits": {"cpu": "1"}},
-                "volumes": [{"name": "v", "hostPath": {"path": "/"}},
+                "volumes": [{"name": "v", "gitRepo": {"repository": "r"}},
                             {"name": "w", "emptyDir": {"medium": "HugePages"}}]
             }
         });
@@ -359,7 +359,7 @@ mod tests {
             "spec.containers[0].env[0].valueFrom.fileKeyRef: Forbidden: not supported by podshim yet",
             r#"spec.containers[0].env[1].valueFrom.resourceFieldRef.resource: Unsupported value: "limits.ephemeral-storage": supported values: "limits.cpu", "limits.memory", "requests.cpu", "requests.memory""#,
             "spec.containers[0].securityContext.seLinuxOptions: Forbidden: not supported by podshim yet",
-            "spec.volumes[0].hostPath: Forbidden: not supported by podshim yet",
+            "spec.volumes[0].gitRepo: Forbidden: not supported by podshim yet",
             "spec.containers[0].resources.limits[hugepages-2Mi]: Forbidden: not supported by podshim yet",
             "spec.containers[0].resources.requests[ephemeral-storage]: Forbidden: not supported by podshim yet",
             "spec.containers[0].resources.claims: Forbidden: not supported by podshim yet",

@@ -29,6 +29,9 @@ pub struct VolumeSpec {
     pub size_limit: Option<u64>,
     /// The files of a `configMap` or `secret` volume.
     pub contents: Option<Projection>,
+    /// A `hostPath` volume: the host's path and its `type` (the engine makes nothing for it).
+    #[serde(default)]
+    pub host_path: Option<(PathBuf, String)>,
 }
 
 /// What the sandbox is made of, resolved from the Pod manifest.
@@ -89,6 +92,7 @@ impl SandboxSpec {
             volumes: self
                 .volumes
                 .iter()
+                .filter(|v| v.host_path.is_none())
                 .map(|v| Volume {
                     name: v.name.clone(),
                     memory: v.memory,
@@ -131,6 +135,16 @@ impl Sandbox {
         let mut sandbox = engine::Sandbox::create(cfg, &spec.engine())?;
         let filled = (|| {
             let etc = write_etc(&sandbox.dir, spec, &sandbox.attachment)?;
+            for v in &spec.volumes {
+                if let Some((path, type_)) = &v.host_path {
+                    super::host_path::prepare(path, type_, true).map_err(|e| PodError::Io {
+                        what: "prepare the hostPath volume",
+                        path: path.clone(),
+                        source: std::io::Error::other(e),
+                    })?;
+                    sandbox.volumes.insert(v.name.clone(), path.clone());
+                }
+            }
             for v in &spec.volumes {
                 if let (Some(contents), Some(path)) = (&v.contents, sandbox.volumes.get(&v.name)) {
                     projection::write(path, contents).map_err(|source| PodError::Io {

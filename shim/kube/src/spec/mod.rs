@@ -54,6 +54,24 @@ pub struct Bind {
     pub source: PathBuf,
     pub destination: String,
     pub readonly: bool,
+    /// `rprivate` (Kubernetes' `None`), `rslave` (`HostToContainer`), `rshared`
+    /// (`Bidirectional`).
+    pub propagation: &'static str,
+    /// `recursiveReadOnly`: every mount below read-only too (`rro`, mount_setattr(2)).
+    pub recursive_readonly: bool,
+}
+
+impl Bind {
+    /// A private bind (no propagation), read-only or not.
+    pub fn private(source: PathBuf, destination: impl Into<String>, readonly: bool) -> Bind {
+        Bind {
+            source,
+            destination: destination.into(),
+            readonly,
+            propagation: "rprivate",
+            recursive_readonly: false,
+        }
+    }
 }
 
 /// Where a container's namespace of one kind comes from.

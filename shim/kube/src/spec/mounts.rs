@@ -121,12 +121,11 @@ pub fn build(binds: &[Bind], privileged: bool) -> Result<Vec<Mount>, SpecError> 
     )?);
     for b in binds {
         let mode = if b.readonly { "ro" } else { "rw" };
-        mounts.push(mount(
-            b.destination.as_str(),
-            "bind",
-            &b.source,
-            &["rbind", "rprivate", mode],
-        )?);
+        let mut options = vec!["rbind", b.propagation, mode];
+        if b.recursive_readonly {
+            options.push("rro");
+        }
+        mounts.push(mount(b.destination.as_str(), "bind", &b.source, &options)?);
     }
     Ok(mounts)
 }
@@ -138,15 +137,11 @@ mod tests {
     #[test]
     fn kernel_filesystems_come_first_then_a_read_only_cgroup_view_then_binds() {
         let binds = [
+            Bind::private("/v".into(), "/data", true),
             Bind {
-                source: "/v".into(),
-                destination: "/data".into(),
-                readonly: true,
-            },
-            Bind {
-                source: "/w".into(),
-                destination: "/work".into(),
-                readonly: false,
+                propagation: "rslave",
+                recursive_readonly: true,
+                ..Bind::private("/w".into(), "/work", false)
             },
         ];
         let mounts = build(&binds, false).unwrap();
@@ -177,7 +172,7 @@ mod tests {
             Some(std::path::Path::new("/v"))
         );
         assert_eq!(opts(7), ["rbind", "rprivate", "ro"]);
-        assert_eq!(opts(8), ["rbind", "rprivate", "rw"]);
+        assert_eq!(opts(8), ["rbind", "rslave", "rw", "rro"]);
         assert_eq!(
             mounts[3].source().as_deref(),
             Some(std::path::Path::new("shm"))

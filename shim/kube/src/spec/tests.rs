@@ -23,11 +23,7 @@ fn sample() -> ContainerSpec {
         pid: Namespace::Own,
         utsns: "/proc/9/ns/uts".into(),
         cgroups_path: "/podshim/u/c".into(),
-        binds: vec![Bind {
-            source: "/v".into(),
-            destination: "/data".into(),
-            readonly: true,
-        }],
+        binds: vec![Bind::private("/v".into(), "/data", true)],
         resources: Resources::default(),
         limits: HostLimits {
             oom_score_adj: 0,
