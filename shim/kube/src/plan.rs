@@ -27,6 +27,9 @@ pub struct PodPlan {
     pub grace_period: Duration,
     /// Things the user should know that do not stop the Pod.
     pub warnings: Vec<String>,
+    /// `activeDeadlineSeconds`: how long the Pod may be active before the kubelet fails it.
+    #[serde(default)]
+    pub active_deadline: Option<Duration>,
 }
 
 /// An init container: run to completion, or a sidecar (`restartPolicy: Always`) kept running.
@@ -135,8 +138,16 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
             let type_ = h.type_.clone().unwrap_or_default();
             let path = std::path::PathBuf::from(&h.path);
             // Checked now, so a Pod this host cannot mount is refused before anything is made;
-            // the `…OrCreate` ones are made when the sandbox is.
-            if let Err(e) = crate::pod::host_path::prepare(&path, &type_, false) {
+            // the `…OrCreate` ones are made when the sandbox is, in order, so a file may go into
+            // a directory an earlier volume makes.
+            let made_by_earlier = spec.volumes[..i].iter().any(|e| {
+                e.host_path.as_ref().is_some_and(|h| {
+                    h.type_.as_deref() == Some("DirectoryOrCreate")
+                        && path.parent().is_some_and(|p| p.starts_with(&h.path))
+                })
+            });
+            let check = if made_by_earlier { "" } else { type_.as_str() };
+            if let Err(e) = crate::pod::host_path::prepare(&path, check, false) {
                 errors.push(format!(
                     "spec.volumes[{i}].hostPath: FailedMount: MountVolume.SetUp failed for \
                      volume {:?} : {e}",
@@ -176,6 +187,21 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
     }
     let psc = spec.security_context.clone().unwrap_or_default();
     let node_security = crate::security::Host::detect();
+    // The kubelet's OS admission: a Pod for another OS is refused here.
+    if let Some(os) = spec
+        .os
+        .as_ref()
+        .and_then(|o| o.get("name"))
+        .and_then(|n| n.as_str())
+    {
+        if os != std::env::consts::OS {
+            errors.push(format!(
+                "spec.os.name: PodOSNotSupported: Failed to admit pod as the OS field doesn't \
+                 match node OS (the Pod asks for {os:?}; this node is {:?})",
+                std::env::consts::OS
+            ));
+        }
+    }
     let sysctls = crate::security::sysctls(&node_security, pod).unwrap_or_else(|e| {
         errors.extend(e);
         Default::default()
@@ -230,6 +256,20 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
         if !images.contains(&image.digest) {
             images.push(image.digest.clone());
         }
+        // This node advertises no extended resources: kube-scheduler's Fit filter leaves the
+        // Pod Pending with its message.
+        let extended: Vec<&String> = c
+            .resources
+            .iter()
+            .flat_map(|r| r.requests.keys().chain(r.limits.keys()))
+            .filter(|n| crate::manifest::unsupported::is_extended_resource(n))
+            .collect();
+        if let Some(name) = extended.first() {
+            errors.push(format!(
+                "spec.{list}[{i}].resources: Unschedulable: 0/1 nodes are available: 1 \
+                 Insufficient {name}. (this node has no {name} to give)"
+            ));
+        }
         let sc = c.security_context.clone().unwrap_or_default();
         let caps = sc.capabilities.clone().unwrap_or_default();
         let security =
@@ -256,7 +296,13 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
             run_as_user: sc.run_as_user.or(psc.run_as_user),
             run_as_group: sc.run_as_group.or(psc.run_as_group),
             run_as_non_root: sc.run_as_non_root.or(psc.run_as_non_root).unwrap_or(false),
-            supplemental_groups: psc.supplemental_groups.clone(),
+            // containerd's CRI adds fsGroup to the container's supplementary groups.
+            supplemental_groups: psc
+                .supplemental_groups
+                .iter()
+                .copied()
+                .chain(psc.fs_group)
+                .collect(),
             cap_add: caps.add.clone(),
             cap_drop: caps.drop.clone(),
             no_new_privileges: sc.allow_privilege_escalation == Some(false),
@@ -331,6 +377,7 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
             host_ipc: spec.host_ipc == Some(true),
             share_pid: spec.share_process_namespace == Some(true),
             sysctls,
+            fs_group: psc.fs_group.map(|g| g as u32),
         },
         init_containers,
         containers,
@@ -343,5 +390,8 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
         grace_period: Duration::from_secs(
             spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64,
         ),
+        active_deadline: spec
+            .active_deadline_seconds
+            .map(|s| Duration::from_secs(s.max(0) as u64)),
     })
 }

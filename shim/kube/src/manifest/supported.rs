@@ -60,10 +60,22 @@ const SUPPORTED: &[&str] = &[
     "spec.volumes[].emptyDir.{medium,sizeLimit}",
     "spec.volumes[].{configMap.name,secret.secretName}",
     "spec.volumes[].{configMap,secret}.{defaultMode,optional,items[].{key,path,mode}}",
+    // Files of Pod fields and container resources, and projections of several sources
+    // (`resolve::volume`); not the service account token, trust bundles or Pod certificates.
+    "spec.volumes[].downwardAPI.{defaultMode,items[].{path,mode,fieldRef.{apiVersion,fieldPath},resourceFieldRef.{containerName,resource,divisor}}}",
+    "spec.volumes[].projected.{defaultMode,sources[].{secret,configMap}.{name,optional,items[].{key,path,mode}}}",
+    "spec.volumes[].projected.sources[].downwardAPI.items[].{path,mode,fieldRef.{apiVersion,fieldPath},resourceFieldRef.{containerName,resource,divisor}}",
     "spec.{restartPolicy,terminationGracePeriodSeconds,hostname,subdomain,dnsPolicy}",
+    // The kubelet's active deadline: the Pod fails with DeadlineExceeded and is stopped.
+    "spec.activeDeadlineSeconds",
     "spec.dnsConfig.{nameservers,searches,options[].{name,value}}",
     "spec.hostAliases[].{ip,hostnames}",
     "spec.securityContext.{runAsUser,runAsGroup,runAsNonRoot,supplementalGroups}",
+    // The volumes' group (setgid, group read-write) and an extra group of every container; the
+    // volumes are new with the Pod, so both change policies mean the same.
+    "spec.securityContext.{fsGroup,fsGroupChangePolicy}",
+    // Checked against this node's OS (the kubelet's admission).
+    "spec.os.name",
     // Credentials for pulls, from `kubernetes.io/dockerconfigjson` Secrets of the same file.
     "spec.imagePullSecrets[].name",
     // Scheduling on this one node (`crate::schedule`), and priority as the Priority admission

@@ -224,6 +224,19 @@ fn check_values(doc: &Value) -> Vec<FieldError> {
     errs
 }
 
+/// An extended resource name (`IsExtendedResourceName`): a domain-prefixed name outside
+/// `kubernetes.io/` that is not a quota `requests.` name.
+pub(crate) fn is_extended_resource(name: &str) -> bool {
+    match name.split_once('/') {
+        Some((domain, _)) => {
+            !(domain == "kubernetes.io"
+                || domain.ends_with(".kubernetes.io")
+                || name.starts_with("requests."))
+        }
+        None => false,
+    }
+}
+
 /// The resource names and `resourceFieldRef`s of `spec.<list_name>[]` podshim implements.
 fn check_container_values(doc: &Value, list_name: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
@@ -236,7 +249,9 @@ fn check_container_values(doc: &Value, list_name: &str) -> Vec<FieldError> {
                 .and_then(|r| r.get(list))
                 .and_then(Value::as_object);
             for (name, _) in names.into_iter().flatten() {
-                if !CONTAINER_RESOURCES.contains(&name.as_str()) {
+                // Extended resources are the scheduler's to refuse (this node has none):
+                // `crate::plan` says so in its words.
+                if !CONTAINER_RESOURCES.contains(&name.as_str()) && !is_extended_resource(name) {
                     let p = spec
                         .child(list_name)
                         .index(i)

@@ -68,6 +68,9 @@ pub struct SandboxSpec {
     /// The Pod's admitted sysctls, set in every container.
     #[serde(default)]
     pub sysctls: std::collections::BTreeMap<String, String>,
+    /// `securityContext.fsGroup`: the group that owns the Pod's volumes (not hostPaths).
+    #[serde(default)]
+    pub fs_group: Option<u32>,
 }
 
 impl SandboxSpec {
@@ -153,6 +156,17 @@ impl Sandbox {
                         source,
                     })?;
                 }
+                let dir = sandbox.volumes.get(&v.name);
+                if let (Some(gid), Some(dir), None) = (spec.fs_group, dir, &v.host_path) {
+                    // Read-only for the group where the volume's files are (the kubelet's
+                    // `SetVolumeOwnership`: 0440 for configMap, secret, downwardAPI, projected).
+                    let read_only = v.contents.is_some();
+                    set_volume_ownership(dir, gid, read_only).map_err(|source| PodError::Io {
+                        what: "give the fsGroup the volume",
+                        path: dir.clone(),
+                        source,
+                    })?;
+                }
             }
             Ok(etc)
         })();
@@ -182,6 +196,31 @@ impl Sandbox {
     pub fn destroy(self) -> Vec<String> {
         self.engine.destroy()
     }
+}
+
+/// The kubelet's `SetVolumeOwnership` for `fsGroup`: every file and directory of the volume
+/// group-owned by `gid`, group read-write (read-only for `read_only` volumes), directories
+/// setgid so new files inherit the group. Symlinks (the atomic writer's) are left as they are.
+fn set_volume_ownership(dir: &Path, gid: u32, read_only: bool) -> std::io::Result<()> {
+    let meta = fs::symlink_metadata(dir)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(dir, None, Some(gid))?;
+    let mut mask = if read_only { 0o440 } else { 0o660 };
+    if meta.is_dir() {
+        mask |= 0o2000 | 0o110;
+    }
+    fs::set_permissions(
+        dir,
+        fs::Permissions::from_mode(meta.permissions().mode() | mask),
+    )?;
+    if meta.is_dir() {
+        for e in fs::read_dir(dir)? {
+            set_volume_ownership(&e?.path(), gid, read_only)?;
+        }
+    }
+    Ok(())
 }
 
 fn write_etc(

@@ -116,6 +116,8 @@ pub fn run(cfg: &Config, jobs: Vec<PodJob>, mut opts: Options) -> Result<i32, Ru
         };
         match created {
             Ok(sb) => pods.push(PodRun {
+                active_deadline: job.plan.active_deadline.map(|d| Instant::now() + d),
+                deadline_exceeded: false,
                 plan: job.plan,
                 object: job.object,
                 sandbox: Some(sb),

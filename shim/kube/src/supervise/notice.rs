@@ -70,6 +70,10 @@ pub enum What {
     PauseExited {
         pod: String,
     },
+    /// The Pod's `activeDeadlineSeconds` ran out: the Pod is failed and stopped.
+    DeadlineExceeded {
+        pod: String,
+    },
     /// The Pod's record could not be written or removed.
     Record {
         message: String,
@@ -109,6 +113,11 @@ impl fmt::Display for What {
             What::PauseExited { pod } => {
                 write!(f, "pod {pod}: the pause process exited; stopping the pod")
             }
+            What::DeadlineExceeded { pod } => write!(
+                f,
+                "pod {pod}: DeadlineExceeded: Pod was active on the node longer than the \
+                 specified deadline; stopping the pod"
+            ),
             What::Record { message } => f.write_str(message),
             What::Teardown { problem } => write!(f, "teardown: {problem}"),
         }

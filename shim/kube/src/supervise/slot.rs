@@ -109,6 +109,11 @@ pub(super) struct PodRun {
     pub(super) host_ip: String,
     /// The record needs rewriting.
     pub(super) dirty: bool,
+    /// When `activeDeadlineSeconds` runs out (counted from the Pod's start, as the kubelet
+    /// counts from `status.startTime`).
+    pub(super) active_deadline: Option<Instant>,
+    /// Set when that deadline failed the Pod (status reason `DeadlineExceeded`).
+    pub(super) deadline_exceeded: bool,
 }
 
 /// A stopping Pod: containers get their stop signal in order, SIGKILL at the deadline.
