@@ -291,3 +291,37 @@ fn apparmor_refused_without_apparmor_service_account_and_proc_mount() {
     assert_eq!(value(&out, "c", "keys"), "visible", "{out}");
     inst.assert_clean(&[&u]);
 }
+
+/// "activeDeadlineSeconds: Optional duration in seconds the pod may be active on the node
+/// relative to StartTime before the system will actively try to mark it failed and kill
+/// associated containers" (PodSpec); the kubelet's status is reason `DeadlineExceeded`, message
+/// "Pod was active on the node longer than the specified deadline". The Pod's QoS class is in its
+/// status too ("status.qosClass", Configure Quality of Service for Pods).
+#[test]
+fn active_deadline_fails_the_pod_and_qos_class_is_reported() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(10);
+    let name = inst.name("deadline");
+    let c = container(
+        "c",
+        "trap 'echo stopped; exit 0' TERM; while true; do sleep 0.1; done",
+        "    resources: {limits: {cpu: 100m, memory: 32Mi}}\n",
+    );
+    let yaml = pod(&name, &u, "Never", &c, "  activeDeadlineSeconds: 2\n");
+    let started = std::time::Instant::now();
+    ok(&inst.detach(&yaml));
+    let v = inst.inspect(&name);
+    assert_eq!(v["status"]["qosClass"], "Guaranteed", "{v:#}");
+    let v = inst.wait_for(&name, T, "the deadline", |v| {
+        v["status"]["phase"] == "Failed"
+    });
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert_eq!(v["status"]["reason"], "DeadlineExceeded", "{v:#}");
+    assert_eq!(
+        v["status"]["message"],
+        "Pod was active on the node longer than the specified deadline"
+    );
+    ok(&inst.podshim(&["rm", "-f", &name], T));
+    inst.assert_clean(&[&u]);
+}

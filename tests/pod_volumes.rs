@@ -230,3 +230,44 @@ fn mount_propagation_and_recursive_read_only() {
     drop(mounts);
     inst.assert_clean(&[&u]);
 }
+
+/// "Store Pod fields [...] as files" with a downwardAPI volume, labels as `key="value"` lines;
+/// "A projected volume maps several existing volume sources into the same directory"
+/// (secret, configMap, downwardAPI); and "fsGroup: [...] the owning GID will be the FSGroup,
+/// the setgid bit is set [...] and the FSGroup is added to each container's supplementary
+/// groups" (Configure a Security Context for a Pod).
+#[test]
+fn downward_api_projected_and_fs_group() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(6);
+    let name = inst.name("dapi");
+    let script = "echo labels=$(cat /podinfo/labels | tr '\\n' ','); \
+                  echo cpu=$(cat /podinfo/cpu_limit); \
+                  echo all=$(ls /all | tr '\\n' ','); echo user=$(cat /all/user); \
+                  echo groups=$(id -G); echo owner=$(stat -c %g:%A /data); \
+                  touch /data/f && echo fgroup=$(stat -c %g /data/f)";
+    let mounts = "    resources: {limits: {cpu: 250m}}\n    securityContext: {runAsUser: 1000, runAsGroup: 3000}\n    volumeMounts:\n    - {name: podinfo, mountPath: /podinfo}\n    - {name: all, mountPath: /all}\n    - {name: data, mountPath: /data}\n";
+    let volumes = "  securityContext: {fsGroup: 2000}\n  volumes:\n  - name: podinfo\n    downwardAPI:\n      items:\n      - {path: labels, fieldRef: {fieldPath: metadata.labels}}\n      - path: cpu_limit\n        resourceFieldRef: {containerName: c, resource: limits.cpu, divisor: 1m}\n  - name: all\n    projected:\n      sources:\n      - secret: {name: user}\n      - configMap: {name: settings, items: [{key: mode, path: config/mode}]}\n      - downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}\n  - name: data\n    emptyDir: {}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: user}\nstringData: {user: admin}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: fast}\n";
+    let yaml = pod(&name, &u, "Never", &container("c", script, mounts), volumes)
+        .replace("  uid: ", "  labels: {app: web, tier: front}\n  uid: ");
+    let out = inst.run(&yaml, T);
+    ok(&out);
+    let out = stdout(&out);
+    assert_eq!(
+        value(&out, "c", "labels"),
+        "app=\"web\",tier=\"front\",",
+        "{out}"
+    );
+    assert_eq!(value(&out, "c", "cpu"), "250", "{out}");
+    assert_eq!(value(&out, "c", "all"), "config,name,user,", "{out}");
+    assert_eq!(value(&out, "c", "user"), "admin", "{out}");
+    let groups = value(&out, "c", "groups");
+    assert!(groups.split(' ').any(|g| g == "2000"), "{out}");
+    assert!(
+        value(&out, "c", "owner").starts_with("2000:drwxrwsrwx"),
+        "{out}"
+    );
+    assert_eq!(value(&out, "c", "fgroup"), "2000", "{out}");
+    inst.assert_clean(&[&u]);
+}

@@ -30,6 +30,9 @@ pub struct PodPlan {
     /// `activeDeadlineSeconds`: how long the Pod may be active before the kubelet fails it.
     #[serde(default)]
     pub active_deadline: Option<Duration>,
+    /// `status.qosClass`: Guaranteed, Burstable or BestEffort.
+    #[serde(default)]
+    pub qos_class: String,
 }
 
 /// An init container: run to completion, or a sidecar (`restartPolicy: Always`) kept running.
@@ -390,6 +393,7 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
         grace_period: Duration::from_secs(
             spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64,
         ),
+        qos_class: format!("{qos:?}"),
         active_deadline: spec
             .active_deadline_seconds
             .map(|s| Duration::from_secs(s.max(0) as u64)),

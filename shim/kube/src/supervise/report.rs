@@ -55,6 +55,7 @@ pub(super) fn pod_status(pod: &PodRun, p: usize, slots: &[Slot]) -> status::PodS
         start_time: Some(pod.start_time.clone()),
         init_container_statuses: init.into_iter().map(|(_, s)| s).collect(),
         container_statuses: apps,
+        qos_class: Some(pod.plan.qos_class.clone()).filter(|q| !q.is_empty()),
         reason: pod
             .deadline_exceeded
             .then(|| "DeadlineExceeded".to_string()),
