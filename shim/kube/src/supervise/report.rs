@@ -62,7 +62,6 @@ pub(super) fn pod_status(pod: &PodRun, p: usize, slots: &[Slot]) -> status::PodS
         message: pod
             .deadline_exceeded
             .then(|| "Pod was active on the node longer than the specified deadline".to_string()),
-        ..Default::default()
     }
 }
 
