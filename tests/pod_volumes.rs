@@ -254,9 +254,10 @@ fn downward_api_projected_and_fs_group() {
     let out = inst.run(&yaml, T);
     ok(&out);
     let out = stdout(&out);
+    // One `key="value"` line per label, no newline after the last (`fieldpath.FormatMap`).
     assert_eq!(
         value(&out, "c", "labels"),
-        "app=\"web\",tier=\"front\",",
+        "app=\"web\",tier=\"front\"",
         "{out}"
     );
     assert_eq!(value(&out, "c", "cpu"), "250", "{out}");
