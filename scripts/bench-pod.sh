@@ -8,6 +8,8 @@
 # Goals: (a) podshim <= 2x `runc run`; (b) podshim <= 50 ms and <= 0.1x podman.
 #
 # usage: scripts/bench-pod.sh [-n ITERATIONS] [--no-podman] [--no-build]     (as root)
+# BENCH_BASELINE=/path/to/podshim (its pause next to it) also measures that build in the same loop
+# (variants base-a/b/d, ratios against them), to compare two commits under the same load.
 # Report: stdout and target/bench/bench-pod.md. Everything runs in a private podshim instance
 # (--root under a temp dir in /var/tmp, --state under one in /run, bridge psbench0, subnet 10.123.0.0/24), a private
 # runc root and a private podman configuration/storage; all of it is removed on exit.

@@ -20,6 +20,13 @@ BRIDGE = os.environ["BENCH_BRIDGE"]
 PODSHIM = [os.path.abspath("target/release/podshim"), "--root", f"{TMP}/podshim/root",
            "--state", f"{RUN}/podshim", "--log-root", f"{TMP}/podshim/logs",
            "--bridge", BRIDGE, "--subnet", os.environ["BENCH_SUBNET"]]
+# BENCH_BASELINE: another podshim build (its pause next to it), e.g. an older commit's, run in the
+# same loop (variants base-a, base-b, base-d) with an instance of its own, to compare two
+# commits under the same load.
+BASELINE = os.environ.get("BENCH_BASELINE")
+BASE = [os.path.abspath(BASELINE), "--root", f"{TMP}/base/root", "--state", f"{RUN}/base",
+        "--log-root", f"{TMP}/base/logs", "--bridge", BRIDGE,
+        "--subnet", os.environ["BENCH_SUBNET"]] if BASELINE else None
 RUNC = ["runc", "--root", f"{RUN}/runc"]
 PM_CONF = f"{TMP}/containers.conf"
 PODMAN = ["podman", "--root", f"{TMP}/podman/root", "--runroot", f"{RUN}/podman",
@@ -132,6 +139,8 @@ def setup_podshim():
     for name, text in (("a", POD_A), ("b", POD_B), ("mem", POD_MEM), ("d", POD_D)):
         write(f"{TMP}/pod-{name}.yaml", text)
     run(PODSHIM + ["image", "import", "--name", "busybox:1.35", IMAGE])
+    if BASE:
+        run(BASE + ["image", "import", "--name", "busybox:1.35", IMAGE])
 
 
 def setup_runc():
@@ -205,10 +214,10 @@ PODMAN_CONTAINERS = {"a": ["psbench-a-c"], "b": ["psbench-b-one", "psbench-b-two
 bridge_left = 0
 
 
-def podshim_cycle(v, keep=False):
+def podshim_cycle(v, keep=False, cmd=None):
     global bridge_left
     extra = ["--keep-bridge"] if keep else []
-    dt, _ = run(PODSHIM + extra + ["run", f"{TMP}/pod-{v}.yaml"])
+    dt, _ = run((cmd or PODSHIM) + extra + ["run", f"{TMP}/pod-{v}.yaml"])
     if not keep and os.path.exists(f"/sys/class/net/{BRIDGE}"):
         bridge_left += 1
     return dt
@@ -287,23 +296,24 @@ detached = {"podshim": [], "podman": []}
 steady = {}
 
 
-def podshim_detached(settle=1.0, record=True):
+def podshim_detached(settle=1.0, record=True, cmd=None, key="podshim"):
     """`run -d` + `rm -f` of a two-container Pod; RSS/PSS of the supervisor and pause in between.
     Returns the two times."""
-    t_run, _ = run(PODSHIM + ["run", "-d", f"{TMP}/pod-d.yaml"])
+    cmd = cmd or PODSHIM
+    t_run, _ = run(cmd + ["run", "-d", f"{TMP}/pod-d.yaml"])
     time.sleep(settle)  # the supervisor waits in its loop
-    _, p = run(PODSHIM + ["ps", "-o", "wide"])
+    _, p = run(cmd + ["ps", "-o", "wide"])
     row = [l.split() for l in p.stdout.splitlines() if " psbench-d " in f" {l} "]
     sup = int(row[0][-1])
     procs = [(sup, "supervisor")] + [(c, proc_status(c).get("Name", "?")) for c in descendants(sup)]
     pause = [c for c, n in procs if n == "pause"]
     mem = [(n, kb(proc_status(c)), smaps_rollup(c).get("Pss", 0)) for c, n in procs
            if c == sup or c in pause]
-    t_rm, _ = run(PODSHIM + ["rm", "-f", "--grace-period", "0", "psbench-d"])
+    t_rm, _ = run(cmd + ["rm", "-f", "--grace-period", "0", "psbench-d"])
     if record:
-        detached["podshim"].append((t_run, t_rm, mem))
+        detached.setdefault(key, []).append((t_run, t_rm, mem))
     else:
-        steady["podshim"] = mem
+        steady[key] = mem
     return t_run + t_rm
 
 
@@ -422,6 +432,10 @@ def main():
     if use_podman:
         variants.append(("podman-b", lambda: podman_cycle("b")))
     variants.append(("podshim-d", podshim_detached))
+    if BASE:
+        variants += [("base-a", lambda: podshim_cycle("a", cmd=BASE)),
+                     ("base-b", lambda: podshim_cycle("b", cmd=BASE)),
+                     ("base-d", lambda: podshim_detached(cmd=BASE, key="base"))]
     if use_podman:
         variants.append(("podman-d", podman_detached))
     times = {name: [] for name, _ in variants}
@@ -430,7 +444,7 @@ def main():
             dt = cycle()
             if i >= WARMUP:
                 times[name].append(dt)
-            elif name in ("podshim-d", "podman-d"):
+            elif name in ("podshim-d", "podman-d", "base-d"):
                 detached[name[:-2]].pop()
             elif name.startswith("podman"):
                 podman_phases[name[-1]].pop()
@@ -440,6 +454,8 @@ def main():
     # Steady state: one Pod each, sampled after 12 s (an idle supervisor trims its resident
     # memory 10 s after its last work).
     podshim_detached(settle=12, record=False)
+    if BASE:
+        podshim_detached(settle=12, record=False, cmd=BASE, key="base")
     if use_podman:
         podman_detached(settle=12, record=False)
     load_end = loadavg()
@@ -464,6 +480,9 @@ def main():
             "podman-b": "`podman kube play` + `wait` + `pod rm -f -t 0`, 2 containers + emptyDir",
             "podshim-d": "`podshim run -d` + `rm -f --grace-period 0`, 2 `sleep` containers",
             "podman-d": "`podman kube play` (detached) + `pod rm -f -t 0`, 2 `sleep` containers",
+            "base-a": f"`podshim run`, 1 container, baseline build ({BASELINE})",
+            "base-b": "`podshim run`, 2 containers + shared emptyDir, baseline build",
+            "base-d": "`podshim run -d` + `rm -f --grace-period 0`, baseline build",
             "net-floor": "kernel floor of a Pod's network: one `ip -batch` makes a netns, a bridge "
                          "and a veth pair into the netns, deletes both links in one batch and the netns"}
     med = {}
@@ -500,6 +519,11 @@ def main():
     lines.append(f"| podshim-b median (ms) | {b:.1f} | ≤ 50 | {'yes' if b <= 50 else 'NO'} |")
     bk = med["podshim-b-keep"]
     lines.append(f"| podshim-b-keep median (ms) | {bk:.1f} | ≤ 50 | {'yes' if bk <= 50 else 'NO'} |")
+    if BASE:
+        for v in "abd":
+            r = med[f"podshim-{v}"] / med[f"base-{v}"]
+            lines.append(f"| podshim-{v} / base-{v} (this build against the baseline) | {r:.3f} | "
+                         f"≤ 1.05 | {'yes' if r <= 1.05 else 'NO'} |")
     floor = med["runc"] + med["net-floor"]
     lines.append(f"| (runc + net-floor) / runc: what (a) would be if podshim added only the "
                  f"kernel's network work to `runc run` | {floor / med['runc']:.2f} | ≤ 2 | "

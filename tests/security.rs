@@ -395,3 +395,67 @@ fn teardown_removes_child_cgroups_of_a_container() {
     assert!(left.is_empty(), "container state left: {left:?}");
     inst.assert_clean(&[&u]);
 }
+
+/// Every process holding `path` open, by PID.
+fn holders_of(path: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for proc in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(fds) = std::fs::read_dir(proc.path().join("fd")) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == path))
+        {
+            let cmd = std::fs::read(proc.path().join("cmdline")).unwrap_or_default();
+            found.push(format!(
+                "{} {}",
+                proc.file_name().to_string_lossy(),
+                String::from_utf8_lossy(&cmd).replace('\0', " ")
+            ));
+        }
+    }
+    found
+}
+
+#[test]
+fn a_detached_pods_processes_keep_no_descriptor_podshim_inherited() {
+    // `flock LOCK podshim run -d` (or a CI runner's pipe) hands podshim a descriptor without
+    // close-on-exec; the supervisor and pause live as long as the Pod and must not keep it.
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(4);
+    let name = inst.name("fds");
+    let c = podshim_tests::container("app", "sleep 600", "");
+    let manifest = inst.dir.join("fds.yaml");
+    std::fs::write(&manifest, podshim_tests::pod(&name, &u, "Never", &c, "")).unwrap();
+    let marker = inst.dir.join("inherited");
+    std::fs::write(&marker, "").unwrap();
+    let podshim = inst.command();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("exec 7>>\"$0\"; exec \"$@\" run -d \"$MANIFEST\"")
+        .arg(&marker)
+        .arg(podshim.get_program())
+        .args(podshim.get_args())
+        .envs(
+            podshim
+                .get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        )
+        .env("MANIFEST", &manifest)
+        .output()
+        .unwrap();
+    ok(&out);
+    let supervisor = inst
+        .supervisor_pid(&name)
+        .expect("the Pod has a supervisor");
+    let holders = holders_of(&marker);
+    let rm = inst.podshim(&["rm", "-f", "--grace-period", "0", &name], T);
+    ok(&rm);
+    assert!(
+        holders.is_empty(),
+        "the Pod's processes (supervisor {supervisor}) keep podshim's inherited fd 7: {holders:?}"
+    );
+    inst.assert_clean(&[&u]);
+}

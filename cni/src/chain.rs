@@ -413,7 +413,6 @@ mod tests {
     /// A directory of fake plugins that record each call (`CNI_*` variables, then stdin) in
     /// `call.N`, N counting up; a plugin whose name starts with `fail` answers with an error.
     fn fake_plugins(names: &[&str]) -> tempfile::TempDir {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let script = r#"#!/bin/sh
 dir=$(dirname "$0")
@@ -426,11 +425,21 @@ case "$(basename "$0")" in
 fail*) echo '{"cniVersion": "1.1.0", "code": 101, "msg": "drifted", "details": "eth0 is gone"}'; exit 1 ;;
 esac
 "#;
+        // The executables are written by `install`, not by this process: a test on another
+        // thread forking while this process held a plugin open for writing would keep that fd
+        // until its exec, and running the plugin then fails with ETXTBSY.
+        let source = dir.path().join("plugin.sh");
+        std::fs::write(&source, script).unwrap();
         for name in names {
-            let path = dir.path().join(name);
-            std::fs::write(&path, script).unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let status = std::process::Command::new("install")
+                .args(["-m", "0755"])
+                .arg(&source)
+                .arg(dir.path().join(name))
+                .status()
+                .unwrap();
+            assert!(status.success(), "install {name}: {status}");
         }
+        std::fs::remove_file(&source).unwrap();
         dir
     }
 

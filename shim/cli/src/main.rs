@@ -1,6 +1,7 @@
 //! The `podshim` command line: a thin front-end that parses options and calls the engine.
 
 mod cli;
+mod exit;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -245,8 +246,8 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            eprintln!("podshim: {e:#}");
-            ExitCode::from(1)
+            eprintln!("{}", exit::message(&e));
+            ExitCode::from(exit::status(exit::kind(&e)))
         }
     }
 }

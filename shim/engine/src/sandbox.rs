@@ -452,7 +452,9 @@ fn spawn_pause(
     if share_pid {
         args.push("--pid".into());
     }
-    let mut child = Command::new(&cfg.pause)
+    let mut cmd = Command::new(&cfg.pause);
+    crate::sys::inherit_only_stdio(&mut cmd);
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

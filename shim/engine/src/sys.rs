@@ -1,6 +1,6 @@
 //! The one place in the engine that needs `unsafe`: process-wide signal dispositions, the fork
 //! of the runtime helper, and the few calls nix offers only as `unsafe` (pidfds, descriptors
-//! received over a socket, terminal window sizes).
+//! received over a socket, terminal window sizes, the descriptors a child inherits).
 #![allow(unsafe_code)]
 
 use std::io;
@@ -207,6 +207,35 @@ pub fn fork() -> io::Result<Option<nix::unistd::Pid>> {
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => Ok(None),
         nix::unistd::ForkResult::Parent { child } => Ok(Some(child)),
+    }
+}
+
+/// Makes a child started by `cmd` inherit only its standard streams.
+///
+/// Rust opens its own descriptors close-on-exec, but podshim may itself have inherited some
+/// without the flag (a `flock(1)` lock, a shell's redirections, a CI runner's pipes), and a
+/// long-lived child (a Pod's supervisor, pause) would keep them open for the Pod's lifetime:
+/// a lock never released, a pipe whose reader never sees EOF. Between fork and exec, every
+/// descriptor from 3 up is marked close-on-exec (`close_range(2)` with CLOSE_RANGE_CLOEXEC,
+/// Linux 5.11), so exec drops them and nothing is closed early under the standard library.
+pub fn inherit_only_stdio(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and makes one async-signal-safe
+    // system call, touching no memory of the parent's.
+    unsafe {
+        cmd.pre_exec(|| {
+            let rc = libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        });
     }
 }
 

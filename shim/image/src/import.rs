@@ -11,9 +11,9 @@ use super::error::ImageError;
 use super::reference::{normalize, valid_tag};
 use super::source::{Format, Source};
 use super::spec::{
-    host_arch, ConfigFile, Descriptor, DockerArchiveEntry, Index, Manifest,
-    ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MT_OCI_CONFIG, MT_OCI_LAYER_GZIP,
-    MT_OCI_LAYER_TAR, MT_OCI_MANIFEST,
+    annotation, digest_of, host_arch, is_index, is_manifest, matches_host, Descriptor,
+    DescriptorBuilder, Digest, DockerArchiveEntry, ImageConfiguration, ImageIndex, ImageManifest,
+    ImageManifestBuilder, MediaType, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME,
 };
 use super::unpack::unpack_layer;
 
@@ -57,8 +57,8 @@ impl Importer<'_> {
         path: &Path,
         name: Option<String>,
     ) -> Result<Vec<Imported>, ImageError> {
-        let index: Index = parse(&source.read_all("index.json", MAX_JSON)?, "index.json")?;
-        if index.manifests.is_empty() {
+        let index: ImageIndex = parse(&source.read_all("index.json", MAX_JSON)?, "index.json")?;
+        if index.manifests().is_empty() {
             return Err(ImageError::NoImages {
                 path: path.to_path_buf(),
             });
@@ -66,9 +66,9 @@ impl Importer<'_> {
         // Top-level descriptors that carry a platform are per-platform images of one name:
         // keep the host's.
         let descriptors: Vec<&Descriptor> = index
-            .manifests
+            .manifests()
             .iter()
-            .filter(|d| d.platform.as_ref().is_none_or(|p| p.matches_host()))
+            .filter(|d| d.platform().as_ref().is_none_or(matches_host))
             .collect();
         if descriptors.is_empty() {
             return Err(ImageError::NoPlatform {
@@ -79,7 +79,7 @@ impl Importer<'_> {
         // Group by digest: one layout may name the same manifest several times.
         let mut images: BTreeMap<&str, (&Descriptor, Vec<String>)> = BTreeMap::new();
         for d in &descriptors {
-            images.entry(&d.digest).or_insert((d, Vec::new()));
+            images.entry(digest_of(d)).or_insert((d, Vec::new()));
         }
         match name {
             Some(name) if images.len() == 1 => {
@@ -100,7 +100,7 @@ impl Importer<'_> {
                         path: path.to_path_buf(),
                         reason,
                     })??;
-                    let names = &mut images.get_mut(d.digest.as_str()).expect("grouped").1;
+                    let names = &mut images.get_mut(digest_of(d)).expect("grouped").1;
                     if !names.contains(&name) {
                         names.push(name);
                     }
@@ -111,15 +111,14 @@ impl Importer<'_> {
         for (descriptor, names) in images.into_values() {
             let manifest = self.select_manifest(source, descriptor)?;
             self.copy(source, &manifest)?;
-            let parsed: Manifest = parse(
-                &self.blobs.read(&manifest.digest)?,
-                &format!("manifest {}", manifest.digest),
-            )?;
-            self.copy(source, &parsed.config)?;
-            for layer in &parsed.layers {
+            let digest = digest_of(&manifest);
+            let parsed: ImageManifest =
+                parse(&self.blobs.read(digest)?, &format!("manifest {digest}"))?;
+            self.copy(source, parsed.config())?;
+            for layer in parsed.layers() {
                 self.copy(source, layer)?;
             }
-            out.push(self.finish(names, &manifest.digest, manifest.size, &parsed)?);
+            out.push(self.finish(names, digest, manifest.size(), &parsed)?);
         }
         Ok(out)
     }
@@ -130,23 +129,23 @@ impl Importer<'_> {
         source: &Source,
         descriptor: &Descriptor,
     ) -> Result<Descriptor, ImageError> {
-        if !descriptor.is_index() {
+        if !is_index(descriptor) {
             return check_manifest(descriptor).map(|()| descriptor.clone());
         }
         self.copy(source, descriptor)?;
-        let what = format!("image index {}", descriptor.digest);
-        let nested: Index = parse(&self.blobs.read(&descriptor.digest)?, &what)?;
+        let what = format!("image index {}", descriptor.digest());
+        let nested: ImageIndex = parse(&self.blobs.read(digest_of(descriptor))?, &what)?;
         let chosen = nested
-            .manifests
+            .manifests()
             .iter()
-            .find(|d| d.platform.as_ref().is_some_and(|p| p.matches_host()))
-            .or_else(|| match nested.manifests.as_slice() {
+            .find(|d| d.platform().as_ref().is_some_and(matches_host))
+            .or_else(|| match nested.manifests().as_slice() {
                 // An index without platforms and a single manifest is unambiguous.
-                [only] if only.platform.is_none() => Some(only),
+                [only] if only.platform().is_none() => Some(only),
                 _ => None,
             })
             .ok_or_else(|| ImageError::NoPlatform {
-                digest: descriptor.digest.clone(),
+                digest: descriptor.digest().to_string(),
                 arch: host_arch().into(),
             })?;
         check_manifest(chosen)?;
@@ -206,33 +205,28 @@ impl Importer<'_> {
                         std::io::Read::read_exact(&mut f, &mut magic).map(|()| magic)
                     })
                     .is_ok_and(|m| m == [0x1f, 0x8b]);
-                layers.push(Descriptor {
-                    media_type: if gzip {
-                        MT_OCI_LAYER_GZIP
-                    } else {
-                        MT_OCI_LAYER_TAR
-                    }
-                    .into(),
-                    digest,
-                    size,
-                    platform: None,
-                    annotations: BTreeMap::new(),
-                });
+                let media_type = if gzip {
+                    MediaType::ImageLayerGzip
+                } else {
+                    MediaType::ImageLayer
+                };
+                layers.push(descriptor(media_type, &digest, size)?);
             }
             // docker archives have no manifest; synthesize the OCI manifest a registry push
             // of this image would carry, so the image has a manifest digest like any other.
-            let manifest = Manifest {
-                schema_version: 2,
-                media_type: Some(MT_OCI_MANIFEST.into()),
-                config: Descriptor {
-                    media_type: MT_OCI_CONFIG.into(),
-                    digest: config_digest,
-                    size: config_size,
-                    platform: None,
-                    annotations: BTreeMap::new(),
-                },
-                layers,
-            };
+            let manifest = ImageManifestBuilder::default()
+                .schema_version(2u32)
+                .media_type(MediaType::ImageManifest)
+                .config(descriptor(
+                    MediaType::ImageConfig,
+                    &config_digest,
+                    config_size,
+                )?)
+                .layers(layers)
+                .build()
+                .map_err(|e| ImageError::Corrupt {
+                    reason: format!("synthesized manifest: {e}"),
+                })?;
             let bytes = serde_json::to_vec(&manifest)
                 .map_err(|e| ImageError::json("synthesized manifest", e))?;
             let (digest, created) = self.blobs.put_bytes(&bytes, None)?;
@@ -248,32 +242,33 @@ impl Importer<'_> {
         names: Vec<String>,
         digest: &str,
         manifest_size: u64,
-        manifest: &Manifest,
+        manifest: &ImageManifest,
     ) -> Result<Imported, ImageError> {
-        let config_digest = &manifest.config.digest;
-        let config: ConfigFile = parse(
+        let config_digest = digest_of(manifest.config());
+        let config: ImageConfiguration = parse(
             &self.blobs.read(config_digest)?,
             &format!("image config {config_digest}"),
         )?;
-        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        let diff_ids = config.rootfs().diff_ids();
+        if diff_ids.len() != manifest.layers().len() {
             return Err(ImageError::LayerCountMismatch {
                 manifest: digest.to_string(),
-                layers: manifest.layers.len(),
-                diff_ids: config.rootfs.diff_ids.len(),
+                layers: manifest.layers().len(),
+                diff_ids: diff_ids.len(),
             });
         }
-        for (layer, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+        for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
             self.ensure_layer(layer, diff_id)?;
         }
         let size = manifest_size
-            + manifest.config.size
-            + manifest.layers.iter().map(|l| l.size).sum::<u64>();
+            + manifest.config().size()
+            + manifest.layers().iter().map(|l| l.size()).sum::<u64>();
         Ok(Imported {
             names,
             digest: digest.to_string(),
-            config: config_digest.clone(),
+            config: config_digest.to_string(),
             size,
-            created: config.created,
+            created: config.created().clone(),
         })
     }
 
@@ -287,8 +282,9 @@ impl Importer<'_> {
             return Ok(());
         }
         let tmp = self.layers_dir.join(temp_name(hex));
-        let blob = self.blobs.path(&layer.digest)?;
-        let result = unpack_layer(&blob, &layer.media_type, &layer.digest, diff_id, &tmp)
+        let blob = self.blobs.path(digest_of(layer))?;
+        let media_type = layer.media_type().to_string();
+        let result = unpack_layer(&blob, &media_type, digest_of(layer), diff_id, &tmp)
             .and_then(|()| sync_fs(&tmp))
             .and_then(|()| {
                 fs::rename(&tmp, &dest).map_err(|e| ImageError::io("store layer", &dest, e))
@@ -302,14 +298,13 @@ impl Importer<'_> {
     }
 
     fn copy(&mut self, source: &Source, descriptor: &Descriptor) -> Result<(), ImageError> {
-        let hex = digest_hex(&descriptor.digest)?;
-        if self.blobs.path(&descriptor.digest)?.is_file() {
+        let digest = digest_of(descriptor);
+        let hex = digest_hex(digest)?;
+        if self.blobs.path(digest)?.is_file() {
             return Ok(());
         }
         let reader = source.open_file(&format!("blobs/sha256/{hex}"))?;
-        let created = self
-            .blobs
-            .put(reader, &descriptor.digest, descriptor.size)?;
+        let created = self.blobs.put(reader, digest, descriptor.size())?;
         self.created.extend(created);
         Ok(())
     }
@@ -333,8 +328,8 @@ impl Importer<'_> {
 
 /// The name an OCI layout gives a descriptor; the outer error is the reason to ask for --name.
 fn oci_name(descriptor: &Descriptor) -> Result<Result<String, ImageError>, String> {
-    let ref_name = descriptor.annotations.get(ANNOTATION_REF_NAME);
-    let containerd = descriptor.annotations.get(ANNOTATION_CONTAINERD_NAME);
+    let ref_name = annotation(descriptor, ANNOTATION_REF_NAME);
+    let containerd = annotation(descriptor, ANNOTATION_CONTAINERD_NAME);
     // In an OCI layout, ref.name is usually just a tag ("1", "latest").
     let tag_only = |r: &str| !r.contains(['/', ':', '@']) && valid_tag(r);
     match (containerd, ref_name) {
@@ -344,12 +339,14 @@ fn oci_name(descriptor: &Descriptor) -> Result<Result<String, ImageError>, Strin
         (Some(full), _) => Ok(normalize(full)),
         (None, Some(r)) if tag_only(r) => Err(format!(
             "{} of {} is only a tag ({r:?})",
-            ANNOTATION_REF_NAME, descriptor.digest
+            ANNOTATION_REF_NAME,
+            descriptor.digest()
         )),
         (None, Some(r)) => Ok(normalize(r)),
         (None, None) => Err(format!(
             "{} has no {} annotation",
-            descriptor.digest, ANNOTATION_REF_NAME
+            descriptor.digest(),
+            ANNOTATION_REF_NAME
         )),
     }
 }
@@ -360,15 +357,27 @@ fn has_tag_or_digest(reference: &str) -> bool {
 }
 
 fn check_manifest(descriptor: &Descriptor) -> Result<(), ImageError> {
-    // An empty media type is tolerated: older layouts omit it on the descriptor.
-    if descriptor.is_manifest() || descriptor.media_type.is_empty() {
+    if is_manifest(descriptor) {
         Ok(())
     } else {
         Err(ImageError::UnsupportedMediaType {
-            digest: descriptor.digest.clone(),
-            media_type: descriptor.media_type.clone(),
+            digest: descriptor.digest().to_string(),
+            media_type: descriptor.media_type().to_string(),
         })
     }
+}
+
+/// A descriptor of a blob this import wrote (its digest computed here, so valid).
+fn descriptor(media_type: MediaType, digest: &str, size: u64) -> Result<Descriptor, ImageError> {
+    let digest: Digest = digest.parse().map_err(|e| ImageError::Corrupt {
+        reason: format!("digest {digest}: {e}"),
+    })?;
+    Ok(DescriptorBuilder::default()
+        .media_type(media_type)
+        .digest(digest)
+        .size(size)
+        .build()
+        .expect("media type, digest and size are set"))
 }
 
 pub fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ImageError> {

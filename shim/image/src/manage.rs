@@ -12,7 +12,7 @@ use super::blobs::digest_hex;
 use super::error::ImageError;
 use super::import::parse;
 use super::reference::Reference;
-use super::spec::{ConfigFile, Manifest};
+use super::spec::{digest_of, ImageConfiguration, ImageManifest};
 use super::store::Store;
 
 /// What a collection removed.
@@ -182,21 +182,21 @@ impl Store {
         let Ok(bytes) = self.blobs.read(manifest) else {
             return;
         };
-        let Ok(m) = parse::<Manifest>(&bytes, "manifest") else {
+        let Ok(m) = parse::<ImageManifest>(&bytes, "manifest") else {
             return;
         };
-        for d in std::iter::once(&m.config).chain(&m.layers) {
-            if let Ok(hex) = digest_hex(&d.digest) {
+        for d in std::iter::once(m.config()).chain(m.layers()) {
+            if let Ok(hex) = digest_hex(digest_of(d)) {
                 blobs.insert(hex.to_string());
             }
         }
-        let Ok(bytes) = self.blobs.read(&m.config.digest) else {
+        let Ok(bytes) = self.blobs.read(digest_of(m.config())) else {
             return;
         };
-        let Ok(config) = parse::<ConfigFile>(&bytes, "config") else {
+        let Ok(config) = parse::<ImageConfiguration>(&bytes, "config") else {
             return;
         };
-        for diff_id in &config.rootfs.diff_ids {
+        for diff_id in config.rootfs().diff_ids() {
             if let Ok(hex) = digest_hex(diff_id) {
                 layers.insert(hex.to_string());
             }

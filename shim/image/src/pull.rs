@@ -20,7 +20,7 @@ use super::import::Importer;
 use super::progress::{Progress, PullEvent};
 use super::reference::Reference;
 use super::registry::{temp_blob, FetchedManifest, PullOptions, Remote};
-use super::spec::Descriptor;
+use super::spec::{digest_of, Descriptor};
 use super::store::{info, IndexEntry, Store};
 use super::ImageInfo;
 
@@ -58,9 +58,9 @@ impl Store {
             created: Vec::new(),
         };
         let result = fetched.and_then(|fetched| {
-            for layer in &fetched.manifest.layers {
+            for layer in fetched.manifest.layers() {
                 progress.event(PullEvent::Unpacking {
-                    digest: &layer.digest,
+                    digest: digest_of(layer),
                 });
             }
             let imported = importer.finish(
@@ -110,14 +110,14 @@ impl Store {
         let remote = Remote::new(wanted, opts);
         let fetched = remote.manifest(wanted).await?;
         let manifest = &fetched.manifest;
-        let mut blobs: Vec<&Descriptor> = vec![&manifest.config];
-        blobs.extend(&manifest.layers);
+        let mut blobs: Vec<&Descriptor> = vec![manifest.config()];
+        blobs.extend(manifest.layers());
         let mut listed = Vec::new();
         let mut missing = Vec::new();
         for d in blobs {
-            let present = self.blobs.path(&d.digest)?.is_file();
-            if !listed.iter().any(|(digest, _, _)| digest == &d.digest) {
-                listed.push((d.digest.clone(), d.size, present));
+            let present = self.blobs.path(digest_of(d))?.is_file();
+            if !listed.iter().any(|(digest, _, _)| digest == digest_of(d)) {
+                listed.push((d.digest().to_string(), d.size(), present));
                 if !present {
                     missing.push(d);
                 }
@@ -133,14 +133,16 @@ impl Store {
             .map(|d| async move {
                 let tmp = temp_blob(&self.tmp);
                 remote.blob(d, &tmp, progress).await?;
-                progress.event(PullEvent::Fetched { digest: &d.digest });
+                progress.event(PullEvent::Fetched {
+                    digest: digest_of(d),
+                });
                 Ok::<_, ImageError>((tmp, d))
             })
             .buffer_unordered(CONCURRENT_BLOBS)
             .try_collect()
             .await?;
         for (tmp, d) in downloaded {
-            created.extend(self.blobs.adopt(&tmp, &d.digest)?);
+            created.extend(self.blobs.adopt(&tmp, digest_of(d))?);
         }
         // The manifest itself is a blob of the store, like an imported one.
         let (_, manifest_created) = self

@@ -25,8 +25,8 @@ use super::error::{ImageError, RegistryFailure};
 use super::progress::{Progress, PullEvent};
 use super::reference::Reference;
 use super::spec::{
-    host_arch, Descriptor, Index, Manifest, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX,
-    MT_OCI_MANIFEST,
+    digest_of, host_arch, matches_host, Descriptor, ImageIndex, ImageManifest, MT_DOCKER_LIST,
+    MT_DOCKER_MANIFEST, MT_OCI_INDEX, MT_OCI_MANIFEST,
 };
 use crate::error::chain;
 
@@ -47,7 +47,7 @@ pub struct PullOptions {
 pub struct FetchedManifest {
     pub bytes: Vec<u8>,
     pub digest: String,
-    pub manifest: Manifest,
+    pub manifest: ImageManifest,
     pub index_digest: Option<String>,
 }
 
@@ -131,18 +131,18 @@ impl Remote {
                 index_digest: None,
             });
         }
-        let index: Index = parse_json(&bytes, &format!("image index {digest}"))?;
-        let chosen = select(&index.manifests).ok_or_else(|| ImageError::NoPlatform {
+        let index: ImageIndex = parse_json(&bytes, &format!("image index {digest}"))?;
+        let chosen = select(index.manifests()).ok_or_else(|| ImageError::NoPlatform {
             digest: digest.clone(),
             arch: host_arch().into(),
         })?;
         let (child, child_digest) = self
-            .raw_manifest(&self.digested(&chosen.digest), Some(&chosen.digest))
+            .raw_manifest(&self.digested(digest_of(chosen)), Some(digest_of(chosen)))
             .await?;
-        if child.len() as u64 != chosen.size {
+        if child.len() as u64 != chosen.size() {
             return Err(ImageError::SizeMismatch {
-                digest: chosen.digest.clone(),
-                expected: chosen.size,
+                digest: chosen.digest().to_string(),
+                expected: chosen.size(),
                 actual: child.len() as u64,
             });
         }
@@ -234,10 +234,10 @@ impl Remote {
         tmp: &Path,
         progress: &dyn Progress,
     ) -> Result<(), ImageError> {
-        let image = self.digested(&d.digest);
+        let image = self.digested(digest_of(d));
         let mut stream = self
             .client
-            .pull_blob_stream(&image, d.digest.as_str())
+            .pull_blob_stream(&image, digest_of(d))
             .await
             .map_err(|e| self.error(e))?;
         let mut file = File::options()
@@ -250,10 +250,10 @@ impl Remote {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.stream_error(d, e))?;
             count += chunk.len() as u64;
-            if count > d.size {
+            if count > d.size() {
                 return Err(ImageError::SizeMismatch {
-                    digest: d.digest.clone(),
-                    expected: d.size,
+                    digest: d.digest().to_string(),
+                    expected: d.size(),
                     actual: count,
                 });
             }
@@ -261,21 +261,21 @@ impl Remote {
             file.write_all(&chunk)
                 .map_err(|e| ImageError::io("write", tmp, e))?;
             progress.event(PullEvent::Progress {
-                digest: &d.digest,
+                digest: digest_of(d),
                 done: count,
             });
         }
-        if count != d.size {
+        if count != d.size() {
             return Err(ImageError::SizeMismatch {
-                digest: d.digest.clone(),
-                expected: d.size,
+                digest: d.digest().to_string(),
+                expected: d.size(),
                 actual: count,
             });
         }
         let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-        if actual != d.digest {
+        if actual != digest_of(d) {
             return Err(ImageError::DigestMismatch {
-                digest: d.digest.clone(),
+                digest: d.digest().to_string(),
                 actual,
             });
         }
@@ -291,11 +291,11 @@ impl Remote {
             digest_error
         {
             return ImageError::DigestMismatch {
-                digest: d.digest.clone(),
+                digest: d.digest().to_string(),
                 actual: actual.clone(),
             };
         }
-        self.unavailable(format!("reading blob {}: {}", d.digest, chain(&e)))
+        self.unavailable(format!("reading blob {}: {}", d.digest(), chain(&e)))
     }
 
     fn unavailable(&self, reason: String) -> ImageError {
@@ -461,7 +461,7 @@ fn manifest_kind(bytes: &[u8], digest: &str, reference: &str) -> Result<Kind, Im
     }
 }
 
-fn parse_manifest(bytes: &[u8], digest: &str) -> Result<Manifest, ImageError> {
+fn parse_manifest(bytes: &[u8], digest: &str) -> Result<ImageManifest, ImageError> {
     parse_json(bytes, &format!("manifest {digest}"))
 }
 
@@ -474,9 +474,9 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Resul
 fn select(manifests: &[Descriptor]) -> Option<&Descriptor> {
     manifests
         .iter()
-        .find(|d| d.platform.as_ref().is_some_and(|p| p.matches_host()))
+        .find(|d| d.platform().as_ref().is_some_and(matches_host))
         .or(match manifests {
-            [only] if only.platform.is_none() => Some(only),
+            [only] if only.platform().is_none() => Some(only),
             _ => None,
         })
 }
@@ -515,7 +515,7 @@ mod tests {
     fn platform_selection() {
         let d = |arch: &str, os: &str, digest: &str| -> Descriptor {
             serde_json::from_value(serde_json::json!({
-                "mediaType": MT_OCI_MANIFEST, "digest": digest, "size": 1,
+                "mediaType": MT_OCI_MANIFEST, "digest": format!("sha256:{}", digest.repeat(64)), "size": 1,
                 "platform": {"architecture": arch, "os": os}
             }))
             .unwrap()
@@ -527,7 +527,10 @@ mod tests {
             d(host, "windows", "b"),
             d(host, "linux", "c"),
         ];
-        assert_eq!(select(&list).unwrap().digest, "c");
+        assert_eq!(
+            digest_of(select(&list).unwrap()),
+            format!("sha256:{}", "c".repeat(64))
+        );
         assert!(select(&list[..2]).is_none());
     }
 

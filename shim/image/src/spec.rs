@@ -1,108 +1,51 @@
-//! The few OCI image-spec and docker-archive JSON documents the store reads, as small serde
-//! structs (only the fields podshim uses; unknown fields are ignored).
+//! The OCI image documents the store reads are `oci_spec::image`'s types (index, manifest,
+//! descriptor, configuration); this module adds what that crate has no type for: docker's media
+//! types and the docker-archive `manifest.json`, and the host platform as image indexes name it.
 
-use std::collections::BTreeMap;
+use serde::Deserialize;
 
-use serde::{Deserialize, Serialize};
+pub use oci_spec::image::{
+    Descriptor, DescriptorBuilder, Digest, ImageConfiguration, ImageIndex, ImageManifest,
+    ImageManifestBuilder, MediaType, Platform,
+};
 
 pub const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MT_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const MT_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const MT_OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-pub const MT_OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 
-/// An OCI content descriptor.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    #[serde(default)]
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
+/// Whether a descriptor points at an image index (OCI) or a manifest list (docker).
+pub fn is_index(d: &Descriptor) -> bool {
+    matches!(d.media_type(), MediaType::ImageIndex)
+        || matches!(d.media_type(), MediaType::Other(m) if m == MT_DOCKER_LIST)
 }
 
-impl Descriptor {
-    pub fn is_index(&self) -> bool {
-        self.media_type == MT_OCI_INDEX || self.media_type == MT_DOCKER_LIST
-    }
-
-    pub fn is_manifest(&self) -> bool {
-        self.media_type == MT_OCI_MANIFEST || self.media_type == MT_DOCKER_MANIFEST
-    }
+/// Whether a descriptor points at an image manifest (OCI or docker schema 2).
+pub fn is_manifest(d: &Descriptor) -> bool {
+    matches!(d.media_type(), MediaType::ImageManifest)
+        || matches!(d.media_type(), MediaType::Other(m) if m == MT_DOCKER_MANIFEST)
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Platform {
-    pub architecture: String,
-    pub os: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
+/// The descriptor's digest as text (`sha256:<hex>`).
+pub fn digest_of(d: &Descriptor) -> &str {
+    d.digest().as_ref()
 }
 
-/// `index.json` of an OCI layout, or a nested image index / docker manifest list.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Index {
-    #[serde(default)]
-    pub manifests: Vec<Descriptor>,
+/// One value of a descriptor's annotations.
+pub fn annotation<'a>(d: &'a Descriptor, key: &str) -> Option<&'a String> {
+    d.annotations().as_ref().and_then(|a| a.get(key))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Manifest {
-    pub schema_version: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    pub config: Descriptor,
-    #[serde(default)]
-    pub layers: Vec<Descriptor>,
+/// Whether an index entry's platform is this host's (`linux/<GOARCH>`).
+pub fn matches_host(p: &Platform) -> bool {
+    p.os().to_string() == "linux" && p.architecture().to_string() == host_arch()
 }
 
-/// The image configuration blob (OCI image config; docker's is a superset).
-#[derive(Debug, Deserialize)]
-pub struct ConfigFile {
-    #[serde(default)]
-    pub created: Option<String>,
-    #[serde(default)]
-    pub config: Option<ContainerConfig>,
-    pub rootfs: RootFs,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ContainerConfig {
-    #[serde(default)]
-    pub entrypoint: Option<Vec<String>>,
-    #[serde(default)]
-    pub cmd: Option<Vec<String>>,
-    #[serde(default)]
-    pub env: Option<Vec<String>>,
-    #[serde(default)]
-    pub working_dir: Option<String>,
-    #[serde(default)]
-    pub user: Option<String>,
-    #[serde(default)]
-    pub stop_signal: Option<String>,
-    #[serde(default)]
-    pub labels: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct RootFs {
-    #[serde(default)]
-    pub diff_ids: Vec<String>,
-}
-
-/// One entry of a docker-archive `manifest.json` (`docker save`, `skopeo copy docker-archive:`).
+/// One entry of a docker-archive `manifest.json` (`docker save`, `skopeo copy docker-archive:`);
+/// docker's own format, which the OCI crates do not model.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DockerArchiveEntry {
@@ -125,8 +68,24 @@ pub fn host_arch() -> &'static str {
     }
 }
 
-impl Platform {
-    pub fn matches_host(&self) -> bool {
-        self.os == "linux" && self.architecture == host_arch()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_platforms() {
+        let d: Descriptor = serde_json::from_value(serde_json::json!({
+            "mediaType": MT_DOCKER_LIST, "digest": format!("sha256:{}", "a".repeat(64)), "size": 1,
+            "platform": {"architecture": host_arch(), "os": "linux"}
+        }))
+        .unwrap();
+        assert!(is_index(&d) && !is_manifest(&d));
+        assert!(matches_host(d.platform().as_ref().unwrap()));
+        assert_eq!(digest_of(&d), format!("sha256:{}", "a".repeat(64)));
+        let p: Platform = serde_json::from_value(
+            serde_json::json!({"architecture": host_arch(), "os": "windows"}),
+        )
+        .unwrap();
+        assert!(!matches_host(&p));
     }
 }

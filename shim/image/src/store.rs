@@ -14,7 +14,7 @@ use super::error::ImageError;
 use super::import::{parse, Importer};
 use super::reference::Reference;
 use super::source::Source;
-use super::spec::ConfigFile;
+use super::spec::ImageConfiguration;
 
 /// What `list` and `import` report about a named image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,12 +178,12 @@ impl Store {
         let Some(entry) = found else {
             return Ok(None);
         };
-        let config: ConfigFile = parse(
+        let config: ImageConfiguration = parse(
             &self.blobs.read(&entry.config)?,
             &format!("image config {}", entry.config),
         )?;
         let mut layers = Vec::new();
-        for diff_id in &config.rootfs.diff_ids {
+        for diff_id in config.rootfs().diff_ids() {
             let dir = self.layers.join(digest_hex(diff_id)?);
             if !dir.is_dir() {
                 return Err(ImageError::Corrupt {
@@ -192,18 +192,19 @@ impl Store {
             }
             layers.push(dir);
         }
-        let c = config.config.unwrap_or_default();
+        let c = config.config().clone().unwrap_or_default();
+        let text = |v: &Option<String>| v.clone().filter(|t| !t.is_empty());
         Ok(Some(Image {
             name: wanted.to_string(),
             digest: entry.digest.clone(),
             config: ImageConfig {
-                entrypoint: c.entrypoint.unwrap_or_default(),
-                cmd: c.cmd.unwrap_or_default(),
-                env: c.env.unwrap_or_default(),
-                working_dir: c.working_dir.filter(|w| !w.is_empty()),
-                user: c.user.filter(|u| !u.is_empty()),
-                stop_signal: c.stop_signal.filter(|s| !s.is_empty()),
-                labels: c.labels.unwrap_or_default(),
+                entrypoint: c.entrypoint().clone().unwrap_or_default(),
+                cmd: c.cmd().clone().unwrap_or_default(),
+                env: c.env().clone().unwrap_or_default(),
+                working_dir: text(c.working_dir()),
+                user: text(c.user()),
+                stop_signal: text(c.stop_signal()),
+                labels: c.labels().clone().unwrap_or_default().into_iter().collect(),
             },
             layers,
         }))

@@ -224,7 +224,10 @@ fn detach(log_root: &Path, globals: &[OsString], jobs: Vec<PodJob>, scale: f64) 
             .open(&log_path)
             .with_context(|| format!("create {}", log_path.display()))?;
         let name = s.name.clone();
-        let mut child = Command::new(&exe)
+        let mut cmd = Command::new(&exe);
+        // The supervisor outlives this command: it must not keep what podshim inherited.
+        podshim_engine::sys::inherit_only_stdio(&mut cmd);
+        let mut child = cmd
             .args(globals)
             .arg("supervise")
             .stdin(Stdio::piped())

@@ -306,7 +306,7 @@ fn docker_archive_by_hand_with_gzip_layer_and_multiple_tags() {
     let work = tempfile::tempdir().unwrap();
     let layer = simple_layer(b"docker");
     let gz = gzip(&layer);
-    let config = json!({"config": {"Cmd": ["run"]}, "rootfs": {"type": "layers", "diff_ids": [sha(&layer)]}});
+    let config = json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["run"]}, "rootfs": {"type": "layers", "diff_ids": [sha(&layer)]}});
     let config_bytes = serde_json::to_vec(&config).unwrap();
     let config_name = format!("{}.json", &sha(&config_bytes)[7..]);
     let manifest =
