@@ -342,6 +342,7 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
             termination_message_fallback: c.termination_message_policy.as_deref()
                 == Some("FallbackToLogsOnError"),
             security,
+            strict_groups: psc.supplemental_groups_policy.as_deref() == Some("Strict"),
         };
         if list == "containers" {
             containers.push(plan);

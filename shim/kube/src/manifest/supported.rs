@@ -74,6 +74,8 @@ const SUPPORTED: &[&str] = &[
     // The volumes' group (setgid, group read-write) and an extra group of every container; the
     // volumes are new with the Pod, so both change policies mean the same.
     "spec.securityContext.{fsGroup,fsGroupChangePolicy}",
+    // Merge (the image's /etc/group groups too) or Strict (only the Pod's).
+    "spec.securityContext.supplementalGroupsPolicy",
     // Checked against this node's OS (the kubelet's admission).
     "spec.os.name",
     // Credentials for pulls, from `kubernetes.io/dockerconfigjson` Secrets of the same file.

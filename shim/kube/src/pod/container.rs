@@ -63,6 +63,9 @@ pub struct ContainerPlan {
     /// `terminationMessagePolicy: FallbackToLogsOnError`.
     #[serde(default)]
     pub termination_message_fallback: bool,
+    /// `supplementalGroupsPolicy: Strict`: no groups from the image's `/etc/group`.
+    #[serde(default)]
+    pub strict_groups: bool,
     /// Privileged, procMount, capabilities, seccomp and AppArmor, resolved (`crate::security`).
     #[serde(default)]
     pub security: crate::security::ContainerSecurity,
@@ -170,7 +173,7 @@ pub fn start(
         container: name.clone(),
         source,
     };
-    let user: User = process::resolve_user(
+    let mut user: User = process::resolve_user(
         &rootfs,
         plan.image_user.as_deref(),
         plan.run_as_user,
@@ -179,6 +182,9 @@ pub fn start(
         plan.run_as_non_root,
     )
     .map_err(perr)?;
+    if plan.strict_groups {
+        process::strict_groups(&mut user, &plan.supplemental_groups);
+    }
     let hostname = fs::read_to_string(sandbox.dir.join("etc/hostname")).unwrap_or_default();
     // `status.podIP` is only known now that the sandbox's network is up.
     let pod_ip = sandbox.attachment.ip.to_string();

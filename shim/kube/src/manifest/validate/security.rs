@@ -91,6 +91,13 @@ pub fn validate(spec: &PodSpec, path: &FieldPath) -> Vec<FieldError> {
         if let Some(p) = &sc.seccomp_profile {
             errs.extend(profile(p, "seccomp", &sp.child("seccompProfile")));
         }
+        if let Some(p) = sc.supplemental_groups_policy.as_deref() {
+            const POLICIES: [&str; 2] = ["Merge", "Strict"];
+            if !POLICIES.contains(&p) {
+                let fp = sp.child("supplementalGroupsPolicy");
+                errs.push(FieldError::not_supported(&fp, p, &POLICIES));
+            }
+        }
         if let Some(p) = sc.fs_group_change_policy.as_deref() {
             const POLICIES: [&str; 2] = ["OnRootMismatch", "Always"];
             if !POLICIES.contains(&p) {
