@@ -1,6 +1,6 @@
 //! The pause process of a podshim Pod, in the spirit of Kubernetes' `build/pause/linux/pause.c`.
 //!
-//! `pause [--hostname NAME] [--user UID:GID] [--host-network | --netns PATH]
+//! `pause [--hostname NAME] [--user UID:GID] [--host-network | --netns PATH] [--pid]
 //! [--die-with-parent PID]`
 //!
 //! With `--hostname` it first unshares new network, IPC and UTS namespaces (only IPC and UTS with
@@ -10,8 +10,13 @@
 //! clears the permitted and effective capability sets), the bounding and ambient sets, and sets
 //! no-new-privileges. It writes `ready\n` to stdout, points its stdio at /dev/null, and then only
 //! waits: SIGINT
-//! and SIGTERM exit 0, SIGCHLD reaps every exited child (it may be PID 1 of a shared PID
-//! namespace one day).
+//! and SIGTERM exit 0, SIGCHLD reaps every exited child.
+//!
+//! With `--pid` (a Pod with `shareProcessNamespace: true`) it also unshares a PID namespace and
+//! forks: the child is PID 1 of the Pod's processes and reaps the orphans of every container, as
+//! Kubernetes' pause does there; the parent holds nothing but the namespace's
+//! `pid_for_children` (which the containers join) and takes the child with it when it is
+//! stopped (the child's parent-death signal is SIGKILL, and PID 1's death ends the namespace).
 //!
 //! With `--die-with-parent PID` (PID: the runtime that starts it) it gets SIGKILL when its
 //! parent dies (`PR_SET_PDEATHSIG`), from its start until the runtime has recorded
@@ -233,9 +238,14 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (mut hostname, mut user, mut network) = (None, None, Net::New);
     let mut parent = None;
+    let mut share_pid = false;
     while let Some(arg) = args.next() {
         if arg == "--host-network" {
             network = Net::Host;
+            continue;
+        }
+        if arg == "--pid" {
+            share_pid = true;
             continue;
         }
         match (arg.as_str(), args.next()) {
@@ -260,18 +270,25 @@ fn main() {
             },
             _ => {
                 eprintln!(
-                    "usage: pause [--hostname NAME] [--user UID:GID] [--host-network | --netns PATH] [--die-with-parent PID]"
+                    "usage: pause [--hostname NAME] [--user UID:GID] [--host-network | --netns PATH] [--pid] [--die-with-parent PID]"
                 );
                 exit(2)
             }
         }
     }
     let text = text_ranges();
+    let mut child = 0;
     install(libc::SIGINT, on_stop);
     install(libc::SIGTERM, on_stop);
     install(libc::SIGCHLD, on_child);
     if let Some(name) = &hostname {
         new_namespaces(name, &network);
+    }
+    if share_pid {
+        // SAFETY: unshare takes only flags; the process is single-threaded.
+        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+            fail("unshare a pid namespace");
+        }
     }
     if let Some((uid, gid)) = user {
         drop_privileges(uid, gid);
@@ -279,17 +296,25 @@ fn main() {
             die_with(pid);
         }
     }
+    if share_pid {
+        child = fork_init();
+    }
     let root = CString::new("/").expect("no nul");
     // SAFETY: `root` is a valid C string that outlives the call.
     if unsafe { libc::chdir(root.as_ptr()) } != 0 {
         fail("chdir /");
     }
-    // Tell the runtime the namespaces exist, then let go of the pipe so it sees EOF.
-    let mut out = std::io::stdout();
-    if out.write_all(b"ready\n").and_then(|_| out.flush()).is_err() {
-        exit(1);
+    // Tell the runtime the namespaces exist (the PID namespace's init, when there is one, says
+    // it once it runs), then let go of the pipe so it sees EOF.
+    if child == 0 {
+        let mut out = std::io::stdout();
+        if out.write_all(b"ready\n").and_then(|_| out.flush()).is_err() {
+            exit(1);
+        }
     }
-    if parent.is_some() {
+    // The runtime hands over the process it started (the namespace holder), never its init.
+    let init = share_pid && child == 0;
+    if parent.is_some() && !init {
         await_hand_over();
     }
     // Let go of every stdio stream: pause outlives nothing it should hold, and a caller's pipe
@@ -309,5 +334,49 @@ fn main() {
     loop {
         // SAFETY: pause only sleeps until a signal handler has run.
         unsafe { libc::pause() };
+        // The holder of a PID namespace ends with its init (reaped by `on_child`).
+        // SAFETY: kill with signal 0 only asks whether the process exists.
+        if child > 0 && unsafe { libc::kill(child, 0) } != 0 {
+            exit(1);
+        }
     }
+}
+
+/// Fork the PID namespace's init: returns its PID in the parent, 0 in the child (PID 1).
+fn fork_init() -> libc::pid_t {
+    // The parent holds the write end of this pipe until it dies: the child sees it hang up if the
+    // parent died before the parent-death signal was set (getppid is 0 across the namespace, so
+    // it cannot tell).
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        fail("pipe");
+    }
+    // SAFETY: the process is single-threaded, so the child may run any code after fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        fail("fork the pid namespace's init");
+    }
+    if pid == 0 {
+        // SAFETY: prctl and close take plain integers; poll gets one valid pollfd.
+        unsafe {
+            libc::close(fds[1]);
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                fail("set the parent-death signal");
+            }
+            let mut p = libc::pollfd {
+                fd: fds[0],
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if libc::poll(&mut p, 1, 0) > 0 && p.revents & libc::POLLHUP != 0 {
+                exit(1);
+            }
+            libc::close(fds[0]);
+        }
+    } else {
+        // SAFETY: the read end is ours and closed once; the write end stays open on purpose.
+        unsafe { libc::close(fds[0]) };
+    }
+    pid
 }

@@ -73,6 +73,10 @@ pub struct SandboxSpec {
     pub cgroup: String,
     /// Image digests the Pod's containers run (kept by `image prune` while the Pod lives).
     pub images: Vec<String>,
+    /// One PID namespace for the whole Pod, with pause as its PID 1 (Kubernetes'
+    /// `shareProcessNamespace`); containers join it through [`Sandbox::pause_pid_ns`].
+    #[serde(default)]
+    pub share_pid: bool,
 }
 
 /// A Pod's sandbox, alive.
@@ -150,6 +154,12 @@ impl Sandbox {
     /// The pause process's namespace file, e.g. `ns/ipc`.
     pub fn pause_ns(&self, ns: &str) -> PathBuf {
         PathBuf::from(format!("/proc/{}/ns/{ns}", self.pause.id()))
+    }
+
+    /// The Pod's shared PID namespace (pause started with `--pid` made it for its children:
+    /// `pid_for_children`, where its init runs as PID 1).
+    pub fn pause_pid_ns(&self) -> PathBuf {
+        self.pause_ns("pid_for_children")
     }
 
     /// Whether pause has died (the sandbox is then NotReady).
@@ -266,7 +276,7 @@ fn pause_and_network(
     dir: &Path,
     journal: &mut Journal,
 ) -> Result<(Child, PathBuf, Attachment), Error> {
-    let mut pause = spawn_pause(cfg, &spec.hostname, &spec.network)?;
+    let mut pause = spawn_pause(cfg, &spec.hostname, &spec.network, spec.share_pid)?;
     let pid = pause.id() as i32;
     let started = start_time(pid).unwrap_or(0);
     let result = (|| {
@@ -500,7 +510,12 @@ fn unattached() -> Attachment {
 /// (`--die-with-parent`: a parent-death signal, set before anything else it does and again
 /// after it changed its credentials, which clear it) until [`hand_over`] releases it: a
 /// podshim killed between the fork and the journal's record of pause takes pause with it.
-fn spawn_pause(cfg: &Config, hostname: &str, network: &Network) -> Result<Child, Error> {
+fn spawn_pause(
+    cfg: &Config,
+    hostname: &str,
+    network: &Network,
+    share_pid: bool,
+) -> Result<Child, Error> {
     let err = |source| Error::Pause {
         path: cfg.pause.clone(),
         source,
@@ -520,6 +535,9 @@ fn spawn_pause(cfg: &Config, hostname: &str, network: &Network) -> Result<Child,
             args.push("--netns".into());
             args.push(path.into());
         }
+    }
+    if share_pid {
+        args.push("--pid".into());
     }
     let mut cmd = Command::new(&cfg.pause);
     crate::sys::inherit_only_stdio(&mut cmd);

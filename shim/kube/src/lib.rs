@@ -13,6 +13,7 @@ pub mod pulling;
 pub mod record;
 pub mod resolve;
 pub mod schedule;
+pub mod security;
 pub mod spec;
 pub mod status;
 pub mod supervise;

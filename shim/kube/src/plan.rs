@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::manifest::{Manifest, Pod, PullPolicy, RestartPolicy};
+use crate::pod::container::MountPlan;
 use crate::pod::files::Dns;
 use crate::pod::order::Role;
 use crate::pod::resources;
@@ -26,6 +27,12 @@ pub struct PodPlan {
     pub grace_period: Duration,
     /// Things the user should know that do not stop the Pod.
     pub warnings: Vec<String>,
+    /// `activeDeadlineSeconds`: how long the Pod may be active before the kubelet fails it.
+    #[serde(default)]
+    pub active_deadline: Option<Duration>,
+    /// `status.qosClass`: Guaranteed, Burstable or BestEffort.
+    #[serde(default)]
+    pub qos_class: String,
 }
 
 /// An init container: run to completion, or a sidecar (`restartPolicy: Always`) kept running.
@@ -130,7 +137,34 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
     // configMap and secret volumes: mounted read-only whatever the mount says, as Kubernetes does.
     let mut read_only_volumes = Vec::new();
     for (i, v) in spec.volumes.iter().enumerate() {
-        if let Some(e) = &v.empty_dir {
+        if let Some(h) = &v.host_path {
+            let type_ = h.type_.clone().unwrap_or_default();
+            let path = std::path::PathBuf::from(&h.path);
+            // Checked now, so a Pod this host cannot mount is refused before anything is made;
+            // the `…OrCreate` ones are made when the sandbox is, in order, so a file may go into
+            // a directory an earlier volume makes.
+            let made_by_earlier = spec.volumes[..i].iter().any(|e| {
+                e.host_path.as_ref().is_some_and(|h| {
+                    h.type_.as_deref() == Some("DirectoryOrCreate")
+                        && path.parent().is_some_and(|p| p.starts_with(&h.path))
+                })
+            });
+            let check = if made_by_earlier { "" } else { type_.as_str() };
+            if let Err(e) = crate::pod::host_path::prepare(&path, check, false) {
+                errors.push(format!(
+                    "spec.volumes[{i}].hostPath: FailedMount: MountVolume.SetUp failed for \
+                     volume {:?} : {e}",
+                    v.name
+                ));
+            }
+            volumes.push(VolumeSpec {
+                name: v.name.clone(),
+                memory: false,
+                size_limit: None,
+                contents: None,
+                host_path: Some((path, type_)),
+            });
+        } else if let Some(e) = &v.empty_dir {
             volumes.push(VolumeSpec {
                 name: v.name.clone(),
                 memory: e.medium.as_deref() == Some("Memory"),
@@ -140,6 +174,7 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
                     .and_then(|q| q.to_bytes())
                     .map(|b| b.max(0) as u64),
                 contents: None,
+                host_path: None,
             });
         } else if let Some(c) = resolve::volume_contents(&cx, i, v, &mut errors) {
             read_only_volumes.push(v.name.clone());
@@ -149,10 +184,31 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
                 // A small tmpfs: the payload plus room for the atomic writer's metadata.
                 size_limit: c.secret.then(|| c.projection.size() + (1 << 20)),
                 contents: Some(c.projection),
+                host_path: None,
             });
         }
     }
     let psc = spec.security_context.clone().unwrap_or_default();
+    let node_security = crate::security::Host::detect();
+    // The kubelet's OS admission: a Pod for another OS is refused here.
+    if let Some(os) = spec
+        .os
+        .as_ref()
+        .and_then(|o| o.get("name"))
+        .and_then(|n| n.as_str())
+    {
+        if os != std::env::consts::OS {
+            errors.push(format!(
+                "spec.os.name: PodOSNotSupported: Failed to admit pod as the OS field doesn't \
+                 match node OS (the Pod asks for {os:?}; this node is {:?})",
+                std::env::consts::OS
+            ));
+        }
+    }
+    let sysctls = crate::security::sysctls(&node_security, pod).unwrap_or_else(|e| {
+        errors.extend(e);
+        Default::default()
+    });
     let qos = resources::pod_qos(spec.containers.iter().chain(&spec.init_containers));
     let node_memory = resources::node_memory();
     let mut containers = Vec::new();
@@ -203,8 +259,28 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
         if !images.contains(&image.digest) {
             images.push(image.digest.clone());
         }
+        // This node advertises no extended resources: kube-scheduler's Fit filter leaves the
+        // Pod Pending with its message.
+        let extended: Vec<&String> = c
+            .resources
+            .iter()
+            .flat_map(|r| r.requests.keys().chain(r.limits.keys()))
+            .filter(|n| crate::manifest::unsupported::is_extended_resource(n))
+            .collect();
+        if let Some(name) = extended.first() {
+            errors.push(format!(
+                "spec.{list}[{i}].resources: Unschedulable: 0/1 nodes are available: 1 \
+                 Insufficient {name}. (this node has no {name} to give)"
+            ));
+        }
         let sc = c.security_context.clone().unwrap_or_default();
         let caps = sc.capabilities.clone().unwrap_or_default();
+        let security =
+            crate::security::container(&node_security, pod, c, &format!("spec.{list}[{i}]"))
+                .unwrap_or_else(|e| {
+                    errors.extend(e);
+                    Default::default()
+                });
         let plan = ContainerPlan {
             name: c.name.clone(),
             image: c.image.clone().unwrap_or_default(),
@@ -223,7 +299,13 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
             run_as_user: sc.run_as_user.or(psc.run_as_user),
             run_as_group: sc.run_as_group.or(psc.run_as_group),
             run_as_non_root: sc.run_as_non_root.or(psc.run_as_non_root).unwrap_or(false),
-            supplemental_groups: psc.supplemental_groups.clone(),
+            // containerd's CRI adds fsGroup to the container's supplementary groups.
+            supplemental_groups: psc
+                .supplemental_groups
+                .iter()
+                .copied()
+                .chain(psc.fs_group)
+                .collect(),
             cap_add: caps.add.clone(),
             cap_drop: caps.drop.clone(),
             no_new_privileges: sc.allow_privilege_escalation == Some(false),
@@ -231,12 +313,24 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
             mounts: c
                 .volume_mounts
                 .iter()
-                .map(|m| {
-                    (
-                        m.name.clone(),
-                        m.mount_path.clone(),
-                        m.read_only.unwrap_or(false) || read_only_volumes.contains(&m.name),
-                    )
+                .map(|m| MountPlan {
+                    volume: m.name.clone(),
+                    path: m.mount_path.clone(),
+                    read_only: m.read_only.unwrap_or(false) || read_only_volumes.contains(&m.name),
+                    sub_path: m.sub_path_expr.clone().or_else(|| m.sub_path.clone()),
+                    expand: m.sub_path_expr.is_some(),
+                    propagation: match m.mount_propagation.as_deref() {
+                        Some("HostToContainer") => "rslave",
+                        Some("Bidirectional") => "rshared",
+                        _ => "rprivate",
+                    }
+                    .into(),
+                    // `IfPossible` is `Enabled` on the kernels podshim runs on (mount_setattr(2)
+                    // since 5.12).
+                    recursive_read_only: matches!(
+                        m.recursive_read_only.as_deref(),
+                        Some("Enabled" | "IfPossible")
+                    ) && m.read_only == Some(true),
                 })
                 .collect(),
             resources: resources::container_resources(c, qos, node_memory),
@@ -247,6 +341,8 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
             termination_message_path: c.termination_message_path.clone().unwrap_or_default(),
             termination_message_fallback: c.termination_message_policy.as_deref()
                 == Some("FallbackToLogsOnError"),
+            security,
+            strict_groups: psc.supplemental_groups_policy.as_deref() == Some("Strict"),
         };
         if list == "containers" {
             containers.push(plan);
@@ -281,6 +377,11 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
             host_ports,
             masquerade: !host_network,
             images,
+            host_pid: spec.host_pid == Some(true),
+            host_ipc: spec.host_ipc == Some(true),
+            share_pid: spec.share_process_namespace == Some(true),
+            sysctls,
+            fs_group: psc.fs_group.map(|g| g as u32),
         },
         init_containers,
         containers,
@@ -293,5 +394,9 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
         grace_period: Duration::from_secs(
             spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64,
         ),
+        qos_class: format!("{qos:?}"),
+        active_deadline: spec
+            .active_deadline_seconds
+            .map(|s| Duration::from_secs(s.max(0) as u64)),
     })
 }

@@ -27,7 +27,11 @@ const SUPPORTED: &[&str] = &[
     // DNAT from the host port to the Pod (nftables), checked free before the Pod starts.
     "spec.containers[].ports[].{containerPort,name,protocol,hostPort,hostIP}",
     "spec.hostNetwork",
-    "spec.containers[].volumeMounts[].{name,mountPath,readOnly}",
+    // subPath and subPathExpr resolved inside the volume (`pod::subpath`); propagation and
+    // recursive read-only as bind options.
+    "spec.containers[].volumeMounts[].{name,mountPath,readOnly,subPath,subPathExpr,mountPropagation,recursiveReadOnly}",
+    // The kubelet's type checks, `…OrCreate` made (`pod::host_path`).
+    "spec.volumes[].hostPath.{path,type}",
     // Probes and hooks, run by the supervisor; httpGet only with scheme HTTP (checked in
     // `check_values`). Not the tcpSocket hook (deprecated), httpGet `protocol` or grpc `mode`.
     "spec.containers[].{livenessProbe,readinessProbe,startupProbe}.{initialDelaySeconds,timeoutSeconds,periodSeconds,successThreshold,failureThreshold,terminationGracePeriodSeconds}",
@@ -38,16 +42,42 @@ const SUPPORTED: &[&str] = &[
     "spec.containers[].{terminationMessagePath,terminationMessagePolicy}",
     "spec.containers[].securityContext.{runAsUser,runAsGroup,runAsNonRoot,allowPrivilegeEscalation,readOnlyRootFilesystem}",
     "spec.containers[].securityContext.capabilities.{add,drop}",
+    // containerd's meaning (`crate::security`, `crate::spec`): every capability and device, no
+    // masking, no seccomp; `Unmasked` /proc; seccomp and AppArmor profiles (AppArmor refused as
+    // the kubelet refuses it where the host has none).
+    "spec.containers[].securityContext.{privileged,procMount}",
+    "spec.containers[].securityContext.{seccompProfile,appArmorProfile}.{type,localhostProfile}",
+    "spec.securityContext.{seccompProfile,appArmorProfile}.{type,localhostProfile}",
+    // The kubelet's safe set, others behind PODSHIM_ALLOWED_UNSAFE_SYSCTLS.
+    "spec.securityContext.sysctls[].{name,value}",
+    // The host's PID or IPC namespace; one PID namespace with pause as PID 1.
+    "spec.{hostPID,hostIPC,shareProcessNamespace}",
+    // Recorded and reported through `fieldRef` (no API server, no token).
+    "spec.{serviceAccountName,serviceAccount}",
     // Only the names in CONTAINER_RESOURCES (checked in `check_values`).
     "spec.containers[].resources.{limits,requests}",
     "spec.volumes[].name",
     "spec.volumes[].emptyDir.{medium,sizeLimit}",
     "spec.volumes[].{configMap.name,secret.secretName}",
     "spec.volumes[].{configMap,secret}.{defaultMode,optional,items[].{key,path,mode}}",
+    // Files of Pod fields and container resources, and projections of several sources
+    // (`resolve::volume`); not the service account token, trust bundles or Pod certificates.
+    "spec.volumes[].downwardAPI.{defaultMode,items[].{path,mode,fieldRef.{apiVersion,fieldPath},resourceFieldRef.{containerName,resource,divisor}}}",
+    "spec.volumes[].projected.{defaultMode,sources[].{secret,configMap}.{name,optional,items[].{key,path,mode}}}",
+    "spec.volumes[].projected.sources[].downwardAPI.items[].{path,mode,fieldRef.{apiVersion,fieldPath},resourceFieldRef.{containerName,resource,divisor}}",
     "spec.{restartPolicy,terminationGracePeriodSeconds,hostname,subdomain,dnsPolicy}",
+    // The kubelet's active deadline: the Pod fails with DeadlineExceeded and is stopped.
+    "spec.activeDeadlineSeconds",
     "spec.dnsConfig.{nameservers,searches,options[].{name,value}}",
     "spec.hostAliases[].{ip,hostnames}",
     "spec.securityContext.{runAsUser,runAsGroup,runAsNonRoot,supplementalGroups}",
+    // The volumes' group (setgid, group read-write) and an extra group of every container; the
+    // volumes are new with the Pod, so both change policies mean the same.
+    "spec.securityContext.{fsGroup,fsGroupChangePolicy}",
+    // Merge (the image's /etc/group groups too) or Strict (only the Pod's).
+    "spec.securityContext.supplementalGroupsPolicy",
+    // Checked against this node's OS (the kubelet's admission).
+    "spec.os.name",
     // Credentials for pulls, from `kubernetes.io/dockerconfigjson` Secrets of the same file.
     "spec.imagePullSecrets[].name",
     // Scheduling on this one node (`crate::schedule`), and priority as the Priority admission

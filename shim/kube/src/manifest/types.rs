@@ -495,9 +495,9 @@ k8s_struct! {
         #[serde(skip_serializing_if = "Option::is_none")]
         pub proc_mount: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub seccomp_profile: Option<Value>,
+        pub seccomp_profile: Option<SecurityProfile>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub app_armor_profile: Option<Value>,
+        pub app_armor_profile: Option<SecurityProfile>,
     }
 }
 
@@ -535,11 +535,22 @@ k8s_struct! {
         #[serde(skip_serializing_if = "Option::is_none")]
         pub fs_group_change_policy: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub seccomp_profile: Option<Value>,
+        pub seccomp_profile: Option<SecurityProfile>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub app_armor_profile: Option<Value>,
+        pub app_armor_profile: Option<SecurityProfile>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub se_linux_change_policy: Option<String>,
+    }
+}
+
+k8s_struct! {
+    /// `seccompProfile` or `appArmorProfile`: `RuntimeDefault`, `Unconfined`, or `Localhost` with
+    /// the profile's name (a file under the seccomp root; a loaded AppArmor profile).
+    pub struct SecurityProfile {
+        #[serde(rename = "type")]
+        pub type_: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub localhost_profile: Option<String>,
     }
 }
 

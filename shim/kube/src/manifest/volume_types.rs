@@ -50,7 +50,7 @@ k8s_struct! {
         #[serde(skip_serializing_if = "Option::is_none")]
         pub flocker: Option<Value>,
         #[serde(rename = "downwardAPI", skip_serializing_if = "Option::is_none")]
-        pub downward_api: Option<Value>,
+        pub downward_api: Option<DownwardAPIVolumeSource>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub fc: Option<Value>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,7 +66,7 @@ k8s_struct! {
         #[serde(skip_serializing_if = "Option::is_none")]
         pub photon_persistent_disk: Option<Value>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub projected: Option<Value>,
+        pub projected: Option<ProjectedVolumeSource>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub portworx_volume: Option<Value>,
         #[serde(rename = "scaleIO", skip_serializing_if = "Option::is_none")]
@@ -157,5 +157,89 @@ k8s_struct! {
         pub claim_name: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub read_only: Option<bool>,
+    }
+}
+
+k8s_struct! {
+    /// `downwardAPI` volume: Pod fields and container resources as files.
+    #[allow(clippy::upper_case_acronyms)]
+    pub struct DownwardAPIVolumeSource {
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub items: Vec<DownwardAPIVolumeFile>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub default_mode: Option<i32>,
+        /// Alpha (`AtomicWriteVolumeUserFields`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub default_user: Option<i64>,
+    }
+}
+
+k8s_struct! {
+    /// One file of a downwardAPI volume or projection.
+    #[allow(clippy::upper_case_acronyms)]
+    pub struct DownwardAPIVolumeFile {
+        pub path: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub field_ref: Option<super::types::ObjectFieldSelector>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub resource_field_ref: Option<super::types::ResourceFieldSelector>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub mode: Option<i32>,
+        /// Alpha (`AtomicWriteVolumeUserFields`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub user: Option<i64>,
+    }
+}
+
+k8s_struct! {
+    /// `projected` volume: several sources in one directory.
+    pub struct ProjectedVolumeSource {
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub sources: Vec<VolumeProjection>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub default_mode: Option<i32>,
+        /// Alpha (`AtomicWriteVolumeUserFields`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub default_user: Option<i64>,
+    }
+}
+
+k8s_struct! {
+    /// One source of a projected volume.
+    pub struct VolumeProjection {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub secret: Option<KeyProjection>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub config_map: Option<KeyProjection>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(rename = "downwardAPI")]
+        pub downward_api: Option<DownwardAPIProjection>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub service_account_token: Option<Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub cluster_trust_bundle: Option<Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub pod_certificate: Option<Value>,
+    }
+}
+
+k8s_struct! {
+    /// The `secret` or `configMap` of a projected volume.
+    pub struct KeyProjection {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub name: Option<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub items: Vec<KeyToPath>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub optional: Option<bool>,
+    }
+}
+
+k8s_struct! {
+    /// The `downwardAPI` of a projected volume.
+    #[allow(clippy::upper_case_acronyms)]
+    pub struct DownwardAPIProjection {
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub items: Vec<DownwardAPIVolumeFile>,
     }
 }

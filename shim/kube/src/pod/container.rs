@@ -15,8 +15,9 @@ use podshim_engine::rootfs::{self, Rootfs};
 use podshim_engine::{Container, Create, Stdio};
 
 use super::process::{self, User};
+use super::subpath;
 use super::{PodError, Sandbox};
-use crate::spec::{self, Bind, ContainerSpec, HostLimits};
+use crate::spec::{self, Bind, ContainerSpec, HostLimits, Namespace};
 use podshim_engine::cgroups::Cgroups;
 use podshim_engine::config::Config;
 
@@ -50,8 +51,7 @@ pub struct ContainerPlan {
     pub cap_drop: Vec<String>,
     pub no_new_privileges: bool,
     pub readonly_rootfs: bool,
-    /// volume name, mount path, read-only
-    pub mounts: Vec<(String, String, bool)>,
+    pub mounts: Vec<MountPlan>,
     /// cgroup limits and `oom_score_adj` from `resources` and the Pod's QoS class.
     pub resources: spec::Resources,
     /// Probes and lifecycle hooks.
@@ -63,6 +63,35 @@ pub struct ContainerPlan {
     /// `terminationMessagePolicy: FallbackToLogsOnError`.
     #[serde(default)]
     pub termination_message_fallback: bool,
+    /// `supplementalGroupsPolicy: Strict`: no groups from the image's `/etc/group`.
+    #[serde(default)]
+    pub strict_groups: bool,
+    /// Privileged, procMount, capabilities, seccomp and AppArmor, resolved (`crate::security`).
+    #[serde(default)]
+    pub security: crate::security::ContainerSecurity,
+}
+
+/// One `volumeMounts[]` entry, resolved except for `subPathExpr` (expanded with the container's
+/// environment when it starts).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MountPlan {
+    pub volume: String,
+    pub path: String,
+    pub read_only: bool,
+    /// `subPath`, or `subPathExpr` before expansion (`expand` set).
+    #[serde(default)]
+    pub sub_path: Option<String>,
+    #[serde(default)]
+    pub expand: bool,
+    /// The bind's propagation: `rprivate`, `rslave` or `rshared`.
+    #[serde(default = "private")]
+    pub propagation: String,
+    #[serde(default)]
+    pub recursive_read_only: bool,
+}
+
+fn private() -> String {
+    "rprivate".into()
 }
 
 /// A started container: its init PID (our child) and the read ends of its stdout and stderr.
@@ -144,7 +173,7 @@ pub fn start(
         container: name.clone(),
         source,
     };
-    let user: User = process::resolve_user(
+    let mut user: User = process::resolve_user(
         &rootfs,
         plan.image_user.as_deref(),
         plan.run_as_user,
@@ -153,6 +182,9 @@ pub fn start(
         plan.run_as_non_root,
     )
     .map_err(perr)?;
+    if plan.strict_groups {
+        process::strict_groups(&mut user, &plan.supplemental_groups);
+    }
     let hostname = fs::read_to_string(sandbox.dir.join("etc/hostname")).unwrap_or_default();
     // `status.podIP` is only known now that the sandbox's network is up.
     let pod_ip = sandbox.attachment.ip.to_string();
@@ -182,26 +214,32 @@ pub fn start(
     let mut binds: Vec<Bind> = sandbox
         .etc
         .iter()
-        .map(|(source, dest)| Bind {
-            source: source.clone(),
-            destination: dest.to_string(),
-            readonly: false,
-        })
+        .map(|(source, dest)| Bind::private(source.clone(), *dest, false))
         .collect();
-    for (volume, path, readonly) in &plan.mounts {
-        let source = sandbox
-            .volumes
-            .get(volume)
-            .cloned()
-            .ok_or_else(|| PodError::Runtime {
-                container: name.clone(),
-                action: "mount",
-                detail: format!("volume {volume:?} is not a volume of this Pod"),
-            })?;
+    for (i, m) in plan.mounts.iter().enumerate() {
+        let mut source =
+            sandbox
+                .volumes
+                .get(&m.volume)
+                .cloned()
+                .ok_or_else(|| PodError::Runtime {
+                    container: name.clone(),
+                    action: "mount",
+                    detail: format!("volume {:?} is not a volume of this Pod", m.volume),
+                })?;
+        let sub = m.sub_path.as_ref().map(|s| match m.expand {
+            true => process::expand(s, &vars),
+            false => s.clone(),
+        });
+        if let Some(sub) = sub.filter(|s| !s.is_empty()) {
+            source = stage_subpath(sandbox, &name, i, &source, &sub)?;
+        }
         binds.push(Bind {
             source,
-            destination: path.clone(),
-            readonly: *readonly,
+            destination: m.path.clone(),
+            readonly: m.read_only,
+            propagation: propagation(&m.propagation),
+            recursive_readonly: m.recursive_read_only,
         });
     }
     if !plan.termination_message_path.is_empty() {
@@ -213,11 +251,11 @@ pub fn start(
         fs::write(&file, b"").map_err(io("create", &file))?;
         fs::set_permissions(&file, fs::Permissions::from_mode(0o666))
             .map_err(io("chmod", &file))?;
-        binds.push(Bind {
-            source: file,
-            destination: plan.termination_message_path.clone(),
-            readonly: false,
-        });
+        binds.push(Bind::private(
+            file,
+            plan.termination_message_path.clone(),
+            false,
+        ));
     }
     let cgroups_path = container_cgroup(sandbox, &name);
     let cgroups = Cgroups::detect()?;
@@ -238,15 +276,34 @@ pub fn start(
         additional_gids: user.additional_gids,
         rootfs: rootfs.clone(),
         readonly_rootfs: plan.readonly_rootfs,
-        capabilities: spec::capabilities(&plan.cap_add, &plan.cap_drop),
+        capabilities: plan.security.capabilities.clone(),
         no_new_privileges: plan.no_new_privileges,
         netns: sandbox.netns.clone(),
-        ipcns: sandbox.pause_ns("ipc"),
         utsns: sandbox.pause_ns("uts"),
+        ipc: match sandbox.spec.host_ipc {
+            true => Namespace::Host,
+            false => Namespace::Join(sandbox.pause_ns("ipc")),
+        },
+        pid: if sandbox.spec.host_pid {
+            Namespace::Host
+        } else if sandbox.spec.share_pid {
+            Namespace::Join(sandbox.pause_pid_ns())
+        } else {
+            Namespace::Own
+        },
         cgroups_path,
         binds,
         resources,
         limits: HostLimits::read(),
+        privileged: plan.security.privileged,
+        unmasked_proc: plan.security.unmasked_proc,
+        devices: match plan.security.privileged {
+            true => spec::devices::host_devices(std::path::Path::new("/dev")),
+            false => vec![],
+        },
+        seccomp: plan.security.seccomp.clone(),
+        apparmor_profile: plan.security.apparmor_profile.clone(),
+        sysctls: sandbox.spec.sysctls.clone(),
     };
     let spec = spec::build(&spec).map_err(|e| PodError::Runtime {
         container: name.clone(),
@@ -284,6 +341,49 @@ pub fn start(
         stdout: File::from(out_r),
         stderr: File::from(err_r),
     })
+}
+
+fn propagation(p: &str) -> &'static str {
+    match p {
+        "rslave" => "rslave",
+        "rshared" => "rshared",
+        _ => "rprivate",
+    }
+}
+
+/// Resolve `sub` inside the volume at `volume` safely and bind it onto a staging point of the
+/// Pod (`<pod dir>/subpaths/<container>/<mount index>`, journaled so teardown unmounts it),
+/// which the container then mounts. A restart binds it afresh.
+fn stage_subpath(
+    sandbox: &mut Sandbox,
+    container: &str,
+    index: usize,
+    volume: &std::path::Path,
+    sub: &str,
+) -> Result<PathBuf, PodError> {
+    let fail = |e: subpath::SubPathError| PodError::Runtime {
+        container: container.to_string(),
+        action: "prepare the subPath of",
+        detail: format!(
+            "CreateContainerConfigError: failed to prepare subPath for volumeMount {index}: {}",
+            crate::pod::chain(&e)
+        ),
+    };
+    let (file, _) = subpath::open(volume, sub).map_err(fail)?;
+    let target = sandbox
+        .dir
+        .join("subpaths")
+        .join(container)
+        .join(index.to_string());
+    podshim_engine::mounts::unmount(&target)?;
+    let _ = fs::remove_dir(&target).or_else(|_| fs::remove_file(&target));
+    sandbox
+        .journal
+        .record(podshim_engine::journal::Resource::Mount {
+            path: target.clone(),
+        })?;
+    subpath::bind(&file, &target).map_err(fail)?;
+    Ok(target)
 }
 
 /// Whether the memory cgroup's OOM killer killed a process of this container (Kubernetes reason

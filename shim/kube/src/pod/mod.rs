@@ -6,6 +6,7 @@ pub use podshim_engine::{chain, exec, gc, journal, netcheck, pod_key, teardown};
 
 pub mod container;
 pub mod files;
+pub mod host_path;
 pub mod order;
 pub mod ports;
 pub mod process;
@@ -13,6 +14,7 @@ pub mod projection;
 pub mod resources;
 pub mod restart;
 pub mod sandbox;
+pub mod subpath;
 
 use std::io;
 use std::path::PathBuf;

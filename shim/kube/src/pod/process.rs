@@ -266,9 +266,30 @@ pub fn resolve_user(
     })
 }
 
+/// `supplementalGroupsPolicy: Strict`: only the Pod's `supplementalGroups` (and `fsGroup`),
+/// none of the groups the image's `/etc/group` gives the user (what `Merge`, the default, adds).
+pub fn strict_groups(user: &mut User, supplemental: &[i64]) {
+    let gid = user.gid;
+    user.additional_gids = supplemental.iter().map(|g| *g as u32).collect();
+    user.additional_gids.retain(|g| *g != gid);
+    user.additional_gids.sort_unstable();
+    user.additional_gids.dedup();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strict_keeps_only_the_pods_groups() {
+        let mut u = User {
+            uid: 1000,
+            gid: 3000,
+            additional_gids: vec![10, 50, 4000],
+        };
+        strict_groups(&mut u, &[4000, 3000, 2000, 4000]);
+        assert_eq!(u.additional_gids, vec![2000, 4000]);
+    }
 
     fn v(s: &[&str]) -> Vec<String> {
         s.iter().map(|x| x.to_string()).collect()

@@ -29,6 +29,9 @@ pub struct VolumeSpec {
     pub size_limit: Option<u64>,
     /// The files of a `configMap` or `secret` volume.
     pub contents: Option<Projection>,
+    /// A `hostPath` volume: the host's path and its `type` (the engine makes nothing for it).
+    #[serde(default)]
+    pub host_path: Option<(PathBuf, String)>,
 }
 
 /// What the sandbox is made of, resolved from the Pod manifest.
@@ -53,6 +56,21 @@ pub struct SandboxSpec {
     /// Manifest digests of the images the Pod's containers run, recorded in its journal so
     /// that `podshim image prune` keeps them while the Pod lives.
     pub images: Vec<String>,
+    /// `hostPID`: containers see the host's processes.
+    #[serde(default)]
+    pub host_pid: bool,
+    /// `hostIPC`: containers use the host's IPC namespace.
+    #[serde(default)]
+    pub host_ipc: bool,
+    /// `shareProcessNamespace`: one PID namespace, pause its PID 1.
+    #[serde(default)]
+    pub share_pid: bool,
+    /// The Pod's admitted sysctls, set in every container.
+    #[serde(default)]
+    pub sysctls: std::collections::BTreeMap<String, String>,
+    /// `securityContext.fsGroup`: the group that owns the Pod's volumes (not hostPaths).
+    #[serde(default)]
+    pub fs_group: Option<u32>,
 }
 
 impl SandboxSpec {
@@ -77,6 +95,7 @@ impl SandboxSpec {
             volumes: self
                 .volumes
                 .iter()
+                .filter(|v| v.host_path.is_none())
                 .map(|v| Volume {
                     name: v.name.clone(),
                     memory: v.memory,
@@ -85,6 +104,7 @@ impl SandboxSpec {
                 .collect(),
             cgroup: Cgroups::pod_path(&self.uid),
             images: self.images.clone(),
+            share_pid: self.share_pid,
         }
     }
 }
@@ -95,6 +115,8 @@ pub struct Sandbox {
     pub engine: engine::Sandbox,
     /// `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname` sources, bind-mounted into containers.
     pub etc: Vec<(PathBuf, &'static str)>,
+    /// What it was made from (its containers' namespaces and sysctls follow it).
+    pub spec: SandboxSpec,
 }
 
 impl Deref for Sandbox {
@@ -117,10 +139,31 @@ impl Sandbox {
         let filled = (|| {
             let etc = write_etc(&sandbox.dir, spec, &sandbox.attachment)?;
             for v in &spec.volumes {
+                if let Some((path, type_)) = &v.host_path {
+                    super::host_path::prepare(path, type_, true).map_err(|e| PodError::Io {
+                        what: "prepare the hostPath volume",
+                        path: path.clone(),
+                        source: std::io::Error::other(e),
+                    })?;
+                    sandbox.volumes.insert(v.name.clone(), path.clone());
+                }
+            }
+            for v in &spec.volumes {
                 if let (Some(contents), Some(path)) = (&v.contents, sandbox.volumes.get(&v.name)) {
                     projection::write(path, contents).map_err(|source| PodError::Io {
                         what: "write the files of",
                         path: path.clone(),
+                        source,
+                    })?;
+                }
+                let dir = sandbox.volumes.get(&v.name);
+                if let (Some(gid), Some(dir), None) = (spec.fs_group, dir, &v.host_path) {
+                    // Read-only for the group where the volume's files are (the kubelet's
+                    // `SetVolumeOwnership`: 0440 for configMap, secret, downwardAPI, projected).
+                    let read_only = v.contents.is_some();
+                    set_volume_ownership(dir, gid, read_only).map_err(|source| PodError::Io {
+                        what: "give the fsGroup the volume",
+                        path: dir.clone(),
                         source,
                     })?;
                 }
@@ -131,6 +174,7 @@ impl Sandbox {
             Ok(etc) => Ok(Sandbox {
                 engine: sandbox,
                 etc,
+                spec: spec.clone(),
             }),
             Err(error) => {
                 let _ = sandbox.pause.kill();
@@ -161,6 +205,31 @@ impl Sandbox {
     pub fn destroy(self) -> Vec<String> {
         self.engine.destroy()
     }
+}
+
+/// The kubelet's `SetVolumeOwnership` for `fsGroup`: every file and directory of the volume
+/// group-owned by `gid`, group read-write (read-only for `read_only` volumes), directories
+/// setgid so new files inherit the group. Symlinks (the atomic writer's) are left as they are.
+fn set_volume_ownership(dir: &Path, gid: u32, read_only: bool) -> std::io::Result<()> {
+    let meta = fs::symlink_metadata(dir)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(dir, None, Some(gid))?;
+    let mut mask = if read_only { 0o440 } else { 0o660 };
+    if meta.is_dir() {
+        mask |= 0o2000 | 0o110;
+    }
+    fs::set_permissions(
+        dir,
+        fs::Permissions::from_mode(meta.permissions().mode() | mask),
+    )?;
+    if meta.is_dir() {
+        for e in fs::read_dir(dir)? {
+            set_volume_ownership(&e?.path(), gid, read_only)?;
+        }
+    }
+    Ok(())
 }
 
 fn write_etc(

@@ -182,7 +182,7 @@ fn value_from(
 }
 
 /// `fieldRef` (`podFieldSelectorRuntimeValue` + `ExtractFieldPathAsString`).
-fn field_ref(cx: &Context<'_>, field_path: &str, vp: &str) -> Result<EnvValue, String> {
+pub(super) fn field_ref(cx: &Context<'_>, field_path: &str, vp: &str) -> Result<EnvValue, String> {
     let meta = &cx.pod.metadata;
     let subscript = |prefix: &str, map: &BTreeMap<String, String>| {
         let key = field_path.strip_prefix(prefix)?.strip_suffix("']")?;

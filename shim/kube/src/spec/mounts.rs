@@ -97,26 +97,35 @@ fn mount(
 }
 
 /// The spec's mount list, in the order they are mounted.
-pub fn build(binds: &[Bind]) -> Result<Vec<Mount>, SpecError> {
+pub fn build(binds: &[Bind], privileged: bool) -> Result<Vec<Mount>, SpecError> {
+    // containerd (`WithWriteableSysfs`, `WithWriteableCgroupfs`): a privileged container gets
+    // `/sys` and the cgroups read-write.
+    let writable = |options: &[&'static str]| -> Vec<&'static str> {
+        let mut o = options.to_vec();
+        if privileged {
+            o.retain(|x| *x != "ro");
+        }
+        o
+    };
     let mut mounts = KERNEL_FILESYSTEMS
         .iter()
-        .map(|(dest, typ, source, options)| mount(*dest, typ, *source, options))
+        .map(|(dest, typ, source, options)| mount(*dest, typ, *source, &writable(options)))
         .collect::<Result<Vec<_>, _>>()?;
-    // Read-only: the engine makes it the container's own cgroups (`Cgroups::harden`).
+    // Read-only: the engine makes it the container's own cgroups (`Cgroups::harden`); a
+    // privileged container's stays the host's, writable, as containerd leaves it.
     mounts.push(mount(
         "/sys/fs/cgroup",
         "cgroup",
         "cgroup",
-        &["nosuid", "noexec", "nodev", "relatime", "ro"],
+        &writable(&["nosuid", "noexec", "nodev", "relatime", "ro"]),
     )?);
     for b in binds {
         let mode = if b.readonly { "ro" } else { "rw" };
-        mounts.push(mount(
-            b.destination.as_str(),
-            "bind",
-            &b.source,
-            &["rbind", "rprivate", mode],
-        )?);
+        let mut options = vec!["rbind", b.propagation, mode];
+        if b.recursive_readonly {
+            options.push("rro");
+        }
+        mounts.push(mount(b.destination.as_str(), "bind", &b.source, &options)?);
     }
     Ok(mounts)
 }
@@ -128,18 +137,14 @@ mod tests {
     #[test]
     fn kernel_filesystems_come_first_then_a_read_only_cgroup_view_then_binds() {
         let binds = [
+            Bind::private("/v".into(), "/data", true),
             Bind {
-                source: "/v".into(),
-                destination: "/data".into(),
-                readonly: true,
-            },
-            Bind {
-                source: "/w".into(),
-                destination: "/work".into(),
-                readonly: false,
+                propagation: "rslave",
+                recursive_readonly: true,
+                ..Bind::private("/w".into(), "/work", false)
             },
         ];
-        let mounts = build(&binds).unwrap();
+        let mounts = build(&binds, false).unwrap();
         let dests: Vec<_> = mounts
             .iter()
             .map(|m| m.destination().display().to_string())
@@ -167,7 +172,7 @@ mod tests {
             Some(std::path::Path::new("/v"))
         );
         assert_eq!(opts(7), ["rbind", "rprivate", "ro"]);
-        assert_eq!(opts(8), ["rbind", "rprivate", "rw"]);
+        assert_eq!(opts(8), ["rbind", "rslave", "rw", "rro"]);
         assert_eq!(
             mounts[3].source().as_deref(),
             Some(std::path::Path::new("shm"))

@@ -195,8 +195,12 @@ pub fn build(c: &ContainerSpec) -> Result<Process, SpecError> {
         .soft(nofile)
         .build()
         .map_err(SpecError::builder("process.rlimits"))?;
-    ProcessBuilder::default()
-        .terminal(false)
+    let mut b = ProcessBuilder::default();
+    if let Some(profile) = &c.apparmor_profile {
+        b = b.apparmor_profile(profile.clone());
+    }
+
+    b.terminal(false)
         .user(user)
         .args(c.args.clone())
         .env(c.env.clone())
@@ -207,6 +211,16 @@ pub fn build(c: &ContainerSpec) -> Result<Process, SpecError> {
         .oom_score_adj(oom)
         .build()
         .map_err(SpecError::builder("process"))
+        .map(|mut p| {
+            // libcontainer 0.7 loads a seccomp filter before dropping capabilities (as it must
+            // without no_new_privs) only when `noNewPrivileges` is absent, not when it is false
+            // (`process/init/process.rs`): with a filter, false is written as absent (the same
+            // meaning).
+            if !c.no_new_privileges && c.seccomp.is_some() {
+                p.set_no_new_privileges(None);
+            }
+            p
+        })
 }
 
 #[cfg(test)]

@@ -76,14 +76,15 @@ fn cpu(r: &Resources) -> Result<Option<LinuxCpu>, SpecError> {
 }
 
 /// `linux.resources`: the deny-all device rule first (libcontainer adds the standard allow list),
-/// then the memory and CPU limits that are set.
-pub fn build(r: &Resources) -> Result<LinuxResources, SpecError> {
-    let deny_all = LinuxDeviceCgroupBuilder::default()
-        .allow(false)
+/// or for a privileged container allow-all (containerd's `WithAllDevicesAllowed`), then the
+/// memory and CPU limits that are set.
+pub fn build(r: &Resources, privileged: bool) -> Result<LinuxResources, SpecError> {
+    let head = LinuxDeviceCgroupBuilder::default()
+        .allow(privileged)
         .access("rwm")
         .build()
         .map_err(SpecError::builder("linux.resources.devices"))?;
-    let mut b = LinuxResourcesBuilder::default().devices(vec![deny_all]);
+    let mut b = LinuxResourcesBuilder::default().devices(vec![head]);
     if let Some(m) = memory(r)? {
         b = b.memory(m);
     }
@@ -106,7 +107,7 @@ mod tests {
 
     #[test]
     fn no_limits_is_only_the_deny_all_device_rule() {
-        let r = build(&Resources::default()).unwrap();
+        let r = build(&Resources::default(), false).unwrap();
         let devices = r.devices().as_ref().unwrap();
         assert_eq!(devices.len(), 1);
         assert!(!devices[0].allow());
@@ -118,14 +119,17 @@ mod tests {
 
     #[test]
     fn limits_become_cgroup_settings() {
-        let r = build(&Resources {
-            memory_limit: Some(32 << 20),
-            memory_swap: Some(32 << 20),
-            cpu_shares: Some(256),
-            cpu_quota: Some(50_000),
-            cpu_period: Some(100_000),
-            oom_score_adj: -997,
-        })
+        let r = build(
+            &Resources {
+                memory_limit: Some(32 << 20),
+                memory_swap: Some(32 << 20),
+                cpu_shares: Some(256),
+                cpu_quota: Some(50_000),
+                cpu_period: Some(100_000),
+                oom_score_adj: -997,
+            },
+            false,
+        )
         .unwrap();
         let mem = r.memory().as_ref().unwrap();
         assert_eq!((mem.limit(), mem.swap()), (Some(32 << 20), Some(32 << 20)));
@@ -144,12 +148,15 @@ mod tests {
 
     #[test]
     fn swap_allowed_when_it_differs_from_the_limit_and_cpu_alone() {
-        let r = build(&Resources {
-            memory_limit: Some(64 << 20),
-            memory_swap: None,
-            cpu_shares: Some(2),
-            ..Resources::default()
-        })
+        let r = build(
+            &Resources {
+                memory_limit: Some(64 << 20),
+                memory_swap: None,
+                cpu_shares: Some(2),
+                ..Resources::default()
+            },
+            false,
+        )
         .unwrap();
         assert!(r.unified().is_none());
         assert_eq!(r.memory().as_ref().unwrap().swap(), None);

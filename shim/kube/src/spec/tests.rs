@@ -19,19 +19,22 @@ fn sample() -> ContainerSpec {
         capabilities: capabilities(&[], &[]),
         no_new_privileges: false,
         netns: "/run/p/netns".into(),
-        ipcns: "/proc/9/ns/ipc".into(),
+        ipc: Namespace::Join("/proc/9/ns/ipc".into()),
+        pid: Namespace::Own,
         utsns: "/proc/9/ns/uts".into(),
         cgroups_path: "/podshim/u/c".into(),
-        binds: vec![Bind {
-            source: "/v".into(),
-            destination: "/data".into(),
-            readonly: true,
-        }],
+        binds: vec![Bind::private("/v".into(), "/data", true)],
         resources: Resources::default(),
         limits: HostLimits {
             oom_score_adj: 0,
             nofile_hard: 20000,
         },
+        privileged: false,
+        unmasked_proc: false,
+        devices: vec![],
+        seccomp: None,
+        apparmor_profile: None,
+        sysctls: Default::default(),
     }
 }
 
@@ -142,7 +145,7 @@ fn earlier_config(c: &ContainerSpec, oom: i32, resources: serde_json::Value) -> 
                 {"type": "pid"},
                 {"type": "mount"},
                 {"type": "network", "path": c.netns},
-                {"type": "ipc", "path": c.ipcns},
+                {"type": "ipc", "path": "/proc/9/ns/ipc"},
                 {"type": "uts", "path": c.utsns},
             ],
             "maskedPaths": MASKED_PATHS,
@@ -201,4 +204,103 @@ fn the_typed_spec_is_the_config_json_of_earlier_versions() {
     assert_eq!(back, build(&c).unwrap());
     let from_earlier: Spec = serde_json::from_value(earlier).unwrap();
     assert_eq!(from_earlier, back);
+}
+
+#[test]
+fn host_and_shared_namespaces() {
+    let mut c = sample();
+    c.pid = Namespace::Host;
+    c.ipc = Namespace::Host;
+    let spec = build(&c).unwrap();
+    let types: Vec<_> = spec
+        .linux()
+        .as_ref()
+        .unwrap()
+        .namespaces()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|n| n.typ())
+        .collect();
+    // hostPID and hostIPC: no PID or IPC namespace of the container's or the Pod's.
+    assert_eq!(
+        types,
+        [
+            LinuxNamespaceType::Mount,
+            LinuxNamespaceType::Network,
+            LinuxNamespaceType::Uts
+        ]
+    );
+    c.pid = Namespace::Join("/proc/9/ns/pid_for_children".into());
+    let spec = build(&c).unwrap();
+    let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+    assert_eq!(ns[0].typ(), LinuxNamespaceType::Pid);
+    assert_eq!(
+        ns[0].path().as_deref(),
+        Some(Path::new("/proc/9/ns/pid_for_children"))
+    );
+}
+
+#[test]
+fn privileged_masks_nothing_allows_every_device_and_writes_sys() {
+    let mut c = sample();
+    c.privileged = true;
+    c.devices = devices::host_devices(Path::new("/dev"));
+    c.sysctls
+        .insert("net.ipv4.ip_unprivileged_port_start".into(), "0".into());
+    let spec = build(&c).unwrap();
+    let linux = spec.linux().as_ref().unwrap();
+    assert!(linux.masked_paths().as_ref().unwrap().is_empty());
+    assert!(linux.readonly_paths().as_ref().unwrap().is_empty());
+    let rule = &linux
+        .resources()
+        .as_ref()
+        .unwrap()
+        .devices()
+        .clone()
+        .unwrap()[0];
+    assert!(rule.allow() && rule.typ().is_none() && rule.access().as_deref() == Some("rwm"));
+    assert!(!linux.devices().as_ref().unwrap().is_empty());
+    let sys = spec
+        .mounts()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.destination() == Path::new("/sys"))
+        .unwrap();
+    assert!(!sys.options().as_ref().unwrap().contains(&"ro".to_string()));
+    assert_eq!(
+        linux
+            .sysctl()
+            .as_ref()
+            .unwrap()
+            .get("net.ipv4.ip_unprivileged_port_start")
+            .map(String::as_str),
+        Some("0")
+    );
+
+    let mut c = sample();
+    c.unmasked_proc = true;
+    c.seccomp = Some(seccomp::runtime_default(&c.capabilities).unwrap());
+    c.apparmor_profile = Some("k8s-deny-write".into());
+    let spec = build(&c).unwrap();
+    let linux = spec.linux().as_ref().unwrap();
+    assert!(linux.masked_paths().as_ref().unwrap().is_empty());
+    assert!(linux.seccomp().is_some());
+    let rule = &linux
+        .resources()
+        .as_ref()
+        .unwrap()
+        .devices()
+        .clone()
+        .unwrap()[0];
+    assert!(!rule.allow());
+    assert_eq!(
+        spec.process()
+            .as_ref()
+            .unwrap()
+            .apparmor_profile()
+            .as_deref(),
+        Some("k8s-deny-write")
+    );
 }

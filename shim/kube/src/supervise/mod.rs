@@ -108,6 +108,8 @@ pub fn run(cfg: &Config, jobs: Vec<PodJob>, mut opts: Options) -> Result<i32, Ru
             .and_then(|()| Sandbox::create(cfg, spec));
         match created {
             Ok(sb) => pods.push(PodRun {
+                active_deadline: job.plan.active_deadline.map(|d| Instant::now() + d),
+                deadline_exceeded: false,
                 plan: job.plan,
                 object: job.object,
                 sandbox: Some(sb),

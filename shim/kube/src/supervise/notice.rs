@@ -85,6 +85,10 @@ pub enum What {
         pod: String,
         message: String,
     },
+    /// The Pod's `activeDeadlineSeconds` ran out: the Pod is failed and stopped.
+    DeadlineExceeded {
+        pod: String,
+    },
     /// The Pod's record could not be written or removed.
     Record {
         message: String,
@@ -135,6 +139,11 @@ impl fmt::Display for What {
             What::SandboxFailed { pod, message } => write!(
                 f,
                 "pod {pod}: the sandbox could not be re-created ({message}); stopping the pod"
+            ),
+            What::DeadlineExceeded { pod } => write!(
+                f,
+                "pod {pod}: DeadlineExceeded: Pod was active on the node longer than the \
+                 specified deadline; stopping the pod"
             ),
             What::Record { message } => f.write_str(message),
             What::Teardown { problem } => write!(f, "teardown: {problem}"),

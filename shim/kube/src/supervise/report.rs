@@ -71,7 +71,13 @@ pub(super) fn pod_status(pod: &PodRun, p: usize, slots: &[Slot]) -> status::PodS
         start_time: Some(pod.start_time.clone()),
         init_container_statuses: init.into_iter().map(|(_, s)| s).collect(),
         container_statuses: apps,
-        ..Default::default()
+        qos_class: Some(pod.plan.qos_class.clone()).filter(|q| !q.is_empty()),
+        reason: pod
+            .deadline_exceeded
+            .then(|| "DeadlineExceeded".to_string()),
+        message: pod
+            .deadline_exceeded
+            .then(|| "Pod was active on the node longer than the specified deadline".to_string()),
     }
 }
 

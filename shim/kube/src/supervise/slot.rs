@@ -115,6 +115,11 @@ pub(super) struct PodRun {
     /// When the sandbox last became ready (or, while recreating, was lost): the
     /// `PodReadyToStartContainers` condition's transition time.
     pub(super) sandbox_since: String,
+    /// When `activeDeadlineSeconds` runs out (counted from the Pod's start, as the kubelet
+    /// counts from `status.startTime`).
+    pub(super) active_deadline: Option<Instant>,
+    /// Set when that deadline failed the Pod (status reason `DeadlineExceeded`).
+    pub(super) deadline_exceeded: bool,
 }
 
 /// A stopping Pod: containers get their stop signal in order, SIGKILL at the deadline.

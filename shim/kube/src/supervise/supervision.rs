@@ -50,7 +50,20 @@ impl Supervision<'_> {
             }
             for p in 0..pods.len() {
                 let pod = &mut pods[p];
-                if pod.stop.is_none() && (signalled || order::finished(&view(slots, p))) {
+                // The kubelet's activeDeadlineHandler: past the deadline the Pod fails
+                // (DeadlineExceeded) and its containers are stopped with its grace period.
+                if pod.stop.is_none() && pod.active_deadline.is_some_and(|d| d <= Instant::now()) {
+                    self.opts
+                        .reporter
+                        .notice(&Notice::run(What::DeadlineExceeded {
+                            pod: pod.plan.sandbox.name.clone(),
+                        }));
+                    pod.deadline_exceeded = true;
+                    pod.failed = Some(1);
+                }
+                if pod.stop.is_none()
+                    && (signalled || pod.deadline_exceeded || order::finished(&view(slots, p)))
+                {
                     let grace = grace(pod.plan.grace_period);
                     pod.stop = Some(Stop {
                         deadline: Instant::now() + grace,
@@ -245,6 +258,11 @@ impl Supervision<'_> {
                 .any(|s| s.pod == p && matches!(s.state, State::Running { .. }));
             match &pod.stop {
                 Some(stop) if running && !stop.killed => soonest(stop.deadline),
+                None => {
+                    if let Some(d) = pod.active_deadline {
+                        soonest(d);
+                    }
+                }
                 _ => {}
             }
         }

@@ -8,6 +8,7 @@ mod runtime;
 pub(crate) mod scheduling;
 /// `ValidateLabelSelector`, for the workload controllers' selectors.
 pub use scheduling::label_selector;
+mod security;
 mod volume;
 
 use std::collections::BTreeSet;
@@ -151,6 +152,7 @@ fn validate_spec(spec: &PodSpec, path: &FieldPath) -> Vec<FieldError> {
         push_invalid(&mut errs, &ns, v, names::label_value(v));
     }
     errs.extend(validate_pod_security_context(spec, path));
+    errs.extend(security::validate(spec, path));
     for (i, s) in spec.image_pull_secrets.iter().enumerate() {
         if s.name.is_empty() {
             let p = path.child("imagePullSecrets").index(i).child("name");

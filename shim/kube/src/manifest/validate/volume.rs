@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use super::super::defaults::volume_sources;
 use super::super::error::{FieldError, FieldPath};
-use super::super::types::{KeyToPath, Volume};
+use super::super::types::{DownwardAPIVolumeFile, KeyToPath, Volume};
 use super::{dns_label, push_invalid};
 
 const FILE_MODE_MSG: &str = "must be a number between 0 and 0777 (octal), both inclusive";
@@ -127,6 +127,32 @@ fn validate_one_source(v: &Volume, field: &str, path: &FieldPath) -> Vec<FieldEr
                 errs.push(FieldError::required(&path.child("claimName"), ""));
             }
         }
+        "downwardAPI" => {
+            let Some(d) = &v.downward_api else {
+                return errs;
+            };
+            errs.extend(validate_mode(d.default_mode, &path.child("defaultMode")));
+            errs.extend(validate_downward_items(&d.items, &path.child("items")));
+        }
+        "projected" => {
+            let Some(p) = &v.projected else { return errs };
+            errs.extend(validate_mode(p.default_mode, &path.child("defaultMode")));
+            for (i, src) in p.sources.iter().enumerate() {
+                let sp = path.child("sources").index(i);
+                for (field, kp) in [("secret", &src.secret), ("configMap", &src.config_map)] {
+                    if let Some(kp) = kp {
+                        if kp.name.as_deref().unwrap_or("").is_empty() {
+                            errs.push(FieldError::required(&sp.child(field).child("name"), ""));
+                        }
+                        errs.extend(validate_items(&kp.items, &sp.child(field).child("items")));
+                    }
+                }
+                if let Some(d) = &src.downward_api {
+                    let dp = sp.child("downwardAPI").child("items");
+                    errs.extend(validate_downward_items(&d.items, &dp));
+                }
+            }
+        }
         // Sources podshim keeps as raw JSON are refused by the unsupported gate instead.
         _ => {}
     }
@@ -138,6 +164,55 @@ fn validate_mode(mode: Option<i32>, path: &FieldPath) -> Vec<FieldError> {
         Some(m) if !(0..=0o777).contains(&m) => vec![FieldError::invalid(path, m, FILE_MODE_MSG)],
         _ => Vec::new(),
     }
+}
+
+/// The `fieldPath`s a downwardAPI volume file may name (`validVolumeDownwardAPIFieldPathExpressions`).
+const DOWNWARD_VOLUME_FIELDS: [&str; 5] = [
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.labels",
+    "metadata.annotations",
+    "metadata.uid",
+];
+
+/// `validateDownwardAPIVolumeFile` for each item.
+fn validate_downward_items(items: &[DownwardAPIVolumeFile], path: &FieldPath) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    for (i, f) in items.iter().enumerate() {
+        let ip = path.index(i);
+        let pp = ip.child("path");
+        if f.path.is_empty() {
+            errs.push(FieldError::required(&pp, ""));
+        }
+        errs.extend(local_non_reserved_path(&f.path, &pp));
+        errs.extend(validate_mode(f.mode, &ip.child("mode")));
+        match (&f.field_ref, &f.resource_field_ref) {
+            (Some(r), None) => {
+                let fp = &r.field_path;
+                let subscript = ["metadata.labels['", "metadata.annotations['"]
+                    .iter()
+                    .any(|p| fp.starts_with(p) && fp.ends_with("']"));
+                if !DOWNWARD_VOLUME_FIELDS.contains(&fp.as_str()) && !subscript {
+                    errs.push(FieldError::not_supported(
+                        &ip.child("fieldRef").child("fieldPath"),
+                        fp.as_str(),
+                        &DOWNWARD_VOLUME_FIELDS,
+                    ));
+                }
+            }
+            (None, Some(_)) => {}
+            (Some(_), Some(_)) => errs.push(FieldError::invalid(
+                &ip.child("fieldRef"),
+                "",
+                "fieldRef and resourceFieldRef can not be specified simultaneously",
+            )),
+            (None, None) => errs.push(FieldError::required(
+                &ip,
+                "one of fieldRef and resourceFieldRef is required",
+            )),
+        }
+    }
+    errs
 }
 
 /// `validateKeyToPath` for each item.
