@@ -2,7 +2,8 @@
 # Benchmark the workload controllers with real Pods (issue 14):
 #   (a) a Deployment of a one-container Pod scaled 0 -> 50: time until all 50 are Running
 #       (goal <= 2.5 s on 2 cores, >= 20 Pods/s), every Pod a distinct IP;
-#   (b) self-healing: a replica's pause killed -> its replacement Running (goal <= 1 s), N times;
+#   (b) self-healing: a replica's pause killed -> the replica Running again in a new sandbox
+#       (goal <= 1 s), N times;
 #   (c) the idle memory of the Deployment's controller processes (keeper + worker: RSS and PSS);
 #   (d) scale 50 -> 0: time until no Pod is left, then delete; nothing may be left behind.
 #
@@ -118,9 +119,13 @@ for _ in $(seq "$kills"); do
     victim=$(ls "$dir/state/records" | grep '^default_bench-' | head -1 | sed 's/^default_//; s/\.json$//')
     pid=$(pgrep -f "pause --hostname $victim " | head -1)
     [ -n "$pid" ] || { echo "no pause process for $victim" >&2; exit 1; }
+    rec=$dir/state/records/default_$victim.json
     t0=$(now)
     kill -KILL "$pid"
-    while [ -e "$dir/state/records/default_$victim.json" ]; do sleep 0.005; done
+    # The replica heals in place, as under the kubelet: its supervisor makes a new sandbox and
+    # restarts the containers there (restartCount goes up); wait for that, then for all Ready.
+    before=$(python3 -c "import json; print(sum(c['restartCount'] for c in json.load(open('$rec'))['status']['containerStatuses']))")
+    until python3 -c "import json,sys; sys.exit(0 if sum(c['restartCount'] for c in json.load(open('$rec'))['status']['containerStatuses']) > $before else 1)" 2>/dev/null; do sleep 0.005; done
     heal+=("$(wait_for "$replicas" "$replicas" 30)")
 done
 
@@ -153,7 +158,7 @@ report=target/bench/bench-controllers.md
     echo "| measure | result | goal |"
     echo "|---|---|---|"
     echo "| scale 0 -> $replicas, all Running | ${up} s (${rate} Pods/s), $ips distinct IPs | <= 2.5 s |"
-    echo "| self-healing, pause SIGKILLed -> replacement Running | $(printf '%s s ' "${heal[@]}")| <= 1 s |"
+    echo "| self-healing, pause SIGKILLed -> Running again in a new sandbox | $(printf '%s s ' "${heal[@]}")| <= 1 s |"
     echo "| scale $replicas -> 0, no Pod left | ${down} s | |"
     while read -r p rss pss; do
         echo "| idle controller process $p | RSS ${rss} KiB, PSS ${pss} KiB | |"

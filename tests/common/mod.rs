@@ -417,6 +417,15 @@ impl Drop for Instance {
                 .status();
         }
         if std::thread::panicking() {
+            // Workload controllers a failed test left would make its Pods anew: kill them
+            // first (their keepers before their workers, so no worker is restarted).
+            for word in [" controller --keeper ", " controller "] {
+                for pid in processes_with(&dir, word) {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
+                }
+            }
             // Detached Pods a failed test left: remove them (their supervisors stop them).
             if let Ok(out) = self.command().args(["ps", "-o", "json"]).output() {
                 let list: serde_json::Value =
@@ -449,6 +458,22 @@ impl Drop for Instance {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The PIDs of the processes whose command line holds both `dir` and `word`.
+fn processes_with(dir: &str, word: &str) -> Vec<u32> {
+    let Ok(proc) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    proc.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                c.contains(dir) && c.contains(word)
+            })
+        })
+        .collect()
 }
 
 /// The ports of bridge `name` (none when it does not exist).

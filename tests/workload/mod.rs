@@ -47,6 +47,8 @@ pub struct PodRec {
     pub phase: String,
     pub ready: bool,
     pub terminating: bool,
+    /// The restarts of all its containers.
+    pub restarts: u64,
     pub object: Value,
 }
 
@@ -81,6 +83,12 @@ pub fn records(i: &Instance, prefix: &str) -> Vec<PodRec> {
             phase: v["status"]["phase"].as_str().unwrap_or_default().into(),
             ready,
             terminating: v["terminating"].as_bool().unwrap_or(false),
+            restarts: v["status"]["containerStatuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["restartCount"].as_u64())
+                .sum(),
             object: v["pod"].clone(),
         });
     }

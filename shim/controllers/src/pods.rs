@@ -182,6 +182,7 @@ pub fn list(ctx: &Context) -> (Vec<PodInfo>, Vec<String>) {
     for f in dir.flatten() {
         let file = f.file_name().to_string_lossy().to_string();
         let Some(key) = file.strip_suffix(".json") else {
+            forget_stray(ctx, &pods, &file, &f.path());
             continue;
         };
         let Ok(p) = fs::read(f.path())
@@ -242,6 +243,31 @@ pub fn list(ctx: &Context) -> (Vec<PodInfo>, Vec<String>) {
     }
     pods.sort_by(|a, b| a.key.cmp(&b.key));
     (pods, failures)
+}
+
+/// A worker killed inside `spawn` leaves the `.ready` (and maybe `.input`) file of a Pod
+/// without its `.json`: removed once the Pod has a record (its supervisor started) or, when it
+/// never started, once it is older than any spawn takes (another object's worker may be in the
+/// middle of one).
+fn forget_stray(ctx: &Context, pods: &[PodInfo], file: &str, path: &std::path::Path) {
+    let Some(key) = file
+        .strip_suffix(".ready")
+        .or_else(|| file.strip_suffix(".input"))
+    else {
+        return;
+    };
+    if ctx.pending_dir().join(format!("{key}.json")).exists() {
+        return;
+    }
+    let stale = fs::metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| {
+            t.elapsed()
+                .is_ok_and(|age| age > std::time::Duration::from_secs(30))
+        });
+    if stale || pods.iter().any(|p| p.key == key) {
+        let _ = fs::remove_file(path);
+    }
 }
 
 /// A new Pod from a template: name, labels, annotations and spec (defaulted), the owner.
