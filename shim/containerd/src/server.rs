@@ -89,6 +89,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     podshim_engine::exe::ensure_protected().context("protect the shim binary")?;
     podshim_engine::sys::reset_ignored_signals();
     let helper = podshim_engine::helper::start().context("fork the runtime helper")?;
+    let helper_pid = helper.pid;
     // Threads made from here on inherit the mask: a write to a FIFO whose reader went away
     // fails with EPIPE instead of killing the shim.
     let mut pipe = SigSet::empty();
@@ -166,5 +167,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     // Let the Shutdown reply go out (containerd also takes a closed connection as done).
     std::thread::sleep(std::time::Duration::from_millis(2));
     let _ = std::fs::remove_file(&path);
+    // The helper would only exit once it saw its sockets close, after this process: end it and
+    // reap it first, so that nothing of this shim is left once its process is gone (containerd,
+    // and the tests, take the shim's exit as the end of everything it ran).
+    let _ = nix::sys::signal::kill(helper_pid, Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(helper_pid, None);
     std::process::exit(0);
 }
