@@ -175,6 +175,14 @@ pub fn list(ctx: &Context) -> (Vec<PodInfo>, Vec<String>) {
         .iter()
         .map(PodInfo::from_entry)
         .collect();
+    // A stop asked for (by this worker, or by one killed since, whose memory of it is gone)
+    // that its supervisor has not taken yet: the Pod is already going, and must not be counted
+    // as available, or a restarted worker would stop one more.
+    for p in pods.iter_mut() {
+        if !p.terminating && stop_request_path(&ctx.cfg, &p.key).exists() {
+            p.terminating = true;
+        }
+    }
     let mut failures = Vec::new();
     let Ok(dir) = fs::read_dir(ctx.pending_dir()) else {
         return (pods, failures);
