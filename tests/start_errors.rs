@@ -57,7 +57,10 @@ fn a_command_that_cannot_run_is_a_start_error_with_runcs_words() {
         assert_eq!(t["reason"], "StartError", "{what}: {t}");
         assert_eq!(t["exitCode"], 128, "{what}: {t}");
         let message = t["message"].as_str().unwrap_or_default();
-        assert!(message.contains(words), "{what}: {message:?} lacks {words:?}");
+        assert!(
+            message.contains(words),
+            "{what}: {message:?} lacks {words:?}"
+        );
         podshim_tests::ok(&inst.podshim(&["rm", "-f", &name], T));
         uids.push(u);
     }

@@ -458,7 +458,9 @@ impl Tasks {
                 });
             }
             let p = task.execs.remove(exec_id).expect("checked");
-            let exit = p.exit.unwrap_or(Exit {
+            // Dropping it waits a little for a `binary://` logger: not under the lock.
+            drop(tasks);
+            let exit = p.exit.clone().unwrap_or(Exit {
                 code: 0,
                 at: ts_now(),
             });
