@@ -83,8 +83,10 @@ fn status_of<'a>(v: &'a serde_json::Value, list: &str, name: &str) -> &'a serde_
 }
 
 /// Pause SIGKILLed under `restartPolicy: Always`: as the kubelet does with a sandbox that is not
-/// ready, the containers are killed, a new sandbox is made (new pause, network namespace and
-/// IP; the emptyDir kept), the init container runs again, then the app container restarts
+/// ready, the containers are killed as the kubelet kills a Pod's containers (the stop signal,
+/// SIGKILL only after the grace period: `c` handles SIGTERM and exits 0, `stubborn` ignores it
+/// and is killed after the Pod's 3 s), a new sandbox is made (new pause, network namespace and
+/// IP; the emptyDir kept), the init container runs again, then the app containers restart
 /// (restartCount 1). The PodReadyToStartContainers condition and the supervisor's log say
 /// why. Under `restartPolicy: Never` the Pod instead ends, as the kubelet makes no new sandbox
 /// for a Pod that will not restart its containers.
@@ -99,7 +101,12 @@ fn a_dead_pause_gets_a_new_sandbox_and_the_containers_restart() {
         "  initContainers:\n{}",
         container("init", "echo init >> /data/runs", mount)
     );
-    let app = container("c", "ip -o -4 addr show dev eth0; exec sleep 3600", mount);
+    // Both are their namespace's PID 1, which gets only the signals it handles.
+    let app = container(
+        "c",
+        "trap \"echo term >> /data/sig; exit 0\" TERM; sleep 3600 & wait",
+        mount,
+    ) + &container("stubborn", "trap \"\" TERM; sleep 3600 & wait", "");
     let yaml = pod(
         &name,
         &u,
@@ -107,7 +114,11 @@ fn a_dead_pause_gets_a_new_sandbox_and_the_containers_restart() {
         &app,
         "  volumes:\n  - name: data\n    emptyDir: {}\n",
     )
-    .replace("  containers:\n", &format!("{init}  containers:\n"));
+    .replace("  containers:\n", &format!("{init}  containers:\n"))
+    .replace(
+        "terminationGracePeriodSeconds: 1",
+        "terminationGracePeriodSeconds: 3",
+    );
     ok(&inst.detach(&yaml));
     let v = inst.wait_for(&name, T, "c running", |v| {
         status_of(v, "containerStatuses", "c")["state"]["running"].is_object()
@@ -120,16 +131,23 @@ fn a_dead_pause_gets_a_new_sandbox_and_the_containers_restart() {
         .args(["-KILL", &old_pause.to_string()])
         .status();
     let v = inst.wait_for(&name, T, "c restarted in a new sandbox", |v| {
-        let c = status_of(v, "containerStatuses", "c");
-        c["restartCount"] == 1 && c["state"]["running"].is_object()
+        ["c", "stubborn"].iter().all(|n| {
+            let c = status_of(v, "containerStatuses", n);
+            c["restartCount"] == 1 && c["state"]["running"].is_object()
+        })
     });
-    eprintln!("new sandbox and restart in {:?}", t.elapsed());
+    let took = t.elapsed();
+    eprintln!("new sandbox and restart in {took:?}");
+    // The sandbox is made anew only once both are gone: `stubborn` after the grace period.
+    assert!(took >= Duration::from_secs(3), "{took:?}");
     let new_ip = v["status"]["podIP"].as_str().unwrap().to_string();
     assert_ne!(new_ip, old_ip, "a new sandbox has a new IP");
     assert_eq!(v["status"]["phase"], "Running", "{}", v["status"]);
     let cond = condition(&v, "PodReadyToStartContainers");
     assert_eq!(cond["status"], "True", "{cond}");
     let c = status_of(&v, "containerStatuses", "c");
+    assert_eq!(c["lastState"]["terminated"]["exitCode"], 0, "{c}");
+    let c = status_of(&v, "containerStatuses", "stubborn");
     assert_eq!(c["lastState"]["terminated"]["exitCode"], 137, "{c}");
     let i = status_of(&v, "initContainerStatuses", "init");
     assert_eq!(i["restartCount"], 1, "the init container ran again: {i}");
@@ -139,6 +157,9 @@ fn a_dead_pause_gets_a_new_sandbox_and_the_containers_restart() {
     let out = inst.podshim(&["exec", "-c", "c", &name, "--", "cat", "/data/runs"], T);
     ok(&out);
     assert_eq!(stdout(&out), "init\ninit\n");
+    let out = inst.podshim(&["exec", "-c", "c", &name, "--", "cat", "/data/sig"], T);
+    ok(&out);
+    assert_eq!(stdout(&out), "term\n", "c got its stop signal");
     let out = inst.podshim(
         &[
             "exec", "-c", "c", &name, "--", "ip", "-o", "-4", "addr", "show", "eth0",

@@ -3,7 +3,8 @@
 //! pause/resume (the freezer), task metrics, a memory limit update (containerd's Tasks/Update:
 //! ctr 1.6 has no `task update`), an OOM kill reported as exit 137 plus a `/tasks/oom` event,
 //! a running task surviving a containerd restart, and a SIGKILLed shim cleaned up by
-//! containerd (through the shim's `delete`) with nothing left. Each body takes the handler; runc's
+//! containerd (through the shim's `delete`) with nothing left, and `--log-uri` (`file://`, and
+//! `binary://`: a logging script given the output at fds 3 and 4). Each body takes the handler; runc's
 //! answers are recorded in `reference/runc/<host kind>/ctr_*.json` and podshim's must match them.
 
 mod support;
@@ -32,7 +33,8 @@ handler_tests!(
         ctr_update_memory,
         ctr_oom_kill,
         ctr_containerd_restart,
-        ctr_killed_shim
+        ctr_killed_shim,
+        ctr_log_uris
     ]
 );
 
@@ -48,7 +50,8 @@ handler_tests!(
         ctr_update_memory,
         ctr_oom_kill,
         ctr_containerd_restart,
-        ctr_killed_shim
+        ctr_killed_shim,
+        ctr_log_uris
     ]
 );
 
@@ -508,5 +511,74 @@ fn ctr_killed_shim(h: &Handler) {
         &json!({"container_killed": true, "task_after": status, "socket_left": socket_left}),
     );
     // The daemon's end checks that nothing is left: processes, mounts, cgroups, sockets.
+    d.shutdown();
+}
+
+/// `ctr run --log-uri`: a `file://` URI gets both streams; a `binary://` URI starts the logging
+/// program with the container's stdout at fd 3, its stderr at 4, a ready pipe at 5, the query as
+/// arguments and the id and namespace in its environment; it has finished when `ctr run --rm`
+/// returns. Plain assertions, the same for both handlers (runc's shim is the reference).
+fn ctr_log_uris(h: &Handler) {
+    let d = daemon(h);
+    let dir = d.layout.dir.join("logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("file.log");
+    let out = ok(&mut d.ctr_run(
+        h,
+        "tofile",
+        &["--rm", "--log-uri", &format!("file://{}", file.display())],
+        &["sh", "-c", "echo to-out; echo to-err >&2"],
+    ));
+    assert_eq!(out, "");
+    let mut lines: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.sort();
+    assert_eq!(lines, ["to-err", "to-out"]);
+
+    // Ignores SIGTERM (runc's shim sends one at delete) so that what it read is written out.
+    let script = dir.join("logger.sh");
+    let log = dir.join("binary.log");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ntrap '' TERM\nexec 5>&-\n{{ echo \"$CONTAINER_NAMESPACE/$CONTAINER_ID $*\"; \
+             sed 's/^/out: /' <&3; sed 's/^/err: /' <&4; }} > {}.tmp\nmv {0}.tmp {0}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // One pair: containerd's runc shim passes the pairs in Go's random map order.
+    let uri = format!("binary://{}?tag=t1", script.display());
+    let run = d
+        .ctr_run(
+            h,
+            "tobinary",
+            &["--rm", "--log-uri", &uri],
+            &["sh", "-c", "echo one; echo two; echo bad >&2; exit 3"],
+        )
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(3), "{:?}", text(&run));
+    let got = wait_until(Duration::from_secs(15), "the logger to finish", || {
+        std::fs::read_to_string(&log).ok()
+    });
+    assert_eq!(
+        got,
+        "default/tobinary tag t1\nout: one\nout: two\nerr: bad\n"
+    );
+    // No logger is left running.
+    let script_name = script.display().to_string();
+    wait_until(Duration::from_secs(15), "the logger to exit", || {
+        let running = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&script_name))
+        });
+        (!running).then_some(())
+    });
     d.shutdown();
 }

@@ -11,6 +11,7 @@
 //! code runs, while the engine's runtime helper must be forked from a single-threaded process.
 
 mod args;
+mod binlog;
 mod cgroupview;
 mod delete;
 mod error;

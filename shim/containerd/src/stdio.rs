@@ -1,5 +1,6 @@
 //! A process's standard streams as containerd hands them over: FIFO paths (what `ctr` and the
-//! CRI use), `file://` URIs, or nothing (`/dev/null`), with or without a terminal.
+//! CRI use), `file://` URIs, `binary://` URIs (a logging program, see `binlog`), or nothing
+//! (`/dev/null`), with or without a terminal.
 //!
 //! - Output without a terminal goes straight to the FIFO: it is opened read-write (never
 //!   blocks, and a containerd that restarts never makes the container's writes fail with
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::OFlag;
 use podshim_engine::sys::{self, WinSize};
 
+use crate::binlog::{self, Logger};
 use crate::error::{Result, ShimError};
 
 /// What containerd asked for (Create's and Exec's `stdin`, `stdout`, `stderr`, `terminal`).
@@ -55,6 +57,10 @@ pub struct Io {
     stdout: Option<String>,
     /// Says when the terminal's output has been copied to the end.
     drained: Option<Receiver<()>>,
+    /// A terminal's output already opened (a logger's pipe).
+    tty_out: Option<File>,
+    /// The logging program of a `binary://` URI; dropped (waited for) with the process.
+    logger: Option<Logger>,
 }
 
 static CONSOLES: AtomicU64 = AtomicU64::new(0);
@@ -88,7 +94,7 @@ fn open_output(target: &str) -> Result<File> {
     }
     if target.contains("://") {
         return Err(ShimError::Invalid(format!(
-            "output {target:?}: only FIFOs and file:// URIs are supported"
+            "output {target:?}: only FIFOs, file:// and binary:// URIs are supported"
         )));
     }
     // A FIFO, read-write: the open never blocks and writes never fail for want of a reader.
@@ -123,8 +129,31 @@ fn feed_stdin(fifo: PathBuf, mut to: File) {
         });
 }
 
-/// Prepare the streams of a new process. `console_dir` holds the console socket of a terminal.
-pub fn prepare(spec: &IoSpec, console_dir: &Path) -> Result<(Plan, Io)> {
+/// Where stdout and stderr go: a logging program's pipes where either is a `binary://` URI
+/// (containerd gives both the same one), otherwise what `open_output` opens.
+fn outputs(spec: &IoSpec, id: &str, namespace: &str) -> Result<(File, File, Option<Logger>)> {
+    let uri = [&spec.stdout, &spec.stderr]
+        .into_iter()
+        .find(|t| t.starts_with(binlog::SCHEME));
+    let Some(uri) = uri else {
+        return Ok((open_output(&spec.stdout)?, open_output(&spec.stderr)?, None));
+    };
+    let started = binlog::start(uri, id, namespace)?;
+    let pick = |target: &str, pipe: File| -> Result<File> {
+        if target.starts_with(binlog::SCHEME) {
+            Ok(pipe)
+        } else {
+            open_output(target)
+        }
+    };
+    let stdout = pick(&spec.stdout, started.stdout)?;
+    let stderr = pick(&spec.stderr, started.stderr)?;
+    Ok((stdout, stderr, Some(started.logger)))
+}
+
+/// Prepare the streams of process `id` (a container or an exec) of containerd namespace
+/// `namespace`. `console_dir` holds the console socket of a terminal.
+pub fn prepare(spec: &IoSpec, console_dir: &Path, id: &str, namespace: &str) -> Result<(Plan, Io)> {
     let mut io = Io::default();
     io.stdin_fifo = (!spec.stdin.is_empty()).then(|| PathBuf::from(&spec.stdin));
     if spec.terminal {
@@ -136,6 +165,12 @@ pub fn prepare(spec: &IoSpec, console_dir: &Path) -> Result<(Plan, Io)> {
         let listener = UnixListener::bind(&path)
             .map_err(ShimError::io("listen on", path.display().to_string()))?;
         io.console = Some((listener, path.clone()));
+        if spec.stdout.starts_with(binlog::SCHEME) {
+            // A terminal has one output: the logger's stdout pipe takes it.
+            let (stdout, _, logger) = outputs(spec, id, namespace)?;
+            io.tty_out = Some(stdout);
+            io.logger = logger;
+        }
         io.stdout = Some(spec.stdout.clone());
         return Ok((Plan::Console(path), io));
     }
@@ -148,13 +183,13 @@ pub fn prepare(spec: &IoSpec, console_dir: &Path) -> Result<(Plan, Io)> {
             r
         }
     };
-    let stdout = open_output(&spec.stdout)?.into();
-    let stderr = open_output(&spec.stderr)?.into();
+    let (stdout, stderr, logger) = outputs(spec, id, namespace)?;
+    io.logger = logger;
     Ok((
         Plan::Fds {
             stdin,
-            stdout,
-            stderr,
+            stdout: stdout.into(),
+            stderr: stderr.into(),
         },
         io,
     ))
@@ -188,7 +223,10 @@ impl Io {
             .map_err(ShimError::io("receive the terminal from", name.clone()))?;
         let master =
             sys::recv_fd(conn.as_fd()).map_err(ShimError::io("receive the terminal from", name))?;
-        let stdout = open_output(self.stdout.as_deref().unwrap_or(""))?;
+        let stdout = match self.tty_out.take() {
+            Some(f) => f,
+            None => open_output(self.stdout.as_deref().unwrap_or(""))?,
+        };
         let mut reader = File::from(
             master
                 .try_clone()
@@ -272,7 +310,7 @@ mod tests {
         let mut f = open_output(&format!("file://{}", log.display())).unwrap();
         f.write_all(b"x\n").unwrap();
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "x\n");
-        assert!(open_output("binary:///usr/bin/logger").is_err());
+        assert!(open_output("syslog://x").is_err());
         assert!(open_output("").is_ok());
         let fifo = dir.join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();

@@ -16,6 +16,7 @@ pub mod exec;
 pub mod gc;
 pub mod helper;
 pub mod journal;
+pub mod launch;
 pub mod mounts;
 pub mod netcheck;
 pub mod ports;

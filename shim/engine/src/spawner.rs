@@ -12,12 +12,12 @@
 //!   processes are its children, it reaps them and reports each exit once.
 
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::syscall::syscall::SyscallType;
-use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::unistd::Pid;
 
@@ -137,8 +137,17 @@ pub(crate) fn create_here(
             detail: chain(&e),
         }
     };
+    // Truncated for this run; Rust opens it close-on-exec.
+    let report = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(bundle.join(crate::launch::EXEC_ERROR))
+        .ok()
+        .map(|f| std::sync::Arc::new(OwnedFd::from(f)));
     let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
-        .with_executor(SpecExecutor)
+        .with_executor(SpecExecutor { report })
         .with_root_path(runtime_dir)
         .map_err(rt("create"))?;
     builder = match stdio {
@@ -170,13 +179,17 @@ pub(crate) fn create_here(
     Ok(Created { pid, pidfd })
 }
 
-/// libcontainer's default executor, except for [`validate`]: what a container's init runs.
+/// libcontainer's default executor, except for [`validate`] and the report of a failed
+/// `execve` (see [`crate::launch`]): what a container's init runs.
 #[derive(Clone)]
-pub(crate) struct SpecExecutor;
+pub(crate) struct SpecExecutor {
+    /// The bundle's [`crate::launch::EXEC_ERROR`] file, open close-on-exec.
+    report: Option<std::sync::Arc<OwnedFd>>,
+}
 
 impl Executor for SpecExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
-        DefaultExecutor {}.exec(spec)
+        crate::launch::exec(spec, self.report.as_deref())
     }
 
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
@@ -184,30 +197,7 @@ impl Executor for SpecExecutor {
     }
 }
 
-/// libcontainer 0.7 refuses every process whose environment has no `PATH`, even one whose
-/// command is a path (`/pause`: Kubernetes' pause image and podshim's set no environment, and
-/// runc runs them). A command with a `/` is checked as the file it names (a regular file with
-/// an execute bit, as runc's `LookPath` does); a bare name still needs `PATH` to be found.
-pub(crate) fn validate(spec: &Spec) -> Result<(), ExecutorValidationError> {
-    use std::os::unix::fs::PermissionsExt;
-    let command = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.args().as_ref())
-        .and_then(|a| a.first());
-    match command {
-        Some(c) if c.contains('/') => match std::fs::metadata(c) {
-            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
-            Ok(_) => Err(ExecutorValidationError::ArgValidationError(format!(
-                "{c} is not an executable file"
-            ))),
-            Err(e) => Err(ExecutorValidationError::ArgValidationError(format!(
-                "executable {c}: {e}"
-            ))),
-        },
-        _ => DefaultExecutor {}.validate(spec),
-    }
-}
+pub(crate) use crate::launch::validate;
 
 /// libcontainer forks (clones) the calling process to create a container, which is only sound
 /// in a single-threaded process. Threads that were just joined (a tokio runtime of an image

@@ -240,6 +240,52 @@ pub fn inherit_only_stdio(cmd: &mut std::process::Command) {
     }
 }
 
+/// Makes a child started by `cmd` inherit its standard streams and `fds`, as descriptors 3,
+/// 4, ... in that order, and nothing else (as [`inherit_only_stdio`]).
+///
+/// For helper programs that expect descriptors at fixed numbers (containerd's logging binaries
+/// read a container's stdout at 3, its stderr at 4, and close 5 when ready). The descriptors are
+/// first copied above the target range, so a source that already sits at 3..3+n is not
+/// overwritten before it is moved; `dup2` leaves the targets without close-on-exec.
+pub fn inherit_stdio_and(cmd: &mut std::process::Command, fds: &[&OwnedFd]) {
+    use std::os::unix::process::CommandExt;
+    let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    // SAFETY: the closure runs in the forked child before exec; it makes only async-signal-safe
+    // system calls (close_range, fcntl, dup2, close) and reads the copied vector without
+    // allocating.
+    unsafe {
+        cmd.pre_exec(move || {
+            let n = raw.len() as i32;
+            let rc = libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let mut high = [0i32; 8];
+            if raw.len() > high.len() {
+                return Err(io::Error::from_raw_os_error(libc::EINVAL));
+            }
+            for (i, fd) in raw.iter().enumerate() {
+                high[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3 + n);
+                if high[i] < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            for (i, fd) in high[..raw.len()].iter().enumerate() {
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::close(*fd);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// `pidfd_send_signal(2)`: signal the process a pidfd refers to (and no other, whatever happens
 /// to its PID).
 pub fn pidfd_send_signal(pidfd: impl AsFd, signal: nix::sys::signal::Signal) -> io::Result<()> {

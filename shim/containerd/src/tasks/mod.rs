@@ -162,7 +162,7 @@ impl Tasks {
         } else {
             Rootfs::Mounts(req.rootfs)
         };
-        let (plan, mut io) = stdio::prepare(&req.io, &self.console_dir)?;
+        let (plan, mut io) = stdio::prepare(&req.io, &self.console_dir, &req.id, &self.namespace)?;
         let stdio = match plan {
             Plan::Fds {
                 stdin,
@@ -306,7 +306,8 @@ impl Tasks {
                 op: "exec in",
             });
         }
-        let (plan, mut io) = stdio::prepare(&p.io_spec, &self.console_dir)?;
+        let (plan, mut io) =
+            stdio::prepare(&p.io_spec, &self.console_dir, exec_id, &self.namespace)?;
         let stdio = match plan {
             Plan::Fds {
                 stdin,
@@ -457,7 +458,9 @@ impl Tasks {
                 });
             }
             let p = task.execs.remove(exec_id).expect("checked");
-            let exit = p.exit.unwrap_or(Exit {
+            // Dropping it waits a little for a `binary://` logger: not under the lock.
+            drop(tasks);
+            let exit = p.exit.clone().unwrap_or(Exit {
                 code: 0,
                 at: ts_now(),
             });
@@ -474,6 +477,8 @@ impl Tasks {
             oom.unwatch(id);
         }
         let task = tasks.remove(id).expect("present");
+        // Dropping the task waits a little for a `binary://` logger to drain: not under the lock.
+        drop(tasks);
         // A created container that never ran was killed by the delete.
         let exit = task.init.exit.clone().unwrap_or(Exit {
             code: 128 + Signal::SIGKILL as u32,

@@ -126,6 +126,12 @@ pub fn termination_message(sandbox: &Sandbox, name: &str) -> Option<String> {
     (!buf.is_empty()).then(|| String::from_utf8_lossy(&buf).into_owned())
 }
 
+/// What the container's init said of a failed `execve` after start (see
+/// [`podshim_engine::launch`]): the container never ran its command.
+pub fn exec_failure(sandbox: &Sandbox, name: &str) -> Option<String> {
+    podshim_engine::launch::exec_failure(&sandbox.dir.join("containers").join(name))
+}
+
 /// A container's cgroup, inside the Pod's (relative to every hierarchy's root).
 pub fn container_cgroup(sandbox: &Sandbox, name: &str) -> String {
     format!("{}/{}", sandbox.cgroup, name)

@@ -15,7 +15,9 @@ use super::slot::{PodRun, Slot, State};
 use super::Supervision;
 use crate::logs;
 use crate::pod::chain;
-use crate::pod::container::{oom_killed, remove_container, start, termination_message};
+use crate::pod::container::{
+    exec_failure, oom_killed, remove_container, start, termination_message,
+};
 use crate::pod::order::Role;
 use crate::pod::restart::{exit_code, Backoff};
 use crate::status::Terminated;
@@ -139,10 +141,16 @@ impl Supervision<'_> {
             let plan = pod.plan.container(s.index).clone();
             let sandbox = pod.sandbox.as_mut().expect("live sandbox");
             // Before the delete, which removes the container's cgroup and its OOM count.
-            let reason = exit_reason(code, oom_killed(sandbox, &plan.name));
+            let mut reason = exit_reason(code, oom_killed(sandbox, &plan.name));
             let mut message = termination_message(sandbox, &plan.name);
             if message.is_none() && plan.termination_message_fallback && code != 0 {
                 message = log_tail(&logs::file(&pod.log_dir, &plan.name, s.restarts));
+            }
+            let mut code = code;
+            // execve failed after start (its init exited 255): a start failure, as the kubelet
+            // reports runc's, with runc's words.
+            if let Some(why) = exec_failure(sandbox, &plan.name) {
+                (code, reason, message) = (128, "StartError", Some(why));
             }
             s.track.exited(Terminated {
                 exit_code: code,

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use nix::sys::signal::{kill, Signal};
 use podshim_engine::config::Config;
 
 use super::checks::{Check, Probes};
@@ -163,16 +162,23 @@ impl Supervision<'_> {
     /// (`computePodActions`): its containers are killed and a new sandbox is made, unless the
     /// Pod would not restart them (`restartPolicy: Never` once a container was started), which
     /// then stops.
+    ///
+    /// The kill is the kubelet's `killPodWithSyncResult`: every running container at once,
+    /// each with its preStop hook, its stop signal and the Pod's grace period before SIGKILL.
+    /// The containers still hold their own namespaces (the network one too), so hooks and
+    /// signal handlers run; with a shared PID namespace the kernel has already killed them
+    /// with pause, its init.
     fn sandbox_died(&mut self, pods: &mut [PodRun], slots: &mut [Slot], p: usize) {
         let started = slots.iter().any(|s| s.pod == p && s.started_once);
         let pod = &mut pods[p];
         pod.dirty = true;
         let name = pod.plan.sandbox.name.clone();
+        let grace = super::stopping::grace(pod.plan.grace_period);
         if pod.plan.restart == Policy::Never && started {
             self.opts
                 .reporter
                 .notice(&Notice::run(What::PauseExited { pod: name }));
-            self.fail_pod(pods, slots, p);
+            self.fail_pod(pods, slots, p, grace);
             return;
         }
         self.opts
@@ -180,11 +186,10 @@ impl Supervision<'_> {
             .notice(&Notice::run(What::SandboxChanged { pod: name }));
         pod.recreating = true;
         pod.sandbox_since = status::time(Utc::now());
-        // Their namespaces are gone: no grace, as the kubelet's kill of a Pod whose sandbox
-        // changed gives none it could honour here (preStop hooks would run in dead namespaces).
-        for s in slots.iter_mut().filter(|s| s.pod == p) {
-            if let State::Running { pid, .. } = s.state {
-                let _ = kill(pid, Signal::SIGKILL);
+        for i in 0..slots.len() {
+            let s = &slots[i];
+            if s.pod == p && matches!(s.state, State::Running { .. }) && s.kill.is_none() {
+                self.begin_kill(pods, slots, i, grace);
             }
         }
     }
@@ -229,19 +234,19 @@ impl Supervision<'_> {
                     message: chain(&e),
                 }));
                 pods[p].recreating = false;
-                self.fail_pod(pods, slots, p);
+                self.fail_pod(pods, slots, p, Duration::ZERO);
             }
         }
     }
 
-    /// Pod `p` failed as a whole: stop it now.
-    fn fail_pod(&mut self, pods: &mut [PodRun], slots: &mut [Slot], p: usize) {
+    /// Pod `p` failed as a whole: stop it, its containers getting `grace` before SIGKILL.
+    fn fail_pod(&mut self, pods: &mut [PodRun], slots: &mut [Slot], p: usize, grace: Duration) {
         let pod = &mut pods[p];
         pod.failed = Some(1);
         pod.dirty = true;
         pod.stop = Some(Stop {
-            deadline: Instant::now(),
-            grace: Duration::ZERO,
+            deadline: Instant::now() + grace,
+            grace,
             killed: false,
         });
         self.stop_pod(pods, p, slots);
