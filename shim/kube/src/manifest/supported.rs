@@ -56,6 +56,10 @@ const SUPPORTED: &[&str] = &[
     "spec.{serviceAccountName,serviceAccount}",
     // Only the names in CONTAINER_RESOURCES (checked in `check_values`).
     "spec.containers[].resources.{limits,requests}",
+    // The Pod cgroup's limits (`pod::pod_level`), only cpu and memory (checked in
+    // `check_values`); resize policies honoured by `podshim resize`.
+    "spec.resources.{limits,requests}",
+    "spec.containers[].resizePolicy[].{resourceName,restartPolicy}",
     "spec.volumes[].name",
     "spec.volumes[].emptyDir.{medium,sizeLimit}",
     "spec.volumes[].{configMap.name,secret.secretName}",

@@ -208,6 +208,16 @@ fn check_values(doc: &Value) -> Vec<FieldError> {
     for list_name in ["containers", "initContainers"] {
         errs.extend(check_container_values(doc, list_name));
     }
+    // Pod-level hugepages (valid in Kubernetes) have no Pod cgroup setting in podshim yet.
+    for list in ["limits", "requests"] {
+        let names = lookup(doc, &format!("spec.resources.{list}")).and_then(Value::as_object);
+        for name in names.into_iter().flatten().map(|(n, _)| n) {
+            if name.starts_with("hugepages-") {
+                let p = spec.child("resources").child(list).key(name);
+                errs.push(FieldError::forbidden(&p, NOT_YET));
+            }
+        }
+    }
     let volumes = lookup(doc, "spec.volumes").and_then(Value::as_array);
     for (i, v) in volumes.into_iter().flatten().enumerate() {
         if let Some(Value::String(m)) = v.get("emptyDir").and_then(|e| e.get("medium")) {
@@ -360,7 +370,7 @@ mod tests {
                   "securityContext": {"privileged": true, "seLinuxOptions": {"level": "s0"}},
                   "resources": {"limits": {"memory": "1Gi", "hugepages-2Mi": "2Mi"},
                     "requests": {"ephemeral-storage": "1Gi"}, "claims": [{"name": "gpu"}]}}],
-                "resources": {"limits": {"cpu": "1"}},
+                "resources": {"limits": {"cpu": "1", "hugepages-2Mi": "2Mi"}},
                 "volumes": [{"name": "v", "gitRepo": {"repository": "r"}},
                             {"name": "w", "emptyDir": {"medium": "HugePages"}}]
             }
@@ -378,7 +388,7 @@ mod tests {
             "spec.containers[0].resources.limits[hugepages-2Mi]: Forbidden: not supported by podshim yet",
             "spec.containers[0].resources.requests[ephemeral-storage]: Forbidden: not supported by podshim yet",
             "spec.containers[0].resources.claims: Forbidden: not supported by podshim yet",
-            "spec.resources: Forbidden: not supported by podshim yet",
+            "spec.resources.limits[hugepages-2Mi]: Forbidden: not supported by podshim yet",
             r#"spec.volumes[1].emptyDir.medium: Unsupported value: "HugePages": supported values: "", "Memory""#,
         ] {
             assert!(errs.contains(&want.to_string()), "missing {want} in {errs:#?}");

@@ -1,0 +1,151 @@
+//! End-to-end tests of Pod-level `spec.resources` (the Pod cgroup's limits, read on the host
+//! where the Pod cgroup lives, and `status.qosClass` computed from them as Kubernetes 1.32+
+//! does) and of in-place resize (`podshim resize`): the container's cgroup changed live or by a
+//! restart, as its `resizePolicy` says, and the new allocation in `inspect`.
+//!
+//! Kubernetes' documentation ("Assign Pod-level CPU and memory resources"): the Pod's limits cap
+//! what all its containers use together; a Pod whose Pod-level requests equal its limits for cpu
+//! and memory is Guaranteed whatever its containers set.
+
+use std::path::Path;
+use std::time::Duration;
+
+use podshim_tests::{cgroup_dir, container, ok, pod, stderr, uid, Instance};
+
+const SUITE: u32 = 33;
+const T: Duration = Duration::from_secs(60);
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+fn v2() -> bool {
+    !Path::new("/sys/fs/cgroup/memory").is_dir()
+}
+
+/// (memory limit, CFS quota and period, CPU shares or weight) of cgroup `rel`, in v1 terms on a
+/// v1 host and v2 terms on a unified one.
+fn limits(rel: &str) -> [String; 3] {
+    let memory = cgroup_dir("memory", rel);
+    let cpu = cgroup_dir("cpu", rel);
+    if v2() {
+        [
+            read(&memory.join("memory.max")),
+            read(&cpu.join("cpu.max")),
+            read(&cpu.join("cpu.weight")),
+        ]
+    } else {
+        [
+            read(&memory.join("memory.limit_in_bytes")),
+            format!(
+                "{} {}",
+                read(&cpu.join("cpu.cfs_quota_us")),
+                read(&cpu.join("cpu.cfs_period_us"))
+            ),
+            read(&cpu.join("cpu.shares")),
+        ]
+    }
+}
+
+/// A Pod manifest with Pod-level `resources` (YAML lines indented for `spec:`).
+fn with_pod_resources(yaml: String, resources: &str) -> String {
+    yaml.replace(
+        "  containers:\n",
+        &format!("  resources:\n{resources}  containers:\n"),
+    )
+}
+
+#[test]
+fn pod_level_limits_become_the_pod_cgroups_and_make_it_guaranteed() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(1);
+    let name = inst.name("podlevel");
+    // The containers set nothing: the Pod-level limits alone make the Pod Guaranteed (requests
+    // default to the limits).
+    let c = container("a", "sleep 3600", "") + &container("b", "sleep 3600", "");
+    let yaml = with_pod_resources(
+        pod(&name, &u, "Never", &c, ""),
+        "    limits: {cpu: 500m, memory: 64Mi}\n",
+    );
+    ok(&inst.detach(&yaml));
+    let seen = limits(&format!("podshim/{u}"));
+    let v = inst.inspect(&name);
+    ok(&inst.podshim(&["rm", "-f", &name], T));
+    let want = if v2() {
+        // 512 shares as cgroup v2 weight (the runtimes' conversion, `shares_to_weight`).
+        ["67108864", "50000 100000", "59"]
+    } else {
+        ["67108864", "50000 100000", "512"]
+    };
+    assert_eq!(seen, want, "Pod cgroup: memory, CFS quota/period, shares");
+    assert_eq!(v["status"]["qosClass"], "Guaranteed", "{v:#}");
+    // The defaulted Pod-level requests are part of the Pod as recorded.
+    let requests = &v["spec"]["resources"]["requests"];
+    assert_eq!(
+        (requests["cpu"].as_str(), requests["memory"].as_str()),
+        (Some("500m"), Some("64Mi")),
+        "{v:#}"
+    );
+    inst.assert_clean(&[&u]);
+}
+
+#[test]
+fn pod_level_requests_alone_give_shares_and_burstable() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(2);
+    let name = inst.name("podreq");
+    // A container limit does not make the Pod Guaranteed once Pod-level resources are set.
+    let c = container(
+        "a",
+        "sleep 3600",
+        "    resources:\n      limits: {cpu: 250m, memory: 32Mi}\n",
+    );
+    let yaml = with_pod_resources(
+        pod(&name, &u, "Never", &c, ""),
+        "    requests: {cpu: \"1\", memory: 64Mi}\n",
+    );
+    ok(&inst.detach(&yaml));
+    let seen = limits(&format!("podshim/{u}"));
+    let v = inst.inspect(&name);
+    ok(&inst.podshim(&["rm", "-f", &name], T));
+    // Every container limits cpu and memory, so the kubelet also sets the Pod cgroup's quota and
+    // memory limit (from the containers' sums); the shares come from the Pod's request.
+    let want = if v2() {
+        ["33554432", "25000 100000", "100"]
+    } else {
+        ["33554432", "25000 100000", "1024"]
+    };
+    assert_eq!(seen, want, "Pod cgroup: memory, CFS quota/period, shares");
+    assert_eq!(v["status"]["qosClass"], "Burstable", "{v:#}");
+    inst.assert_clean(&[&u]);
+}
+
+#[test]
+fn pod_level_resources_below_the_containers_are_refused_as_the_api_server_does() {
+    let inst = Instance::new(SUITE);
+    let u = uid(3);
+    let c = container(
+        "a",
+        "true",
+        "    resources:\n      requests: {cpu: 600m}\n      limits: {memory: 128Mi}\n",
+    );
+    let yaml = with_pod_resources(
+        pod(&inst.name("podbad"), &u, "Never", &c, ""),
+        "    requests: {cpu: 500m}\n    limits: {memory: 64Mi}\n",
+    );
+    let out = inst.run(&yaml, T);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    for want in [
+        r#"spec.resources.requests[cpu]: Invalid value: "500m": must be greater than or equal to aggregate container requests of 600m"#,
+        r#"spec.resources.containers[0][memory].limits: Invalid value: "128Mi": must be less than or equal to pod limits of 64Mi"#,
+    ] {
+        assert!(err.contains(want), "missing {want} in:\n{err}");
+    }
+    inst.assert_clean(&[&u]);
+}
