@@ -149,3 +149,76 @@ fn pod_level_resources_below_the_containers_are_refused_as_the_api_server_does()
     }
     inst.assert_clean(&[&u]);
 }
+
+fn container_limits(u: &str, name: &str) -> [String; 3] {
+    limits(&format!("podshim/{u}/{name}"))
+}
+
+#[test]
+fn resize_changes_the_cgroup_live_or_restarts_as_the_resize_policy_says() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(4);
+    let name = inst.name("resize");
+    let c = container(
+        "app",
+        "sleep 3600",
+        "    resources:\n      limits: {cpu: 500m, memory: 64Mi}\n    resizePolicy:\n    - {resourceName: cpu, restartPolicy: NotRequired}\n    - {resourceName: memory, restartPolicy: RestartContainer}\n",
+    );
+    ok(&inst.detach(&pod(&name, &u, "Always", &c, "")));
+    let v = inst.inspect(&name);
+    let st = &v["status"]["containerStatuses"][0];
+    assert_eq!(st["allocatedResources"]["cpu"], "500m", "{v:#}");
+    assert_eq!(st["resources"]["limits"]["memory"], "64Mi", "{v:#}");
+
+    // CPU: NotRequired, so the running container's cgroup changes and it keeps running.
+    let out = inst.podshim(&["resize", &name, "-c", "app", "--cpu", "750m"], T);
+    ok(&out);
+    assert!(
+        podshim_tests::stdout(&out).contains("resized in place"),
+        "{out:?}"
+    );
+    let seen = container_limits(&u, "app");
+    let want_cpu = "75000 100000";
+    assert_eq!(seen[1], want_cpu, "CFS quota/period after the resize");
+    assert_eq!(seen[0], "67108864", "memory unchanged");
+    let v = inst.inspect(&name);
+    let st = &v["status"]["containerStatuses"][0];
+    assert_eq!(st["restartCount"], 0, "{v:#}");
+    assert_eq!(st["allocatedResources"]["cpu"], "750m", "{v:#}");
+    assert_eq!(st["resources"]["limits"]["cpu"], "750m", "{v:#}");
+    assert_eq!(
+        v["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+        "750m"
+    );
+    assert_eq!(v["status"]["qosClass"], "Guaranteed");
+
+    // A resize that would make the Pod Burstable is refused, and nothing changes.
+    let out = inst.podshim(&["resize", &name, "-c", "app", "--cpu-request", "100m"], T);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("Pod QOS Class may not change as a result of resizing"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(container_limits(&u, "app")[1], want_cpu);
+
+    // Memory: RestartContainer, so the container starts again with the new limit.
+    let out = inst.podshim(&["resize", &name, "-c", "app", "--memory", "128Mi"], T);
+    ok(&out);
+    assert!(
+        podshim_tests::stdout(&out).contains("restarting it"),
+        "{out:?}"
+    );
+    let v = inst.wait_for(&name, T, "the restart for the resize", |v| {
+        let st = &v["status"]["containerStatuses"][0];
+        st["restartCount"] == 1 && st["state"]["running"].is_object()
+    });
+    let st = &v["status"]["containerStatuses"][0];
+    assert_eq!(st["resources"]["limits"]["memory"], "128Mi", "{v:#}");
+    let seen = container_limits(&u, "app");
+    ok(&inst.podshim(&["rm", "-f", &name], T));
+    assert_eq!(seen[0], "134217728", "memory limit after the restart");
+    assert_eq!(seen[1], want_cpu, "the CPU resize kept across the restart");
+    inst.assert_clean(&[&u]);
+}

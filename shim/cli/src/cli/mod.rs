@@ -9,6 +9,7 @@ pub mod get;
 pub mod logs;
 pub mod manage;
 pub mod report;
+pub mod resize;
 pub mod rollout;
 pub mod run;
 pub mod scale;

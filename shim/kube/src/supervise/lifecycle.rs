@@ -231,6 +231,13 @@ pub(super) fn after_exit(
             )
         })
     };
+    // A resize that restarts the container (the kubelet's restart for a RestartContainer
+    // policy): again at once, counted as a restart.
+    if pod.stop.is_none() && std::mem::take(&mut s.resize_restart) {
+        s.restarts += 1;
+        s.state = State::Waiting { at: Instant::now() };
+        return None;
+    }
     if pod.stop.is_some() || !s.role.restarts(pod.plan.restart, code) {
         let notice = report(None);
         s.state = State::Done;

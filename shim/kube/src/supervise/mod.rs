@@ -25,6 +25,7 @@ mod notice;
 mod output;
 mod probing;
 mod report;
+mod resizing;
 mod signals;
 mod slot;
 mod stopping;
@@ -162,6 +163,7 @@ pub fn run(cfg: &Config, jobs: Vec<PodJob>, mut opts: Options) -> Result<i32, Ru
                 post_start: false,
                 kill: None,
                 stop_signal: c.stop_signal.clone(),
+                resize_restart: false,
             });
         }
     }
