@@ -196,6 +196,13 @@ fn check_values(doc: &Value) -> Vec<FieldError> {
             "true is not supported by podshim yet: podshim has no service account token to mount",
         ));
     }
+    if let Some(Value::Bool(false)) = lookup(doc, "spec.hostUsers") {
+        errs.push(FieldError::forbidden(
+            &spec.child("hostUsers"),
+            "false is not supported by podshim yet: a user namespace per Pod needs ID-mapped \
+             mounts of the root filesystem and volumes, which libcontainer 0.7 refuses",
+        ));
+    }
     if let Some(Value::String(p)) = lookup(doc, "spec.dnsPolicy") {
         if !DNS_POLICIES.contains(&p.as_str()) {
             errs.push(FieldError::not_supported(
@@ -271,6 +278,15 @@ fn check_container_values(doc: &Value, list_name: &str) -> Vec<FieldError> {
                     errs.push(FieldError::forbidden(&p, NOT_YET));
                 }
             }
+        }
+    }
+    for (i, c) in containers.into_iter().flatten().enumerate() {
+        if c.get("tty") == Some(&Value::Bool(true)) {
+            let p = spec.child(list_name).index(i).child("tty");
+            errs.push(FieldError::forbidden(
+                &p,
+                "true is not supported by podshim yet (stdin is a pipe, not a terminal)",
+            ));
         }
     }
     for (i, c) in containers.into_iter().flatten().enumerate() {
@@ -378,7 +394,7 @@ mod tests {
         let errs = gate(v);
         for want in [
             "metadata.generateName: Forbidden: not supported by podshim yet",
-            "spec.hostUsers: Forbidden: not supported by podshim yet",
+            "spec.hostUsers: Forbidden: false is not supported by podshim yet: a user namespace per Pod needs ID-mapped mounts of the root filesystem and volumes, which libcontainer 0.7 refuses",
             "spec.containers[0].lifecycle.preStop.tcpSocket: Forbidden: not supported by podshim yet",
             "spec.containers[0].readinessProbe.httpGet.scheme: Forbidden: HTTPS is not supported by podshim yet (only HTTP)",
             "spec.containers[0].env[0].valueFrom.fileKeyRef: Forbidden: not supported by podshim yet",

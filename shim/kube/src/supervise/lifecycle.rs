@@ -44,6 +44,19 @@ impl Supervision<'_> {
                     }
                 };
                 s.out.attach(started.stdout, started.stderr, log);
+                s.out.stdin = None;
+                if let Some(w) = started.stdin {
+                    let path = super::stdin::socket_path(&sandbox.dir, &plan.name);
+                    match super::stdin::Stdin::open(path.clone(), w, plan.stdin_once) {
+                        Ok(stdin) => s.out.stdin = Some(stdin),
+                        Err(e) => self.opts.reporter.notice(&Notice::container(
+                            &s.out.label,
+                            What::StartFailed {
+                                message: format!("cannot listen for attach on {path:?}: {e}"),
+                            },
+                        )),
+                    }
+                }
                 let now = Instant::now();
                 s.state = State::Running {
                     pid: started.pid,

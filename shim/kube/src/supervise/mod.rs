@@ -28,12 +28,14 @@ mod report;
 mod resizing;
 mod signals;
 mod slot;
+mod stdin;
 mod stopping;
 mod supervision;
 mod track;
 
 pub use checks::Runner;
 pub use notice::{Notice, Reporter, Silent, What};
+pub use stdin::socket_path as attach_socket;
 pub use stopping::{stop_request_path, stop_signal, StopRequest};
 
 use output::Output;
