@@ -165,6 +165,12 @@ fn resize_changes_the_cgroup_live_or_restarts_as_the_resize_policy_says() {
         "sleep 3600",
         "    resources:\n      limits: {cpu: 500m, memory: 64Mi}\n    resizePolicy:\n    - {resourceName: cpu, restartPolicy: NotRequired}\n    - {resourceName: memory, restartPolicy: RestartContainer}\n",
     );
+    // A second container with the default policies (NotRequired for both).
+    let c = c + &container(
+        "side",
+        "sleep 3600",
+        "    resources:\n      limits: {cpu: 250m, memory: 32Mi}\n",
+    );
     ok(&inst.detach(&pod(&name, &u, "Always", &c, "")));
     let v = inst.inspect(&name);
     let st = &v["status"]["containerStatuses"][0];
@@ -202,6 +208,33 @@ fn resize_changes_the_cgroup_live_or_restarts_as_the_resize_policy_says() {
         stderr(&out)
     );
     assert_eq!(container_limits(&u, "app")[1], want_cpu);
+
+    // Memory with NotRequired: raised and cut again live (memory+swap and the limit written in
+    // the order the v1 kernel accepts), without a restart.
+    for (memory, bytes) in [("96Mi", "100663296"), ("48Mi", "50331648")] {
+        ok(&inst.podshim(&["resize", &name, "-c", "side", "--memory", memory], T));
+        assert_eq!(
+            container_limits(&u, "side")[0],
+            bytes,
+            "side's memory limit"
+        );
+        if !v2() {
+            let swap = cgroup_dir("memory", &format!("podshim/{u}/side"))
+                .join("memory.memsw.limit_in_bytes");
+            if swap.exists() {
+                assert_eq!(read(&swap), bytes, "side's memory+swap limit");
+            }
+        }
+    }
+    let v = inst.inspect(&name);
+    assert_eq!(
+        v["status"]["containerStatuses"][1]["restartCount"], 0,
+        "{v:#}"
+    );
+    assert_eq!(
+        v["status"]["containerStatuses"][1]["allocatedResources"]["memory"],
+        "48Mi"
+    );
 
     // Memory: RestartContainer, so the container starts again with the new limit.
     let out = inst.podshim(&["resize", &name, "-c", "app", "--memory", "128Mi"], T);
