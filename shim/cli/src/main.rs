@@ -162,6 +162,10 @@ enum Command {
     Logs(cli::logs::LogsArgs),
     /// Run a command in a running container of a Pod (exit code: the command's)
     Exec(cli::exec::ExecArgs),
+    /// Send input to a running container's stdin (a container with stdin: true)
+    Attach(cli::attach::AttachArgs),
+    /// Resize a running container in place (its resizePolicy says whether it restarts)
+    Resize(cli::resize::ResizeArgs),
     /// Stop a Pod: preStop, the stop signal, SIGKILL after the grace period; the Pod stays listed
     Stop {
         /// Seconds from the stop signal to SIGKILL (default: the Pod's terminationGracePeriodSeconds)
@@ -422,6 +426,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Check { namespace, pod } => cli::manage::check(&cfg, namespace.as_deref(), &pod),
         Command::Logs(args) => cli::logs::logs(&cfg, args),
         Command::Exec(args) => cli::exec::exec(&cfg, args),
+        Command::Resize(args) => cli::resize::resize(&cfg, args),
+        Command::Attach(args) => cli::attach::attach(&cfg, args),
         Command::Stop { grace_period, pods } => cli::manage::stop(&cfg, &pods, grace_period),
         Command::Rm {
             force,

@@ -18,11 +18,13 @@ use libcontainer::oci_spec::runtime::{
 };
 
 /// The top-level cgroup under which every podshim Pod lives.
+mod limits;
 mod paths;
 #[cfg(test)]
 mod tests;
 mod view;
 
+pub use limits::{shares_to_weight, Limits};
 pub use paths::{cgroupfs_path, cgroupfs_spec_path};
 
 pub const TOP: &str = "podshim";

@@ -77,6 +77,9 @@ pub struct SandboxSpec {
     /// `shareProcessNamespace`); containers join it through [`Sandbox::pause_pid_ns`].
     #[serde(default)]
     pub share_pid: bool,
+    /// The Pod cgroup's memory and CPU limits (Kubernetes' Pod-level `spec.resources`).
+    #[serde(default)]
+    pub limits: crate::cgroups::Limits,
 }
 
 /// A Pod's sandbox, alive.
@@ -220,6 +223,9 @@ fn build(
         path: spec.cgroup.clone(),
     })?;
     cgroups.create_pod(&spec.cgroup, POD_PIDS_MAX)?;
+    if !spec.limits.is_empty() {
+        cgroups.set_limits(&spec.cgroup, &spec.limits, true)?;
+    }
     step("cgroup");
     let (mut pause, netns, attachment) = pause_and_network(cfg, spec, &dir, journal)?;
     step("pause and network");

@@ -11,6 +11,7 @@ pub mod pod;
 pub mod probe;
 pub mod pulling;
 pub mod record;
+pub mod resize;
 pub mod resolve;
 pub mod schedule;
 pub mod security;

@@ -209,7 +209,7 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
         errors.extend(e);
         Default::default()
     });
-    let qos = resources::pod_qos(spec.containers.iter().chain(&spec.init_containers));
+    let qos = crate::pod::pod_level::pod_qos(spec);
     let node_memory = resources::node_memory();
     let mut containers = Vec::new();
     let mut init_containers = Vec::new();
@@ -343,6 +343,8 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
                 == Some("FallbackToLogsOnError"),
             security,
             strict_groups: psc.supplemental_groups_policy.as_deref() == Some("Strict"),
+            stdin: c.stdin == Some(true),
+            stdin_once: c.stdin_once == Some(true),
         };
         if list == "containers" {
             containers.push(plan);
@@ -382,6 +384,7 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
             share_pid: spec.share_process_namespace == Some(true),
             sysctls,
             fs_group: psc.fs_group.map(|g| g as u32),
+            pod_limits: crate::pod::pod_level::cgroup_limits(spec, qos),
         },
         init_containers,
         containers,

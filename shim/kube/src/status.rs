@@ -78,6 +78,12 @@ pub struct ContainerStatus {
     pub container_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<bool>,
+    /// The requests allocated to the container (changed by an in-place resize).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub allocated_resources: std::collections::BTreeMap<String, String>,
+    /// The requests and limits the running container's cgroup has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<serde_json::Value>,
 }
 
 /// Exactly one of the three is set (none in an empty `lastState`).

@@ -1,6 +1,7 @@
 //! The `podshim` subcommands beyond `image` and `gc`: thin front-ends over the engine.
 
 pub mod apply;
+pub mod attach;
 pub mod controller;
 pub mod delete;
 pub mod describe;
@@ -9,6 +10,7 @@ pub mod get;
 pub mod logs;
 pub mod manage;
 pub mod report;
+pub mod resize;
 pub mod rollout;
 pub mod run;
 pub mod scale;

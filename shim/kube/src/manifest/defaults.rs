@@ -31,6 +31,8 @@ pub fn apply(pod: &mut Pod) {
         default_container(c, host_network);
     }
     spec.volumes.iter_mut().for_each(default_volume);
+    // After the containers' own defaults, which it aggregates.
+    crate::pod::pod_level::default_requests(spec);
 }
 
 /// `Always` for `:latest` or no tag, `IfNotPresent` otherwise (a digest counts as tagged).

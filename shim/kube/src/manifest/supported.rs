@@ -52,10 +52,19 @@ const SUPPORTED: &[&str] = &[
     "spec.securityContext.sysctls[].{name,value}",
     // The host's PID or IPC namespace; one PID namespace with pause as PID 1.
     "spec.{hostPID,hostIPC,shareProcessNamespace}",
+    // Only true, the default (false is refused in `check_values`).
+    "spec.hostUsers",
     // Recorded and reported through `fieldRef` (no API server, no token).
     "spec.{serviceAccountName,serviceAccount}",
     // Only the names in CONTAINER_RESOURCES (checked in `check_values`).
     "spec.containers[].resources.{limits,requests}",
+    // The Pod cgroup's limits (`pod::pod_level`), only cpu and memory (checked in
+    // `check_values`); resize policies honoured by `podshim resize`.
+    "spec.resources.{limits,requests}",
+    "spec.containers[].resizePolicy[].{resourceName,restartPolicy}",
+    // A pipe the supervisor keeps, reached by `podshim attach` (tty only false, checked in
+    // `check_values`).
+    "spec.containers[].{stdin,stdinOnce,tty}",
     "spec.volumes[].name",
     "spec.volumes[].emptyDir.{medium,sizeLimit}",
     "spec.volumes[].{configMap.name,secret.secretName}",

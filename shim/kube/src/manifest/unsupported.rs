@@ -196,6 +196,13 @@ fn check_values(doc: &Value) -> Vec<FieldError> {
             "true is not supported by podshim yet: podshim has no service account token to mount",
         ));
     }
+    if let Some(Value::Bool(false)) = lookup(doc, "spec.hostUsers") {
+        errs.push(FieldError::forbidden(
+            &spec.child("hostUsers"),
+            "false is not supported by podshim yet: a user namespace per Pod needs ID-mapped \
+             mounts of the root filesystem and volumes, which libcontainer 0.7 refuses",
+        ));
+    }
     if let Some(Value::String(p)) = lookup(doc, "spec.dnsPolicy") {
         if !DNS_POLICIES.contains(&p.as_str()) {
             errs.push(FieldError::not_supported(
@@ -207,6 +214,16 @@ fn check_values(doc: &Value) -> Vec<FieldError> {
     }
     for list_name in ["containers", "initContainers"] {
         errs.extend(check_container_values(doc, list_name));
+    }
+    // Pod-level hugepages (valid in Kubernetes) have no Pod cgroup setting in podshim yet.
+    for list in ["limits", "requests"] {
+        let names = lookup(doc, &format!("spec.resources.{list}")).and_then(Value::as_object);
+        for name in names.into_iter().flatten().map(|(n, _)| n) {
+            if name.starts_with("hugepages-") {
+                let p = spec.child("resources").child(list).key(name);
+                errs.push(FieldError::forbidden(&p, NOT_YET));
+            }
+        }
     }
     let volumes = lookup(doc, "spec.volumes").and_then(Value::as_array);
     for (i, v) in volumes.into_iter().flatten().enumerate() {
@@ -261,6 +278,15 @@ fn check_container_values(doc: &Value, list_name: &str) -> Vec<FieldError> {
                     errs.push(FieldError::forbidden(&p, NOT_YET));
                 }
             }
+        }
+    }
+    for (i, c) in containers.into_iter().flatten().enumerate() {
+        if c.get("tty") == Some(&Value::Bool(true)) {
+            let p = spec.child(list_name).index(i).child("tty");
+            errs.push(FieldError::forbidden(
+                &p,
+                "true is not supported by podshim yet (stdin is a pipe, not a terminal)",
+            ));
         }
     }
     for (i, c) in containers.into_iter().flatten().enumerate() {
@@ -360,7 +386,7 @@ mod tests {
                   "securityContext": {"privileged": true, "seLinuxOptions": {"level": "s0"}},
                   "resources": {"limits": {"memory": "1Gi", "hugepages-2Mi": "2Mi"},
                     "requests": {"ephemeral-storage": "1Gi"}, "claims": [{"name": "gpu"}]}}],
-                "resources": {"limits": {"cpu": "1"}},
+                "resources": {"limits": {"cpu": "1", "hugepages-2Mi": "2Mi"}},
                 "volumes": [{"name": "v", "gitRepo": {"repository": "r"}},
                             {"name": "w", "emptyDir": {"medium": "HugePages"}}]
             }
@@ -368,7 +394,7 @@ mod tests {
         let errs = gate(v);
         for want in [
             "metadata.generateName: Forbidden: not supported by podshim yet",
-            "spec.hostUsers: Forbidden: not supported by podshim yet",
+            "spec.hostUsers: Forbidden: false is not supported by podshim yet: a user namespace per Pod needs ID-mapped mounts of the root filesystem and volumes, which libcontainer 0.7 refuses",
             "spec.containers[0].lifecycle.preStop.tcpSocket: Forbidden: not supported by podshim yet",
             "spec.containers[0].readinessProbe.httpGet.scheme: Forbidden: HTTPS is not supported by podshim yet (only HTTP)",
             "spec.containers[0].env[0].valueFrom.fileKeyRef: Forbidden: not supported by podshim yet",
@@ -378,7 +404,7 @@ mod tests {
             "spec.containers[0].resources.limits[hugepages-2Mi]: Forbidden: not supported by podshim yet",
             "spec.containers[0].resources.requests[ephemeral-storage]: Forbidden: not supported by podshim yet",
             "spec.containers[0].resources.claims: Forbidden: not supported by podshim yet",
-            "spec.resources: Forbidden: not supported by podshim yet",
+            "spec.resources.limits[hugepages-2Mi]: Forbidden: not supported by podshim yet",
             r#"spec.volumes[1].emptyDir.medium: Unsupported value: "HugePages": supported values: "", "Memory""#,
         ] {
             assert!(errs.contains(&want.to_string()), "missing {want} in {errs:#?}");

@@ -69,6 +69,12 @@ pub struct ContainerPlan {
     /// Privileged, procMount, capabilities, seccomp and AppArmor, resolved (`crate::security`).
     #[serde(default)]
     pub security: crate::security::ContainerSecurity,
+    /// `stdin`: the container reads a pipe the supervisor keeps (for `podshim attach`), not
+    /// /dev/null; `stdinOnce`: closed after the first attach.
+    #[serde(default)]
+    pub stdin: bool,
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 /// One `volumeMounts[]` entry, resolved except for `subPathExpr` (expanded with the container's
@@ -101,6 +107,8 @@ pub struct Started {
     pub pid: Pid,
     pub stdout: File,
     pub stderr: File,
+    /// The write end of its stdin pipe (`stdin: true`).
+    pub stdin: Option<File>,
 }
 
 /// The libcontainer id of a Pod's container.
@@ -321,18 +329,25 @@ pub fn start(
         pipe2(OFlag::O_CLOEXEC).map_err(|e| io("create a pipe for", &bundle)(e.into()))?;
     let (err_r, err_w) =
         pipe2(OFlag::O_CLOEXEC).map_err(|e| io("create a pipe for", &bundle)(e.into()))?;
-    let devnull: OwnedFd = OpenOptions::new()
-        .read(true)
-        .open("/dev/null")
-        .map_err(io("open", &PathBuf::from("/dev/null")))?
-        .into();
+    let (stdin, stdin_w) = if plan.stdin {
+        let (r, w) =
+            pipe2(OFlag::O_CLOEXEC).map_err(|e| io("create a pipe for", &bundle)(e.into()))?;
+        (r, Some(File::from(w)))
+    } else {
+        let devnull: OwnedFd = OpenOptions::new()
+            .read(true)
+            .open("/dev/null")
+            .map_err(io("open", &PathBuf::from("/dev/null")))?
+            .into();
+        (devnull, None)
+    };
     let create = Create {
         id: id.clone(),
         bundle,
         spec,
         rootfs: Rootfs::Existing,
         stdio: Stdio::Fds {
-            stdin: devnull,
+            stdin,
             stdout: out_w,
             stderr: err_w,
         },
@@ -346,6 +361,7 @@ pub fn start(
         pid: container.pid,
         stdout: File::from(out_r),
         stderr: File::from(err_r),
+        stdin: stdin_w,
     })
 }
 

@@ -8,6 +8,7 @@ pub mod container;
 pub mod files;
 pub mod host_path;
 pub mod order;
+pub mod pod_level;
 pub mod ports;
 pub mod process;
 pub mod projection;

@@ -71,6 +71,9 @@ pub struct SandboxSpec {
     /// `securityContext.fsGroup`: the group that owns the Pod's volumes (not hostPaths).
     #[serde(default)]
     pub fs_group: Option<u32>,
+    /// The Pod cgroup's limits from Pod-level `spec.resources` (`pod::pod_level`).
+    #[serde(default)]
+    pub pod_limits: Option<podshim_engine::cgroups::Limits>,
 }
 
 impl SandboxSpec {
@@ -105,6 +108,7 @@ impl SandboxSpec {
             cgroup: Cgroups::pod_path(&self.uid),
             images: self.images.clone(),
             share_pid: self.share_pid,
+            limits: self.pod_limits.unwrap_or_default(),
         }
     }
 }

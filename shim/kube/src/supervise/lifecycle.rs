@@ -46,6 +46,19 @@ impl Supervision<'_> {
                     }
                 };
                 s.out.attach(started.stdout, started.stderr, log);
+                s.out.stdin = None;
+                if let Some(w) = started.stdin {
+                    let path = super::stdin::socket_path(&sandbox.dir, &plan.name);
+                    match super::stdin::Stdin::open(path.clone(), w, plan.stdin_once) {
+                        Ok(stdin) => s.out.stdin = Some(stdin),
+                        Err(e) => self.opts.reporter.notice(&Notice::container(
+                            &s.out.label,
+                            What::StartFailed {
+                                message: format!("cannot listen for attach on {path:?}: {e}"),
+                            },
+                        )),
+                    }
+                }
                 let now = Instant::now();
                 s.state = State::Running {
                     pid: started.pid,
@@ -239,6 +252,13 @@ pub(super) fn after_exit(
             )
         })
     };
+    // A resize that restarts the container (the kubelet's restart for a RestartContainer
+    // policy): again at once, counted as a restart.
+    if pod.stop.is_none() && std::mem::take(&mut s.resize_restart) {
+        s.restarts += 1;
+        s.state = State::Waiting { at: Instant::now() };
+        return None;
+    }
     if pod.stop.is_some() || !s.role.restarts(pod.plan.restart, code) {
         let notice = report(None);
         s.state = State::Done;

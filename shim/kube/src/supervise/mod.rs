@@ -25,14 +25,17 @@ mod notice;
 mod output;
 mod probing;
 mod report;
+mod resizing;
 mod signals;
 mod slot;
+mod stdin;
 mod stopping;
 mod supervision;
 mod track;
 
 pub use checks::Runner;
 pub use notice::{Notice, Reporter, Silent, What};
+pub use stdin::socket_path as attach_socket;
 pub use stopping::{stop_request_path, stop_signal, StopRequest};
 
 use output::Output;
@@ -162,6 +165,7 @@ pub fn run(cfg: &Config, jobs: Vec<PodJob>, mut opts: Options) -> Result<i32, Ru
                 post_start: false,
                 kill: None,
                 stop_signal: c.stop_signal.clone(),
+                resize_restart: false,
             });
         }
     }

@@ -25,6 +25,8 @@ pub(super) struct Output {
     pub label: String,
     streams: Vec<Stream>,
     log: Option<logs::Writer>,
+    /// The container's stdin and its attach socket (`stdin: true`).
+    pub stdin: Option<super::stdin::Stdin>,
 }
 
 /// poll(2) the wake pipe and every open stream; returns the (output, stream) pairs that are
@@ -41,6 +43,10 @@ pub(super) fn wait<'a>(
     for (i, o) in outputs.enumerate() {
         for (j, st) in o.streams.iter().enumerate() {
             fds.push(PollFd::new(st.file.as_fd(), PollFlags::POLLIN));
+            index.push((i, j));
+        }
+        for (fd, flags, j) in o.stdin.iter().flat_map(|s| s.poll_fds()) {
+            fds.push(PollFd::new(fd, flags));
             index.push((i, j));
         }
     }
@@ -65,6 +71,7 @@ impl Output {
             label,
             streams: Vec::new(),
             log: None,
+            stdin: None,
         }
     }
 
@@ -86,6 +93,12 @@ impl Output {
 
     /// Read what a stream has, print whole lines; at EOF print the rest and close it.
     pub(super) fn pump(&mut self, j: usize, reporter: &mut dyn Reporter) {
+        if super::stdin::is_stdin(j) {
+            if let Some(stdin) = self.stdin.as_mut() {
+                stdin.ready(j);
+            }
+            return;
+        }
         let s = self;
         let mut chunk = [0u8; 65536];
         let mut eof = false;
@@ -115,6 +128,8 @@ impl Output {
 
     /// Read every stream to its end (after the container exited), printing everything.
     pub(super) fn flush(&mut self, reporter: &mut dyn Reporter) {
+        // The container is gone: so is its stdin (a restart gets a new one).
+        self.stdin = None;
         let s = self;
         while !s.streams.is_empty() {
             let last = s.streams.len() - 1;

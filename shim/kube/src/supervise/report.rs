@@ -21,16 +21,19 @@ pub(super) const SANDBOX_CHANGED: &str = "Pod sandbox changed, it will be killed
 /// The Pod's status now, as the kubelet would report it.
 pub(super) fn pod_status(pod: &PodRun, p: usize, slots: &[Slot]) -> status::PodStatus {
     let mine: Vec<&Slot> = slots.iter().filter(|s| s.pod == p).collect();
-    let init: Vec<(Role, status::ContainerStatus)> = mine
+    let mut init: Vec<(Role, status::ContainerStatus)> = mine
         .iter()
         .filter(|s| s.role != Role::App)
         .map(|s| (s.role, slot_status(s)))
         .collect();
-    let apps: Vec<status::ContainerStatus> = mine
+    let mut apps: Vec<status::ContainerStatus> = mine
         .iter()
         .filter(|s| s.role == Role::App)
         .map(slot_status)
         .collect();
+    for s in init.iter_mut().map(|(_, s)| s).chain(apps.iter_mut()) {
+        allocation(&pod.object, s);
+    }
     let init_refs: Vec<(Role, &status::ContainerStatus)> =
         init.iter().map(|(r, s)| (*r, s)).collect();
     let app_refs: Vec<&status::ContainerStatus> = apps.iter().collect();
@@ -78,6 +81,48 @@ pub(super) fn pod_status(pod: &PodRun, p: usize, slots: &[Slot]) -> status::PodS
         message: pod
             .deadline_exceeded
             .then(|| "Pod was active on the node longer than the specified deadline".to_string()),
+    }
+}
+
+/// `allocatedResources` and `resources` of a container's status (shown for every container
+/// since Kubernetes 1.33, when in-place resize came on by default): its cpu and memory requests
+/// and limits as allocated now (the Pod's spec, which a resize changes).
+fn allocation(object: &serde_json::Value, s: &mut status::ContainerStatus) {
+    use serde_json::{Map, Value};
+    let spec = &object["spec"];
+    let c = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|l| spec.get(*l)?.as_array())
+        .flatten()
+        .find(|c| c["name"] == s.name.as_str());
+    let Some(r) = c.and_then(|c| c.get("resources")) else {
+        return;
+    };
+    let pick = |list: &str| -> Map<String, Value> {
+        r.get(list)
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| matches!(k.as_str(), "cpu" | "memory"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (requests, limits) = (pick("requests"), pick("limits"));
+    s.allocated_resources = requests
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect();
+    if s.state.running.is_some() && !(requests.is_empty() && limits.is_empty()) {
+        let mut m = Map::new();
+        if !limits.is_empty() {
+            m.insert("limits".into(), Value::Object(limits));
+        }
+        if !requests.is_empty() {
+            m.insert("requests".into(), Value::Object(requests));
+        }
+        s.resources = Some(Value::Object(m));
     }
 }
 

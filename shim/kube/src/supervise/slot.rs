@@ -59,6 +59,9 @@ pub(super) struct Slot {
     pub(super) kill: Option<Kill>,
     /// The image's STOPSIGNAL.
     pub(super) stop_signal: Option<String>,
+    /// Being stopped for a resize whose policy is `RestartContainer`: started again at once,
+    /// whatever its exit and the restart policy.
+    pub(super) resize_restart: bool,
 }
 
 /// Killing one container as the kubelet does: the preStop hook, then the stop signal (after the

@@ -46,6 +46,7 @@ impl Supervision<'_> {
             let signalled = self.stop_sig.load(Ordering::SeqCst) != 0;
             if self.requests.swap(false, Ordering::SeqCst) {
                 self.take_stop_requests(pods);
+                self.take_resize_requests(pods, slots);
             }
             for p in 0..pods.len() {
                 let pod = &mut pods[p];

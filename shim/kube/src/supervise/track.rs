@@ -138,6 +138,7 @@ impl Track {
             image_id: self.image_id.clone(),
             container_id: self.container_id.clone(),
             started: Some(started),
+            ..Default::default()
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod container;
 pub mod names;
+mod pod_resources;
 mod probe;
 mod runtime;
 pub(crate) mod scheduling;
@@ -218,6 +219,7 @@ fn validate_spec(spec: &PodSpec, path: &FieldPath) -> Vec<FieldError> {
         Some(g) => non_negative(&mut errs, &path.child("terminationGracePeriodSeconds"), g),
     }
     errs.extend(scheduling::validate(spec, path));
+    errs.extend(pod_resources::validate(spec, path));
     errs
 }
 
