@@ -16,4 +16,5 @@ pub mod schedule;
 pub mod security;
 pub mod spec;
 pub mod status;
+pub mod storage;
 pub mod supervise;

@@ -164,6 +164,24 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
                 contents: None,
                 host_path: Some((path, type_)),
             });
+        } else if let Some(c) = &v.persistent_volume_claim {
+            // The claim's directory, bind-mounted as a hostPath is (the sandbox checks it is
+            // still a directory); `readOnly` makes every mount of it read-only.
+            match crate::storage::volume_path(store, pod.namespace(), &c.claim_name) {
+                Ok(path) => {
+                    if c.read_only == Some(true) {
+                        read_only_volumes.push(v.name.clone());
+                    }
+                    volumes.push(VolumeSpec {
+                        name: v.name.clone(),
+                        memory: false,
+                        size_limit: None,
+                        contents: None,
+                        host_path: Some((path, "Directory".into())),
+                    });
+                }
+                Err(e) => errors.push(format!("spec.volumes[{i}].persistentVolumeClaim: {e}")),
+            }
         } else if let Some(e) = &v.empty_dir {
             volumes.push(VolumeSpec {
                 name: v.name.clone(),

@@ -1,6 +1,7 @@
 //! The `podshim` subcommands beyond `image` and `gc`: thin front-ends over the engine.
 
 pub mod apply;
+pub mod claims;
 pub mod controller;
 pub mod delete;
 pub mod describe;

@@ -57,6 +57,8 @@ const SUPPORTED: &[&str] = &[
     // Only the names in CONTAINER_RESOURCES (checked in `check_values`).
     "spec.containers[].resources.{limits,requests}",
     "spec.volumes[].name",
+    // A claim of the built-in local-path provisioner (`crate::storage`), bind-mounted.
+    "spec.volumes[].persistentVolumeClaim.{claimName,readOnly}",
     "spec.volumes[].emptyDir.{medium,sizeLimit}",
     "spec.volumes[].{configMap.name,secret.secretName}",
     "spec.volumes[].{configMap,secret}.{defaultMode,optional,items[].{key,path,mode}}",
