@@ -18,3 +18,4 @@ pub mod spec;
 pub mod status;
 pub mod storage;
 pub mod supervise;
+pub mod token;
