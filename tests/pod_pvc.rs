@@ -108,8 +108,15 @@ fn a_claims_data_outlives_container_restarts_and_pods() {
     assert_eq!(value(&stdout(&out), "c", "file"), "kept");
     let dir = data_dir(&inst, "data");
     assert_eq!(std::fs::read_to_string(dir.join("file")).unwrap(), "kept\n");
-    let out = inst.podshim(&["delete", "pvc", "data"], T);
+    // `delete -f` with the file that made it, as kubectl users do.
+    let file = inst.dir.join("claim.yaml");
+    std::fs::write(&file, claim("data", "ReadWriteOnce", None)).unwrap();
+    let out = inst.podshim(&["delete", "-f", &file.to_string_lossy()], T);
     ok(&out);
+    assert_eq!(
+        stdout(&out).trim(),
+        r#"persistentvolumeclaim "data" deleted"#
+    );
     assert!(
         !dir.exists(),
         "reclaim policy Delete removes {}",

@@ -62,6 +62,27 @@ pub fn apply(cfg: &Config, text: &str) -> Result<Rest> {
     Ok(rest.map_or(Rest::Nothing, Rest::Text))
 }
 
+/// `podshim delete -f`: deletes the PersistentVolumeClaims of `text` (as `delete pvc` does,
+/// setting `code` to 1 on a failure) and returns the rest for the workload controllers, `None`
+/// when nothing else is in it (or a claim document is invalid, printed).
+pub fn delete_in(cfg: &Config, text: &str, code: &mut i32) -> Result<Option<String>> {
+    let (claims, rest) = match manifest::claim::take_claims(text) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{e}");
+            *code = 1;
+            return Ok(None);
+        }
+    };
+    for c in &claims {
+        let names = [c.metadata.name.clone()];
+        if delete(cfg, c.namespace(), &names)? != 0 {
+            *code = 1;
+        }
+    }
+    Ok(rest)
+}
+
 /// `podshim get pvc [NAME]`: kubectl's columns, or the objects as JSON or YAML.
 pub fn get(cfg: &Config, ns: &str, name: Option<&str>, output: Option<Format>) -> Result<i32> {
     let stored = match Claims::existing(&cfg.root) {

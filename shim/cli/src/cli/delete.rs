@@ -53,6 +53,9 @@ pub fn delete(cfg: &Config, log_root: &Path, globals: &[OsString], a: DeleteArgs
     let mut code = 0;
     if !a.files.is_empty() {
         let text = super::apply::read(&a.files)?;
+        let Some(text) = super::claims::delete_in(cfg, &text, &mut code)? else {
+            return Ok(code);
+        };
         let applied = match parse::parse(&text, &|_, _, _| None) {
             Ok(x) => x,
             Err(e) => {
