@@ -211,6 +211,13 @@ mod tests {
             e.contains("spec.volumes[0].projected.path: Required value"),
             "{e}"
         );
+        let e = pod(serde_json::json!([{"name": "v", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "../../etc/escape"}}]}}]))
+        .unwrap_err();
+        assert!(
+            e.contains(r#"spec.volumes[0].projected.path: Invalid value: "../../etc/escape": must not contain '..'"#),
+            "{e}"
+        );
         let p = pod(serde_json::json!([{"name": "v", "projected": {"sources": [
             {"serviceAccountToken": {"path": "token", "audience": "vault"}}]}}]))
         .unwrap();

@@ -163,8 +163,11 @@ fn validate_one_source(v: &Volume, field: &str, path: &FieldPath) -> Vec<FieldEr
                         errs.push(FieldError::invalid(&tp, e, m));
                     }
                     // The API server names the projection's path here, not the source's.
+                    // (`ValidateLocalNonReservedPath` too: the token is written inside the volume.)
                     if t.path.is_empty() {
                         errs.push(FieldError::required(&path.child("path"), ""));
+                    } else {
+                        errs.extend(local_non_reserved_path(&t.path, &path.child("path")));
                     }
                 }
             }
