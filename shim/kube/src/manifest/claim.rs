@@ -304,7 +304,9 @@ pub fn take_claims(
         }
     }
     rest.push_str(&text[offset..]);
-    Ok((claims, others.then_some(rest)))
+    // Without claims the text goes on as it came (an empty file gets the controllers' message).
+    let keep = others || claims.is_empty();
+    Ok((claims, keep.then_some(rest)))
 }
 
 #[cfg(test)]
@@ -416,6 +418,9 @@ mod tests {
         let ok = "kind: PersistentVolumeClaim\napiVersion: v1\nmetadata: {name: d}\nspec: \
                   {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Mi}}}\n";
         assert_eq!(take_claims(ok).unwrap().1, None);
+        let none = "# nothing\n---\napiVersion: apps/v1\nkind: Job\n---\n";
+        assert_eq!(take_claims(none).unwrap().1.as_deref(), Some(none));
+        assert_eq!(take_claims("").unwrap().1.as_deref(), Some(""));
     }
 
     #[test]
