@@ -17,4 +17,6 @@ pub mod schedule;
 pub mod security;
 pub mod spec;
 pub mod status;
+pub mod storage;
 pub mod supervise;
+pub mod token;

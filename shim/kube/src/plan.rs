@@ -134,6 +134,7 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
         node: &node,
     };
     let mut volumes = Vec::new();
+    let mut volume_images = Vec::new();
     // configMap and secret volumes: mounted read-only whatever the mount says, as Kubernetes does.
     let mut read_only_volumes = Vec::new();
     for (i, v) in spec.volumes.iter().enumerate() {
@@ -163,7 +164,43 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
                 size_limit: None,
                 contents: None,
                 host_path: Some((path, type_)),
+                image: None,
             });
+        } else if let Some(c) = &v.persistent_volume_claim {
+            // The claim's directory, bind-mounted as a hostPath is (the sandbox checks it is
+            // still a directory); `readOnly` makes every mount of it read-only.
+            match crate::storage::volume_path(store, pod.namespace(), &c.claim_name) {
+                Ok(path) => {
+                    if c.read_only == Some(true) {
+                        read_only_volumes.push(v.name.clone());
+                    }
+                    volumes.push(VolumeSpec {
+                        name: v.name.clone(),
+                        memory: false,
+                        size_limit: None,
+                        contents: None,
+                        host_path: Some((path, "Directory".into())),
+                        image: None,
+                    });
+                }
+                Err(e) => errors.push(format!("spec.volumes[{i}].persistentVolumeClaim: {e}")),
+            }
+        } else if v.image.is_some() {
+            // Read-only whatever the mount says, as the kubelet mounts an image volume.
+            if let Some((layers, digest)) =
+                crate::pod::image_volume::resolve(store, i, v, &mut errors)
+            {
+                read_only_volumes.push(v.name.clone());
+                volume_images.push(digest);
+                volumes.push(VolumeSpec {
+                    name: v.name.clone(),
+                    memory: false,
+                    size_limit: None,
+                    contents: None,
+                    host_path: None,
+                    image: Some(layers),
+                });
+            }
         } else if let Some(e) = &v.empty_dir {
             volumes.push(VolumeSpec {
                 name: v.name.clone(),
@@ -175,8 +212,10 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
                     .map(|b| b.max(0) as u64),
                 contents: None,
                 host_path: None,
+                image: None,
             });
-        } else if let Some(c) = resolve::volume_contents(&cx, i, v, &mut errors) {
+        } else if let Some(mut c) = resolve::volume_contents(&cx, i, v, &mut errors) {
+            crate::token::project(store, pod, &uid, &node.name, i, v, &mut c, &mut errors);
             read_only_volumes.push(v.name.clone());
             volumes.push(VolumeSpec {
                 name: v.name.clone(),
@@ -185,6 +224,7 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
                 size_limit: c.secret.then(|| c.projection.size() + (1 << 20)),
                 contents: Some(c.projection),
                 host_path: None,
+                image: None,
             });
         }
     }
@@ -354,6 +394,11 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
                 container: plan,
                 sidecar,
             });
+        }
+    }
+    for d in volume_images {
+        if !images.contains(&d) {
+            images.push(d);
         }
     }
     if !errors.is_empty() {

@@ -55,9 +55,13 @@ pub fn pull_for_pods(
         let all = (spec.init_containers.iter().enumerate())
             .map(|(i, c)| ("initContainers", i, c))
             .chain((spec.containers.iter().enumerate()).map(|(i, c)| ("containers", i, c)));
-        for (list, i, c) in all {
+        let containers = all.map(|(list, i, c)| {
             let field = format!("spec.{list}[{i}].image");
-            let image = c.image.clone().unwrap_or_default();
+            (field, c.image.clone().unwrap_or_default(), c.pull_policy())
+        });
+        // `image` volumes are pulled by their own policy, as the kubelet's image manager does.
+        let volumes = crate::pod::image_volume::pulls(pod);
+        for (field, image, policy) in containers.chain(volumes) {
             let reference = match image.parse::<Reference>() {
                 Ok(r) => r.to_string(),
                 Err(e) => {
@@ -67,7 +71,7 @@ pub fn pull_for_pods(
                     continue;
                 }
             };
-            let wanted = match c.pull_policy() {
+            let wanted = match policy {
                 PullPolicy::Never => false,
                 PullPolicy::Always => true,
                 PullPolicy::IfNotPresent => match store.resolve(&reference) {

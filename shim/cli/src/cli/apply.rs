@@ -61,7 +61,11 @@ pub fn apply(
         anyhow::bail!("podshim apply needs root (its controllers make Pods)");
     }
     let ctx = super::workloads::context(cfg, log_root, globals);
-    let text = read(&a.files)?;
+    let text = match super::claims::apply(cfg, &read(&a.files)?)? {
+        super::claims::Rest::Text(text) => text,
+        super::claims::Rest::Nothing => return Ok(0),
+        super::claims::Rest::Invalid => return Ok(1),
+    };
     let uid_of = |k, ns: &str, name: &str| {
         ctx.store
             .get(k, ns, name)

@@ -31,6 +31,17 @@ pub struct DeleteArgs {
 }
 
 pub fn delete(cfg: &Config, log_root: &Path, globals: &[OsString], a: DeleteArgs) -> Result<i32> {
+    if let Some(kind) = a
+        .targets
+        .first()
+        .filter(|k| super::claims::is_claim_kind(k.split('/').next().unwrap_or("")))
+    {
+        let names: Vec<String> = match kind.split_once('/') {
+            Some((_, n)) => vec![n.to_string()],
+            None => a.targets[1..].to_vec(),
+        };
+        return super::claims::delete(cfg, &a.namespace, &names);
+    }
     let ctx = workloads::context(cfg, log_root, globals);
     let policy = match a.cascade.as_str() {
         "background" | "true" => "Background",
@@ -42,6 +53,9 @@ pub fn delete(cfg: &Config, log_root: &Path, globals: &[OsString], a: DeleteArgs
     let mut code = 0;
     if !a.files.is_empty() {
         let text = super::apply::read(&a.files)?;
+        let Some(text) = super::claims::delete_in(cfg, &text, &mut code)? else {
+            return Ok(code);
+        };
         let applied = match parse::parse(&text, &|_, _, _| None) {
             Ok(x) => x,
             Err(e) => {

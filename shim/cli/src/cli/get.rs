@@ -28,6 +28,17 @@ pub struct GetArgs {
 }
 
 pub fn get(cfg: &Config, log_root: &Path, globals: &[OsString], a: GetArgs) -> Result<i32> {
+    if let Some(kind) = a
+        .what
+        .first()
+        .filter(|k| super::claims::is_claim_kind(k.split('/').next().unwrap_or("")))
+    {
+        let name = kind
+            .split_once('/')
+            .map(|(_, n)| n)
+            .or(a.what.get(1).map(String::as_str));
+        return super::claims::get(cfg, &a.namespace, name, a.output);
+    }
     let ctx = workloads::context(cfg, log_root, globals);
     let (kinds, name) = match a.what.as_slice() {
         [one] if one.contains('/') => {

@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod attach;
+pub mod claims;
 pub mod controller;
 pub mod delete;
 pub mod describe;

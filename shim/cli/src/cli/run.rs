@@ -135,6 +135,8 @@ pub fn run(
         eprintln!("podshim: not every pod can be placed on this node; nothing was created");
         return Ok(1);
     }
+    // The file's PersistentVolumeClaims, as `kubectl apply -f` would make them with its Pods.
+    super::claims::provision(cfg, &manifest.persistent_volume_claims, true)?;
     let jobs = jobs(cfg, &manifest, pull)?;
     if args.replace {
         for job in &jobs {

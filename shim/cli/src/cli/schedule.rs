@@ -8,6 +8,7 @@ use podshim_engine::config::Config;
 use podshim_kube::manifest::{Manifest, Pod};
 use podshim_kube::record;
 use podshim_kube::schedule::{self, Decision, Node};
+use podshim_kube::storage::admit;
 
 /// The node `--node-label` and `--node-taint` describe.
 pub fn node(labels: &[String], taints: &[String]) -> Result<Node> {
@@ -78,9 +79,37 @@ pub fn place(
     let running = running(cfg, manifest, replacing);
     let mut placed: Vec<Pod> = Vec::new();
     let mut all = true;
+    let file_claims = Manifest {
+        persistent_volume_claims: manifest.persistent_volume_claims.clone(),
+        ..Manifest::default()
+    };
+    let stored_claims = podshim_kube::storage::Claims::existing(&cfg.root);
+    let lookup = admit::Lookup {
+        manifest: &file_claims,
+        store: stored_claims.as_ref(),
+    };
+    let claim_users = match manifest.pods.iter().any(admit::uses_claims) {
+        true => admit::pods_with_claims(cfg),
+        false => Vec::new(),
+    };
     for pod in manifest.pods.iter_mut() {
         let others: Vec<&Pod> = running.iter().chain(&placed).collect();
         let decision = schedule::schedule(pod, node, &others);
+        let decision = match decision.runs() && admit::uses_claims(pod) {
+            true => {
+                let replaced = |p: &&Pod| {
+                    replacing && p.namespace() == pod.namespace() && p.name() == pod.name()
+                };
+                let users: Vec<&Pod> = claim_users
+                    .iter()
+                    .filter(|p| !replaced(p))
+                    .chain(&placed)
+                    .collect();
+                let assigned = decision == Decision::Assigned;
+                admit::check(pod, &lookup, assigned, &users).unwrap_or(decision)
+            }
+            false => decision,
+        };
         let name = pod.name().to_string();
         if decision.runs() {
             pod.spec.node_name = Some(node.name.clone());

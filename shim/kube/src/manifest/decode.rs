@@ -41,14 +41,15 @@ pub enum Kind {
     ConfigMap,
     Secret,
     PriorityClass,
+    PersistentVolumeClaim,
 }
 
 /// Checks `apiVersion: v1` and a supported `kind`, returning the kind.
 pub fn check_kind(v: &Value, document: usize) -> Result<Kind, DocumentError> {
     const SUPPORTED: &str =
-        "podshim supports apiVersion v1 kinds Pod, ConfigMap and Secret, and scheduling.k8s.io/v1 \
-         PriorityClass (ConfigMaps, Secrets and PriorityClasses are used by the Pods of the same \
-         file)";
+        "podshim supports apiVersion v1 kinds Pod, ConfigMap, Secret and PersistentVolumeClaim, \
+         and scheduling.k8s.io/v1 PriorityClass (ConfigMaps, Secrets and PriorityClasses are used \
+         by the Pods of the same file)";
     let err = |problem: String| DocumentError::Kind { document, problem };
     let Some(map) = v.as_object() else {
         return Err(err(format!(
@@ -70,6 +71,7 @@ pub fn check_kind(v: &Value, document: usize) -> Result<Kind, DocumentError> {
         "ConfigMap" => Some((Kind::ConfigMap, "v1")),
         "Secret" => Some((Kind::Secret, "v1")),
         "PriorityClass" => Some((Kind::PriorityClass, "scheduling.k8s.io/v1")),
+        "PersistentVolumeClaim" => Some((Kind::PersistentVolumeClaim, "v1")),
         _ => None,
     };
     match (api_version, kind) {
@@ -336,7 +338,7 @@ mod tests {
         let e = check_kind(&dep, 2).unwrap_err().to_string();
         assert_eq!(
             e,
-            r#"error in document 2: kind "Deployment" (apiVersion "apps/v1") is not supported: podshim supports apiVersion v1 kinds Pod, ConfigMap and Secret, and scheduling.k8s.io/v1 PriorityClass (ConfigMaps, Secrets and PriorityClasses are used by the Pods of the same file)"#
+            r#"error in document 2: kind "Deployment" (apiVersion "apps/v1") is not supported: podshim supports apiVersion v1 kinds Pod, ConfigMap, Secret and PersistentVolumeClaim, and scheduling.k8s.io/v1 PriorityClass (ConfigMaps, Secrets and PriorityClasses are used by the Pods of the same file)"#
         );
         let none = serde_json::json!({"apiVersion": "v1"});
         let e = check_kind(&none, 1).unwrap_err().to_string();

@@ -126,6 +126,18 @@ fn default_volume(v: &mut Volume) {
     if let Some(h) = v.host_path.as_mut() {
         h.type_.get_or_insert_with(String::new);
     }
+    // `SetDefaults_ServiceAccountTokenProjection`: an hour.
+    for s in v.projected.iter_mut().flat_map(|p| &mut p.sources) {
+        if let Some(t) = s.service_account_token.as_mut() {
+            t.expiration_seconds.get_or_insert(3600);
+        }
+    }
+    // `SetDefaults_ImageVolumeSource`: as a container's image.
+    if let Some(i) = v.image.as_mut() {
+        if i.pull_policy.as_deref().unwrap_or("").is_empty() {
+            i.pull_policy = Some(default_pull_policy(i.reference.as_deref().unwrap_or("")));
+        }
+    }
 }
 
 /// Whether any volume source is set (everything but `name`).

@@ -328,7 +328,7 @@ pub enum ManifestError {
     #[error("no Pod found: the manifest has no YAML document")]
     Empty,
     /// The manifest holds ConfigMaps or Secrets but no Pod to use them.
-    #[error("no Pod found: the manifest has only ConfigMaps and Secrets")]
+    #[error("no Pod found: the manifest has only ConfigMaps, Secrets, PriorityClasses or PersistentVolumeClaims (podshim apply -f makes claims on their own)")]
     NoPod,
     /// At least one document has problems; all of them are listed.
     #[error("{}", join_documents(.0))]

@@ -4,6 +4,7 @@
 //! Order as in the API server: decode (strict) → default → validate; then the gate. Problems of
 //! every document are collected before failing.
 
+pub mod claim;
 pub mod config;
 pub mod decode;
 pub mod defaults;
@@ -24,6 +25,7 @@ pub mod yaml;
 #[cfg(test)]
 mod tests;
 
+pub use claim::PersistentVolumeClaim;
 pub use config::{Bytes, ConfigMap, Secret};
 pub use error::{BadValue, DocumentError, ErrorKind, FieldError, FieldPath, ManifestError};
 pub use quantity::{IntOrString, Quantity};
@@ -68,6 +70,8 @@ pub struct Manifest {
     pub secrets: Vec<Secret>,
     /// `scheduling.k8s.io/v1` PriorityClasses (cluster-scoped, unique by name).
     pub priority_classes: Vec<PriorityClass>,
+    /// PersistentVolumeClaims (made by `podshim run` when the Pods run, or `podshim apply`).
+    pub persistent_volume_claims: Vec<PersistentVolumeClaim>,
     pub warnings: Vec<String>,
 }
 
@@ -75,6 +79,13 @@ impl Manifest {
     /// The ConfigMap `name` of namespace `ns`.
     pub fn config_map(&self, ns: &str, name: &str) -> Option<&ConfigMap> {
         self.config_maps
+            .iter()
+            .find(|c| c.namespace() == ns && c.metadata.name == name)
+    }
+
+    /// The PersistentVolumeClaim `name` of namespace `ns`.
+    pub fn claim(&self, ns: &str, name: &str) -> Option<&PersistentVolumeClaim> {
+        self.persistent_volume_claims
             .iter()
             .find(|c| c.namespace() == ns && c.metadata.name == name)
     }
@@ -93,6 +104,7 @@ enum Object {
     ConfigMap(ConfigMap),
     Secret(Secret),
     PriorityClass(PriorityClass),
+    Claim(Box<PersistentVolumeClaim>),
 }
 
 /// Decodes every YAML document of `text`, applies defaults, validates and gates each object.
@@ -133,6 +145,17 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
                     problems.push(duplicate(document, "ConfigMap", &cm.metadata.name));
                 } else {
                     manifest.config_maps.push(cm);
+                }
+            }
+            Ok(Object::Claim(c)) => {
+                if manifest.claim(c.namespace(), &c.metadata.name).is_some() {
+                    problems.push(duplicate(
+                        document,
+                        "PersistentVolumeClaim",
+                        &c.metadata.name,
+                    ));
+                } else {
+                    manifest.persistent_volume_claims.push(*c);
                 }
             }
             Ok(Object::Secret(s)) => {
@@ -225,6 +248,7 @@ fn parse_document(
         Kind::ConfigMap => "ConfigMap",
         Kind::Secret => "Secret",
         Kind::PriorityClass => "PriorityClass",
+        Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
     };
     let name = value
         .pointer("/metadata/name")
@@ -262,6 +286,17 @@ fn parse_document(
                 return Ok(Object::Secret(s));
             }
             (s.metadata.name, errors)
+        }
+        Kind::PersistentVolumeClaim => {
+            let (mut c, w): (PersistentVolumeClaim, _) =
+                decode::decode_with_text(&mut value, &plain).map_err(decode_err)?;
+            text_warnings(w);
+            claim::default_claim(&mut c);
+            let errors = claim::validate_claim(&c);
+            if errors.is_empty() {
+                return Ok(Object::Claim(Box::new(c)));
+            }
+            (c.metadata.name, errors)
         }
         Kind::PriorityClass => {
             let (mut pc, w): (PriorityClass, _) =
@@ -335,10 +370,12 @@ pub fn to_yaml(m: &Manifest) -> String {
         .priority_classes
         .iter()
         .map(|c| render("PriorityClass", c));
+    let claims = (m.persistent_volume_claims.iter()).map(|c| render("PersistentVolumeClaim", c));
     let pods = m.pods.iter().map(|p| render("Pod", p));
     config_maps
         .chain(secrets)
         .chain(classes)
+        .chain(claims)
         .chain(pods)
         .collect::<Vec<_>>()
         .join("---\n")

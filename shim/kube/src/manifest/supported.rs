@@ -66,6 +66,8 @@ const SUPPORTED: &[&str] = &[
     // `check_values`).
     "spec.containers[].{stdin,stdinOnce,tty}",
     "spec.volumes[].name",
+    // A claim of the built-in local-path provisioner (`crate::storage`), bind-mounted.
+    "spec.volumes[].persistentVolumeClaim.{claimName,readOnly}",
     "spec.volumes[].emptyDir.{medium,sizeLimit}",
     "spec.volumes[].{configMap.name,secret.secretName}",
     "spec.volumes[].{configMap,secret}.{defaultMode,optional,items[].{key,path,mode}}",
@@ -74,6 +76,10 @@ const SUPPORTED: &[&str] = &[
     "spec.volumes[].downwardAPI.{defaultMode,items[].{path,mode,fieldRef.{apiVersion,fieldPath},resourceFieldRef.{containerName,resource,divisor}}}",
     "spec.volumes[].projected.{defaultMode,sources[].{secret,configMap}.{name,optional,items[].{key,path,mode}}}",
     "spec.volumes[].projected.sources[].downwardAPI.items[].{path,mode,fieldRef.{apiVersion,fieldPath},resourceFieldRef.{containerName,resource,divisor}}",
+    // A JWT signed with the instance's own key (`crate::token`): no API server validates it.
+    "spec.volumes[].projected.sources[].serviceAccountToken.{audience,expirationSeconds,path}",
+    // An image of the store mounted read-only (`crate::pod::image_volume`).
+    "spec.volumes[].image.{reference,pullPolicy}",
     "spec.{restartPolicy,terminationGracePeriodSeconds,hostname,subdomain,dnsPolicy}",
     // The kubelet's active deadline: the Pod fails with DeadlineExceeded and is stopped.
     "spec.activeDeadlineSeconds",

@@ -243,12 +243,12 @@ fn unknown_kind_and_missing_kind() {
     let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n";
     assert_eq!(
         parse(text).unwrap_err().to_string(),
-        r#"error in document 1: kind "Deployment" (apiVersion "apps/v1") is not supported: podshim supports apiVersion v1 kinds Pod, ConfigMap and Secret, and scheduling.k8s.io/v1 PriorityClass (ConfigMaps, Secrets and PriorityClasses are used by the Pods of the same file)"#
+        r#"error in document 1: kind "Deployment" (apiVersion "apps/v1") is not supported: podshim supports apiVersion v1 kinds Pod, ConfigMap, Secret and PersistentVolumeClaim, and scheduling.k8s.io/v1 PriorityClass (ConfigMaps, Secrets and PriorityClasses are used by the Pods of the same file)"#
     );
     let text = "apiVersion: v1\nmetadata: {name: d}\n";
     assert_eq!(
         parse(text).unwrap_err().to_string(),
-        "error in document 1: kind: Required value: podshim supports apiVersion v1 kinds Pod, ConfigMap and Secret, and scheduling.k8s.io/v1 PriorityClass (ConfigMaps, Secrets and PriorityClasses are used by the Pods of the same file)"
+        "error in document 1: kind: Required value: podshim supports apiVersion v1 kinds Pod, ConfigMap, Secret and PersistentVolumeClaim, and scheduling.k8s.io/v1 PriorityClass (ConfigMaps, Secrets and PriorityClasses are used by the Pods of the same file)"
     );
 }
 

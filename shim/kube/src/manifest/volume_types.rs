@@ -78,7 +78,31 @@ k8s_struct! {
         #[serde(skip_serializing_if = "Option::is_none")]
         pub ephemeral: Option<Value>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub image: Option<Value>,
+        pub image: Option<ImageVolumeSource>,
+    }
+}
+
+k8s_struct! {
+    /// `image` volume: the content of an OCI image, read-only.
+    pub struct ImageVolumeSource {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub reference: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub pull_policy: Option<String>,
+    }
+}
+
+k8s_struct! {
+    /// `serviceAccountToken` of a projected volume.
+    pub struct ServiceAccountTokenProjection {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub audience: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub expiration_seconds: Option<i64>,
+        pub path: String,
+        /// Alpha (`AtomicWriteVolumeUserFields`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub user: Option<i64>,
     }
 }
 
@@ -215,7 +239,7 @@ k8s_struct! {
         #[serde(rename = "downwardAPI")]
         pub downward_api: Option<DownwardAPIProjection>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub service_account_token: Option<Value>,
+        pub service_account_token: Option<ServiceAccountTokenProjection>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub cluster_trust_bundle: Option<Value>,
         #[serde(skip_serializing_if = "Option::is_none")]

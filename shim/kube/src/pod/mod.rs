@@ -7,6 +7,7 @@ pub use podshim_engine::{chain, exec, gc, journal, netcheck, pod_key, teardown};
 pub mod container;
 pub mod files;
 pub mod host_path;
+pub mod image_volume;
 pub mod order;
 pub mod pod_level;
 pub mod ports;

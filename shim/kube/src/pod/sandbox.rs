@@ -32,6 +32,10 @@ pub struct VolumeSpec {
     /// A `hostPath` volume: the host's path and its `type` (the engine makes nothing for it).
     #[serde(default)]
     pub host_path: Option<(PathBuf, String)>,
+    /// An `image` volume: the image's unpacked layers, lowest first, mounted read-only
+    /// (`super::image_volume`; the engine makes nothing for it).
+    #[serde(default)]
+    pub image: Option<Vec<PathBuf>>,
 }
 
 /// What the sandbox is made of, resolved from the Pod manifest.
@@ -98,7 +102,7 @@ impl SandboxSpec {
             volumes: self
                 .volumes
                 .iter()
-                .filter(|v| v.host_path.is_none())
+                .filter(|v| v.host_path.is_none() && v.image.is_none())
                 .map(|v| Volume {
                     name: v.name.clone(),
                     memory: v.memory,
@@ -151,6 +155,10 @@ impl Sandbox {
                     })?;
                     sandbox.volumes.insert(v.name.clone(), path.clone());
                 }
+                if let Some(layers) = &v.image {
+                    let path = super::image_volume::mount_volume(&mut sandbox, &v.name, layers)?;
+                    sandbox.volumes.insert(v.name.clone(), path);
+                }
             }
             for v in &spec.volumes {
                 if let (Some(contents), Some(path)) = (&v.contents, sandbox.volumes.get(&v.name)) {
@@ -161,7 +169,9 @@ impl Sandbox {
                     })?;
                 }
                 let dir = sandbox.volumes.get(&v.name);
-                if let (Some(gid), Some(dir), None) = (spec.fs_group, dir, &v.host_path) {
+                if let (Some(gid), Some(dir), None, None) =
+                    (spec.fs_group, dir, &v.host_path, &v.image)
+                {
                     // Read-only for the group where the volume's files are (the kubelet's
                     // `SetVolumeOwnership`: 0440 for configMap, secret, downwardAPI, projected).
                     let read_only = v.contents.is_some();

@@ -9,7 +9,7 @@ mod volume;
 
 pub use env::container_env;
 pub use node::Node;
-pub use volume::volume_contents;
+pub use volume::{volume_contents, Contents};
 
 use crate::manifest::{Manifest, Pod};
 

@@ -151,6 +151,42 @@ fn validate_one_source(v: &Volume, field: &str, path: &FieldPath) -> Vec<FieldEr
                     let dp = sp.child("downwardAPI").child("items");
                     errs.extend(validate_downward_items(&d.items, &dp));
                 }
+                if let Some(t) = &src.service_account_token {
+                    let tp = sp.child("serviceAccountToken").child("expirationSeconds");
+                    let e = t.expiration_seconds.unwrap_or(3600);
+                    if e < 600 {
+                        let m = "may not specify a duration less than 10 minutes";
+                        errs.push(FieldError::invalid(&tp, e, m));
+                    }
+                    if e > 1 << 32 {
+                        let m = "may not specify a duration larger than 2^32 seconds";
+                        errs.push(FieldError::invalid(&tp, e, m));
+                    }
+                    // The API server names the projection's path here, not the source's.
+                    // (`ValidateLocalNonReservedPath` too: the token is written inside the volume.)
+                    if t.path.is_empty() {
+                        errs.push(FieldError::required(&path.child("path"), ""));
+                    } else {
+                        errs.extend(local_non_reserved_path(&t.path, &path.child("path")));
+                    }
+                }
+            }
+        }
+        "image" => {
+            // `validateImageVolumeSource`.
+            let Some(i) = &v.image else { return errs };
+            if i.reference.as_deref().unwrap_or("").is_empty() {
+                errs.push(FieldError::required(&path.child("reference"), ""));
+            }
+            let pp = path.child("pullPolicy");
+            match i.pull_policy.as_deref().unwrap_or("") {
+                "" => errs.push(FieldError::required(&pp, "")),
+                "Always" | "IfNotPresent" | "Never" => {}
+                other => errs.push(FieldError::not_supported(
+                    &pp,
+                    other,
+                    &["Always", "IfNotPresent", "Never"],
+                )),
             }
         }
         // Sources podshim keeps as raw JSON are refused by the unsupported gate instead.

@@ -72,15 +72,15 @@ pub fn documents(text: &str) -> Vec<(usize, Result<Document, YamlError>)> {
 }
 
 /// A piece of the file between separators, and the file line it starts at.
-struct Chunk<'a> {
+pub(crate) struct Chunk<'a> {
     first_line: usize,
-    text: &'a str,
+    pub(crate) text: &'a str,
 }
 
 /// apimachinery's `YAMLReader`: a line that is `---` followed by nothing but white space ends a
 /// document and belongs to none. A line `--- <content>` also starts a new document here (kubectl
 /// passes it on to go-yaml, which reads only the first document of a piece and drops the rest).
-fn split(text: &str) -> Vec<Chunk<'_>> {
+pub(crate) fn split(text: &str) -> Vec<Chunk<'_>> {
     let mut chunks = Vec::new();
     let (mut start, mut start_line, mut offset) = (0, 1, 0);
     for (i, line) in text.split_inclusive('\n').enumerate() {
