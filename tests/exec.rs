@@ -83,7 +83,8 @@ fn pod_of(inst: &Instance, name: &str, u: &str, containers: &str, volumes: &str)
 
 /// The processes of a container's cgroup (pids hierarchy, or the cgroup2 tree).
 fn cgroup_procs(u: &str, c: &str) -> Vec<u32> {
-    let p = cgroup_dir("pids", &format!("podshim/{u}/{c}")).join("cgroup.procs");
+    let rel = podshim_tests::container_cgroup_of(&podshim_tests::cgroup_driver(&[]), u, c);
+    let p = cgroup_dir("pids", &rel).join("cgroup.procs");
     std::fs::read_to_string(p)
         .unwrap_or_default()
         .lines()
@@ -195,7 +196,10 @@ fn exec_runs_in_the_containers_namespaces_cgroup_user_env_and_cwd() {
         "the exec'd process is not in the container's cgroup"
     );
     assert!(
-        mine.contains(&format!(":/podshim/{u}/a")),
+        mine.contains(&format!(
+            ":/{}",
+            podshim_tests::container_cgroup_of(&podshim_tests::cgroup_driver(&[]), &u, "a")
+        )),
         "cgroups:\n{mine}"
     );
 
