@@ -199,7 +199,9 @@ else
     t2=$(date +%s)
     echo "debootstrap $((t1 - t0)) s, configure and mkfs.ext4 $((t2 - t1)) s" >"$work/out/build-time"
     # Replace older images (other keys) only once the new one is complete.
-    find "$dir" -mindepth 1 -maxdepth 1 -type d -regex '.*/[0-9a-f]\{16\}' -exec rm -rf {} +
+    # (find's default regex dialect has no {16}: name the dialect.)
+    find "$dir" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{16}' \
+        -exec rm -rf {} +
     mv "$work/out" "$image"
     say "built $image in $((t2 - t0)) s ($(cat "$image/build-time"); $(du -sh --apparent-size "$image/disk.img" | cut -f1) sparse, $(du -sh "$image/disk.img" | cut -f1) used)"
 fi
