@@ -52,6 +52,8 @@ n=$(pgrep -fc "$servers" || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n test regis
 # scripts/test-in-docker.sh's container), nor a repository checked out as .../podshim.
 n=$(awk '$5 ~ /\/podshim(-test-[^\/]*)?\//' /proc/self/mountinfo | wc -l); [ "$n" -gt 0 ] && leaks+=("$n podshim mount(s)")
 n=$(find /sys/fs/cgroup -maxdepth 2 -type d -name podshim 2>/dev/null | wc -l); [ "$n" -gt 0 ] && leaks+=("$n podshim cgroup dir(s)")
+# The systemd cgroup driver's Pod slices (podshim.slice itself stays, as kubepods.slice does).
+n=$(find /sys/fs/cgroup -maxdepth 3 -type d -name 'podshim-pod*.slice' 2>/dev/null | wc -l); [ "$n" -gt 0 ] && leaks+=("$n podshim Pod slice(s)")
 # The containerd tests (tests/containerd): their private containerd daemons and shims (which name
 # the test's /tmp/podshim-test-* directory), and their cgroup roots /podshim-test-*.
 n=$(pgrep -fc '^/usr/bin/containerd(-shim-[a-z0-9-]+)? .*/podshim-test-' || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n test containerd/shim process(es)")

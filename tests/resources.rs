@@ -56,8 +56,8 @@ fn limits_and_requests_become_the_containers_cgroup_limits() {
         .read_line(&mut up)
         .unwrap();
     assert_eq!(up, "[limited] up\n");
-    let memory = cgroup_dir("memory", &format!("podshim/{u}/limited"));
-    let cpu = cgroup_dir("cpu", &format!("podshim/{u}/limited"));
+    let memory = cgroup_dir("memory", &inst.container_cgroup(&u, "limited"));
+    let cpu = cgroup_dir("cpu", &inst.container_cgroup(&u, "limited"));
     let pid = wait_for_process(&memory);
     let v2 = !Path::new("/sys/fs/cgroup/memory").is_dir();
     let seen = if v2 {

@@ -292,7 +292,7 @@ fn a_failure_during_setup_rolls_back_everything() {
         .join("pods")
         .join(format!("default_{}", inst.name("second")))
         .exists());
-    assert!(!podshim_tests::cgroup_dir("pids", &format!("podshim/{ub}")).exists());
+    assert!(!podshim_tests::cgroup_dir("pids", &inst.pod_cgroup(&ub)).exists());
     assert!(!std::path::Path::new("/sys/class/net")
         .join(podshim_tests::host_veth(&ub))
         .exists());

@@ -53,6 +53,44 @@ pub fn cgroup_dir(controller: &str, rel: &str) -> PathBuf {
     base.join(rel.trim_start_matches('/'))
 }
 
+/// The cgroup driver a podshim started with `env` uses: `$PODSHIM_CGROUP_DRIVER` from `env` or
+/// this process, else podshim's default (systemd on a host booted with systemd and cgroup v2
+/// only, else cgroupfs).
+pub fn cgroup_driver(env: &[(String, String)]) -> String {
+    let given = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PODSHIM_CGROUP_DRIVER")
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var("PODSHIM_CGROUP_DRIVER").ok());
+    given.unwrap_or_else(|| {
+        let systemd = Path::new("/run/systemd/system").is_dir();
+        let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+        if systemd && v2 { "systemd" } else { "cgroupfs" }.into()
+    })
+}
+
+/// The cgroup of Pod `uid` (relative to the hierarchy's root) under `driver`.
+pub fn pod_cgroup_of(driver: &str, uid: &str) -> String {
+    match driver {
+        "systemd" => format!("podshim.slice/podshim-pod{}.slice", uid.replace('-', "_")),
+        _ => format!("podshim/{uid}"),
+    }
+}
+
+/// The cgroup of container `name` of Pod `uid` under `driver` (relative to the root).
+pub fn container_cgroup_of(driver: &str, uid: &str, name: &str) -> String {
+    let pod = pod_cgroup_of(driver, uid);
+    match pod.strip_prefix("podshim.slice/podshim-") {
+        // The systemd driver's scope: podshim-pod<uid>-<name>.scope in the Pod's slice.
+        Some(slice) => format!(
+            "{pod}/podshim-{}-{name}.scope",
+            slice.trim_end_matches(".slice")
+        ),
+        None => format!("{pod}/{name}"),
+    }
+}
+
 pub fn require_root() {
     let uid = unsafe_free_euid();
     assert_eq!(
@@ -142,6 +180,16 @@ impl Instance {
         c.env("PODSHIM_BACKOFF_SCALE", "0.05");
         c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
+    }
+
+    /// The cgroup of Pod `uid` (relative to the hierarchy's root), as this instance makes it.
+    pub fn pod_cgroup(&self, uid: &str) -> String {
+        pod_cgroup_of(&cgroup_driver(&self.env), uid)
+    }
+
+    /// The cgroup of container `name` of Pod `uid` (relative to the hierarchy's root).
+    pub fn container_cgroup(&self, uid: &str, name: &str) -> String {
+        container_cgroup_of(&cgroup_driver(&self.env), uid, name)
     }
 
     /// Import the busybox test image as busybox:1.35.
@@ -311,10 +359,12 @@ impl Instance {
             leaks.push(format!("ports {ports:?} on bridge {}", self.bridge));
         }
         for uid in pod_uids {
-            for h in ["memory", "pids", "cpu", "devices", "freezer"] {
-                let p = cgroup_dir(h, &format!("podshim/{uid}"));
-                if p.exists() {
-                    leaks.push(format!("cgroup {}", p.display()));
+            for driver in ["cgroupfs", "systemd"] {
+                for h in ["memory", "pids", "cpu", "devices", "freezer"] {
+                    let p = cgroup_dir(h, &pod_cgroup_of(driver, uid));
+                    if p.exists() {
+                        leaks.push(format!("cgroup {}", p.display()));
+                    }
                 }
             }
             let veth = host_veth(uid);
@@ -369,9 +419,11 @@ impl Instance {
             let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             let cgroup = std::fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
-            let in_pod = pod_uids
-                .iter()
-                .any(|u| cgroup.contains(&format!("/podshim/{u}")));
+            let in_pod = pod_uids.iter().any(|u| {
+                ["cgroupfs", "systemd"]
+                    .iter()
+                    .any(|d| cgroup.contains(&format!("/{}", pod_cgroup_of(d, u))))
+            });
             if in_pod || cmdline.contains(&dir) {
                 found.push(format!("process {pid}: {}", cmdline.trim_end()));
             }

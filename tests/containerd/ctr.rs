@@ -299,8 +299,9 @@ fn ctr_metrics(h: &Handler) {
         .args(["task", "metrics", "--format", "json", "busy"]));
     let m: serde_json::Value = serde_json::from_str(&out).unwrap();
     let num = |p: &str| m.pointer(p).and_then(|v| v.as_u64()).unwrap_or(0);
-    // cgroup v1 metrics (io.containerd.cgroups.v1.Metrics) on this host; v2 names otherwise.
-    let (cpu, mem, pids) = if m.get("memory").and_then(|v| v.get("usage")).is_some() {
+    // cgroup v1 metrics (io.containerd.cgroups.v1.Metrics: memory.usage is an object) on this
+    // host; v2 names otherwise (there memory.usage is a number).
+    let (cpu, mem, pids) = if m.pointer("/memory/usage").is_some_and(|v| v.is_object()) {
         (
             num("/cpu/usage/total"),
             num("/memory/usage/usage"),

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use podshim_engine::cgroups::Driver;
 use podshim_engine::config::Config;
 use podshim_image::{human, Auths, PullOptions, Quiet, Store, Terminal};
 use podshim_kube::pod::journal::Journal;
@@ -136,6 +137,17 @@ struct Global {
         value_name = "KEY[=VALUE]:EFFECT"
     )]
     node_taints: Vec<String>,
+    /// Who makes Pods' cgroups: systemd (a slice per Pod in podshim.slice, a scope per
+    /// container) or cgroupfs (/podshim/<uid>). Default: systemd on a host booted with systemd
+    /// and cgroup v2 only, else cgroupfs
+    #[arg(
+        long,
+        global = true,
+        env = "PODSHIM_CGROUP_DRIVER",
+        value_name = "DRIVER",
+        value_parser = ["systemd", "cgroupfs"]
+    )]
+    cgroup_driver: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -318,6 +330,12 @@ fn config(g: &Global) -> Result<Config> {
             g.bridge
         );
     }
+    // The cgroup driver is a property of the process (every Pod it makes), chosen before any.
+    let driver = match &g.cgroup_driver {
+        Some(d) => Driver::parse(d)?,
+        None => Driver::detect(),
+    };
+    Driver::set(driver).with_context(|| format!("--cgroup-driver {}", driver.name()))?;
     Ok(Config {
         root: g.root.clone(),
         state: g.state.clone(),
@@ -349,6 +367,8 @@ fn global_args(g: &Global) -> Vec<std::ffi::OsString> {
     ];
     a.push(format!("--keep-bridge={}", g.keep_bridge).into());
     a.push(format!("--masquerade={}", g.masquerade).into());
+    // The resolved driver, so that the supervisor makes (and restarts) containers as its parent.
+    a.push(format!("--cgroup-driver={}", Driver::current().name()).into());
     if let Some(c) = &g.cni_conf {
         a.push("--cni-conf".into());
         a.push(c.clone().into());

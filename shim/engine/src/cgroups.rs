@@ -17,16 +17,18 @@ use libcontainer::oci_spec::runtime::{
     LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder, Spec,
 };
 
-/// The top-level cgroup under which every podshim Pod lives.
+mod driver;
 mod limits;
 mod paths;
 #[cfg(test)]
 mod tests;
 mod view;
 
+pub use driver::{container_path, is_systemd_path, pod_path_for, slice_unit, Driver};
 pub use limits::{shares_to_weight, Limits};
-pub use paths::{cgroupfs_path, cgroupfs_spec_path};
+pub use paths::{cgroupfs_path, cgroupfs_spec_path, cgroupfs_spec_path_for};
 
+/// The top-level cgroup under which every podshim Pod lives (cgroupfs driver).
 pub const TOP: &str = "podshim";
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,10 @@ pub enum CgroupError {
     },
     #[error("no cgroup filesystem is mounted")]
     NoCgroups,
+    #[error("{0}")]
+    Driver(String),
+    #[error("systemd refused {call}: {detail}")]
+    Systemd { call: String, detail: String },
     #[error("cannot {what} {path}")]
     Io {
         what: &'static str,
@@ -162,9 +168,10 @@ impl Cgroups {
         Ok(Cgroups { mode, hierarchies })
     }
 
-    /// The cgroup of a Pod, relative to every hierarchy's root.
+    /// The cgroup of a Pod, relative to every hierarchy's root, under this process's driver
+    /// (`/podshim/<uid>`, or `/podshim.slice/podshim-pod<uid>.slice` with systemd's).
     pub fn pod_path(pod_uid: &str) -> String {
-        format!("/{TOP}/{pod_uid}")
+        pod_path_for(Driver::current(), pod_uid)
     }
 
     /// The hierarchies where podshim places processes: the v1 controller hierarchies, or the
@@ -184,7 +191,13 @@ impl Cgroups {
     /// The pause process is not moved in: a v1 task migration waits for an RCU grace period per
     /// hierarchy (about 1.5 ms each here), which would double the cost of starting a Pod for a
     /// process that uses well under a megabyte.
+    ///
+    /// A Pod that is a systemd slice (see [`Driver`]) is made by systemd instead.
     pub fn create_pod(&self, pod: &str, pids_max: u64) -> Result<(), CgroupError> {
+        if let Some(unit) = slice_unit(pod) {
+            let h = self.managed().next().ok_or(CgroupError::NoCgroups)?;
+            return driver::start_slice(&h.mount, pod, unit, pids_max);
+        }
         for h in self.managed() {
             if !(h.v2 || h.controllers.iter().any(|c| c == "pids")) {
                 continue;
@@ -265,6 +278,12 @@ impl Cgroups {
     /// still in it are killed first.
     pub fn remove_pod(&self, pod: &str) -> Result<(), CgroupError> {
         self.kill_all(pod);
+        if let Some(unit) = slice_unit(pod) {
+            // systemd removes its units' cgroups; podshim.slice stays, as kubepods.slice does.
+            let h = self.managed().next().ok_or(CgroupError::NoCgroups)?;
+            driver::stop_slice(&h.mount, pod, unit)?;
+            return remove_tree(&join(&h.mount, pod));
+        }
         let mut first_error = None;
         for h in &self.hierarchies {
             let dir = join(&h.mount, pod);

@@ -158,7 +158,9 @@ impl Container {
                 runtime_dir: runtime_dir.to_path_buf(),
                 cgroup: (!cgroup.is_empty()).then(|| cgroup.clone()),
             })?;
-            rt.spawner.create(&id, runtime_dir, &c.bundle, c.stdio)
+            let created = rt.spawner.create(&id, runtime_dir, &c.bundle, c.stdio)?;
+            systemd_scope_devices(&id, &c.spec, &cgroup)?;
+            Ok(created)
         })();
         let created = match made {
             Ok(created) => created,
@@ -385,6 +387,32 @@ impl Container {
             &self.rootfs,
         )
     }
+}
+
+/// libcontainer's systemd manager applies no device rules (and sets no `DeviceAllow=`): on
+/// cgroup v2 they are an eBPF program that only its cgroupfs manager attaches. So for a
+/// container in a systemd scope, attach it to the scope here, after libcontainer made the
+/// container and before its process starts (its init waits for `start`).
+fn systemd_scope_devices(id: &str, spec: &Spec, cgroup: &str) -> Result<(), Error> {
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    let systemd = linux
+        .cgroups_path()
+        .as_ref()
+        .is_some_and(|p| crate::cgroups::is_systemd_path(&p.display().to_string()));
+    if !systemd {
+        return Ok(());
+    }
+    let devices = linux.resources().as_ref().and_then(|r| r.devices().clone());
+    let dir = Path::new("/sys/fs/cgroup").join(cgroup.trim_start_matches('/'));
+    libcgroups::v2::devices::controller::Devices::apply_devices(&dir, &devices).map_err(|e| {
+        Error::Runtime {
+            container: id.to_string(),
+            action: "apply the device rules of",
+            detail: chain(&e),
+        }
+    })
 }
 
 /// Delete the container `id` and unmount its root filesystem, whatever state it is in (its

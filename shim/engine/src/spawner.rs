@@ -161,11 +161,20 @@ pub(crate) fn create_here(
             .with_stderr(stderr),
         Stdio::Console(socket) => builder.with_console_socket(Some(socket)),
     };
+    // A cgroupsPath still in systemd's `slice:prefix:name` form at this point is for the
+    // systemd driver (see `cgroups::cgroupfs_spec_path`, which rewrites it under the cgroupfs
+    // driver, so only then is the spec read again): libcontainer's systemd manager then has
+    // systemd make the container's scope.
+    let systemd = crate::cgroups::Driver::current() == crate::cgroups::Driver::Systemd
+        && Spec::load(bundle.join("config.json"))
+            .ok()
+            .and_then(|s| s.linux().as_ref()?.cgroups_path().clone())
+            .is_some_and(|p| crate::cgroups::is_systemd_path(&p.display().to_string()));
     let container = builder
         .validate_id()
         .map_err(rt("create"))?
         .as_init(bundle)
-        .with_systemd(false)
+        .with_systemd(systemd)
         .with_detach(true)
         .build()
         .map_err(rt("create"))?;

@@ -41,19 +41,28 @@ pub fn cgroupfs_path(path: &str) -> String {
     format!("{out}/{unit}")
 }
 
-/// Rewrite a spec's `linux.cgroupsPath` in the cgroupfs form and return it (empty when it has
-/// none). libcontainer is driven with its cgroupfs manager, which would take the systemd
-/// driver's `slice:prefix:name` (what containerd's CRI sends with `SystemdCgroup = true`) as one
-/// directory name; laid out as systemd does, it is the same cgroup either driver would use.
+/// The cgroup of a spec's `linux.cgroupsPath` as a path from each hierarchy's root (empty when
+/// it has none). With the cgroupfs driver, the systemd driver's `slice:prefix:name` (what
+/// containerd's CRI sends with `SystemdCgroup = true`) is rewritten in the spec to the
+/// cgroupfs form, laid out as systemd does, for libcontainer's cgroupfs manager, which would take
+/// it as one directory name. With the systemd driver (see [`super::Driver`]) it stays as it is:
+/// libcontainer's systemd manager then has systemd make the container's scope.
 pub fn cgroupfs_spec_path(spec: &mut Spec) -> String {
+    cgroupfs_spec_path_for(spec, super::Driver::current())
+}
+
+/// [`cgroupfs_spec_path`] under `driver`.
+pub fn cgroupfs_spec_path_for(spec: &mut Spec, driver: super::Driver) -> String {
     let Some(mut linux) = spec.linux().clone() else {
         return String::new();
     };
     let Some(given) = linux.cgroups_path().clone() else {
         return String::new();
     };
-    let path = cgroupfs_path(&given.display().to_string());
-    if Path::new(&path) != given {
+    let given_text = given.display().to_string();
+    let path = cgroupfs_path(&given_text);
+    let keep = super::is_systemd_path(&given_text) && driver == super::Driver::Systemd;
+    if !keep && Path::new(&path) != given {
         linux.set_cgroups_path(Some(PathBuf::from(&path)));
         spec.set_linux(Some(linux));
     }

@@ -59,6 +59,7 @@ fn a_specs_cgroups_path_is_taken_in_either_form() {
         spec
     };
     let path_of = |s: &Spec| s.linux().as_ref().unwrap().cgroups_path().clone();
+    let cgroupfs_spec_path = |s: &mut Spec| cgroupfs_spec_path_for(s, Driver::Cgroupfs);
     let mut cgroupfs = spec(Some("/podshim/u/c"));
     assert_eq!(cgroupfs_spec_path(&mut cgroupfs), "/podshim/u/c");
     assert_eq!(path_of(&cgroupfs), Some(PathBuf::from("/podshim/u/c")));
@@ -68,6 +69,16 @@ fn a_specs_cgroups_path_is_taken_in_either_form() {
     assert_eq!(cgroupfs_spec_path(&mut systemd), want);
     // libcontainer is given the cgroupfs form, so it makes the cgroup systemd would.
     assert_eq!(path_of(&systemd), Some(PathBuf::from(want)));
+    // The systemd driver hands libcontainer the systemd form, for its systemd manager.
+    let given = "kubepods-burstable-pod7.slice:cri-containerd:c1";
+    let mut kept = spec(Some(given));
+    assert_eq!(cgroupfs_spec_path_for(&mut kept, Driver::Systemd), want);
+    assert_eq!(path_of(&kept), Some(PathBuf::from(given)));
+    let mut plain = spec(Some("/podshim/u/c"));
+    assert_eq!(
+        cgroupfs_spec_path_for(&mut plain, Driver::Systemd),
+        "/podshim/u/c"
+    );
     let mut none = spec(None);
     assert_eq!(cgroupfs_spec_path(&mut none), "");
     assert_eq!(path_of(&none), None);
@@ -200,9 +211,33 @@ fn memory_hierarchy_per_mode() {
 
 #[test]
 fn pod_path_is_absolute_under_top() {
-    assert_eq!(Cgroups::pod_path("abc"), "/podshim/abc");
+    assert_eq!(pod_path_for(Driver::Cgroupfs, "abc"), "/podshim/abc");
     assert_eq!(
         join(Path::new("/sys/fs/cgroup/pids"), "/podshim/abc"),
         PathBuf::from("/sys/fs/cgroup/pids/podshim/abc")
     );
+}
+
+#[test]
+fn systemd_driver_pods_are_slices_and_containers_scopes_in_them() {
+    let uid = "6b1f-22c3";
+    let pod = pod_path_for(Driver::Systemd, uid);
+    // A '-' nests slices, so the uid's dashes become '_' (as the kubelet writes them).
+    assert_eq!(pod, "/podshim.slice/podshim-pod6b1f_22c3.slice");
+    assert_eq!(slice_unit(&pod), Some("podshim-pod6b1f_22c3.slice"));
+    let c = container_path(&pod, "app");
+    assert_eq!(c, "podshim-pod6b1f_22c3.slice:podshim:pod6b1f_22c3-app");
+    assert!(is_systemd_path(&c));
+    // The scope systemd makes is where podshim reads the container's cgroup files.
+    assert_eq!(
+        cgroupfs_path(&c),
+        "/podshim.slice/podshim-pod6b1f_22c3.slice/podshim-pod6b1f_22c3-app.scope"
+    );
+    // A cgroupfs Pod keeps its layout whatever the driver of the process that reads it.
+    assert_eq!(slice_unit("/podshim/abc"), None);
+    assert_eq!(container_path("/podshim/abc", "app"), "/podshim/abc/app");
+    assert!(!is_systemd_path("/podshim/abc/app"));
+    assert_eq!(Driver::parse("systemd").unwrap(), Driver::Systemd);
+    assert_eq!(Driver::parse("cgroupfs").unwrap(), Driver::Cgroupfs);
+    assert!(Driver::parse("auto").is_err());
 }

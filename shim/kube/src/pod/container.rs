@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use nix::fcntl::OFlag;
 use nix::unistd::{pipe2, Pid};
+use podshim_engine::cgroups::cgroupfs_path;
 use podshim_engine::rootfs::{self, Rootfs};
 use podshim_engine::{Container, Create, Stdio};
 
@@ -142,7 +143,7 @@ pub fn exec_failure(sandbox: &Sandbox, name: &str) -> Option<String> {
 
 /// A container's cgroup, inside the Pod's (relative to every hierarchy's root).
 pub fn container_cgroup(sandbox: &Sandbox, name: &str) -> String {
-    format!("{}/{}", sandbox.cgroup, name)
+    podshim_engine::cgroups::container_path(&sandbox.cgroup, name)
 }
 
 fn paths(cfg: &Config, sandbox: &Sandbox, name: &str) -> (PathBuf, PathBuf, PathBuf) {
@@ -352,6 +353,15 @@ pub fn start(
             stderr: err_w,
         },
     };
+    if podshim_engine::cgroups::slice_unit(&sandbox.cgroup).is_some() {
+        // Before the container exists: an OOM kill of it counts above this (see oom_killed).
+        if let Some(n) = Cgroups::detect()
+            .ok()
+            .and_then(|c| c.oom_kills(&sandbox.cgroup))
+        {
+            sandbox.oom_base.insert(name.clone(), n);
+        }
+    }
     let mut container = Container::create(&cfg.runtime(), &mut sandbox.journal, create)?;
     step("created");
     container.start()?;
@@ -411,18 +421,27 @@ fn stage_subpath(
 /// Whether the memory cgroup's OOM killer killed a process of this container (Kubernetes reason
 /// `OOMKilled`). Ask before `remove_container`: deleting the container removes its cgroup and the
 /// count with it. Unknown (no memory controller, cgroup gone) counts as no.
+///
+/// A container of a Pod that is a systemd slice (the systemd cgroup driver) has a scope, which
+/// systemd removes with its count once the last process exits, often before this runs: then
+/// the Pod slice's hierarchical count, grown since the container started, answers.
 pub fn oom_killed(sandbox: &Sandbox, name: &str) -> bool {
-    Cgroups::detect()
-        .ok()
-        .and_then(|c| c.oom_kills(&container_cgroup(sandbox, name)))
-        .is_some_and(|n| n > 0)
+    let Ok(cgroups) = Cgroups::detect() else {
+        return false;
+    };
+    if let Some(n) = cgroups.oom_kills(&cgroupfs_path(&container_cgroup(sandbox, name))) {
+        return n > 0;
+    }
+    let base = sandbox.oom_base.get(name);
+    let now = cgroups.oom_kills(&sandbox.cgroup);
+    matches!((base, now), (Some(b), Some(n)) if n > *b)
 }
 
 /// Delete an exited container and its root filesystem (before a restart or at teardown).
 pub fn remove_container(cfg: &Config, sandbox: &mut Sandbox, name: &str) -> Result<(), PodError> {
     let (_, rootfs, layer) = paths(cfg, sandbox, name);
     let id = container_id(sandbox, name);
-    let cgroup = container_cgroup(sandbox, name);
+    let cgroup = cgroupfs_path(&container_cgroup(sandbox, name));
     podshim_engine::container::remove(
         &mut sandbox.journal,
         &cfg.runtime_dir(),

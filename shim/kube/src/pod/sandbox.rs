@@ -125,6 +125,10 @@ pub struct Sandbox {
     pub etc: Vec<(PathBuf, &'static str)>,
     /// What it was made from (its containers' namespaces and sysctls follow it).
     pub spec: SandboxSpec,
+    /// The Pod cgroup's (hierarchical) OOM kill count when each container was last started,
+    /// for a Pod that is a systemd slice: systemd removes a container's scope, and its own
+    /// count with it, as soon as its last process exits (see [`super::container::oom_killed`]).
+    pub oom_base: std::collections::HashMap<String, u64>,
 }
 
 impl Deref for Sandbox {
@@ -189,6 +193,7 @@ impl Sandbox {
                 engine: sandbox,
                 etc,
                 spec: spec.clone(),
+                oom_base: Default::default(),
             }),
             Err(error) => {
                 let _ = sandbox.pause.kill();
