@@ -17,3 +17,4 @@ pub mod pods;
 pub mod process;
 pub mod replicaset;
 pub mod store;
+pub mod zone;

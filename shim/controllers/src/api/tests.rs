@@ -166,6 +166,42 @@ fn jobs_and_cronjobs_are_checked() {
 }
 
 #[test]
+fn cronjob_time_zones() {
+    let cj = "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: c}\nspec:\n  schedule: '30 2 * * *'\n  timeZone: Europe/Berlin\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: OnFailure\n          containers: [{name: c, image: busybox:1.35}]\n";
+    ok(cj);
+    let e = err(&cj.replace("Europe/Berlin", "Europe/Pariss"));
+    assert!(
+        e.contains(
+            "spec.timeZone: Invalid value: \"Europe/Pariss\": unknown time zone Europe/Pariss"
+        ),
+        "{e}"
+    );
+    let e = err(&cj.replace("Europe/Berlin", "Local"));
+    assert!(e.contains("spec.timeZone: Invalid value: \"Local\": timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones"), "{e}");
+    let e = err(&cj.replace("Europe/Berlin", "../../etc/passwd"));
+    assert!(
+        e.contains("spec.timeZone: Invalid value: \"../../etc/passwd\": unknown time zone ../../etc/passwd"),
+        "{e}"
+    );
+    let e = err(&cj.replace("Europe/Berlin", "''"));
+    assert!(
+        e.contains("spec.timeZone: Invalid value: \"\": timeZone must be nil or non-empty string"),
+        "{e}"
+    );
+    // A TZ prefix parses, and is then refused: only the refusal is reported.
+    let e = err(&cj
+        .replace("  timeZone: Europe/Berlin\n", "")
+        .replace("'30 2 * * *'", "'CRON_TZ=UTC 30 2 * * *'"));
+    assert_eq!(e.matches("spec.schedule").count(), 1, "{e}");
+    assert!(e.contains("spec.schedule: Invalid value: \"CRON_TZ=UTC 30 2 * * *\": cannot use TZ or CRON_TZ in schedule, use timeZone field instead"), "{e}");
+    let e = err(&cj.replace("'30 2 * * *'", "'TZ=Nowhere/Land 30 2 * * *'"));
+    assert!(
+        e.contains("provided bad location Nowhere/Land: unknown time zone Nowhere/Land"),
+        "{e}"
+    );
+}
+
+#[test]
 fn kinds_and_duplicates() {
     let e = err("apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: s}\n");
     assert!(
