@@ -21,6 +21,7 @@ fn rs_yaml(name: &str, replicas: i32, env: &str) -> String {
 #[test]
 fn replicaset_scales_heals_follows_its_template_and_survives_its_controller() {
     let i = Instance::new(40);
+    let _stop = StopControllers(&i);
     i.import_busybox();
     let name = i.name("web");
     ok(&apply(&i, &rs_yaml(&name, 1, "v1")));
@@ -134,6 +135,7 @@ fn replicaset_scales_heals_follows_its_template_and_survives_its_controller() {
 #[test]
 fn orphaned_pods_stay_when_the_cascade_is_orphan() {
     let i = Instance::new(41);
+    let _stop = StopControllers(&i);
     i.import_busybox();
     let name = i.name("orph");
     // Applied under `flock` (as a CI runner would): the lock's descriptor, inherited without
@@ -178,6 +180,7 @@ fn orphaned_pods_stay_when_the_cascade_is_orphan() {
 #[test]
 fn invalid_workloads_get_the_api_servers_messages_and_create_nothing() {
     let i = Instance::new(42);
+    let _stop = StopControllers(&i);
     let name = i.name("bad");
     let cases: Vec<(String, &str)> = vec![
         (
@@ -291,6 +294,7 @@ fn all_at(pods: &[PodRec], version: &str, n: usize) -> bool {
 #[test]
 fn deployment_rolls_out_within_surge_and_unavailability_and_rolls_back() {
     let i = Instance::new(43);
+    let _stop = StopControllers(&i);
     i.import_busybox();
     let name = i.name("roll");
     ok(&apply(&i, &deploy_yaml(&name, 4, "v1", SURGE_1)));
@@ -445,6 +449,7 @@ fn deployment_rolls_out_within_surge_and_unavailability_and_rolls_back() {
 #[test]
 fn recreate_stops_every_old_pod_before_making_new_ones() {
     let i = Instance::new(44);
+    let _stop = StopControllers(&i);
     i.import_busybox();
     let name = i.name("rec");
     let recreate = "    type: Recreate";
@@ -472,6 +477,7 @@ fn recreate_stops_every_old_pod_before_making_new_ones() {
 #[test]
 fn up_brings_every_workload_back_after_a_reboot_and_logs_pick_a_pod() {
     let i = Instance::new(49);
+    let _stop = StopControllers(&i);
     i.import_busybox();
     let name = i.name("boot");
     let yaml = deploy_yaml(&name, 2, "v1", SURGE_1).replace(

@@ -102,6 +102,11 @@ pub struct PodInfo {
     pub starting: bool,
     pub ip: Option<String>,
     pub supervisor_pid: u32,
+    /// Containers that ended, with their exit codes: app containers, then init containers
+    /// (the order the Job controller's `matchOnExitCodes` looks in).
+    pub exits: Vec<(String, i32)>,
+    /// The Pod's conditions, type and status (`DisruptionTarget`, `Ready`...).
+    pub conditions: Vec<(String, String)>,
 }
 
 impl PodInfo {
@@ -154,6 +159,17 @@ impl PodInfo {
             starting: false,
             ip: st.pod_ip.clone(),
             supervisor_pid: e.record.supervisor.pid,
+            exits: st
+                .container_statuses
+                .iter()
+                .chain(&st.init_container_statuses)
+                .filter_map(|c| Some((c.name.clone(), c.state.terminated.as_ref()?.exit_code)))
+                .collect(),
+            conditions: st
+                .conditions
+                .iter()
+                .map(|c| (c.kind.clone(), c.status.clone()))
+                .collect(),
         }
     }
 }
@@ -221,6 +237,8 @@ pub fn list(ctx: &Context) -> (Vec<PodInfo>, Vec<String>) {
                 starting: true,
                 ip: None,
                 supervisor_pid: p.supervisor.pid,
+                exits: Vec::new(),
+                conditions: Vec::new(),
             });
             continue;
         }

@@ -493,18 +493,37 @@ fn job_spec(s: &JobSpec, spec: &FieldPath, with_selector: bool) -> Vec<FieldErro
             }
         }
     }
+    if let Some(p) = &s.pod_failure_policy {
+        errs.extend(super::job_policy::pod_failure_policy(
+            s,
+            p,
+            &spec.child("podFailurePolicy"),
+        ));
+    }
+    if let Some(p) = &s.success_policy {
+        errs.extend(super::job_policy::success_policy(
+            s,
+            p,
+            &spec.child("successPolicy"),
+        ));
+    }
     let rp = s.template.spec.restart_policy.as_deref().unwrap_or("");
+    let rp_path = spec.child("template").child("spec").child("restartPolicy");
     if !matches!(rp, "OnFailure" | "Never") {
         errs.push(FieldError::not_supported(
-            &spec.child("template").child("spec").child("restartPolicy"),
+            &rp_path,
             rp,
             &["OnFailure", "Never"],
+        ));
+    } else if s.pod_failure_policy.is_some() && rp != "Never" {
+        errs.push(FieldError::invalid(
+            &rp_path,
+            rp,
+            "only \"Never\" is supported when podFailurePolicy is specified",
         ));
     }
     let not_yet = "not supported by podshim yet";
     for (set, field) in [
-        (s.pod_failure_policy.is_some(), "podFailurePolicy"),
-        (s.success_policy.is_some(), "successPolicy"),
         (s.backoff_limit_per_index.is_some(), "backoffLimitPerIndex"),
         (s.max_failed_indexes.is_some(), "maxFailedIndexes"),
         (s.managed_by.is_some(), "managedBy"),
