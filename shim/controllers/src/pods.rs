@@ -417,6 +417,28 @@ pub fn request_stop(ctx: &Context, pods: &[&PodInfo], grace: Option<u64>) {
     }
 }
 
+/// Sets the controller reference of a Pod (`Some`: adopted, `None`: released, its owner
+/// references removed; podshim's Pods have at most the one). A live Pod's supervisor owns its
+/// record, so it gets a request file and SIGUSR1 and rewrites the record itself; the record of
+/// a Pod whose supervisor has ended is rewritten here.
+pub fn set_owner(ctx: &Context, p: &PodInfo, owner: Option<&OwnerReference>) {
+    let refs = Value::Array(owner.map(OwnerReference::to_value).into_iter().collect());
+    if p.starting {
+        return;
+    }
+    if let Some(mut e) = record::entry(&ctx.cfg, &p.key) {
+        if !e.record.supervisor.alive() {
+            podshim_kube::supervise::set_owner_references(&mut e.record.pod, refs);
+            let _ = e.record.write(&record::path(&ctx.cfg, &p.key));
+            return;
+        }
+    }
+    let path = podshim_kube::supervise::owners_request_path(&ctx.cfg, &p.key);
+    if write_atomic(&path, &serde_json::to_vec(&refs).unwrap_or_default()).is_ok() {
+        let _ = kill(Pid::from_raw(p.supervisor_pid as i32), Signal::SIGUSR1);
+    }
+}
+
 /// Removes the records of Pods that have ended and been torn down (their supervisor is gone).
 pub fn forget(ctx: &Context, pods: &[&PodInfo]) {
     for p in pods {

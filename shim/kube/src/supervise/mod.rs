@@ -23,6 +23,7 @@ mod checks;
 mod lifecycle;
 mod notice;
 mod output;
+mod owners;
 mod probing;
 mod report;
 mod signals;
@@ -33,6 +34,7 @@ mod track;
 
 pub use checks::Runner;
 pub use notice::{Notice, Reporter, Silent, What};
+pub use owners::{owners_request_path, set_owner_references};
 pub use stopping::{stop_request_path, stop_signal, StopRequest};
 
 use output::Output;

@@ -46,6 +46,7 @@ impl Supervision<'_> {
         loop {
             let signalled = self.stop_sig.load(Ordering::SeqCst) != 0;
             if self.requests.swap(false, Ordering::SeqCst) {
+                self.take_owner_requests(pods);
                 self.take_stop_requests(pods);
             }
             for p in 0..pods.len() {
