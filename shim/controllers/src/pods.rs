@@ -23,7 +23,7 @@ use podshim_engine::config::Config;
 use podshim_kube::manifest::{self, Pod};
 use podshim_kube::pod::pod_key;
 use podshim_kube::record::{self, Entry, Supervisor};
-use podshim_kube::supervise::{stop_request_path, PodJob, StopRequest};
+use podshim_kube::supervise::{stop_request_path, PodJob, StopRequest, SupervisorInput};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -57,13 +57,6 @@ impl Context {
     fn pending_dir(&self) -> PathBuf {
         self.run_dir().join("pending")
     }
-}
-
-/// What `podshim supervise` reads on stdin (the same as `podshim run -d` hands it).
-#[derive(Serialize)]
-struct SupervisorInput<'a> {
-    job: &'a PodJob,
-    backoff_scale: f64,
 }
 
 /// A Pod started whose record is not there yet.
@@ -332,7 +325,7 @@ fn spawn(ctx: &Context, p: &NewPod, job: &PodJob) -> std::io::Result<String> {
     // killed before it read the answer.
     let input_path = pending.join(format!("{key}.input"));
     let input = SupervisorInput {
-        job,
+        job: std::borrow::Cow::Borrowed(job),
         backoff_scale: ctx.backoff_scale,
     };
     podshim_engine::private::write_file(&input_path, &serde_json::to_vec(&input)?)?;

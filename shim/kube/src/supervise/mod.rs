@@ -58,6 +58,15 @@ pub struct PodJob {
     pub object: serde_json::Value,
 }
 
+/// What a detached supervisor (`podshim supervise`) reads on its stdin, from `podshim run -d`
+/// and from the controllers alike: the Pod to run and the restart back-off scale. Borrowed when
+/// written (a controller keeps its job), owned when read.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SupervisorInput<'a> {
+    pub job: std::borrow::Cow<'a, PodJob>,
+    pub backoff_scale: f64,
+}
+
 /// Options of a run.
 pub struct Options {
     pub backoff: Backoff,
