@@ -73,6 +73,17 @@ fn an_exit_code_matching_failjob_fails_the_job_at_once() {
         )
     );
     assert_eq!(s["failed"], 1, "{s}");
+    let out = i.podshim(&["describe", "job", &name], T);
+    let d = stdout(&out);
+    assert!(
+        d.contains(&format!("job-controller  Created pod: {}", pods[0].name)),
+        "{d}"
+    );
+    assert!(
+        d.contains("  Warning  PodFailurePolicy  ")
+            && d.contains("job-controller  Container c for pod default/"),
+        "{d}"
+    );
     ok(&i.podshim(&["delete", "job", &name], Duration::from_secs(120)));
     assert_all_gone(&i);
 }
@@ -147,6 +158,12 @@ fn a_cronjob_fires_at_nine_in_tokyo() {
     );
     let out = i.podshim(&["get", "cj", &name], T);
     assert!(stdout(&out).contains("Asia/Tokyo"), "{}", stdout(&out));
+    let out = i.podshim(&["describe", "cj", &name], T);
+    assert!(
+        stdout(&out).contains(&format!("cronjob-controller  Created job {job}")),
+        "{}",
+        stdout(&out)
+    );
     // An unknown zone is refused as the API server refuses it, and nothing is changed.
     let out = apply(&i, &yaml.replace("Asia/Tokyo", "Asia/Tokio"));
     assert!(!out.status.success());

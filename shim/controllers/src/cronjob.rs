@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use crate::api::{controller_of, defaults, CronJob, Job, Kind, OwnerReference, Workload};
 use crate::clock;
 use crate::cron::Schedule;
+use crate::events;
 use crate::pods::Context;
 use crate::process::{self, Key, Memory as All};
 use crate::replicaset::put_status;
@@ -154,10 +155,18 @@ pub fn run(ctx: &Context, cj: &CronJob, all: &mut All) -> Duration {
         Ok(z) => z.clone(),
         Err(e) => {
             // The controller's UnknownTimeZone: the zone went from the host after validation.
-            eprintln!(
-                "cronjob {ns}/{}: invalid timeZone: {:?}: {e}",
-                cj.metadata.name,
+            let message = format!(
+                "invalid timeZone: {:?}: {e}",
                 cj.spec.time_zone.as_deref().unwrap_or_default()
+            );
+            eprintln!("cronjob {ns}/{}: {message}", cj.metadata.name);
+            events::warning(
+                ctx,
+                Kind::CronJob,
+                &ns,
+                &cj.metadata.name,
+                "UnknownTimeZone",
+                &message,
             );
             return Duration::from_secs(60);
         }
@@ -219,8 +228,26 @@ pub fn run(ctx: &Context, cj: &CronJob, all: &mut All) -> Duration {
                     .flatten()
                     .is_none()
                 {
-                    if let Err(e) = ctx.store.put(&w) {
-                        eprintln!("cronjob {ns}/{}: {e}", cj.metadata.name);
+                    match ctx.store.put(&w) {
+                        Ok(()) => events::normal(
+                            ctx,
+                            Kind::CronJob,
+                            &ns,
+                            &cj.metadata.name,
+                            "SuccessfulCreate",
+                            &format!("Created job {}", w.name()),
+                        ),
+                        Err(e) => {
+                            eprintln!("cronjob {ns}/{}: {e}", cj.metadata.name);
+                            events::warning(
+                                ctx,
+                                Kind::CronJob,
+                                &ns,
+                                &cj.metadata.name,
+                                "FailedCreate",
+                                &format!("Error creating job: {e}"),
+                            );
+                        }
                     }
                     process::ensure_one(ctx, &Key::of(&w));
                 }
@@ -239,6 +266,14 @@ pub fn run(ctx: &Context, cj: &CronJob, all: &mut All) -> Duration {
         list.sort_by_key(|(t, _)| *t);
         let extra = list.len().saturating_sub(limit.max(0) as usize);
         for (_, j) in list.into_iter().take(extra) {
+            events::normal(
+                ctx,
+                Kind::CronJob,
+                &ns,
+                &cj.metadata.name,
+                "SuccessfulDelete",
+                &format!("Deleted job {}", j.metadata.name),
+            );
             let w = Workload::Job(j.clone());
             let _ = crate::delete::mark(ctx, &w, "Background");
             process::ensure_one(ctx, &Key::of(&w));

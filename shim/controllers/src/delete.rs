@@ -73,10 +73,12 @@ pub fn finish(ctx: &Context, w: &Workload) {
                 let _ = ctx
                     .store
                     .remove(Kind::ReplicaSet, rs.namespace(), rs.name());
+                crate::events::remove(ctx, Kind::ReplicaSet, rs.namespace(), rs.name());
             }
         }
     }
     let _ = ctx.store.remove(w.kind(), w.namespace(), w.name());
+    crate::events::remove(ctx, w.kind(), w.namespace(), w.name());
 }
 
 /// Removes a Pod of this instance made by nobody (`podshim delete pod NAME`): as `rm -f`.

@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 
 use crate::api::{Job, Kind, OwnerReference, Workload};
 use crate::clock;
+use crate::events;
 use crate::job_policy::{self, Action};
 use crate::names::random_suffix;
 use crate::pods::{self, Context, NewPod, PodInfo};
@@ -288,7 +289,39 @@ pub fn run(ctx: &Context, job: &Job, all: &mut All) -> Duration {
     } else if stop_all && conditions.iter().any(|c| c["type"] == "Failed") {
         failed += active.len();
     }
+    if !finished {
+        // The Job controller's events when the Job finishes.
+        let done = conditions
+            .iter()
+            .find(|c| (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True");
+        if let Some(c) = done {
+            let reason = c["reason"].as_str().unwrap_or_default();
+            if c["type"] == "Complete" {
+                events::normal(
+                    ctx,
+                    Kind::Job,
+                    &ns,
+                    &job.metadata.name,
+                    "Completed",
+                    "Job completed",
+                );
+            } else {
+                let message = c["message"].as_str().unwrap_or_default();
+                events::warning(ctx, Kind::Job, &ns, &job.metadata.name, reason, message);
+            }
+        }
+    }
     if stop_all && !active.is_empty() {
+        for p in &active {
+            events::normal(
+                ctx,
+                Kind::Job,
+                &ns,
+                &job.metadata.name,
+                "SuccessfulDelete",
+                &format!("Deleted pod: {}", p.name),
+            );
+        }
         pods::request_stop(ctx, &active, None);
         mem.stopping.extend(active.iter().map(|p| p.key.clone()));
     }

@@ -11,6 +11,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod delete;
 pub mod deployment;
+pub mod events;
 pub mod job;
 pub mod job_policy;
 pub mod names;

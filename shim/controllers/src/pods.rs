@@ -27,8 +27,9 @@ use podshim_kube::supervise::{stop_request_path, PodJob, StopRequest, Supervisor
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::api::{controller_of, Labels, OwnerReference};
+use crate::api::{controller_of, Kind, Labels, OwnerReference};
 use crate::clock::{self, Clock};
+use crate::events;
 use crate::store::{write_atomic, Store};
 
 /// What a controller needs to make and remove Pods.
@@ -311,8 +312,31 @@ pub fn create(ctx: &Context, pods: &[NewPod]) -> Vec<Result<String, String>> {
     };
     pods.iter()
         .map(|p| {
-            let job = job_for(ctx, &images, p)?;
-            spawn(ctx, p, &job).map_err(|e| format!("start the supervisor: {e}"))
+            let made = job_for(ctx, &images, p).and_then(|job| {
+                spawn(ctx, p, &job).map_err(|e| format!("start the supervisor: {e}"))
+            });
+            // The owner's SuccessfulCreate or FailedCreate, as its controller reports them.
+            if let Some(kind) = Kind::from_name(&p.owner.kind) {
+                match &made {
+                    Ok(_) => events::normal(
+                        ctx,
+                        kind,
+                        &p.namespace,
+                        &p.owner.name,
+                        "SuccessfulCreate",
+                        &format!("Created pod: {}", p.name),
+                    ),
+                    Err(e) => events::warning(
+                        ctx,
+                        kind,
+                        &p.namespace,
+                        &p.owner.name,
+                        "FailedCreate",
+                        &format!("Error creating: {e}"),
+                    ),
+                }
+            }
+            made
         })
         .collect()
 }

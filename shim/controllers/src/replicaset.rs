@@ -145,6 +145,16 @@ pub fn sync(
             .collect();
         pods::request_stop(ctx, &extra, None);
         pace.stopping.extend(extra.iter().map(|p| p.key.clone()));
+        for p in &extra {
+            crate::events::normal(
+                ctx,
+                Kind::ReplicaSet,
+                &ns,
+                &rs.metadata.name,
+                "SuccessfulDelete",
+                &format!("Deleted pod: {}", p.name),
+            );
+        }
     }
     status(rs, &mine, &ctx.clock.now(), pace)
 }
