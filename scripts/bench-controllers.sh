@@ -45,6 +45,7 @@ P=("$bin" --root "$dir/root" --state "$dir/state" --bridge $bridge --subnet $sub
 cleanup() {
     "${P[@]}" delete deploy/bench >/dev/null 2>&1 || true
     "${P[@]}" gc >/dev/null 2>&1 || true
+    "${P[@]}" reset >/dev/null 2>&1 || true
     umount -R "$dir" 2>/dev/null || true
     rm -rf "$dir"
 }
@@ -145,7 +146,7 @@ down=$(wait_for 0 0 120)
 "${P[@]}" delete deploy/bench >/dev/null
 left=$(ls "$dir/state/records" "$dir/state/pods" 2>/dev/null | grep -c json || true)
 [ "$left" = 0 ] || { echo "left behind: $left records" >&2; exit 1; }
-[ -e /sys/class/net/$bridge ] && { echo "bridge $bridge left behind" >&2; exit 1; }
+# The bridge stays after the last Pod, as on a node; `reset` (in cleanup) removes it.
 
 mkdir -p target/bench
 report=target/bench/bench-controllers.md
