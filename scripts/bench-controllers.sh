@@ -2,8 +2,9 @@
 # Benchmark the workload controllers with real Pods (issue 14):
 #   (a) a Deployment of a one-container Pod scaled 0 -> 50: time until all 50 are Running
 #       (goal <= 2.5 s on 2 cores, >= 20 Pods/s), every Pod a distinct IP;
-#   (b) self-healing: a replica's pause killed -> the replica Running again in a new sandbox
-#       (goal <= 1 s), N times;
+#   (b) self-healing: a replica's supervisor SIGKILLed (the Pod lost) -> its replacement Running
+#       (goal <= 1 s), N times (a replica whose pause dies is not replaced: its supervisor gives
+#       it a new sandbox, as the kubelet does; tests/recovery.rs);
 #   (c) the idle memory of the Deployment's controller processes (keeper + worker: RSS and PSS);
 #   (d) scale 50 -> 0: time until no Pod is left, then delete; nothing may be left behind.
 #
@@ -44,6 +45,7 @@ P=("$bin" --root "$dir/root" --state "$dir/state" --bridge $bridge --subnet $sub
 cleanup() {
     "${P[@]}" delete deploy/bench >/dev/null 2>&1 || true
     "${P[@]}" gc >/dev/null 2>&1 || true
+    "${P[@]}" reset >/dev/null 2>&1 || true
     umount -R "$dir" 2>/dev/null || true
     rm -rf "$dir"
 }
@@ -117,15 +119,11 @@ heal=()
 for _ in $(seq "$kills"); do
     sleep 0.5
     victim=$(ls "$dir/state/records" | grep '^default_bench-' | head -1 | sed 's/^default_//; s/\.json$//')
-    pid=$(pgrep -f "pause --hostname $victim " | head -1)
-    [ -n "$pid" ] || { echo "no pause process for $victim" >&2; exit 1; }
-    rec=$dir/state/records/default_$victim.json
+    pid=$(python3 -c "import json; print(json.load(open('$dir/state/records/default_$victim.json'))['supervisor']['pid'])")
+    [ -n "$pid" ] && [ -d "/proc/$pid" ] || { echo "no supervisor for $victim" >&2; exit 1; }
     t0=$(now)
     kill -KILL "$pid"
-    # The replica heals in place, as under the kubelet: its supervisor makes a new sandbox and
-    # restarts the containers there (restartCount goes up); wait for that, then for all Ready.
-    before=$(python3 -c "import json; print(sum(c['restartCount'] for c in json.load(open('$rec'))['status']['containerStatuses']))")
-    until python3 -c "import json,sys; sys.exit(0 if sum(c['restartCount'] for c in json.load(open('$rec'))['status']['containerStatuses']) > $before else 1)" 2>/dev/null; do sleep 0.005; done
+    while [ -e "$dir/state/records/default_$victim.json" ]; do sleep 0.005; done
     heal+=("$(wait_for "$replicas" "$replicas" 30)")
 done
 
@@ -148,7 +146,7 @@ down=$(wait_for 0 0 120)
 "${P[@]}" delete deploy/bench >/dev/null
 left=$(ls "$dir/state/records" "$dir/state/pods" 2>/dev/null | grep -c json || true)
 [ "$left" = 0 ] || { echo "left behind: $left records" >&2; exit 1; }
-[ -e /sys/class/net/$bridge ] && { echo "bridge $bridge left behind" >&2; exit 1; }
+# The bridge stays after the last Pod, as on a node; `reset` (in cleanup) removes it.
 
 mkdir -p target/bench
 report=target/bench/bench-controllers.md
@@ -158,7 +156,7 @@ report=target/bench/bench-controllers.md
     echo "| measure | result | goal |"
     echo "|---|---|---|"
     echo "| scale 0 -> $replicas, all Running | ${up} s (${rate} Pods/s), $ips distinct IPs | <= 2.5 s |"
-    echo "| self-healing, pause SIGKILLed -> Running again in a new sandbox | $(printf '%s s ' "${heal[@]}")| <= 1 s |"
+    echo "| self-healing, supervisor SIGKILLed -> replacement Running | $(printf '%s s ' "${heal[@]}")| <= 1 s |"
     echo "| scale $replicas -> 0, no Pod left | ${down} s | |"
     while read -r p rss pss; do
         echo "| idle controller process $p | RSS ${rss} KiB, PSS ${pss} KiB | |"

@@ -21,6 +21,7 @@ fn rs_yaml(name: &str, replicas: i32, env: &str) -> String {
 #[test]
 fn replicaset_scales_heals_follows_its_template_and_survives_its_controller() {
     let i = Instance::new(40);
+    let _stop = StopControllers(&i);
     i.import_busybox();
     let name = i.name("web");
     ok(&apply(&i, &rs_yaml(&name, 1, "v1")));
@@ -51,8 +52,8 @@ fn replicaset_scales_heals_follows_its_template_and_survives_its_controller() {
         assert_eq!(status["replicas"], n, "{status}");
     }
 
-    // Self-healing: a Pod removed, a Pod whose pause was killed, a Pod whose container was
-    // killed (the supervisor restarts that container: the Pod stays).
+    // Self-healing: a Pod removed is replaced; a Pod whose pause was killed gets a new sandbox
+    // from its supervisor (the Pod stays).
     let before = wait_running(&i, &name, 3, T);
     let victim = &before[0];
     let t0 = Instant::now();
@@ -86,13 +87,7 @@ fn replicaset_scales_heals_follows_its_template_and_survives_its_controller() {
              Pods {:#?}",
             victim.name,
             all.iter()
-                .map(|p| (
-                    &p.name,
-                    &p.phase,
-                    p.ready,
-                    p.terminating,
-                    &p.object["status"]
-                ))
+                .map(|p| (&p.name, &p.phase, p.ready, p.terminating, p.restarts))
                 .collect::<Vec<_>>()
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -171,6 +166,7 @@ fn replicaset_scales_heals_follows_its_template_and_survives_its_controller() {
 #[test]
 fn orphaned_pods_stay_when_the_cascade_is_orphan() {
     let i = Instance::new(41);
+    let _stop = StopControllers(&i);
     i.import_busybox();
     let name = i.name("orph");
     // Applied under `flock` (as a CI runner would): the lock's descriptor, inherited without
@@ -215,6 +211,7 @@ fn orphaned_pods_stay_when_the_cascade_is_orphan() {
 #[test]
 fn invalid_workloads_get_the_api_servers_messages_and_create_nothing() {
     let i = Instance::new(42);
+    let _stop = StopControllers(&i);
     let name = i.name("bad");
     let cases: Vec<(String, &str)> = vec![
         (
@@ -328,6 +325,7 @@ fn all_at(pods: &[PodRec], version: &str, n: usize) -> bool {
 #[test]
 fn deployment_rolls_out_within_surge_and_unavailability_and_rolls_back() {
     let i = Instance::new(43);
+    let _stop = StopControllers(&i);
     i.import_busybox();
     let name = i.name("roll");
     ok(&apply(&i, &deploy_yaml(&name, 4, "v1", SURGE_1)));
@@ -482,6 +480,7 @@ fn deployment_rolls_out_within_surge_and_unavailability_and_rolls_back() {
 #[test]
 fn recreate_stops_every_old_pod_before_making_new_ones() {
     let i = Instance::new(44);
+    let _stop = StopControllers(&i);
     i.import_busybox();
     let name = i.name("rec");
     let recreate = "    type: Recreate";
@@ -509,6 +508,7 @@ fn recreate_stops_every_old_pod_before_making_new_ones() {
 #[test]
 fn up_brings_every_workload_back_after_a_reboot_and_logs_pick_a_pod() {
     let i = Instance::new(49);
+    let _stop = StopControllers(&i);
     i.import_busybox();
     let name = i.name("boot");
     let yaml = deploy_yaml(&name, 2, "v1", SURGE_1).replace(

@@ -9,28 +9,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use podshim_tests::*;
-use serde_json::Value;
 use workload::*;
-
-/// The object's status (null while it does not exist).
-fn status(i: &Instance, what: &str) -> Value {
-    let out = i.podshim(&["get", what, "-o", "json"], T);
-    if !out.status.success() {
-        return Value::Null;
-    }
-    serde_json::from_slice::<Value>(&out.stdout).unwrap()["status"].clone()
-}
-
-fn has_condition(s: &Value, kind: &str, reason: &str) -> bool {
-    s["conditions"].as_array().is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c["type"] == kind && c["status"] == "True" && c["reason"] == reason)
-    })
-}
 
 #[test]
 fn indexed_job_completes_five_two_at_a_time_after_index_3_fails_once() {
     let i = Instance::new(45);
+    let _stop = StopControllers(&i);
     i.import_busybox();
     let name = i.name("idx");
     // Index 3 waits to be told (SIGUSR1: fail) or 3 s (succeed); the others succeed at once.
@@ -112,6 +96,7 @@ fn indexed_job_completes_five_two_at_a_time_after_index_3_fails_once() {
 #[test]
 fn a_job_failing_more_than_its_backoff_limit_fails() {
     let i = Instance::new(46);
+    let _stop = StopControllers(&i);
     i.import_busybox();
     let name = i.name("fail");
     let yaml = format!(
@@ -147,6 +132,7 @@ fn a_cronjob_fires_every_minute_of_an_injected_clock() {
     set("2030-01-01T00:00:30Z");
     i.env
         .push(("PODSHIM_CLOCK".into(), clock.to_string_lossy().into()));
+    let _stop = StopControllers(&i);
     let name = i.name("cron");
     let yaml = format!(
         "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: {name}\nspec:\n  schedule: '* * * * *'\n  successfulJobsHistoryLimit: 2\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: OnFailure\n          containers:\n          - name: c\n            image: busybox:1.35\n            command: [echo, tick]\n"
@@ -206,6 +192,7 @@ fn a_cronjob_fires_every_minute_of_an_injected_clock() {
 #[test]
 fn a_daemonset_runs_one_pod_here_and_rolls_it_out() {
     let i = Instance::new(48);
+    let _stop = StopControllers(&i);
     i.import_busybox();
     let name = i.name("ds");
     let yaml = |v: &str| {

@@ -241,6 +241,47 @@ pub fn controllers(i: &Instance) -> Vec<u32> {
         .collect()
 }
 
+/// The object's status (null while it does not exist).
+pub fn status(i: &Instance, what: &str) -> Value {
+    let out = i.podshim(&["get", what, "-o", "json"], T);
+    if !out.status.success() {
+        return Value::Null;
+    }
+    serde_json::from_slice::<Value>(&out.stdout).unwrap()["status"].clone()
+}
+
+pub fn has_condition(s: &Value, kind: &str, reason: &str) -> bool {
+    s["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == kind && c["status"] == "True" && c["reason"] == reason)
+    })
+}
+
+/// Stops every controller of the instance when dropped, also when the test fails: keepers
+/// first (else they start their workers again), then workers. Declared after the `Instance`, it
+/// is dropped before it, so the instance's own clean-up then finds Pods no controller replaces.
+pub struct StopControllers<'a>(pub &'a Instance);
+
+impl Drop for StopControllers<'_> {
+    fn drop(&mut self) {
+        for _ in 0..3 {
+            let pids = controllers(self.0);
+            if pids.is_empty() {
+                return;
+            }
+            let (keepers, workers): (Vec<u32>, Vec<u32>) = pids
+                .into_iter()
+                .partition(|p| cmdline(*p).contains("--keeper"));
+            for pid in keepers.into_iter().chain(workers) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 /// No controller, no Pod, no record, no host resource of the instance is left.
 pub fn assert_all_gone(i: &Instance) {
     wait_until(Duration::from_secs(10), "the controllers end", || {

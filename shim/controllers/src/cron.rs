@@ -2,7 +2,9 @@
 //! fields, names for months and weekdays, `*`, `?`, ranges, lists, steps and the `@hourly`-style
 //! descriptors), and the next time a schedule fires after a given time.
 
-use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
+
+use crate::zone::Zone;
 
 /// A parsed schedule: for each field, the set of values that match (as bits).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,9 +61,9 @@ impl Schedule {
         })
     }
 
-    fn day_matches(&self, t: &DateTime<Utc>) -> bool {
-        let dom = self.dom & (1 << t.day()) != 0;
-        let dow = self.dow & (1 << t.weekday().num_days_from_sunday()) != 0;
+    fn day_matches(&self, d: NaiveDate) -> bool {
+        let dom = self.dom & (1 << d.day()) != 0;
+        let dow = self.dow & (1 << d.weekday().num_days_from_sunday()) != 0;
         if self.dom_star || self.dow_star {
             dom && dow
         } else {
@@ -69,38 +71,118 @@ impl Schedule {
         }
     }
 
-    /// The first time strictly after `after` (whole minutes) that the schedule matches; None
-    /// if none within five years (e.g. February 30th).
+    /// The first time strictly after `after` (whole minutes) that the schedule matches in UTC;
+    /// None if none within five years (e.g. February 30th).
     pub fn next(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let start = after.with_second(0)?.with_nanosecond(0)? + Duration::minutes(1);
-        let mut t = start;
-        let limit = start + Duration::days(366 * 5);
-        while t < limit {
-            if self.month & (1 << t.month()) == 0 {
-                let (y, m) = if t.month() == 12 {
-                    (t.year() + 1, 1)
-                } else {
-                    (t.year(), t.month() + 1)
-                };
-                t = Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single()?;
-                continue;
+        self.next_in(after, &Zone::utc())
+    }
+
+    /// The first time strictly after `after` that the schedule matches on `zone`'s wall clock,
+    /// walked as robfig/cron's `SpecSchedule.Next` walks it (the CronJob controller's): months
+    /// and days on the wall clock, hours and minutes as elapsed time. So across a DST change a
+    /// wall-clock hour that is skipped never fires (`30 2 * * *` skips the spring-forward
+    /// night), one that is repeated fires in both of its occurrences, and a daily schedule
+    /// stays at its wall-clock hour on both sides.
+    pub fn next_in(&self, after: DateTime<Utc>, zone: &Zone) -> Option<DateTime<Utc>> {
+        let mut t = after.with_nanosecond(0)? + Duration::seconds(1);
+        // `added`: the walk has moved, so the lower fields start from zero.
+        let mut added = false;
+        let year_limit = zone.local_time(t).year() + 5;
+        'wrap: loop {
+            let mut l = zone.local_time(t);
+            if l.year() > year_limit {
+                return None;
             }
-            if !self.day_matches(&t) {
-                t = (t + Duration::days(1)).with_hour(0)?.with_minute(0)?;
-                continue;
+            while self.month & (1 << l.month()) == 0 {
+                if !added {
+                    added = true;
+                    t = zone.date(l.year(), l.month().into(), 1, 0, 0, 0)?;
+                    l = zone.local_time(t);
+                }
+                // time.AddDate(0, 1, 0): the same wall clock a month later.
+                t = zone.date(
+                    l.year(),
+                    i64::from(l.month()) + 1,
+                    l.day().into(),
+                    l.hour(),
+                    l.minute(),
+                    l.second(),
+                )?;
+                l = zone.local_time(t);
+                if l.month() == 1 {
+                    continue 'wrap;
+                }
             }
-            if self.hour & (1 << t.hour()) == 0 {
-                t = (t + Duration::hours(1)).with_minute(0)?;
-                continue;
+            while !self.day_matches(l.date()) {
+                if !added {
+                    added = true;
+                    t = zone.date(l.year(), l.month().into(), l.day().into(), 0, 0, 0)?;
+                    l = zone.local_time(t);
+                }
+                t = zone.date(
+                    l.year(),
+                    l.month().into(),
+                    i64::from(l.day()) + 1,
+                    l.hour(),
+                    l.minute(),
+                    l.second(),
+                )?;
+                l = zone.local_time(t);
+                // A DST change moved midnight: back to the day's first hour, as robfig does.
+                if l.hour() != 0 {
+                    let h = i64::from(l.hour());
+                    t += Duration::hours(if h > 12 { 24 - h } else { -h });
+                    l = zone.local_time(t);
+                }
+                if l.day() == 1 {
+                    continue 'wrap;
+                }
             }
-            if self.minute & (1 << t.minute()) == 0 {
+            while self.hour & (1 << l.hour()) == 0 {
+                if !added {
+                    added = true;
+                    t = zone.date(l.year(), l.month().into(), l.day().into(), l.hour(), 0, 0)?;
+                }
+                t += Duration::hours(1);
+                l = zone.local_time(t);
+                if l.hour() == 0 {
+                    continue 'wrap;
+                }
+            }
+            while self.minute & (1 << l.minute()) == 0 {
+                if !added {
+                    added = true;
+                    t -= Duration::seconds(l.second().into());
+                }
                 t += Duration::minutes(1);
-                continue;
+                l = zone.local_time(t);
+                if l.minute() == 0 {
+                    continue 'wrap;
+                }
+            }
+            // The seconds field of a standard schedule is 0.
+            if l.second() != 0 {
+                t += Duration::seconds(60 - i64::from(l.second()));
+                added = true;
+                continue 'wrap;
             }
             return Some(t);
         }
-        None
     }
+}
+
+/// `cron.ParseStandard` as the API server calls it: a `TZ=ZONE ` or `CRON_TZ=ZONE ` prefix is
+/// read (the zone must load) and the rest parsed. The API server then refuses any schedule
+/// holding `TZ` (`timeZone` is the field for it), so a stored CronJob never has one.
+pub fn parse_standard(text: &str) -> Result<Schedule, String> {
+    let text = text.trim();
+    if text.starts_with("TZ=") || text.starts_with("CRON_TZ=") {
+        let (prefix, rest) = text.split_once(' ').unwrap_or((text, ""));
+        let name = prefix.split_once('=').map_or("", |(_, n)| n);
+        Zone::load(name).map_err(|e| format!("provided bad location {name}: {e}"))?;
+        return Schedule::parse(rest);
+    }
+    Schedule::parse(text)
 }
 
 /// One field: `*`, `?`, `N`, `A-B`, `NAME`, each with an optional `/STEP`, comma-separated.
@@ -153,13 +235,6 @@ fn value(s: &str, names: &[&str], lo: u32) -> Result<u32, String> {
         .map_err(|_| format!("failed to parse int from {s}"))
 }
 
-/// The time zones podshim can compute schedules in: UTC (a CronJob without `timeZone` follows
-/// this host's zone in Kubernetes; podshim takes UTC, which is what the kube-controller-manager
-/// of most clusters runs in).
-pub fn zone(tz: &str) -> Option<()> {
-    matches!(tz, "UTC" | "Etc/UTC" | "Etc/GMT" | "GMT").then_some(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +275,71 @@ mod tests {
         assert_eq!(
             s.next(at("2024-01-01T00:00:00Z")),
             Some(at("2024-01-05T00:00:00Z"))
+        );
+    }
+
+    fn berlin() -> Zone {
+        Zone::load("Europe/Berlin").expect("the host has /usr/share/zoneinfo")
+    }
+
+    #[test]
+    fn spring_forward_skips_the_missing_hour() {
+        // 2024-03-31 in Berlin: 02:00 CET becomes 03:00 CEST; there is no 02:30 that night.
+        let s = Schedule::parse("30 2 * * *").unwrap();
+        let z = berlin();
+        let first = s.next_in(at("2024-03-30T00:00:00Z"), &z).unwrap();
+        assert_eq!(first, at("2024-03-30T01:30:00Z")); // 02:30 CET
+        assert_eq!(s.next_in(first, &z), Some(at("2024-04-01T00:30:00Z"))); // 02:30 CEST
+                                                                            // Every 15 minutes between 1 and 3: 01:45 CET is followed by 03:00 CEST.
+        let s = Schedule::parse("*/15 1-3 * * *").unwrap();
+        assert_eq!(
+            s.next_in(at("2024-03-31T00:45:00Z"), &z),
+            Some(at("2024-03-31T01:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn fall_back_fires_in_both_occurrences() {
+        // 2024-10-27 in Berlin: 03:00 CEST becomes 02:00 CET; 02:30 happens twice, and
+        // robfig/cron (so the CronJob controller) fires at both.
+        let s = Schedule::parse("30 2 * * *").unwrap();
+        let z = berlin();
+        let first = s.next_in(at("2024-10-26T12:00:00Z"), &z).unwrap();
+        assert_eq!(first, at("2024-10-27T00:30:00Z")); // 02:30 CEST
+        let second = s.next_in(first, &z).unwrap();
+        assert_eq!(second, at("2024-10-27T01:30:00Z")); // 02:30 CET
+        assert_eq!(s.next_in(second, &z), Some(at("2024-10-28T01:30:00Z")));
+    }
+
+    #[test]
+    fn daily_keeps_its_wall_clock_hour() {
+        let s = Schedule::parse("0 9 * * *").unwrap();
+        let z = Zone::load("America/New_York").unwrap();
+        // 2024-03-10: EST (-5) to EDT (-4).
+        let a = s.next_in(at("2024-03-09T00:00:00Z"), &z).unwrap();
+        assert_eq!(a, at("2024-03-09T14:00:00Z"));
+        assert_eq!(s.next_in(a, &z), Some(at("2024-03-10T13:00:00Z")));
+        // Weekly on Mondays, and the first of the month, in Asia/Tokyo (no DST, +9).
+        let s = Schedule::parse("0 0 * * MON").unwrap();
+        let z = Zone::load("Asia/Tokyo").unwrap();
+        assert_eq!(
+            s.next_in(at("2024-01-01T00:00:00Z"), &z),
+            Some(at("2024-01-07T15:00:00Z"))
+        );
+        let s = Schedule::parse("@monthly").unwrap();
+        assert_eq!(
+            s.next_in(at("2024-01-15T00:00:00Z"), &z),
+            Some(at("2024-01-31T15:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn tz_prefixes_parse_as_robfig_reads_them() {
+        assert!(parse_standard("CRON_TZ=Europe/Berlin 0 * * * *").is_ok());
+        assert!(parse_standard("TZ=UTC @hourly").is_ok());
+        assert_eq!(
+            parse_standard("TZ=Mars/Olympus 0 * * * *").unwrap_err(),
+            "provided bad location Mars/Olympus: unknown time zone Mars/Olympus"
         );
     }
 

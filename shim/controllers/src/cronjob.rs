@@ -15,14 +15,34 @@ use serde_json::{json, Value};
 use crate::api::{controller_of, defaults, CronJob, Job, Kind, OwnerReference, Workload};
 use crate::clock;
 use crate::cron::Schedule;
+use crate::events;
 use crate::pods::Context;
 use crate::process::{self, Key, Memory as All};
 use crate::replicaset::put_status;
+use crate::zone::{Zone, ZoneError};
 
 pub const SCHEDULED: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 
+/// What a CronJob's controller keeps between passes: its zone, loaded once per `timeZone`.
 #[derive(Debug, Default)]
-pub struct Memory {}
+pub struct Memory {
+    zone: Option<(Option<String>, Result<Zone, ZoneError>)>,
+}
+
+impl Memory {
+    /// The zone the schedule is read in: `timeZone`, or the host's zone when it is unset
+    /// (kube-controller-manager's `time.Local`).
+    fn zone(&mut self, tz: &Option<String>) -> &Result<Zone, ZoneError> {
+        if self.zone.as_ref().is_none_or(|(name, _)| name != tz) {
+            let zone = match tz {
+                Some(name) => Zone::load(name),
+                None => Ok(Zone::local()),
+            };
+            self.zone = Some((tz.clone(), zone));
+        }
+        &self.zone.as_ref().expect("set above").1
+    }
+}
 
 /// A finished Job's condition: `Complete` or `Failed`, with its time.
 fn finished(ctx: &Context, job: &Job) -> Option<(bool, DateTime<Utc>)> {
@@ -55,6 +75,7 @@ fn jobs_of(ctx: &Context, cj: &CronJob) -> Vec<Job> {
 /// were missed before it (`mostRecentScheduleTime`).
 fn most_recent(
     s: &Schedule,
+    zone: &Zone,
     since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> (Option<DateTime<Utc>>, usize) {
@@ -67,7 +88,7 @@ fn most_recent(
         t = now - chrono::Duration::days(1);
         missed = 101;
     }
-    while let Some(n) = s.next(t) {
+    while let Some(n) = s.next_in(t, zone) {
         if n > now {
             break;
         }
@@ -116,7 +137,7 @@ fn make_job(cj: &CronJob, at: DateTime<Utc>) -> Job {
     }
 }
 
-pub fn run(ctx: &Context, cj: &CronJob, _all: &mut All) -> Duration {
+pub fn run(ctx: &Context, cj: &CronJob, all: &mut All) -> Duration {
     let now = ctx.clock.now();
     let ns = cj
         .metadata
@@ -129,6 +150,26 @@ pub fn run(ctx: &Context, cj: &CronJob, _all: &mut All) -> Duration {
         .unwrap_or(Value::Null);
     let Ok(schedule) = Schedule::parse(&cj.spec.schedule) else {
         return Duration::from_secs(60);
+    };
+    let zone = match all.cron.zone(&cj.spec.time_zone) {
+        Ok(z) => z.clone(),
+        Err(e) => {
+            // The controller's UnknownTimeZone: the zone went from the host after validation.
+            let message = format!(
+                "invalid timeZone: {:?}: {e}",
+                cj.spec.time_zone.as_deref().unwrap_or_default()
+            );
+            eprintln!("cronjob {ns}/{}: {message}", cj.metadata.name);
+            events::warning(
+                ctx,
+                Kind::CronJob,
+                &ns,
+                &cj.metadata.name,
+                "UnknownTimeZone",
+                &message,
+            );
+            return Duration::from_secs(60);
+        }
     };
     let jobs = jobs_of(ctx, cj);
     let mut last_success = prev["lastSuccessfulTime"].as_str().and_then(clock::parse);
@@ -155,7 +196,7 @@ pub fn run(ctx: &Context, cj: &CronJob, _all: &mut All) -> Duration {
     let since = last_schedule.unwrap_or(created);
     let mut scheduled = last_schedule;
     if cj.spec.suspend != Some(true) {
-        let (due, missed) = most_recent(&schedule, since, now);
+        let (due, missed) = most_recent(&schedule, &zone, since, now);
         if missed > 100 {
             eprintln!(
                 "cronjob {ns}/{}: too many missed start times ({missed}); check the clock",
@@ -187,8 +228,26 @@ pub fn run(ctx: &Context, cj: &CronJob, _all: &mut All) -> Duration {
                     .flatten()
                     .is_none()
                 {
-                    if let Err(e) = ctx.store.put(&w) {
-                        eprintln!("cronjob {ns}/{}: {e}", cj.metadata.name);
+                    match ctx.store.put(&w) {
+                        Ok(()) => events::normal(
+                            ctx,
+                            Kind::CronJob,
+                            &ns,
+                            &cj.metadata.name,
+                            "SuccessfulCreate",
+                            &format!("Created job {}", w.name()),
+                        ),
+                        Err(e) => {
+                            eprintln!("cronjob {ns}/{}: {e}", cj.metadata.name);
+                            events::warning(
+                                ctx,
+                                Kind::CronJob,
+                                &ns,
+                                &cj.metadata.name,
+                                "FailedCreate",
+                                &format!("Error creating job: {e}"),
+                            );
+                        }
                     }
                     process::ensure_one(ctx, &Key::of(&w));
                 }
@@ -207,6 +266,14 @@ pub fn run(ctx: &Context, cj: &CronJob, _all: &mut All) -> Duration {
         list.sort_by_key(|(t, _)| *t);
         let extra = list.len().saturating_sub(limit.max(0) as usize);
         for (_, j) in list.into_iter().take(extra) {
+            events::normal(
+                ctx,
+                Kind::CronJob,
+                &ns,
+                &cj.metadata.name,
+                "SuccessfulDelete",
+                &format!("Deleted job {}", j.metadata.name),
+            );
             let w = Workload::Job(j.clone());
             let _ = crate::delete::mark(ctx, &w, "Background");
             process::ensure_one(ctx, &Key::of(&w));
@@ -242,10 +309,20 @@ mod tests {
     fn most_recent_time_and_misses() {
         let s = Schedule::parse("* * * * *").unwrap();
         let t = |x: &str| clock::parse(x).unwrap();
-        let (due, missed) = most_recent(&s, t("2024-01-01T10:00:00Z"), t("2024-01-01T10:03:30Z"));
+        let (due, missed) = most_recent(
+            &s,
+            &Zone::utc(),
+            t("2024-01-01T10:00:00Z"),
+            t("2024-01-01T10:03:30Z"),
+        );
         assert_eq!(due, Some(t("2024-01-01T10:03:00Z")));
         assert_eq!(missed, 2);
-        let (due, _) = most_recent(&s, t("2024-01-01T10:03:00Z"), t("2024-01-01T10:03:59Z"));
+        let (due, _) = most_recent(
+            &s,
+            &Zone::utc(),
+            t("2024-01-01T10:03:00Z"),
+            t("2024-01-01T10:03:59Z"),
+        );
         assert_eq!(due, None);
     }
 }

@@ -53,12 +53,18 @@ pub fn finish(ctx: &Context, w: &Workload) {
             finish(ctx, &job);
         }
     }
-    if !orphan {
-        let (all, _) = pods::list(ctx);
-        let mine: Vec<&PodInfo> = all
-            .iter()
-            .filter(|p| p.owner.as_ref().is_some_and(|o| uids.contains(&o.uid)))
-            .collect();
+    let (all, _) = pods::list(ctx);
+    let mine: Vec<&PodInfo> = all
+        .iter()
+        .filter(|p| p.owner.as_ref().is_some_and(|o| uids.contains(&o.uid)))
+        .collect();
+    if orphan {
+        // The orphan finalizer: the Pods lose their owner references, so a ReplicaSet whose
+        // selector matches them may adopt them.
+        for p in mine {
+            pods::set_owner(ctx, p, None);
+        }
+    } else {
         pods::delete_and_wait(ctx, &mine, None);
     }
     if w.kind() == Kind::Deployment {
@@ -67,10 +73,12 @@ pub fn finish(ctx: &Context, w: &Workload) {
                 let _ = ctx
                     .store
                     .remove(Kind::ReplicaSet, rs.namespace(), rs.name());
+                crate::events::remove(ctx, Kind::ReplicaSet, rs.namespace(), rs.name());
             }
         }
     }
     let _ = ctx.store.remove(w.kind(), w.namespace(), w.name());
+    crate::events::remove(ctx, w.kind(), w.namespace(), w.name());
 }
 
 /// Removes a Pod of this instance made by nobody (`podshim delete pod NAME`): as `rm -f`.

@@ -215,6 +215,19 @@ pub fn run(ctx: &Context, d: &Deployment, memory: &mut Memory) -> Duration {
     }
     for (i, rs) in rss.iter_mut().enumerate() {
         if rs.spec.replicas != Some(want[i]) {
+            let from = rs.spec.replicas.unwrap_or(0);
+            let way = if want[i] > from { "up" } else { "down" };
+            crate::events::normal(
+                ctx,
+                Kind::Deployment,
+                &ns,
+                &d.metadata.name,
+                "ScalingReplicaSet",
+                &format!(
+                    "Scaled {way} replica set {} from {from} to {}",
+                    rs.metadata.name, want[i]
+                ),
+            );
             rs.spec.replicas = Some(want[i]);
             rs.metadata.annotations.insert(
                 "deployment.kubernetes.io/desired-replicas".into(),
@@ -328,6 +341,7 @@ fn cleanup(
             let rs = &rss[i];
             let ns = rs.metadata.namespace.as_deref().unwrap_or("default");
             let _ = ctx.store.remove(Kind::ReplicaSet, ns, &rs.metadata.name);
+            crate::events::remove(ctx, Kind::ReplicaSet, ns, &rs.metadata.name);
         }
     }
 }

@@ -8,7 +8,9 @@
 //! (`BackoffLimitExceeded`), as does running longer than `activeDeadlineSeconds`
 //! (`DeadlineExceeded`). `suspend` stops the active Pods; `ttlSecondsAfterFinished` deletes a
 //! finished Job with its Pods. A Job's ended Pods are kept (their records count what ended)
-//! until the Job is deleted.
+//! until the Job is deleted. `podFailurePolicy` (see `job_policy`) may ignore a failure or fail
+//! the Job at once (`PodFailurePolicy`); an Indexed Job's `successPolicy` may complete it before
+//! every index has succeeded (`SuccessPolicy`), stopping the Pods still running.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -19,6 +21,8 @@ use serde_json::{json, Value};
 
 use crate::api::{Job, Kind, OwnerReference, Workload};
 use crate::clock;
+use crate::events;
+use crate::job_policy::{self, Action};
 use crate::names::random_suffix;
 use crate::pods::{self, Context, NewPod, PodInfo};
 use crate::process::Memory as All;
@@ -158,10 +162,21 @@ pub fn run(ctx: &Context, job: &Job, all: &mut All) -> Duration {
         .copied()
         .filter(|p| p.phase == "Succeeded")
         .collect();
-    let failed = mine
-        .iter()
-        .filter(|p| p.phase == "Failed" || p.lost)
-        .count();
+    // Each failed Pod read against podFailurePolicy: Ignore'd ones are not counted (and bring
+    // no back-off), the first FailJob match fails the Job.
+    let policy = job.spec.pod_failure_policy.as_ref();
+    let mut failed = 0;
+    let mut fail_job = None;
+    for p in mine.iter().filter(|p| p.phase == "Failed" || p.lost) {
+        match job_policy::pod_failure(policy, p) {
+            Action::Ignore => {}
+            Action::FailJob(m) => {
+                failed += 1;
+                fail_job.get_or_insert(m);
+            }
+            Action::Count | Action::FailIndex => failed += 1,
+        }
+    }
     let indexed = job.spec.completion_mode.as_deref() == Some("Indexed");
     let done_indexes: BTreeSet<i32> = succeeded.iter().filter_map(|p| index_of(p)).collect();
     let completions = job.spec.completions;
@@ -191,7 +206,31 @@ pub fn run(ctx: &Context, job: &Job, all: &mut All) -> Duration {
             .active_deadline_seconds
             .zip(start)
             .is_some_and(|(ads, s)| (now - s).num_seconds() >= ads);
-        if complete {
+        let success_policy = if indexed {
+            job_policy::success(
+                job.spec.success_policy.as_ref(),
+                completions.unwrap_or(0),
+                &done_indexes,
+            )
+        } else {
+            None
+        };
+        if let Some(m) = fail_job {
+            conditions = vec![
+                condition("FailureTarget", "PodFailurePolicy", &m, &t, &prev),
+                condition("Failed", "PodFailurePolicy", &m, &t, &prev),
+            ];
+            stop_all = true;
+        } else if let Some(m) = success_policy {
+            // The Job controller's SuccessCriteriaMet, then Complete with the same reason once
+            // the Pods still running are stopped (here: at once, while they stop).
+            conditions = vec![
+                condition("SuccessCriteriaMet", "SuccessPolicy", &m, &t, &prev),
+                condition("Complete", "SuccessPolicy", &m, &t, &prev),
+            ];
+            completion_time = json!(t);
+            stop_all = true;
+        } else if complete {
             let m = "Reached expected number of succeeded pods";
             conditions = vec![
                 condition("SuccessCriteriaMet", "CompletionsReached", m, &t, &prev),
@@ -235,7 +274,54 @@ pub fn run(ctx: &Context, job: &Job, all: &mut All) -> Duration {
             );
         }
     }
+    // A finished Job's counts stay as they were when it finished (the Job controller counts no
+    // Pod after that): a Pod stopped by a success policy is not a success, and the Pods a
+    // failed Job still had running count as failed then, as "every non-terminated pod is
+    // considered failed" there.
+    let (mut n_succeeded, mut failed, mut done_indexes) = (n_succeeded, failed, done_indexes);
+    if finished {
+        n_succeeded = prev["succeeded"].as_u64().unwrap_or(0) as usize;
+        failed = prev["failed"].as_u64().unwrap_or(0) as usize;
+        done_indexes = prev["completedIndexes"]
+            .as_str()
+            .and_then(|t| job_policy::parse_indexes(t, completions.unwrap_or(0)))
+            .unwrap_or_default();
+    } else if stop_all && conditions.iter().any(|c| c["type"] == "Failed") {
+        failed += active.len();
+    }
+    if !finished {
+        // The Job controller's events when the Job finishes.
+        let done = conditions
+            .iter()
+            .find(|c| (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True");
+        if let Some(c) = done {
+            let reason = c["reason"].as_str().unwrap_or_default();
+            if c["type"] == "Complete" {
+                events::normal(
+                    ctx,
+                    Kind::Job,
+                    &ns,
+                    &job.metadata.name,
+                    "Completed",
+                    "Job completed",
+                );
+            } else {
+                let message = c["message"].as_str().unwrap_or_default();
+                events::warning(ctx, Kind::Job, &ns, &job.metadata.name, reason, message);
+            }
+        }
+    }
     if stop_all && !active.is_empty() {
+        for p in &active {
+            events::normal(
+                ctx,
+                Kind::Job,
+                &ns,
+                &job.metadata.name,
+                "SuccessfulDelete",
+                &format!("Deleted pod: {}", p.name),
+            );
+        }
         pods::request_stop(ctx, &active, None);
         mem.stopping.extend(active.iter().map(|p| p.key.clone()));
     }

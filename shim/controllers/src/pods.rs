@@ -23,12 +23,13 @@ use podshim_engine::config::Config;
 use podshim_kube::manifest::{self, Pod};
 use podshim_kube::pod::pod_key;
 use podshim_kube::record::{self, Entry, Supervisor};
-use podshim_kube::supervise::{stop_request_path, PodJob, StopRequest};
+use podshim_kube::supervise::{stop_request_path, PodJob, StopRequest, SupervisorInput};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::api::{controller_of, Labels, OwnerReference};
+use crate::api::{controller_of, Kind, Labels, OwnerReference};
 use crate::clock::{self, Clock};
+use crate::events;
 use crate::store::{write_atomic, Store};
 
 /// What a controller needs to make and remove Pods.
@@ -57,13 +58,6 @@ impl Context {
     fn pending_dir(&self) -> PathBuf {
         self.run_dir().join("pending")
     }
-}
-
-/// What `podshim supervise` reads on stdin (the same as `podshim run -d` hands it).
-#[derive(Serialize)]
-struct SupervisorInput<'a> {
-    job: &'a PodJob,
-    backoff_scale: f64,
 }
 
 /// A Pod started whose record is not there yet.
@@ -102,6 +96,11 @@ pub struct PodInfo {
     pub starting: bool,
     pub ip: Option<String>,
     pub supervisor_pid: u32,
+    /// Containers that ended, with their exit codes: app containers, then init containers
+    /// (the order the Job controller's `matchOnExitCodes` looks in).
+    pub exits: Vec<(String, i32)>,
+    /// The Pod's conditions, type and status (`DisruptionTarget`, `Ready`...).
+    pub conditions: Vec<(String, String)>,
 }
 
 impl PodInfo {
@@ -154,6 +153,17 @@ impl PodInfo {
             starting: false,
             ip: st.pod_ip.clone(),
             supervisor_pid: e.record.supervisor.pid,
+            exits: st
+                .container_statuses
+                .iter()
+                .chain(&st.init_container_statuses)
+                .filter_map(|c| Some((c.name.clone(), c.state.terminated.as_ref()?.exit_code)))
+                .collect(),
+            conditions: st
+                .conditions
+                .iter()
+                .map(|c| (c.kind.clone(), c.status.clone()))
+                .collect(),
         }
     }
 }
@@ -230,6 +240,8 @@ pub fn list(ctx: &Context) -> (Vec<PodInfo>, Vec<String>) {
                 starting: true,
                 ip: None,
                 supervisor_pid: p.supervisor.pid,
+                exits: Vec::new(),
+                conditions: Vec::new(),
             });
             continue;
         }
@@ -334,8 +346,31 @@ pub fn create(ctx: &Context, pods: &[NewPod]) -> Vec<Result<String, String>> {
     };
     pods.iter()
         .map(|p| {
-            let job = job_for(ctx, &images, p)?;
-            spawn(ctx, p, &job).map_err(|e| format!("start the supervisor: {e}"))
+            let made = job_for(ctx, &images, p).and_then(|job| {
+                spawn(ctx, p, &job).map_err(|e| format!("start the supervisor: {e}"))
+            });
+            // The owner's SuccessfulCreate or FailedCreate, as its controller reports them.
+            if let Some(kind) = Kind::from_name(&p.owner.kind) {
+                match &made {
+                    Ok(_) => events::normal(
+                        ctx,
+                        kind,
+                        &p.namespace,
+                        &p.owner.name,
+                        "SuccessfulCreate",
+                        &format!("Created pod: {}", p.name),
+                    ),
+                    Err(e) => events::warning(
+                        ctx,
+                        kind,
+                        &p.namespace,
+                        &p.owner.name,
+                        "FailedCreate",
+                        &format!("Error creating: {e}"),
+                    ),
+                }
+            }
+            made
         })
         .collect()
 }
@@ -348,7 +383,7 @@ fn spawn(ctx: &Context, p: &NewPod, job: &PodJob) -> std::io::Result<String> {
     // killed before it read the answer.
     let input_path = pending.join(format!("{key}.input"));
     let input = SupervisorInput {
-        job,
+        job: std::borrow::Cow::Borrowed(job),
         backoff_scale: ctx.backoff_scale,
     };
     podshim_engine::private::write_file(&input_path, &serde_json::to_vec(&input)?)?;
@@ -430,6 +465,28 @@ pub fn request_stop(ctx: &Context, pods: &[&PodInfo], grace: Option<u64>) {
         if write_atomic(&path, &data).is_ok() {
             let _ = kill(Pid::from_raw(p.supervisor_pid as i32), Signal::SIGUSR1);
         }
+    }
+}
+
+/// Sets the controller reference of a Pod (`Some`: adopted, `None`: released, its owner
+/// references removed; podshim's Pods have at most the one). A live Pod's supervisor owns its
+/// record, so it gets a request file and SIGUSR1 and rewrites the record itself; the record of
+/// a Pod whose supervisor has ended is rewritten here.
+pub fn set_owner(ctx: &Context, p: &PodInfo, owner: Option<&OwnerReference>) {
+    let refs = Value::Array(owner.map(OwnerReference::to_value).into_iter().collect());
+    if p.starting {
+        return;
+    }
+    if let Some(mut e) = record::entry(&ctx.cfg, &p.key) {
+        if !e.record.supervisor.alive() {
+            podshim_kube::supervise::set_owner_references(&mut e.record.pod, refs);
+            let _ = e.record.write(&record::path(&ctx.cfg, &p.key));
+            return;
+        }
+    }
+    let path = podshim_kube::supervise::owners_request_path(&ctx.cfg, &p.key);
+    if write_atomic(&path, &serde_json::to_vec(&refs).unwrap_or_default()).is_ok() {
+        let _ = kill(Pid::from_raw(p.supervisor_pid as i32), Signal::SIGUSR1);
     }
 }
 

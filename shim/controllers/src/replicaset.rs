@@ -4,12 +4,15 @@
 //! are removed in `ActivePods` order (still starting, not ready, more restarts, newest first).
 //! Pods it owns that have ended (or whose supervisor died) are replaced and their records
 //! removed. A failure to make a Pod is retried with a growing delay and shown as the
-//! `ReplicaFailure` condition.
+//! `ReplicaFailure` condition. Pods that match its selector and have no controller are
+//! adopted (`ClaimPods`).
 
 use std::cmp::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+use podshim_kube::schedule::selector;
 
 use crate::api::{Kind, OwnerReference, ReplicaSet};
 use crate::names::random_suffix;
@@ -42,6 +45,33 @@ pub fn owned<'a>(pods: &'a [PodInfo], uid: &str) -> Vec<&'a PodInfo> {
         .collect()
 }
 
+/// `ClaimPods`' adoption: active Pods of the namespace that match the selector and have no
+/// controller (left by `delete --cascade=orphan`, or made by `podshim run` with matching
+/// labels) become the ReplicaSet's, unless it is being deleted. They count from this pass on;
+/// their records say so once their supervisors have applied the change.
+fn adopt<'a>(ctx: &Context, rs: &ReplicaSet, pods: &'a [PodInfo], ns: &str) -> Vec<&'a PodInfo> {
+    if rs.metadata.deletion_timestamp.is_some() {
+        return Vec::new();
+    }
+    let orphans: Vec<&PodInfo> = pods
+        .iter()
+        .filter(|p| {
+            p.owner.is_none()
+                && p.namespace == ns
+                && p.active()
+                && p.live
+                && !p.starting
+                && !p.lost
+                && selector::label_selector(rs.spec.selector.as_ref(), &p.labels)
+        })
+        .collect();
+    let owner = OwnerReference::controller_of(Kind::ReplicaSet, &rs.metadata);
+    for p in &orphans {
+        pods::set_owner(ctx, p, Some(&owner));
+    }
+    orphans
+}
+
 /// One pass over a ReplicaSet: Pods made or removed; returns its status.
 pub fn sync(
     ctx: &Context,
@@ -56,7 +86,8 @@ pub fn sync(
         .namespace
         .clone()
         .unwrap_or_else(|| "default".into());
-    let mine = owned(pods, &uid);
+    let mut mine = owned(pods, &uid);
+    mine.extend(adopt(ctx, rs, pods, &ns));
     // Ended Pods are not counted (`FilterActivePods`); their records go once torn down.
     let ended: Vec<&PodInfo> = mine
         .iter()
@@ -114,6 +145,16 @@ pub fn sync(
             .collect();
         pods::request_stop(ctx, &extra, None);
         pace.stopping.extend(extra.iter().map(|p| p.key.clone()));
+        for p in &extra {
+            crate::events::normal(
+                ctx,
+                Kind::ReplicaSet,
+                &ns,
+                &rs.metadata.name,
+                "SuccessfulDelete",
+                &format!("Deleted pod: {}", p.name),
+            );
+        }
     }
     status(rs, &mine, &ctx.clock.now(), pace)
 }

@@ -203,13 +203,16 @@ pub fn settle_lost(cfg: &Config, key: &str) {
 }
 
 /// Remove the record of a Pod with what may lie next to it: the temporary file of a write a
-/// killed podshim did not finish, and a stop request. A record already gone is no error.
+/// killed podshim did not finish, a stop request and an owner-references request. A record
+/// already gone is no error.
 pub fn remove(cfg: &Config, key: &str) -> Result<(), RecordError> {
     let record = path(cfg, key);
     for extra in [
         record.with_extension("json.tmp"),
         dir(cfg).join(format!("{key}.stop")),
         dir(cfg).join(format!("{key}.stop.tmp")),
+        dir(cfg).join(format!("{key}.owners")),
+        dir(cfg).join(format!("{key}.owners.tmp")),
     ] {
         let _ = fs::remove_file(extra);
     }

@@ -181,5 +181,10 @@ pub fn describe(
         None if podshim_controllers::api::controller_of(&m.owner_references).is_some() => {}
         None => println!("Controller:     not running"),
     }
+    let events = podshim_controllers::events::list(&ctx, w.kind(), w.namespace(), w.name());
+    print!(
+        "{}",
+        podshim_controllers::events::table(&events, chrono::Utc::now())
+    );
     Ok(0)
 }

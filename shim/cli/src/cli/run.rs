@@ -16,7 +16,7 @@ use podshim_image::{PullOptions, Quiet, Store, Terminal};
 use podshim_kube::manifest::{self, Manifest};
 use podshim_kube::pod::restart::Backoff;
 use podshim_kube::schedule::Node;
-use podshim_kube::supervise::{self, PodJob};
+use podshim_kube::supervise::{self, PodJob, SupervisorInput};
 use podshim_kube::{logs, plan, pulling};
 
 #[derive(Args)]
@@ -58,13 +58,6 @@ pub fn probe(pod_ip: &str, timeout_ms: u64, action: &str) -> Result<i32> {
             Ok(1)
         }
     }
-}
-
-/// What a detached run hands its supervisor on stdin.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct SupervisorInput {
-    job: PodJob,
-    backoff_scale: f64,
 }
 
 /// Read and parse a manifest (`-` for stdin). Problems are printed Kubernetes-style; `None` then.
@@ -252,7 +245,7 @@ fn detach(
             .spawn()
             .context("start the pod supervisor")?;
         let input = SupervisorInput {
-            job,
+            job: std::borrow::Cow::Owned(job),
             backoff_scale: scale,
         };
         {
@@ -332,7 +325,7 @@ pub fn supervise(cfg: &Config, log_root: &Path, globals: &[OsString]) -> Result<
             self_args: globals.to_vec(),
         },
     };
-    match supervise::run(cfg, vec![input.job], opts) {
+    match supervise::run(cfg, vec![input.job.into_owned()], opts) {
         Ok(code) => Ok(code),
         Err(e) => {
             use std::io::Write;

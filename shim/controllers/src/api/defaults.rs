@@ -89,8 +89,25 @@ pub fn job_spec(s: &mut JobSpec, name: &str, uid: &str, ns: &str) {
     s.completion_mode.get_or_insert_with(|| "NonIndexed".into());
     s.suspend.get_or_insert(false);
     s.manual_selector.get_or_insert(false);
+    // A Pod failure policy needs terminal Pods to judge, so replacements wait for them.
+    let replacement = if s.pod_failure_policy.is_some() {
+        "Failed"
+    } else {
+        "TerminatingOrFailed"
+    };
     s.pod_replacement_policy
-        .get_or_insert_with(|| "TerminatingOrFailed".into());
+        .get_or_insert_with(|| replacement.into());
+    if let Some(p) = &mut s.pod_failure_policy {
+        for pattern in p
+            .rules
+            .iter_mut()
+            .flat_map(|r| r.on_pod_conditions.iter_mut())
+        {
+            if pattern.status.is_empty() {
+                pattern.status = "True".into();
+            }
+        }
+    }
     if s.manual_selector != Some(true) && !uid.is_empty() {
         let labels = &mut s.template.metadata.labels;
         labels.insert(JOB_UID_LABEL.into(), uid.into());

@@ -3,6 +3,7 @@
 //! field is an error with its path), with the Pod template's spec being podshim-kube's `PodSpec`.
 
 pub mod defaults;
+pub mod job_policy;
 pub mod parse;
 pub mod validate;
 
@@ -171,9 +172,9 @@ api_struct! {
         #[serde(skip_serializing_if = "Option::is_none")]
         pub max_failed_indexes: Option<i32>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub pod_failure_policy: Option<Value>,
+        pub pod_failure_policy: Option<PodFailurePolicy>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub success_policy: Option<Value>,
+        pub success_policy: Option<SuccessPolicy>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub selector: Option<LabelSelector>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -189,6 +190,61 @@ api_struct! {
         pub pod_replacement_policy: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub managed_by: Option<String>,
+    }
+}
+
+api_struct! {
+    /// `spec.podFailurePolicy` of a Job: how a failed Pod counts, by its exit codes or
+    /// conditions, first matching rule first.
+    pub struct PodFailurePolicy {
+        pub rules: Vec<PodFailurePolicyRule>,
+    }
+}
+
+api_struct! {
+    pub struct PodFailurePolicyRule {
+        /// FailJob, FailIndex, Ignore or Count.
+        pub action: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub on_exit_codes: Option<OnExitCodes>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub on_pod_conditions: Vec<OnPodConditionsPattern>,
+    }
+}
+
+api_struct! {
+    pub struct OnExitCodes {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub container_name: Option<String>,
+        /// In or NotIn.
+        pub operator: String,
+        pub values: Vec<i32>,
+    }
+}
+
+api_struct! {
+    pub struct OnPodConditionsPattern {
+        #[serde(rename = "type")]
+        pub kind: String,
+        /// True (the default), False or Unknown.
+        pub status: String,
+    }
+}
+
+api_struct! {
+    /// `spec.successPolicy` of an Indexed Job: the Job succeeds as soon as one rule holds.
+    pub struct SuccessPolicy {
+        pub rules: Vec<SuccessPolicyRule>,
+    }
+}
+
+api_struct! {
+    pub struct SuccessPolicyRule {
+        /// Indexes as `completedIndexes` writes them (`0-2,5`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub succeeded_indexes: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub succeeded_count: Option<i32>,
     }
 }
 

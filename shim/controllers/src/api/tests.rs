@@ -151,18 +151,96 @@ fn jobs_and_cronjobs_are_checked() {
     );
     let e = err(&job.replace("restartPolicy: Never", "restartPolicy: Always"));
     assert!(e.contains("spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"Never\", \"OnFailure\""), "{e}");
-    let e = err(&job.replace(
-        "  template:",
-        "  podFailurePolicy: {rules: []}\n  template:",
-    ));
+    let e = err(&job.replace("  template:", "  backoffLimitPerIndex: 1\n  template:"));
     assert!(
-        e.contains("spec.podFailurePolicy: Forbidden: not supported by podshim yet"),
+        e.contains("spec.backoffLimitPerIndex: Forbidden: not supported by podshim yet"),
         "{e}"
     );
     let cj = "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: c}\nspec:\n  schedule: '*/5 * * *'\n  concurrencyPolicy: Sometimes\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: OnFailure\n          containers: [{name: c, image: busybox:1.35}]\n";
     let e = err(cj);
     assert!(e.contains("spec.schedule: Invalid value: \"*/5 * * *\": expected exactly 5 fields, found 4: */5 * * *"), "{e}");
     assert!(e.contains("spec.concurrencyPolicy: Unsupported value: \"Sometimes\": supported values: \"Allow\", \"Forbid\", \"Replace\""), "{e}");
+}
+
+#[test]
+fn job_policies_are_checked() {
+    let job = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: j}\nspec:\n  completionMode: Indexed\n  completions: 4\n  parallelism: 2\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: main, image: busybox:1.35}]\n";
+    let with = |extra: &str| job.replace("  template:", &format!("{extra}  template:"));
+    let a = ok(&with("  podFailurePolicy:\n    rules:\n    - {action: Ignore, onPodConditions: [{type: DisruptionTarget}]}\n    - {action: FailJob, onExitCodes: {containerName: main, operator: In, values: [42]}}\n  successPolicy:\n    rules: [{succeededIndexes: '0,2-3', succeededCount: 2}]\n"));
+    let Workload::Job(j) = &a.workloads[0] else {
+        panic!()
+    };
+    let pfp = j.spec.pod_failure_policy.as_ref().unwrap();
+    assert_eq!(pfp.rules[0].on_pod_conditions[0].status, "True");
+    assert_eq!(j.spec.pod_replacement_policy.as_deref(), Some("Failed"));
+    let e = err(&with("  podFailurePolicy:\n    rules:\n    - {action: Retry, onExitCodes: {containerName: other, operator: In, values: [0, 3, 3, 2]}}\n    - {action: FailIndex, onExitCodes: {operator: Between, values: [1]}, onPodConditions: [{type: X, status: Maybe}]}\n    - {action: Count}\n"));
+    for want in [
+        "spec.podFailurePolicy.rules[0].action: Unsupported value: \"Retry\": supported values: \"Count\", \"FailIndex\", \"FailJob\", \"Ignore\"",
+        "spec.podFailurePolicy.rules[0].onExitCodes.containerName: Invalid value: \"other\": must be one of the container or initContainer names in the pod template",
+        "spec.podFailurePolicy.rules[0].onExitCodes.values[0]: Invalid value: 0: must not be 0 for the In operator",
+        "spec.podFailurePolicy.rules[0].onExitCodes.values[2]: Duplicate value: 3",
+        "spec.podFailurePolicy.rules[0].onExitCodes.values: Invalid value: []int32{0, 3, 3, 2}: must be ordered",
+        "spec.podFailurePolicy.rules[1].action: Invalid value: \"FailIndex\": requires the backoffLimitPerIndex to be set",
+        "spec.podFailurePolicy.rules[1].onExitCodes.operator: Unsupported value: \"Between\": supported values: \"In\", \"NotIn\"",
+        "spec.podFailurePolicy.rules[1].onPodConditions[0].status: Unsupported value: \"Maybe\": supported values: \"False\", \"True\", \"Unknown\"",
+        "spec.podFailurePolicy.rules[1]: Invalid value: specifying both OnExitCodes and OnPodConditions is not supported",
+        "spec.podFailurePolicy.rules[2]: Invalid value: specifying one of OnExitCodes and OnPodConditions is required",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in {e}");
+    }
+    let e = err(&with("  podFailurePolicy: {rules: [{action: Ignore, onExitCodes: {operator: In, values: [1]}}]}\n").replace("restartPolicy: Never", "restartPolicy: OnFailure"));
+    assert!(e.contains("spec.template.spec.restartPolicy: Invalid value: \"OnFailure\": only \"Never\" is supported when podFailurePolicy is specified"), "{e}");
+    let e = err(&with("  successPolicy:\n    rules: [{succeededIndexes: '0-5'}, {succeededIndexes: '2,1', succeededCount: 3}, {}]\n"));
+    for want in [
+        "spec.successPolicy.rules[0].succeededIndexes: Invalid value: \"0-5\": error parsing succeededIndexes: too large index: \"5\"",
+        "spec.successPolicy.rules[1].succeededIndexes: Invalid value: \"2,1\": error parsing succeededIndexes: non-increasing order, previous: 2, current: 1",
+        "spec.successPolicy.rules[2]: Required value: at least one of succeededCount or succeededIndexes must be specified",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in {e}");
+    }
+    let e = err(&with(
+        "  successPolicy: {rules: [{succeededIndexes: '0-1', succeededCount: 3}]}\n",
+    ));
+    assert!(e.contains("spec.successPolicy.rules[0].succeededCount: Invalid value: 3: must be less than or equal to 2 (the number of indexes in the specified succeededIndexes field)"), "{e}");
+    let e = err(&with("  successPolicy: {rules: [{succeededCount: 1}]}\n")
+        .replace("  completionMode: Indexed\n", ""));
+    assert!(e.contains("spec.successPolicy: Invalid value: batch.SuccessPolicy{Rules:[]batch.SuccessPolicyRule{batch.SuccessPolicyRule{SucceededIndexes:(*string)(nil), SucceededCount:1}}}: requires indexed completion mode"), "{e}");
+}
+
+#[test]
+fn cronjob_time_zones() {
+    let cj = "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: c}\nspec:\n  schedule: '30 2 * * *'\n  timeZone: Europe/Berlin\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: OnFailure\n          containers: [{name: c, image: busybox:1.35}]\n";
+    ok(cj);
+    let e = err(&cj.replace("Europe/Berlin", "Europe/Pariss"));
+    assert!(
+        e.contains(
+            "spec.timeZone: Invalid value: \"Europe/Pariss\": unknown time zone Europe/Pariss"
+        ),
+        "{e}"
+    );
+    let e = err(&cj.replace("Europe/Berlin", "Local"));
+    assert!(e.contains("spec.timeZone: Invalid value: \"Local\": timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones"), "{e}");
+    let e = err(&cj.replace("Europe/Berlin", "../../etc/passwd"));
+    assert!(
+        e.contains("spec.timeZone: Invalid value: \"../../etc/passwd\": unknown time zone ../../etc/passwd"),
+        "{e}"
+    );
+    let e = err(&cj.replace("Europe/Berlin", "''"));
+    assert!(
+        e.contains("spec.timeZone: Invalid value: \"\": timeZone must be nil or non-empty string"),
+        "{e}"
+    );
+    // A TZ prefix parses, and is then refused: only the refusal is reported.
+    let e = err(&cj
+        .replace("  timeZone: Europe/Berlin\n", "")
+        .replace("'30 2 * * *'", "'CRON_TZ=UTC 30 2 * * *'"));
+    assert_eq!(e.matches("spec.schedule").count(), 1, "{e}");
+    assert!(e.contains("spec.schedule: Invalid value: \"CRON_TZ=UTC 30 2 * * *\": cannot use TZ or CRON_TZ in schedule, use timeZone field instead"), "{e}");
+    let e = err(&cj.replace("'30 2 * * *'", "'TZ=Nowhere/Land 30 2 * * *'"));
+    assert!(
+        e.contains("provided bad location Nowhere/Land: unknown time zone Nowhere/Land"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -104,16 +104,23 @@ pub fn validate(w: &Workload, raw: &serde_json::Value) -> (Vec<FieldError>, Vec<
             }
             if s.schedule.is_empty() {
                 errs.push(FieldError::required(&spec.child("schedule"), ""));
-            } else if let Err(e) = crate::cron::Schedule::parse(&s.schedule) {
-                errs.push(FieldError::invalid(&spec.child("schedule"), &s.schedule, e));
+            } else {
+                // validateScheduleFormat: robfig's parser reads a TZ prefix, then the API
+                // server refuses it (the timeZone field replaced it).
+                if let Err(e) = crate::cron::parse_standard(&s.schedule) {
+                    errs.push(FieldError::invalid(&spec.child("schedule"), &s.schedule, e));
+                }
+                if s.schedule.contains("TZ") {
+                    errs.push(FieldError::invalid(
+                        &spec.child("schedule"),
+                        &s.schedule,
+                        "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+                    ));
+                }
             }
             if let Some(tz) = &s.time_zone {
-                if crate::cron::zone(tz).is_none() {
-                    errs.push(FieldError::invalid(
-                        &spec.child("timeZone"),
-                        tz,
-                        format!("unknown time zone {tz}"),
-                    ));
+                if let Some(e) = time_zone(tz) {
+                    errs.push(FieldError::invalid(&spec.child("timeZone"), tz, e));
                 }
             }
             match s.concurrency_policy.as_deref().unwrap_or("") {
@@ -486,18 +493,37 @@ fn job_spec(s: &JobSpec, spec: &FieldPath, with_selector: bool) -> Vec<FieldErro
             }
         }
     }
+    if let Some(p) = &s.pod_failure_policy {
+        errs.extend(super::job_policy::pod_failure_policy(
+            s,
+            p,
+            &spec.child("podFailurePolicy"),
+        ));
+    }
+    if let Some(p) = &s.success_policy {
+        errs.extend(super::job_policy::success_policy(
+            s,
+            p,
+            &spec.child("successPolicy"),
+        ));
+    }
     let rp = s.template.spec.restart_policy.as_deref().unwrap_or("");
+    let rp_path = spec.child("template").child("spec").child("restartPolicy");
     if !matches!(rp, "OnFailure" | "Never") {
         errs.push(FieldError::not_supported(
-            &spec.child("template").child("spec").child("restartPolicy"),
+            &rp_path,
             rp,
             &["OnFailure", "Never"],
+        ));
+    } else if s.pod_failure_policy.is_some() && rp != "Never" {
+        errs.push(FieldError::invalid(
+            &rp_path,
+            rp,
+            "only \"Never\" is supported when podFailurePolicy is specified",
         ));
     }
     let not_yet = "not supported by podshim yet";
     for (set, field) in [
-        (s.pod_failure_policy.is_some(), "podFailurePolicy"),
-        (s.success_policy.is_some(), "successPolicy"),
         (s.backoff_limit_per_index.is_some(), "backoffLimitPerIndex"),
         (s.max_failed_indexes.is_some(), "maxFailedIndexes"),
         (s.managed_by.is_some(), "managedBy"),
@@ -536,4 +562,30 @@ fn template(
         e.path = FieldPath::new(&format!("{path}.{}", e.path));
     }
     errs
+}
+
+/// validateTimeZone: IANA's naming rules (a part of at most 14 of `A-Za-z.-_0-9+`, not `.`,
+/// `..` or starting with `-`), not `Local`, and a zone this host's tz database has.
+fn time_zone(tz: &str) -> Option<String> {
+    if tz.is_empty() {
+        return Some("timeZone must be nil or non-empty string".into());
+    }
+    let valid_part = |p: &str| {
+        (1..=14).contains(&p.len())
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b))
+            && p != "."
+            && p != ".."
+            && !p.starts_with('-')
+    };
+    if !tz.split('/').all(valid_part) {
+        return Some(format!("unknown time zone {tz}"));
+    }
+    if tz.eq_ignore_ascii_case("Local") {
+        return Some(
+            "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones"
+                .into(),
+        );
+    }
+    crate::zone::Zone::load(tz).err().map(|e| e.to_string())
 }

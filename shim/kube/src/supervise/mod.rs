@@ -23,6 +23,7 @@ mod checks;
 mod lifecycle;
 mod notice;
 mod output;
+mod owners;
 mod probing;
 mod report;
 mod resizing;
@@ -35,6 +36,7 @@ mod track;
 
 pub use checks::Runner;
 pub use notice::{Notice, Reporter, Silent, What};
+pub use owners::{owners_request_path, set_owner_references};
 pub use stdin::socket_path as attach_socket;
 pub use stopping::{stop_request_path, stop_signal, StopRequest};
 
@@ -57,6 +59,15 @@ use crate::status;
 pub struct PodJob {
     pub plan: PodPlan,
     pub object: serde_json::Value,
+}
+
+/// What a detached supervisor (`podshim supervise`) reads on its stdin, from `podshim run -d`
+/// and from the controllers alike: the Pod to run and the restart back-off scale. Borrowed when
+/// written (a controller keeps its job), owned when read.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SupervisorInput<'a> {
+    pub job: std::borrow::Cow<'a, PodJob>,
+    pub backoff_scale: f64,
 }
 
 /// Options of a run.

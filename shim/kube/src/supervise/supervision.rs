@@ -45,6 +45,7 @@ impl Supervision<'_> {
         loop {
             let signalled = self.stop_sig.load(Ordering::SeqCst) != 0;
             if self.requests.swap(false, Ordering::SeqCst) {
+                self.take_owner_requests(pods);
                 self.take_stop_requests(pods);
                 self.take_resize_requests(pods, slots);
             }
