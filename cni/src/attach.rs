@@ -272,10 +272,7 @@ fn apply(
         Addressing::HostLocal { ipam, id, ifname } => {
             // Held until the veth is on the bridge: a detach deleting an idle bridge takes it.
             let lock = ipam.lock()?;
-            let had_lease = lock
-                .holders()?
-                .values()
-                .any(|h| h.id == id && (ifname.is_none() || h.ifname.as_deref() == ifname));
+            let had_lease = lock.held_by(id, ifname)?.is_some();
             let ip = lock.allocate_for(id, ifname)?;
             done.lease = !had_lease;
             let pod_ip = PodIp {
