@@ -3,7 +3,8 @@
 //! must still keep away from the running Pods whose required anti-affinity it would violate
 //! (the scheduler's symmetry), and finding those by reading every record made each `run` slower
 //! the more Pods ran; the markers make it a directory listing. The first look after an upgrade
-//! (no `.anti-marked` in the directory) reads every record once and marks what it finds.
+//! (no `.records-anti-marked` in the state directory) reads every record once and marks what
+//! it finds.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -13,8 +14,9 @@ use podshim_engine::config::Config;
 
 use super::{dir, entry, list_where, Entry, Record};
 
-/// Says that every record of the directory with an anti-affinity has its marker.
-const MARKED: &str = ".anti-marked";
+/// Says that every record with an anti-affinity has its marker (beside the records directory,
+/// which holds Pods' files only).
+const MARKED: &str = ".records-anti-marked";
 const ANTI: &[u8] = b"\"podAntiAffinity\"";
 
 fn marker(records: &Path, key: &str) -> std::path::PathBuf {
@@ -54,13 +56,14 @@ pub fn list(cfg: &Config) -> Vec<Entry> {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    if !names.contains(MARKED) {
+    let sentinel = cfg.state.join(MARKED);
+    if !sentinel.exists() {
         let found = list_where(cfg, |bytes| bytes.windows(ANTI.len()).any(|w| w == ANTI));
         let marked = found
             .iter()
             .all(|e| podshim_engine::private::write_file(&marker(&records, &e.key), b"").is_ok());
-        if marked && fs::create_dir_all(&records).is_ok() {
-            let _ = podshim_engine::private::write_file(&records.join(MARKED), b"");
+        if marked && fs::create_dir_all(&cfg.state).is_ok() {
+            let _ = podshim_engine::private::write_file(&sentinel, b"");
         }
         return found;
     }
@@ -119,7 +122,7 @@ mod tests {
         fs::remove_file(marker(&dir(&cfg), "default_old")).unwrap();
         let keys = |v: Vec<Entry>| v.into_iter().map(|e| e.key).collect::<Vec<_>>();
         assert_eq!(keys(list(&cfg)), ["default_away", "default_old"]);
-        assert!(dir(&cfg).join(MARKED).exists());
+        assert!(cfg.state.join(MARKED).exists());
         assert!(marker(&dir(&cfg), "default_old").exists());
         // From now on only the markers are looked at.
         assert_eq!(keys(list(&cfg)), ["default_away", "default_old"]);
