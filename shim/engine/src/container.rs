@@ -82,34 +82,26 @@ pub struct Container {
     pidfd: Option<OwnedFd>,
 }
 
-fn runtime_err<'a>(
-    id: &'a str,
-    action: &'static str,
-) -> impl FnOnce(libcontainer::error::LibcontainerError) -> Error + 'a {
-    move |e| Error::Runtime {
-        container: id.to_string(),
-        action,
-        detail: chain(&e),
-    }
+/// A container whose root filesystem is mounted, `config.json` written and journal record made:
+/// only libcontainer's create is left (and on its failure, undoing those).
+pub(crate) struct Prepared {
+    pub(crate) id: String,
+    pub(crate) runtime_dir: PathBuf,
+    pub(crate) bundle: PathBuf,
+    rootfs: PathBuf,
+    cgroup: String,
+    started: std::time::Instant,
 }
 
-impl Container {
-    /// Mount the root filesystem, write the bundle's `config.json` (0600: it holds the
-    /// environment) and create the container: its init waits for [`Container::start`]. Every
-    /// host resource is recorded in `journal` before it is made; on failure what was made is
-    /// removed again.
-    pub fn create(rt: &Runtime, journal: &mut Journal, mut c: Create) -> Result<Container, Error> {
+impl Prepared {
+    pub(crate) fn new(
+        rt: &Runtime,
+        journal: &mut Journal,
+        mut c: Create,
+    ) -> Result<(Prepared, Stdio), Error> {
         let runtime_dir = &rt.dir;
         let id = c.id.clone();
         let t = std::time::Instant::now();
-        let step = |s: &str| {
-            tracing::debug!(
-                container = id,
-                step = s,
-                elapsed_us = t.elapsed().as_micros() as u64,
-                "create"
-            )
-        };
         if runtime_dir.join(&id).join("state.json").exists() {
             return Err(Error::ContainerExists { id });
         }
@@ -143,8 +135,21 @@ impl Container {
         crate::private::create_dir_all(&c.bundle).map_err(Error::io("create", &c.bundle))?;
         crate::private::create_dir_all(runtime_dir).map_err(Error::io("create", runtime_dir))?;
         rootfs::mount(journal, &c.rootfs, &rootfs)?;
-        step("rootfs");
-        let made = (|| {
+        tracing::debug!(
+            container = id,
+            step = "rootfs",
+            elapsed_us = t.elapsed().as_micros() as u64,
+            "create"
+        );
+        let prepared = Prepared {
+            id: id.clone(),
+            runtime_dir: runtime_dir.to_path_buf(),
+            bundle: c.bundle.clone(),
+            rootfs,
+            cgroup,
+            started: t,
+        };
+        let written = (|| -> Result<(), Error> {
             let cgroups = Cgroups::detect()?;
             cgroups.harden(&mut c.spec, &rt.cgroup_skeleton)?;
             let config = c.bundle.join("config.json");
@@ -153,57 +158,113 @@ impl Container {
                 detail: e.to_string(),
             })?;
             crate::private::write_file(&config, &json).map_err(Error::io("write", &config))?;
-            journal.record(Resource::Container {
-                id: id.clone(),
-                runtime_dir: runtime_dir.to_path_buf(),
-                cgroup: (!cgroup.is_empty()).then(|| cgroup.clone()),
-            })?;
-            rt.spawner.create(&id, runtime_dir, &c.bundle, c.stdio)
+            journal.record(prepared.record())?;
+            Ok(())
         })();
-        let created = match made {
+        match written {
+            Ok(()) => Ok((prepared, c.stdio)),
+            Err(e) => Err(prepared.undo(journal, e)),
+        }
+    }
+
+    fn record(&self) -> Resource {
+        Resource::Container {
+            id: self.id.clone(),
+            runtime_dir: self.runtime_dir.clone(),
+            cgroup: (!self.cgroup.is_empty()).then(|| self.cgroup.clone()),
+        }
+    }
+
+    /// The container once libcontainer's create returned; on its failure the container's
+    /// records and root filesystem are removed again.
+    pub(crate) fn finish(
+        self,
+        journal: &mut Journal,
+        created: Result<crate::spawner::Created, Error>,
+    ) -> Result<Container, Error> {
+        let created = match created {
             Ok(created) => created,
-            Err(e) => {
-                let undo = [
-                    Resource::Container {
-                        id: id.clone(),
-                        runtime_dir: runtime_dir.to_path_buf(),
-                        cgroup: (!cgroup.is_empty()).then(|| cgroup.clone()),
-                    },
-                    Resource::Mount {
-                        path: rootfs.clone(),
-                    },
-                ];
-                let mut problems = Vec::new();
-                for r in undo {
-                    match teardown::remove(&r) {
-                        Ok(()) => {
-                            let _ = journal.forget(&r);
-                        }
-                        Err(p) => problems.push(p),
-                    }
-                }
-                return Err(if problems.is_empty() {
-                    e
-                } else {
-                    Error::Rollback {
-                        error: Box::new(e),
-                        rollback: problems,
-                    }
-                });
-            }
+            Err(e) => return Err(self.undo(journal, e)),
         };
-        step("created");
+        tracing::debug!(
+            container = self.id,
+            step = "created",
+            elapsed_us = self.started.elapsed().as_micros() as u64,
+            "create"
+        );
         Ok(Container {
-            id,
-            runtime_dir: runtime_dir.to_path_buf(),
-            bundle: c.bundle,
-            rootfs,
+            id: self.id,
+            runtime_dir: self.runtime_dir,
+            bundle: self.bundle,
+            rootfs: self.rootfs,
             pid: created.pid,
-            cgroup,
+            cgroup: self.cgroup,
             state: ContainerState::Created,
             exit: None,
             pidfd: created.pidfd,
         })
+    }
+
+    /// Remove the container's record and root filesystem again after `e`.
+    fn undo(self, journal: &mut Journal, e: Error) -> Error {
+        let undo = [
+            self.record(),
+            Resource::Mount {
+                path: self.rootfs.clone(),
+            },
+        ];
+        let mut problems = Vec::new();
+        for r in undo {
+            match teardown::remove(&r) {
+                Ok(()) => {
+                    let _ = journal.forget(&r);
+                }
+                Err(p) => problems.push(p),
+            }
+        }
+        if problems.is_empty() {
+            e
+        } else {
+            Error::Rollback {
+                error: Box::new(e),
+                rollback: problems,
+            }
+        }
+    }
+}
+
+fn runtime_err<'a>(
+    id: &'a str,
+    action: &'static str,
+) -> impl FnOnce(libcontainer::error::LibcontainerError) -> Error + 'a {
+    move |e| Error::Runtime {
+        container: id.to_string(),
+        action,
+        detail: chain(&e),
+    }
+}
+
+impl Container {
+    /// Mount the root filesystem, write the bundle's `config.json` (0600: it holds the
+    /// environment) and create the container: its init waits for [`Container::start`]. Every
+    /// host resource is recorded in `journal` before it is made; on failure what was made is
+    /// removed again.
+    pub fn create(rt: &Runtime, journal: &mut Journal, c: Create) -> Result<Container, Error> {
+        let (prepared, stdio) = Prepared::new(rt, journal, c)?;
+        let created =
+            rt.spawner
+                .create(&prepared.id, &prepared.runtime_dir, &prepared.bundle, stdio);
+        prepared.finish(journal, created)
+    }
+
+    /// Create several containers of one Pod at once (see [`crate::batch`]): the same as
+    /// [`Container::create`] for each, in order, with the runtime's forks and waits overlapping.
+    pub fn create_all(
+        rt: &Runtime,
+        journal: &mut Journal,
+        creates: Vec<Create>,
+    ) -> Vec<Result<Container, Error>> {
+        crate::batch::create_all(rt, journal, creates)
     }
 
     pub fn state(&self) -> ContainerState {
