@@ -263,6 +263,13 @@ fn apply(
                 if is_errno(&e, libc::EEXIST) {
                     // Either name may be taken: the host end here or the peer in the Pod.
                     nl("create veth (host end or pod interface exists)", host_veth)(e)
+                } else if is_errno(&e, libc::EXFULL) {
+                    // br_add_if: a bridge has port numbers 1 to 1,023 (BR_MAX_PORTS is 1,024);
+                    // the kernel then removes the new veth again.
+                    nl(
+                        "attach veth (the bridge has 1,023 ports, the kernel's limit: use a second bridge and subnet for more Pods)",
+                        host_veth,
+                    )(e)
                 } else {
                     nl("create veth", host_veth)(e)
                 }
