@@ -263,6 +263,13 @@ fn apply(
                 if is_errno(&e, libc::EEXIST) {
                     // Either name may be taken: the host end here or the peer in the Pod.
                     nl("create veth (host end or pod interface exists)", host_veth)(e)
+                } else if is_errno(&e, libc::EXFULL) {
+                    // br_add_if: a bridge has port numbers 1 to 1,023 (BR_MAX_PORTS is 1,024);
+                    // the kernel then removes the new veth again.
+                    nl(
+                        "attach veth (the bridge has 1,023 ports, the kernel's limit: use a second bridge and subnet for more Pods)",
+                        host_veth,
+                    )(e)
                 } else {
                     nl("create veth", host_veth)(e)
                 }
@@ -272,10 +279,7 @@ fn apply(
         Addressing::HostLocal { ipam, id, ifname } => {
             // Held until the veth is on the bridge: a detach deleting an idle bridge takes it.
             let lock = ipam.lock()?;
-            let had_lease = lock
-                .holders()?
-                .values()
-                .any(|h| h.id == id && (ifname.is_none() || h.ifname.as_deref() == ifname));
+            let had_lease = lock.held_by(id, ifname)?.is_some();
             let ip = lock.allocate_for(id, ifname)?;
             done.lease = !had_lease;
             let pod_ip = PodIp {

@@ -10,6 +10,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use libcontainer::oci_spec::runtime::{
     LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder, Spec,
 };
 
+mod detect;
 mod driver;
 mod limits;
 mod paths;
@@ -101,8 +103,24 @@ pub struct Cgroups {
 }
 
 impl Cgroups {
-    /// Read the hierarchies from `/proc/self/mountinfo`.
+    /// The host's hierarchies, found once per process: they are mounted at boot and do not
+    /// change while podshim runs, and a Pod start asks for them several times.
     pub fn detect() -> Result<Self, CgroupError> {
+        static DETECTED: OnceLock<Cgroups> = OnceLock::new();
+        if let Some(c) = DETECTED.get() {
+            return Ok(c.clone());
+        }
+        let found = match detect::from_sysfs(Path::new(detect::ROOT)) {
+            Some(c) => c,
+            None => Self::from_mountinfo_file()?,
+        };
+        Ok(DETECTED.get_or_init(|| found).clone())
+    }
+
+    /// Read the hierarchies from `/proc/self/mountinfo`, which grows with every mount of every
+    /// Pod (its text costs the kernel about a microsecond a line): only the fallback for a host
+    /// whose `/sys/fs/cgroup` is not laid out as systemd and cgroupfs-mount lay it out.
+    fn from_mountinfo_file() -> Result<Self, CgroupError> {
         let path = PathBuf::from("/proc/self/mountinfo");
         let text =
             fs::read_to_string(&path).map_err(|source| CgroupError::Mounts { path, source })?;
@@ -157,6 +175,10 @@ impl Cgroups {
                 _ => {}
             }
         }
+        Self::from_hierarchies(hierarchies)
+    }
+
+    fn from_hierarchies(hierarchies: Vec<Hierarchy>) -> Result<Self, CgroupError> {
         let v1 = hierarchies.iter().any(|h| !h.v2);
         let v2 = hierarchies.iter().any(|h| h.v2);
         let mode = match (v1, v2) {

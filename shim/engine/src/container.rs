@@ -82,34 +82,29 @@ pub struct Container {
     pidfd: Option<OwnedFd>,
 }
 
-fn runtime_err<'a>(
-    id: &'a str,
-    action: &'static str,
-) -> impl FnOnce(libcontainer::error::LibcontainerError) -> Error + 'a {
-    move |e| Error::Runtime {
-        container: id.to_string(),
-        action,
-        detail: chain(&e),
-    }
+/// A container whose root filesystem is mounted, `config.json` written and journal record made:
+/// only libcontainer's create is left (and on its failure, undoing those).
+pub(crate) struct Prepared {
+    pub(crate) id: String,
+    pub(crate) runtime_dir: PathBuf,
+    pub(crate) bundle: PathBuf,
+    rootfs: PathBuf,
+    cgroup: String,
+    /// The devices the systemd driver's scope must be given (libcontainer's systemd manager
+    /// applies none on cgroup v2): `Some` only for a systemd `cgroupsPath`.
+    scope_devices: Option<Option<Vec<libcontainer::oci_spec::runtime::LinuxDeviceCgroup>>>,
+    started: std::time::Instant,
 }
 
-impl Container {
-    /// Mount the root filesystem, write the bundle's `config.json` (0600: it holds the
-    /// environment) and create the container: its init waits for [`Container::start`]. Every
-    /// host resource is recorded in `journal` before it is made; on failure what was made is
-    /// removed again.
-    pub fn create(rt: &Runtime, journal: &mut Journal, mut c: Create) -> Result<Container, Error> {
+impl Prepared {
+    pub(crate) fn new(
+        rt: &Runtime,
+        journal: &mut Journal,
+        mut c: Create,
+    ) -> Result<(Prepared, Stdio), Error> {
         let runtime_dir = &rt.dir;
         let id = c.id.clone();
         let t = std::time::Instant::now();
-        let step = |s: &str| {
-            tracing::debug!(
-                container = id,
-                step = s,
-                elapsed_us = t.elapsed().as_micros() as u64,
-                "create"
-            )
-        };
         if runtime_dir.join(&id).join("state.json").exists() {
             return Err(Error::ContainerExists { id });
         }
@@ -143,8 +138,22 @@ impl Container {
         crate::private::create_dir_all(&c.bundle).map_err(Error::io("create", &c.bundle))?;
         crate::private::create_dir_all(runtime_dir).map_err(Error::io("create", runtime_dir))?;
         rootfs::mount(journal, &c.rootfs, &rootfs)?;
-        step("rootfs");
-        let made = (|| {
+        tracing::debug!(
+            container = id,
+            step = "rootfs",
+            elapsed_us = t.elapsed().as_micros() as u64,
+            "create"
+        );
+        let prepared = Prepared {
+            id: id.clone(),
+            runtime_dir: runtime_dir.to_path_buf(),
+            bundle: c.bundle.clone(),
+            rootfs,
+            cgroup,
+            scope_devices: scope_devices(&c.spec),
+            started: t,
+        };
+        let written = (|| -> Result<(), Error> {
             let cgroups = Cgroups::detect()?;
             cgroups.harden(&mut c.spec, &rt.cgroup_skeleton)?;
             let config = c.bundle.join("config.json");
@@ -153,59 +162,118 @@ impl Container {
                 detail: e.to_string(),
             })?;
             crate::private::write_file(&config, &json).map_err(Error::io("write", &config))?;
-            journal.record(Resource::Container {
-                id: id.clone(),
-                runtime_dir: runtime_dir.to_path_buf(),
-                cgroup: (!cgroup.is_empty()).then(|| cgroup.clone()),
-            })?;
-            let created = rt.spawner.create(&id, runtime_dir, &c.bundle, c.stdio)?;
-            systemd_scope_devices(&id, &c.spec, &cgroup)?;
-            Ok(created)
+            journal.record(prepared.record())?;
+            Ok(())
         })();
-        let created = match made {
-            Ok(created) => created,
-            Err(e) => {
-                let undo = [
-                    Resource::Container {
-                        id: id.clone(),
-                        runtime_dir: runtime_dir.to_path_buf(),
-                        cgroup: (!cgroup.is_empty()).then(|| cgroup.clone()),
-                    },
-                    Resource::Mount {
-                        path: rootfs.clone(),
-                    },
-                ];
-                let mut problems = Vec::new();
-                for r in undo {
-                    match teardown::remove(&r) {
-                        Ok(()) => {
-                            let _ = journal.forget(&r);
-                        }
-                        Err(p) => problems.push(p),
-                    }
-                }
-                return Err(if problems.is_empty() {
-                    e
-                } else {
-                    Error::Rollback {
-                        error: Box::new(e),
-                        rollback: problems,
-                    }
-                });
+        match written {
+            Ok(()) => Ok((prepared, c.stdio)),
+            Err(e) => Err(prepared.undo(journal, e)),
+        }
+    }
+
+    fn record(&self) -> Resource {
+        Resource::Container {
+            id: self.id.clone(),
+            runtime_dir: self.runtime_dir.clone(),
+            cgroup: (!self.cgroup.is_empty()).then(|| self.cgroup.clone()),
+        }
+    }
+
+    /// The container once libcontainer's create returned; on its failure the container's
+    /// records and root filesystem are removed again.
+    pub(crate) fn finish(
+        self,
+        journal: &mut Journal,
+        created: Result<crate::spawner::Created, Error>,
+    ) -> Result<Container, Error> {
+        let created = match created.and_then(|created| {
+            if let Some(devices) = &self.scope_devices {
+                systemd_scope_devices(&self.id, devices, &self.cgroup)?;
             }
+            Ok(created)
+        }) {
+            Ok(created) => created,
+            Err(e) => return Err(self.undo(journal, e)),
         };
-        step("created");
+        tracing::debug!(
+            container = self.id,
+            step = "created",
+            elapsed_us = self.started.elapsed().as_micros() as u64,
+            "create"
+        );
         Ok(Container {
-            id,
-            runtime_dir: runtime_dir.to_path_buf(),
-            bundle: c.bundle,
-            rootfs,
+            id: self.id,
+            runtime_dir: self.runtime_dir,
+            bundle: self.bundle,
+            rootfs: self.rootfs,
             pid: created.pid,
-            cgroup,
+            cgroup: self.cgroup,
             state: ContainerState::Created,
             exit: None,
             pidfd: created.pidfd,
         })
+    }
+
+    /// Remove the container's record and root filesystem again after `e`.
+    fn undo(self, journal: &mut Journal, e: Error) -> Error {
+        let undo = [
+            self.record(),
+            Resource::Mount {
+                path: self.rootfs.clone(),
+            },
+        ];
+        let mut problems = Vec::new();
+        for r in undo {
+            match teardown::remove(&r) {
+                Ok(()) => {
+                    let _ = journal.forget(&r);
+                }
+                Err(p) => problems.push(p),
+            }
+        }
+        if problems.is_empty() {
+            e
+        } else {
+            Error::Rollback {
+                error: Box::new(e),
+                rollback: problems,
+            }
+        }
+    }
+}
+
+fn runtime_err<'a>(
+    id: &'a str,
+    action: &'static str,
+) -> impl FnOnce(libcontainer::error::LibcontainerError) -> Error + 'a {
+    move |e| Error::Runtime {
+        container: id.to_string(),
+        action,
+        detail: chain(&e),
+    }
+}
+
+impl Container {
+    /// Mount the root filesystem, write the bundle's `config.json` (0600: it holds the
+    /// environment) and create the container: its init waits for [`Container::start`]. Every
+    /// host resource is recorded in `journal` before it is made; on failure what was made is
+    /// removed again.
+    pub fn create(rt: &Runtime, journal: &mut Journal, c: Create) -> Result<Container, Error> {
+        let (prepared, stdio) = Prepared::new(rt, journal, c)?;
+        let created =
+            rt.spawner
+                .create(&prepared.id, &prepared.runtime_dir, &prepared.bundle, stdio);
+        prepared.finish(journal, created)
+    }
+
+    /// Create several containers of one Pod at once (see [`crate::batch`]): the same as
+    /// [`Container::create`] for each, in order, with the runtime's forks and waits overlapping.
+    pub fn create_all(
+        rt: &Runtime,
+        journal: &mut Journal,
+        creates: Vec<Create>,
+    ) -> Vec<Result<Container, Error>> {
+        crate::batch::create_all(rt, journal, creates)
     }
 
     pub fn state(&self) -> ContainerState {
@@ -389,24 +457,29 @@ impl Container {
     }
 }
 
-/// libcontainer's systemd manager applies no device rules (and sets no `DeviceAllow=`): on
-/// cgroup v2 they are an eBPF program that only its cgroupfs manager attaches. So for a
-/// container in a systemd scope, attach it to the scope here, after libcontainer made the
-/// container and before its process starts (its init waits for `start`).
-fn systemd_scope_devices(id: &str, spec: &Spec, cgroup: &str) -> Result<(), Error> {
-    let Some(linux) = spec.linux() else {
-        return Ok(());
-    };
+/// The device rules of a container whose `cgroupsPath` is in the systemd driver's form.
+fn scope_devices(
+    spec: &Spec,
+) -> Option<Option<Vec<libcontainer::oci_spec::runtime::LinuxDeviceCgroup>>> {
+    let linux = spec.linux().as_ref()?;
     let systemd = linux
         .cgroups_path()
         .as_ref()
         .is_some_and(|p| crate::cgroups::is_systemd_path(&p.display().to_string()));
-    if !systemd {
-        return Ok(());
-    }
-    let devices = linux.resources().as_ref().and_then(|r| r.devices().clone());
+    systemd.then(|| linux.resources().as_ref().and_then(|r| r.devices().clone()))
+}
+
+/// libcontainer's systemd manager applies no device rules (and sets no `DeviceAllow=`): on
+/// cgroup v2 they are an eBPF program that only its cgroupfs manager attaches. So for a
+/// container in a systemd scope, attach it to the scope here, after libcontainer made the
+/// container and before its process starts (its init waits for `start`).
+fn systemd_scope_devices(
+    id: &str,
+    devices: &Option<Vec<libcontainer::oci_spec::runtime::LinuxDeviceCgroup>>,
+    cgroup: &str,
+) -> Result<(), Error> {
     let dir = Path::new("/sys/fs/cgroup").join(cgroup.trim_start_matches('/'));
-    libcgroups::v2::devices::controller::Devices::apply_devices(&dir, &devices).map_err(|e| {
+    libcgroups::v2::devices::controller::Devices::apply_devices(&dir, devices).map_err(|e| {
         Error::Runtime {
             container: id.to_string(),
             action: "apply the device rules of",

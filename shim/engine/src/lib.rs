@@ -7,6 +7,7 @@
 //! CLI, the containerd shim) call it; it calls nothing above it.
 
 pub mod arglimit;
+mod batch;
 pub mod cgroups;
 pub mod config;
 pub mod container;

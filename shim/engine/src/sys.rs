@@ -201,14 +201,25 @@ pub fn set_window_size(fd: impl AsFd, size: WinSize) -> io::Result<()> {
 
 /// `fork(2)`: `None` in the child, the child's PID in the parent.
 ///
-/// Only for the runtime helper, forked before the program starts any thread (the caller checks).
+/// Only for a process that has a single thread (the caller checks): the runtime helper, forked
+/// before the program starts any thread, and the workers that create a Pod's containers at once
+/// (`crate::batch`).
 pub fn fork() -> io::Result<Option<nix::unistd::Pid>> {
     // SAFETY: the caller has verified that this process has a single thread, so the child gets a
-    // consistent copy of every lock and allocator state; it then only runs the helper loop.
+    // consistent copy of every lock and allocator state; it then runs the helper loop or one
+    // container's create and `_exit`s.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => Ok(None),
         nix::unistd::ForkResult::Parent { child } => Ok(Some(child)),
     }
+}
+
+/// `_exit(2)`: end a forked worker at once, without the exit handlers and buffered output the
+/// parent's copy of this process still owns.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` takes no pointers and never returns; skipping destructors and atexit
+    // handlers is the point (they belong to the parent).
+    unsafe { libc::_exit(code) }
 }
 
 /// Makes a child started by `cmd` inherit only its standard streams.

@@ -13,6 +13,8 @@ use crate::pod::teardown::start_time;
 use crate::status::PodStatus;
 use podshim_engine::config::Config;
 
+pub mod anti;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     #[error("cannot write the pod record {path}")]
@@ -104,7 +106,8 @@ impl Record {
         let data = serde_json::to_vec_pretty(self).map_err(|e| err(e.into()))?;
         let mut f = podshim_engine::private::create_file(&tmp).map_err(err)?;
         f.write_all(&data).map_err(err)?;
-        fs::rename(&tmp, path).map_err(err)
+        fs::rename(&tmp, path).map_err(err)?;
+        anti::mark(self, path).map_err(err)
     }
 
     pub fn load(path: &Path) -> Result<Record, RecordError> {
@@ -207,6 +210,7 @@ pub fn settle_lost(cfg: &Config, key: &str) {
 /// already gone is no error.
 pub fn remove(cfg: &Config, key: &str) -> Result<(), RecordError> {
     let record = path(cfg, key);
+    anti::unmark(cfg, key);
     for extra in [
         record.with_extension("json.tmp"),
         dir(cfg).join(format!("{key}.stop")),

@@ -36,8 +36,8 @@ fn running(cfg: &Config, manifest: &Manifest, replacing: bool) -> Vec<Pod> {
     };
     // The Pods here matter to the scheduler's InterPodAffinity and PodTopologySpread only:
     // all of them when a Pod of the manifest has such terms, else only those whose required
-    // anti-affinity could keep a new Pod away (symmetry). Found by a look at each record's
-    // bytes, so that a plain Pod's start does not parse every other Pod's record.
+    // anti-affinity could keep a new Pod away (symmetry), found by their records' markers, so
+    // that a plain Pod's start reads no other Pod's record.
     let needs_all = manifest.pods.iter().any(|p| {
         !p.spec.topology_spread_constraints.is_empty()
             || p.spec
@@ -45,11 +45,12 @@ fn running(cfg: &Config, manifest: &Manifest, replacing: bool) -> Vec<Pod> {
                 .as_ref()
                 .is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
     });
-    let anti = b"\"podAntiAffinity\"";
-    record::list_where(cfg, |bytes| {
-        needs_all || bytes.windows(anti.len()).any(|w| w == anti)
-    })
-    .into_iter()
+    let records = match needs_all {
+        true => record::list(cfg),
+        false => record::anti::list(cfg),
+    };
+    records
+        .into_iter()
         .filter(|e| !matches!(e.status().phase.as_str(), "Succeeded" | "Failed"))
         .filter(|e| !e.record.terminating)
         .filter(|e| !replaced(&e.record.namespace, &e.record.name))

@@ -160,6 +160,69 @@ pub fn start(
     sandbox: &mut Sandbox,
     plan: &ContainerPlan,
 ) -> Result<Started, PodError> {
+    start_all(cfg, sandbox, std::slice::from_ref(plan))
+        .pop()
+        .expect("one result per plan")
+}
+
+/// Create and start several containers of the sandbox whose order does not matter (app
+/// containers): each is prepared here in turn, the engine creates them at once (see
+/// `Container::create_all`), then each is started. One result per plan, in order.
+pub fn start_all(
+    cfg: &Config,
+    sandbox: &mut Sandbox,
+    plans: &[ContainerPlan],
+) -> Vec<Result<Started, PodError>> {
+    let t = std::time::Instant::now();
+    let mut prepared = Vec::with_capacity(plans.len());
+    for plan in plans {
+        prepared.push(prepare(cfg, sandbox, plan));
+    }
+    let creates: Vec<Create> = prepared
+        .iter_mut()
+        .filter_map(|p| p.as_mut().ok().and_then(|p| p.create.take()))
+        .collect();
+    let mut created =
+        Container::create_all(&cfg.runtime(), &mut sandbox.journal, creates).into_iter();
+    let results = prepared
+        .into_iter()
+        .map(|p| {
+            let p = p?;
+            let mut container = created.next().expect("one result per create")?;
+            container.start()?;
+            tracing::debug!(
+                container = p.id,
+                elapsed_us = t.elapsed().as_micros() as u64,
+                "started"
+            );
+            Ok(Started {
+                id: p.id,
+                pid: container.pid,
+                stdout: p.stdout,
+                stderr: p.stderr,
+                stdin: p.stdin,
+            })
+        })
+        .collect();
+    results
+}
+
+/// A container ready for the engine's create: its spec written out, its output pipes made.
+struct Prepared {
+    id: String,
+    create: Option<Create>,
+    stdout: File,
+    stderr: File,
+    stdin: Option<File>,
+}
+
+/// Everything of a container's start before the runtime's create: its root filesystem, user,
+/// environment, mounts and spec.
+fn prepare(
+    cfg: &Config,
+    sandbox: &mut Sandbox,
+    plan: &ContainerPlan,
+) -> Result<Prepared, PodError> {
     let name = plan.name.clone();
     let t = std::time::Instant::now();
     let step = |s: &str| {
@@ -362,13 +425,10 @@ pub fn start(
             sandbox.oom_base.insert(name.clone(), n);
         }
     }
-    let mut container = Container::create(&cfg.runtime(), &mut sandbox.journal, create)?;
-    step("created");
-    container.start()?;
-    step("started");
-    Ok(Started {
+    step("prepared");
+    Ok(Prepared {
         id,
-        pid: container.pid,
+        create: Some(create),
         stdout: File::from(out_r),
         stderr: File::from(err_r),
         stdin: stdin_w,

@@ -16,20 +16,44 @@ use super::Supervision;
 use crate::logs;
 use crate::pod::chain;
 use crate::pod::container::{
-    exec_failure, oom_killed, remove_container, start, termination_message,
+    exec_failure, oom_killed, remove_container, start_all, termination_message, ContainerPlan,
+    Started,
 };
 use crate::pod::order::Role;
 use crate::pod::restart::{exit_code, Backoff};
+use crate::pod::PodError;
 use crate::status::Terminated;
 
 impl Supervision<'_> {
-    pub(super) fn start_slot(&mut self, pods: &mut [PodRun], slots: &mut [Slot], i: usize) {
+    /// Start the due containers `due` (slots of one Pod whose order does not matter) at once.
+    pub(super) fn start_slots(&mut self, pods: &mut [PodRun], slots: &mut [Slot], due: &[usize]) {
+        let Some(&first) = due.first() else { return };
+        let pod = &mut pods[slots[first].pod];
+        let plans: Vec<_> = due
+            .iter()
+            .map(|&i| pod.plan.container(slots[i].index).clone())
+            .collect();
+        let sandbox = pod.sandbox.as_mut().expect("live sandbox");
+        let results = start_all(self.cfg, sandbox, &plans);
+        for ((&i, plan), result) in due.iter().zip(plans).zip(results) {
+            self.started(pods, slots, i, plan, result);
+        }
+    }
+
+    /// What follows a container's start, or its failure to start.
+    fn started(
+        &mut self,
+        pods: &mut [PodRun],
+        slots: &mut [Slot],
+        i: usize,
+        plan: ContainerPlan,
+        result: Result<Started, PodError>,
+    ) {
         let s = &mut slots[i];
         let pod = &mut pods[s.pod];
         pod.dirty = true;
-        let plan = pod.plan.container(s.index).clone();
         let sandbox = pod.sandbox.as_mut().expect("live sandbox");
-        match start(self.cfg, sandbox, &plan) {
+        match result {
             Ok(started) => {
                 let path = logs::file(&pod.log_dir, &plan.name, s.restarts);
                 let log = match logs::Writer::create(&path) {

@@ -77,15 +77,26 @@ impl Supervision<'_> {
                     self.stop_pod(pods, p, slots);
                 }
             }
-            // Start what is due.
+            // Start what is due: init containers and sidecars one by one, in order (the next
+            // may only start once they run or are done); app containers of a Pod that are due
+            // together, at once, after them.
             let now = Instant::now();
             let mut started = false;
+            let mut apps: Vec<usize> = Vec::new();
             for i in 0..slots.len() {
+                if apps.first().is_some_and(|&a| slots[a].pod != slots[i].pod) {
+                    self.start_slots(pods, slots, &std::mem::take(&mut apps));
+                }
                 if may_start(pods, slots, i).is_some_and(|at| at <= now) {
-                    self.start_slot(pods, slots, i);
                     started = true;
+                    if slots[i].role == Role::App {
+                        apps.push(i);
+                    } else {
+                        self.start_slots(pods, slots, &[i]);
+                    }
                 }
             }
+            self.start_slots(pods, slots, &apps);
             self.run_probes(pods, slots);
             self.expire_checks(pods, slots);
             self.advance_kills(slots);
