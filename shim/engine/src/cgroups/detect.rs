@@ -38,13 +38,21 @@ pub(super) fn from_sysfs(root: &Path) -> Option<Cgroups> {
 /// The hierarchies mounted on the directories of `root` (a tmpfs), checked against `own`, the
 /// text of `/proc/self/cgroup` (`ID:controllers:path` lines, see cgroups(7)).
 fn from_dirs(root: &Path, own: &str) -> Option<Cgroups> {
-    let (mut controller_sets, mut named) = (Vec::new(), BTreeSet::new());
+    // The hierarchy IDs give the order the hierarchies were mounted in (the kernel numbers
+    // them as they are made), which is mountinfo's order: containers see their cgroup
+    // directories in that order, as under runc.
+    let (mut controller_sets, mut named) = (Vec::new(), Vec::new());
     for line in own.lines() {
-        let list = line.split(':').nth(1)?;
+        let mut fields = line.split(':');
+        let id: u32 = fields.next()?.parse().ok()?;
+        let list = fields.next()?;
         if let Some(name) = list.strip_prefix("name=") {
-            named.insert(name.to_string());
+            named.push((name.to_string(), id));
         } else if !list.is_empty() {
-            controller_sets.push(list.split(',').map(str::to_string).collect::<BTreeSet<_>>());
+            controller_sets.push((
+                list.split(',').map(str::to_string).collect::<BTreeSet<_>>(),
+                id,
+            ));
         }
     }
     let mut dirs: Vec<_> = fs::read_dir(root)
@@ -55,12 +63,15 @@ fn from_dirs(root: &Path, own: &str) -> Option<Cgroups> {
         .collect();
     dirs.sort();
     let mut hierarchies = Vec::new();
+    let mut order = Vec::new();
     let mut matched = 0;
     for dir in dirs {
         let mount = root.join(&dir);
         let Ok(st) = statfs(&mount) else { continue };
         let kind = st.filesystem_type();
         if kind == CGROUP2_SUPER_MAGIC {
+            // A hybrid host's cgroup2 mount (`unified`) comes after the v1 hierarchies.
+            order.push(u32::MAX);
             hierarchies.push(Hierarchy {
                 mount,
                 controllers: vec![],
@@ -68,14 +79,16 @@ fn from_dirs(root: &Path, own: &str) -> Option<Cgroups> {
             });
         } else if kind == CGROUP_SUPER_MAGIC {
             let set: BTreeSet<String> = dir.split(',').map(str::to_string).collect();
-            let controllers = if controller_sets.contains(&set) {
-                matched += 1;
-                set.into_iter().collect()
-            } else if named.contains(&dir) {
-                vec![]
-            } else {
-                return None;
-            };
+            let (controllers, id) =
+                if let Some((_, id)) = controller_sets.iter().find(|(s, _)| *s == set) {
+                    matched += 1;
+                    (set.into_iter().collect(), *id)
+                } else if let Some((_, id)) = named.iter().find(|(n, _)| *n == dir) {
+                    (vec![], *id)
+                } else {
+                    return None;
+                };
+            order.push(id);
             hierarchies.push(Hierarchy {
                 mount,
                 controllers,
@@ -87,7 +100,9 @@ fn from_dirs(root: &Path, own: &str) -> Option<Cgroups> {
     if matched != controller_sets.len() {
         return None;
     }
-    Cgroups::from_hierarchies(hierarchies).ok()
+    let mut keyed: Vec<_> = order.into_iter().zip(hierarchies).collect();
+    keyed.sort_by_key(|(id, _)| *id);
+    Cgroups::from_hierarchies(keyed.into_iter().map(|(_, h)| h).collect()).ok()
 }
 
 #[cfg(test)]
@@ -116,6 +131,21 @@ mod tests {
             h
         };
         assert_eq!(sorted(&by_dirs), sorted(&by_mounts));
+    }
+
+    #[test]
+    fn lists_the_hierarchies_in_mountinfos_order() {
+        // Containers see their cgroup directories in this order, as under runc.
+        let under_root = |c: &Cgroups| {
+            c.hierarchies
+                .iter()
+                .filter(|h| h.mount.starts_with(ROOT) && h.mount != Path::new(ROOT))
+                .map(|h| h.mount.clone())
+                .collect::<Vec<_>>()
+        };
+        let by_mounts = Cgroups::from_mountinfo_file().unwrap();
+        let by_dirs = from_sysfs(Path::new(ROOT)).expect("the usual layout");
+        assert_eq!(under_root(&by_dirs), under_root(&by_mounts));
     }
 
     #[test]

@@ -57,12 +57,17 @@ pub fn list(cfg: &Config) -> Vec<Entry> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     let sentinel = cfg.state.join(MARKED);
+    // No records yet (nor a state directory, which a dry run must not make): nothing to mark,
+    // and every record written from now on is marked as it is written.
+    if !records.is_dir() {
+        return Vec::new();
+    }
     if !sentinel.exists() {
         let found = list_where(cfg, |bytes| bytes.windows(ANTI.len()).any(|w| w == ANTI));
         let marked = found
             .iter()
             .all(|e| podshim_engine::private::write_file(&marker(&records, &e.key), b"").is_ok());
-        if marked && fs::create_dir_all(&cfg.state).is_ok() {
+        if marked {
             let _ = podshim_engine::private::write_file(&sentinel, b"");
         }
         return found;
