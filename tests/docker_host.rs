@@ -9,7 +9,6 @@
 //! touched: the namespace and everything Docker set up in it go when it is deleted. dockerd is
 //! stopped by PID; a trust key it made in /etc/docker is removed if it was not there before.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -178,18 +177,7 @@ impl DockerHost {
              s.bind(('0.0.0.0',{port}))\ns.listen(1)\nprint('ready',flush=True)\n\
              c,a=s.accept()\nc.recv(1024)\nc.sendall(b'from '+a[0].encode()+b'\\n')\nc.close()\n"
         );
-        let mut child = self
-            .enter(&self.remote)
-            .args(["python3", "-c", &py])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready");
-        child
+        spawn_ready(self.enter(&self.remote).args(["python3", "-c", &py]))
     }
 }
 

@@ -139,18 +139,7 @@ impl Remote {
              s.bind(('0.0.0.0',{port}))\ns.listen(1)\nprint('ready',flush=True)\n\
              c,a=s.accept()\nc.recv(1024)\nc.sendall(b'HTTP/1.0 200 OK\\r\\n\\r\\nfrom '+a[0].encode()+b'\\n')\nc.close()\n"
         );
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "python3", "-c", &py])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        use std::io::BufRead;
-        std::io::BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready");
-        child
+        spawn_ready(Command::new("ip").args(["netns", "exec", &self.ns, "python3", "-c", &py]))
     }
 }
 

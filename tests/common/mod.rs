@@ -550,6 +550,19 @@ pub fn host_veth(uid: &str) -> String {
 }
 
 /// Wait for a child with a deadline; on timeout it is killed and the test fails.
+/// Starts `cmd` with its stdout piped and waits for its first line, which must be `ready` (a
+/// helper server saying it listens).
+pub fn spawn_ready(cmd: &mut Command) -> Child {
+    use std::io::BufRead;
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    child
+}
+
 pub fn wait_output(mut child: Child, timeout: Duration) -> Output {
     let deadline = Instant::now() + timeout;
     loop {

@@ -13,23 +13,8 @@ use crate::pods::Context;
 use crate::process::{self, Key};
 use crate::store::StoreError;
 
-/// What `apply` did to one object (kubectl's words).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Created,
-    Configured,
-    Unchanged,
-}
-
-impl Outcome {
-    pub fn word(self) -> &'static str {
-        match self {
-            Outcome::Created => "created",
-            Outcome::Configured => "configured",
-            Outcome::Unchanged => "unchanged",
-        }
-    }
-}
+/// What `apply` did to one object (kubectl's words): the same as for a claim.
+pub use podshim_kube::storage::Outcome;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {

@@ -18,16 +18,20 @@ pub fn validate(w: &Workload, raw: &serde_json::Value) -> (Vec<FieldError>, Vec<
     let mut warnings = Vec::new();
     let spec = FieldPath::new("spec");
     let ns = w.namespace().to_string();
+    // The Pod template of every kind but CronJob: `spec.template`.
+    let spec_template = |t: &PodTemplateSpec, warnings: &mut Vec<String>| {
+        template(
+            t,
+            &ns,
+            &spec.child("template"),
+            raw.pointer("/spec/template"),
+            warnings,
+        )
+    };
     match w {
         Workload::Deployment(d) => {
             errs.extend(deployment(&d.spec, &spec));
-            errs.extend(template(
-                &d.spec.template,
-                &ns,
-                &spec.child("template"),
-                raw.pointer("/spec/template"),
-                &mut warnings,
-            ));
+            errs.extend(spec_template(&d.spec.template, &mut warnings));
         }
         Workload::ReplicaSet(r) => {
             let s = &r.spec;
@@ -39,13 +43,7 @@ pub fn validate(w: &Workload, raw: &serde_json::Value) -> (Vec<FieldError>, Vec<
             );
             errs.extend(selector_and_labels(s.selector.as_ref(), &s.template, &spec));
             errs.extend(always(&s.template, &spec.child("template")));
-            errs.extend(template(
-                &s.template,
-                &ns,
-                &spec.child("template"),
-                raw.pointer("/spec/template"),
-                &mut warnings,
-            ));
+            errs.extend(spec_template(&s.template, &mut warnings));
         }
         Workload::DaemonSet(d) => {
             let s = &d.spec;
@@ -75,23 +73,11 @@ pub fn validate(w: &Workload, raw: &serde_json::Value) -> (Vec<FieldError>, Vec<
                     errs.extend(rolling_update(ru, &us.child("rollingUpdate")));
                 }
             }
-            errs.extend(template(
-                &s.template,
-                &ns,
-                &spec.child("template"),
-                raw.pointer("/spec/template"),
-                &mut warnings,
-            ));
+            errs.extend(spec_template(&s.template, &mut warnings));
         }
         Workload::Job(j) => {
             errs.extend(job_spec(&j.spec, &spec, true));
-            errs.extend(template(
-                &j.spec.template,
-                &ns,
-                &spec.child("template"),
-                raw.pointer("/spec/template"),
-                &mut warnings,
-            ));
+            errs.extend(spec_template(&j.spec.template, &mut warnings));
         }
         Workload::CronJob(c) => {
             let s = &c.spec;

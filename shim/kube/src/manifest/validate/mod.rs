@@ -362,21 +362,30 @@ fn validate_dns_config(spec: &PodSpec, path: &FieldPath) -> Vec<FieldError> {
     errs
 }
 
+/// Decodes and defaults the first YAML document as a Pod, bypassing the unsupported gate: what
+/// the validation tests validate.
+#[cfg(test)]
+pub(crate) fn defaulted_pod(yaml: &str) -> super::Pod {
+    let mut v = crate::manifest::yaml::documents(yaml)
+        .remove(0)
+        .1
+        .unwrap()
+        .value;
+    let mut pod = super::decode::decode_pod(&mut v).unwrap();
+    super::defaults::apply(&mut pod);
+    pod
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::{decode, defaults};
     use super::*;
 
     /// Decodes and defaults a YAML Pod (bypassing the unsupported gate), then validates it.
     fn errors(yaml: &str) -> Vec<String> {
-        let mut v = crate::manifest::yaml::documents(yaml)
-            .remove(0)
-            .1
-            .unwrap()
-            .value;
-        let mut pod = decode::decode_pod(&mut v).unwrap();
-        defaults::apply(&mut pod);
-        validate_pod(&pod).iter().map(|e| e.to_string()).collect()
+        validate_pod(&defaulted_pod(yaml))
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
     }
 
     const HEAD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n";

@@ -209,17 +209,9 @@ fn validate_resize_policies(spec: &PodSpec, path: &FieldPath) -> Vec<FieldError>
 
 #[cfg(test)]
 mod tests {
-    use crate::manifest::{decode, defaults};
-
     /// Decodes and defaults a YAML Pod (bypassing the unsupported gate), then validates it.
     fn errors(yaml: &str) -> Vec<String> {
-        let mut v = crate::manifest::yaml::documents(yaml)
-            .remove(0)
-            .1
-            .unwrap()
-            .value;
-        let mut pod = decode::decode_pod(&mut v).unwrap();
-        defaults::apply(&mut pod);
+        let pod = super::super::defaulted_pod(yaml);
         super::validate(&pod.spec, &crate::manifest::error::FieldPath::new("spec"))
             .iter()
             .map(|e| e.to_string())
