@@ -311,8 +311,15 @@ pub fn run(ctx: &Context, job: &Job, all: &mut All) -> Duration {
             }
         }
     }
-    if stop_all && !active.is_empty() {
-        for p in &active {
+    // A finished Job's Pods are all stopped. One still starting (no record yet) cannot be asked
+    // yet: it is left out of `stopping`, so a later pass stops it once it can be.
+    let stop: Vec<&PodInfo> = if stop_all || finished {
+        active.iter().copied().filter(|p| !p.starting).collect()
+    } else {
+        Vec::new()
+    };
+    if !stop.is_empty() {
+        for p in &stop {
             events::normal(
                 ctx,
                 Kind::Job,
@@ -322,8 +329,8 @@ pub fn run(ctx: &Context, job: &Job, all: &mut All) -> Duration {
                 &format!("Deleted pod: {}", p.name),
             );
         }
-        pods::request_stop(ctx, &active, None);
-        mem.stopping.extend(active.iter().map(|p| p.key.clone()));
+        pods::request_stop(ctx, &stop, None);
+        mem.stopping.extend(stop.iter().map(|p| p.key.clone()));
     }
     let ready = active.iter().filter(|p| p.ready).count();
     let mut st = json!({
