@@ -325,3 +325,130 @@ fn active_deadline_fails_the_pod_and_qos_class_is_reported() {
     ok(&inst.podshim(&["rm", "-f", &name], T));
     inst.assert_clean(&[&u]);
 }
+
+/// "Implicit group memberships defined in /etc/group in the container image" (Configure a
+/// Security Context for a Pod or Container, `supplementalGroupsPolicy`): with the default `Merge`
+/// the process also gets the groups the image's `/etc/group` gives its user, so `id` shows
+/// `uid=1000 gid=3000 groups=3000,4000,50000`; with `Strict` only the Pod's, `groups=3000,4000`.
+/// Either way "the identities attached to the container's first process" are in
+/// `status.containerStatuses[].user.linux`.
+#[test]
+fn supplemental_groups_policy_merge_and_strict() {
+    let inst = Instance::new(SUITE);
+    // The documentation's image: user 1000 is a member of group 50000 in its /etc/group.
+    inst.import_derived_busybox(
+        "groups:1",
+        "echo 'user-defined-in-image:x:1000:1000::/:/bin/sh' >> bundle/rootfs/etc/passwd
+echo 'user-defined-in-image:x:1000:' >> bundle/rootfs/etc/group
+echo 'group-defined-in-image:x:50000:user-defined-in-image' >> bundle/rootfs/etc/group",
+    );
+    let mut uids = Vec::new();
+    for (n, (policy, groups)) in [("Merge", "3000 4000 50000"), ("Strict", "3000 4000")]
+        .into_iter()
+        .enumerate()
+    {
+        let u = uid(20 + n as u32);
+        let name = inst.name(&policy.to_lowercase());
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, uid: {u}}}\nspec:\n  \
+             terminationGracePeriodSeconds: 1\n  securityContext:\n    runAsUser: 1000\n    \
+             runAsGroup: 3000\n    supplementalGroups: [4000]\n    \
+             supplementalGroupsPolicy: {policy}\n  containers:\n  - name: sec-ctx-demo\n    \
+             image: groups:1\n    command: [sh, -c, 'sleep 1000']\n    \
+             securityContext: {{allowPrivilegeEscalation: false}}\n"
+        );
+        ok(&inst.detach(&yaml));
+        let v = inst.wait_for(&name, T, "Running", |v| {
+            v["status"]["containerStatuses"][0]["state"]["running"].is_object()
+        });
+        let id = inst.podshim(&["exec", &name, "--", "id", "-G"], T);
+        ok(&id);
+        assert_eq!(stdout(&id).trim(), groups, "{policy}: `id -G`");
+        let id = inst.podshim(&["exec", &name, "--", "id"], T);
+        ok(&id);
+        assert_eq!(
+            stdout(&id).trim(),
+            format!(
+                "uid=1000(user-defined-in-image) gid=3000 groups={}",
+                groups
+                    .split(' ')
+                    .map(|g| match g {
+                        "50000" => "50000(group-defined-in-image)".to_string(),
+                        g => g.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            "{policy}: `id`"
+        );
+        let want: Vec<u32> = groups.split(' ').map(|g| g.parse().unwrap()).collect();
+        assert_eq!(
+            v["status"]["containerStatuses"][0]["user"],
+            serde_json::json!({"linux": {"uid": 1000, "gid": 3000, "supplementalGroups": want}}),
+            "{policy}: {v:#}"
+        );
+        uids.push((name, u));
+    }
+    for (name, _) in &uids {
+        ok(&inst.podshim(&["rm", "-f", name], T));
+    }
+    inst.assert_clean(&uids.iter().map(|(_, u)| u.as_str()).collect::<Vec<_>>());
+    ok(&inst.podshim(&["image", "rm", "groups:1"], T));
+}
+
+/// "By default, Kubernetes recursively changes ownership and permissions for each volume's
+/// contents to match the fsGroup"; with `fsGroupChangePolicy: OnRootMismatch` it "only change[s]
+/// permissions and ownership if the permission and the ownership of root directory does not
+/// match with expected permissions of the volume" (Configure a Security Context, "Configure
+/// volume permission and ownership change policy for Pods"). Shown on a claim, whose data
+/// outlives the Pods: a file whose group was changed keeps it under OnRootMismatch and gets the
+/// fsGroup back under the default Always.
+#[test]
+fn fs_group_change_policy_on_a_claim() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let claim = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: owned}\nspec:\n  \
+                 accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Mi}}\n";
+    let file = inst.dir.join("claim.yaml");
+    std::fs::write(&file, claim).unwrap();
+    ok(&inst.podshim(&["apply", "-f", file.to_str().unwrap()], T));
+    let mount = "    volumeMounts:\n    - {name: data, mountPath: /data}\n";
+    let run = |n: u32, user: u32, policy: &str, script: &str| {
+        let u = uid(30 + n);
+        let spec = format!(
+            "  securityContext: {{runAsUser: {user}, fsGroup: 2000{policy}}}\n  volumes:\n  \
+             - {{name: data, persistentVolumeClaim: {{claimName: owned}}}}\n"
+        );
+        let out = run_ok(
+            &inst,
+            &pod(
+                &inst.name(&format!("own{n}")),
+                &u,
+                "Never",
+                &container("c", script, mount),
+                &spec,
+            ),
+        );
+        inst.assert_clean(&[&u]);
+        out
+    };
+    let stat = "echo root=$(stat -c %g:%a /data); echo file=$(stat -c %g /data/f)";
+    // Always (the default): the claim's directory (0777, as local-path provisioners make it)
+    // becomes the fsGroup's, setgid, so the file a
+    // non-root container makes there is the group's too.
+    let out = run(1, 1000, "", &format!("touch /data/f; {stat}"));
+    assert_eq!(value(&out, "c", "root"), "2000:2777", "{out}");
+    assert_eq!(value(&out, "c", "file"), "2000", "{out}");
+    // Root inside a container moves the file to another group.
+    let out = run(2, 0, "", &format!("chgrp 0 /data/f; {stat}"));
+    assert_eq!(value(&out, "c", "file"), "0", "{out}");
+    // OnRootMismatch: the top directory matches, so nothing below it is changed.
+    let policy = ", fsGroupChangePolicy: OnRootMismatch";
+    let out = run(3, 1000, policy, stat);
+    assert_eq!(value(&out, "c", "root"), "2000:2777", "{out}");
+    assert_eq!(value(&out, "c", "file"), "0", "{out}");
+    // Always walks the whole volume again.
+    let out = run(4, 1000, ", fsGroupChangePolicy: Always", stat);
+    assert_eq!(value(&out, "c", "file"), "2000", "{out}");
+    ok(&inst.podshim(&["delete", "pvc", "owned"], T));
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use podshim_tests::{busybox_archive, ok, stderr, stdout, uid, wait_output, Instance};
+use podshim_tests::{ok, stderr, stdout, uid, wait_output, Instance};
 
 const SUITE: u32 = 13;
 const T: Duration = Duration::from_secs(60);
@@ -45,30 +45,14 @@ fn as_nobody(script: &str, input: &str) -> String {
 /// The busybox test image plus what a hostile image brings: a setuid-root shell and a
 /// world-writable copy of the `kmsg` character device. Returns the archive's path.
 fn hostile_image(dir: &Path) -> PathBuf {
-    let out = dir.join("hostile-oci.tar");
-    let script = r#"set -e
-cd "$1"
-mkdir layout
-tar -xf "$2" -C layout
-umoci unpack --image layout:1.35 bundle >/dev/null
-cp bundle/rootfs/bin/busybox bundle/rootfs/bin/suid-sh
+    podshim_tests::derive_busybox(
+        dir,
+        "hostile",
+        "cp bundle/rootfs/bin/busybox bundle/rootfs/bin/suid-sh
 chmod 4755 bundle/rootfs/bin/suid-sh
 mkdir -p bundle/rootfs/dev
-mknod -m 666 bundle/rootfs/dev/kmsg-copy c 1 11
-umoci repack --image layout:1.35 bundle
-umoci gc --layout layout
-tar -C layout -cf "$3" .
-rm -rf layout bundle
-"#;
-    let status = Command::new("sh")
-        .args(["-c", script, "sh"])
-        .arg(dir)
-        .arg(busybox_archive())
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the hostile image failed");
-    out
+mknod -m 666 bundle/rootfs/dev/kmsg-copy c 1 11",
+    )
 }
 
 /// Every path below `dir` (not following symlinks, not entering other filesystems' mounts of

@@ -207,6 +207,24 @@ impl Instance {
         );
     }
 
+    /// Build an image from the busybox test image with `script` run (by `sh`, in a directory
+    /// holding the unpacked `bundle/rootfs`) and import it as `name`. Returns the archive's path.
+    pub fn import_derived_busybox(&self, name: &str, script: &str) -> PathBuf {
+        let out = derive_busybox(&self.dir, &name.replace([':', '/'], "-"), script);
+        let o = self
+            .command()
+            .args(["image", "import", "--name", name])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "image import of {name} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        out
+    }
+
     fn write_manifest(&self, yaml: &str) -> PathBuf {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let path = self.dir.join(format!("pod-{n}.yaml"));
@@ -597,6 +615,36 @@ pub fn lines_of(out: &str, container: &str) -> Vec<String> {
         .filter_map(|l| l.strip_prefix(&prefix))
         .map(str::to_string)
         .collect()
+}
+
+/// An OCI archive `DIR/NAME-oci.tar` made from the busybox test image with `rootfs_script`
+/// run by `sh` where the image is unpacked (its root filesystem is `bundle/rootfs`).
+pub fn derive_busybox(dir: &Path, name: &str, rootfs_script: &str) -> PathBuf {
+    let out = dir.join(format!("{name}-oci.tar"));
+    let work = dir.join(format!("{name}-build"));
+    std::fs::create_dir_all(&work).unwrap();
+    let script = format!(
+        r#"set -e
+cd "$1"
+mkdir layout
+tar -xf "$2" -C layout
+umoci unpack --image layout:1.35 bundle >/dev/null
+{rootfs_script}
+umoci repack --image layout:1.35 bundle
+umoci gc --layout layout
+tar -C layout -cf "$3" .
+"#
+    );
+    let status = Command::new("sh")
+        .args(["-c", &script, "sh"])
+        .arg(&work)
+        .arg(busybox_archive())
+        .arg(&out)
+        .status()
+        .expect("sh runs");
+    std::fs::remove_dir_all(&work).unwrap();
+    assert!(status.success(), "building the image {name} failed");
+    out
 }
 
 /// A Pod uid unique to this test process.

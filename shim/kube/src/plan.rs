@@ -165,6 +165,7 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
                 contents: None,
                 host_path: Some((path, type_)),
                 image: None,
+                claim: false,
             });
         } else if let Some(c) = &v.persistent_volume_claim {
             // The claim's directory, bind-mounted as a hostPath is (the sandbox checks it is
@@ -181,6 +182,7 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
                         contents: None,
                         host_path: Some((path, "Directory".into())),
                         image: None,
+                        claim: true,
                     });
                 }
                 Err(e) => errors.push(format!("spec.volumes[{i}].persistentVolumeClaim: {e}")),
@@ -199,6 +201,7 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
                     contents: None,
                     host_path: None,
                     image: Some(layers),
+                    claim: false,
                 });
             }
         } else if let Some(e) = &v.empty_dir {
@@ -213,6 +216,7 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
                 contents: None,
                 host_path: None,
                 image: None,
+                claim: false,
             });
         } else if let Some(mut c) = resolve::volume_contents(&cx, i, v, &mut errors) {
             crate::token::project(store, pod, &uid, &node.name, i, v, &mut c, &mut errors);
@@ -225,6 +229,7 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
                 contents: Some(c.projection),
                 host_path: None,
                 image: None,
+                claim: false,
             });
         }
     }
@@ -429,6 +434,8 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
             share_pid: spec.share_process_namespace == Some(true),
             sysctls,
             fs_group: psc.fs_group.map(|g| g as u32),
+            fs_group_on_root_mismatch: psc.fs_group_change_policy.as_deref()
+                == Some("OnRootMismatch"),
             pod_limits: crate::pod::pod_level::cgroup_limits(spec, qos),
         },
         init_containers,

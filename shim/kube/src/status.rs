@@ -84,6 +84,26 @@ pub struct ContainerStatus {
     /// The requests and limits the running container's cgroup has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<serde_json::Value>,
+    /// The identity its first process runs with, once it was started (`ContainerUser`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<ContainerUser>,
+}
+
+/// `status.containerStatuses[].user`: the IDs the container's first process was given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerUser {
+    pub linux: LinuxContainerUser,
+}
+
+/// `LinuxContainerUser`: `supplementalGroups` holds every group the process has, its primary
+/// group included, as the kubelet reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinuxContainerUser {
+    pub uid: i64,
+    pub gid: i64,
+    #[serde(default)]
+    pub supplemental_groups: Vec<i64>,
 }
 
 /// Exactly one of the three is set (none in an empty `lastState`).

@@ -110,6 +110,8 @@ pub struct Started {
     pub stderr: File,
     /// The write end of its stdin pipe (`stdin: true`).
     pub stdin: Option<File>,
+    /// The identity its first process runs with (`status.containerStatuses[].user`).
+    pub user: User,
 }
 
 /// The libcontainer id of a Pod's container.
@@ -201,6 +203,7 @@ pub fn start_all(
                 stdout: p.stdout,
                 stderr: p.stderr,
                 stdin: p.stdin,
+                user: p.user,
             })
         })
         .collect();
@@ -214,6 +217,7 @@ struct Prepared {
     stdout: File,
     stderr: File,
     stdin: Option<File>,
+    user: User,
 }
 
 /// Everything of a container's start before the runtime's create: its root filesystem, user,
@@ -351,7 +355,7 @@ fn prepare(
         cwd,
         uid: user.uid,
         gid: user.gid,
-        additional_gids: user.additional_gids,
+        additional_gids: user.additional_gids.clone(),
         rootfs: rootfs.clone(),
         readonly_rootfs: plan.readonly_rootfs,
         capabilities: plan.security.capabilities.clone(),
@@ -432,6 +436,7 @@ fn prepare(
         stdout: File::from(out_r),
         stderr: File::from(err_r),
         stdin: stdin_w,
+        user,
     })
 }
 

@@ -256,7 +256,9 @@ pub fn resolve_user(
         .filter_map(|e| e[2].parse().ok())
         .collect();
     additional_gids.extend(supplemental.iter().map(|g| *g as u32));
-    additional_gids.retain(|g| *g != gid);
+    // The primary group too, as containerd gives it since CVE-2023-25173 (`id` in the
+    // Kubernetes documentation shows it in `groups=`).
+    additional_gids.push(gid);
     additional_gids.sort_unstable();
     additional_gids.dedup();
     Ok(User {
@@ -266,12 +268,13 @@ pub fn resolve_user(
     })
 }
 
-/// `supplementalGroupsPolicy: Strict`: only the Pod's `supplementalGroups` (and `fsGroup`),
-/// none of the groups the image's `/etc/group` gives the user (what `Merge`, the default, adds).
+/// `supplementalGroupsPolicy: Strict`: only the Pod's `supplementalGroups` (and `fsGroup`
+/// and the primary group), none of the groups the image's `/etc/group` gives the user (what
+/// `Merge`, the default, adds).
 pub fn strict_groups(user: &mut User, supplemental: &[i64]) {
     let gid = user.gid;
     user.additional_gids = supplemental.iter().map(|g| *g as u32).collect();
-    user.additional_gids.retain(|g| *g != gid);
+    user.additional_gids.push(gid);
     user.additional_gids.sort_unstable();
     user.additional_gids.dedup();
 }
@@ -288,7 +291,7 @@ mod tests {
             additional_gids: vec![10, 50, 4000],
         };
         strict_groups(&mut u, &[4000, 3000, 2000, 4000]);
-        assert_eq!(u.additional_gids, vec![2000, 4000]);
+        assert_eq!(u.additional_gids, vec![2000, 3000, 4000]);
     }
 
     fn v(s: &[&str]) -> Vec<String> {
@@ -378,7 +381,7 @@ mod tests {
             User {
                 uid: 0,
                 gid: 0,
-                additional_gids: vec![]
+                additional_gids: vec![0]
             }
         );
         assert_eq!(
@@ -386,7 +389,7 @@ mod tests {
             User {
                 uid: 33,
                 gid: 34,
-                additional_gids: vec![7, 50]
+                additional_gids: vec![7, 34, 50]
             }
         );
         assert_eq!(
@@ -400,7 +403,7 @@ mod tests {
             User {
                 uid: 1001,
                 gid: 5,
-                additional_gids: vec![]
+                additional_gids: vec![5]
             }
         );
         assert!(matches!(

@@ -36,6 +36,10 @@ pub struct VolumeSpec {
     /// (`super::image_volume`; the engine makes nothing for it).
     #[serde(default)]
     pub image: Option<Vec<PathBuf>>,
+    /// A `persistentVolumeClaim`'s directory (given as `host_path`): unlike a hostPath, the
+    /// Pod's `fsGroup` owns it, as the kubelet's `local` volumes are owned.
+    #[serde(default)]
+    pub claim: bool,
 }
 
 /// What the sandbox is made of, resolved from the Pod manifest.
@@ -75,6 +79,10 @@ pub struct SandboxSpec {
     /// `securityContext.fsGroup`: the group that owns the Pod's volumes (not hostPaths).
     #[serde(default)]
     pub fs_group: Option<u32>,
+    /// `fsGroupChangePolicy: OnRootMismatch`: a volume whose top directory already has the
+    /// group and modes is left as it is (only a claim can have them before the Pod).
+    #[serde(default)]
+    pub fs_group_on_root_mismatch: bool,
     /// The Pod cgroup's limits from Pod-level `spec.resources` (`pod::pod_level`).
     #[serde(default)]
     pub pod_limits: Option<podshim_engine::cgroups::Limits>,
@@ -173,12 +181,14 @@ impl Sandbox {
                     })?;
                 }
                 let dir = sandbox.volumes.get(&v.name);
-                if let (Some(gid), Some(dir), None, None) =
-                    (spec.fs_group, dir, &v.host_path, &v.image)
-                {
+                let owned = (v.host_path.is_none() || v.claim) && v.image.is_none();
+                if let (Some(gid), Some(dir), true) = (spec.fs_group, dir, owned) {
                     // Read-only for the group where the volume's files are (the kubelet's
                     // `SetVolumeOwnership`: 0440 for configMap, secret, downwardAPI, projected).
                     let read_only = v.contents.is_some();
+                    if spec.fs_group_on_root_mismatch && !needs_ownership(dir, gid, read_only) {
+                        continue;
+                    }
                     set_volume_ownership(dir, gid, read_only).map_err(|source| PodError::Io {
                         what: "give the fsGroup the volume",
                         path: dir.clone(),
@@ -224,6 +234,18 @@ impl Sandbox {
     pub fn destroy(self) -> Vec<String> {
         self.engine.destroy()
     }
+}
+
+/// `fsGroupChangePolicy: OnRootMismatch` (the kubelet's `requiresPermissionChange`): the
+/// volume's top directory is not a directory, not group-owned by `gid`, lacks the group's
+/// read(-write) and search bits, or lacks setgid.
+fn needs_ownership(dir: &Path, gid: u32, read_only: bool) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = fs::metadata(dir) else {
+        return true;
+    };
+    let want = if read_only { 0o440 } else { 0o660 } | 0o110 | 0o2000;
+    !meta.is_dir() || meta.gid() != gid || meta.mode() & want != want
 }
 
 /// The kubelet's `SetVolumeOwnership` for `fsGroup`: every file and directory of the volume

@@ -88,7 +88,7 @@ impl Supervision<'_> {
                     pid: started.pid,
                     started: now,
                 };
-                s.track.started(&started.id);
+                s.track.started(&started.id, &started.user);
                 s.started_once = true;
                 s.signalled = false;
                 s.run += 1;

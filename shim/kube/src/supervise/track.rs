@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::pod::order::{Phase, Role};
+use crate::pod::process::User;
 use crate::pod::ContainerPlan;
 use crate::status::{self, ContainerState, ContainerStatus, Running, Terminated, Waiting};
 
@@ -24,6 +25,8 @@ pub(super) struct Track {
     waiting: Option<Waiting>,
     /// Its most recent attempt failed (exit code or start error) and it has not started since.
     failure: Option<String>,
+    /// The IDs of its first process, from its first start on.
+    user: Option<status::ContainerUser>,
 }
 
 impl Track {
@@ -39,10 +42,24 @@ impl Track {
             prev: None,
             waiting: None,
             failure: None,
+            user: None,
         }
     }
 
-    pub fn started(&mut self, id: &str) {
+    pub fn started(&mut self, id: &str, user: &User) {
+        let mut groups: Vec<i64> = std::iter::once(user.gid)
+            .chain(user.additional_gids.iter().copied())
+            .map(i64::from)
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        self.user = Some(status::ContainerUser {
+            linux: status::LinuxContainerUser {
+                uid: user.uid.into(),
+                gid: user.gid.into(),
+                supplemental_groups: groups,
+            },
+        });
         self.container_id = Some(format!("podshim://{id}"));
         self.started_at = Some(status::time(Utc::now()));
         self.waiting = None;
@@ -138,6 +155,7 @@ impl Track {
             image_id: self.image_id.clone(),
             container_id: self.container_id.clone(),
             started: Some(started),
+            user: self.user.clone(),
             ..Default::default()
         }
     }
