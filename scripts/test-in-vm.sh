@@ -276,9 +276,10 @@ while IFS=$'\t' read -r exe pkgdir label; do
     echo "==> $label"
     t0=$(date +%s)
     args=("${test_args[@]}")
-    # The cgroup driver tests need this guest's systemd: ignored elsewhere, run here (all of
-    # them in the smoke run, whose name list is tests/pod.rs's).
-    if [ "$label" = podshim-tests:test:cgroup_driver ]; then
+    # The cgroup driver tests need this guest's systemd, the claim quota test its kernel's
+    # ext4 project quotas: ignored elsewhere, run here (all of them in the smoke run, whose
+    # name list is tests/pod.rs's).
+    if [ "$label" = podshim-tests:test:cgroup_driver ] || [ "$label" = podshim-tests:test:pod_pvc_quota ]; then
         args+=(--include-ignored)
         [ "$mode" = smoke ] && args=(--test-threads=1 --include-ignored)
     fi

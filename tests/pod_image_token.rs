@@ -212,6 +212,59 @@ fn a_projected_service_account_token_is_signed_locally_with_the_pods_claims() {
     inst.assert_clean(&[&u]);
 }
 
+/// "The kubelet will proactively rotate the token if it is older than 80 percent of its total
+/// TTL, or if the token is older than 24 hours" (Projected Volumes), and configMap-style
+/// volumes are updated atomically through the `..data` symlink. Rotation is made to happen
+/// every second with the test-only `PODSHIM_TEST_TOKEN_REFRESH_SECONDS`; a reader in the Pod
+/// reading the token in a tight loop never sees a partial one, the token changes, and the new
+/// one verifies with the instance key and expires later.
+#[test]
+fn a_projected_token_is_rotated_atomically_while_the_pod_runs() {
+    let mut inst = Instance::new(SUITE);
+    inst.env.push((
+        podshim_kube::supervise::TEST_TOKEN_REFRESH_ENV.into(),
+        "1".into(),
+    ));
+    inst.import_busybox();
+    let u = uid(4);
+    let name = inst.name("rot");
+    // An ES256 JWS ends with an 86-character signature: anything else is a torn read.
+    let script = "d=/var/run/secrets/tokens; echo first=$(cat $d/token); \
+                  echo data1=$(readlink $d/..data); bad=0; n=0; \
+                  end=$(( $(date +%s) + 5 )); while [ $(date +%s) -lt $end ]; do \
+                  t=$(cat $d/token); s=${t##*.}; [ ${#s} -eq 86 ] || bad=$((bad+1)); \
+                  n=$((n+1)); done; echo reads=$n; echo bad=$bad; echo last=$(cat $d/token); \
+                  echo data2=$(readlink $d/..data); echo link=$(readlink $d/token)";
+    let mounts = "    volumeMounts:\n    - {name: tokens, mountPath: /var/run/secrets/tokens}\n";
+    let volumes = "  volumes:\n  - name: tokens\n    projected:\n      sources:\n      - serviceAccountToken:\n          path: token\n          expirationSeconds: 3600\n";
+    let out = inst.run(
+        &pod(&name, &u, "Never", &container("c", script, mounts), volumes),
+        T,
+    );
+    ok(&out);
+    let out = stdout(&out);
+    assert_eq!(value(&out, "c", "bad"), "0", "{out}");
+    let reads: u32 = value(&out, "c", "reads").parse().unwrap();
+    assert!(reads > 20, "{out}");
+    let (first, last) = (value(&out, "c", "first"), value(&out, "c", "last"));
+    assert_ne!(first, last, "the token was rotated: {out}");
+    assert_ne!(
+        value(&out, "c", "data1"),
+        value(&out, "c", "data2"),
+        "{out}"
+    );
+    assert_eq!(value(&out, "c", "link"), "..data/token");
+    let a = podshim_kube::token::verify(&inst.root, &first).expect("the first token verifies");
+    let b = podshim_kube::token::verify(&inst.root, &last).expect("the rotated token verifies");
+    assert!(b["exp"].as_i64() > a["exp"].as_i64(), "{a} {b}");
+    assert_eq!(
+        b["exp"].as_i64().unwrap() - b["iat"].as_i64().unwrap(),
+        3600
+    );
+    assert_eq!(a["kubernetes.io"], b["kubernetes.io"]);
+    inst.assert_clean(&[&u]);
+}
+
 fn base64_url(s: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD

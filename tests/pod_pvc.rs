@@ -5,6 +5,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod workload;
+
 use podshim_tests::*;
 
 const SUITE: u32 = 23;
@@ -229,4 +231,80 @@ fn a_missing_claim_keeps_the_pod_pending_and_a_bad_claim_is_refused() {
         "{err}"
     );
     inst.assert_clean(&[&u]);
+}
+
+/// The same for a controller's Pod: "If a user creates a Pod that uses a PVC that does not
+/// exist, the Pod remains in Pending" and kube-scheduler binds it once the claim is there. A
+/// ReplicaSet's Pod is made (no replacement churn), shows Pending with PodScheduled=False,
+/// Unschedulable and VolumeBinding's message, starts nothing, and runs when the claim is applied.
+#[test]
+fn a_controllers_pod_stays_pending_until_its_claim_exists() {
+    let inst = Instance::new(SUITE);
+    let _stop = workload::StopControllers(&inst);
+    inst.import_busybox();
+    let name = inst.name("db");
+    let rs = format!(
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: {name}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox:1.35\n        command: [sh, -c, 'echo up > /data/up; trap \"exit 0\" TERM; while true; do sleep 1; done']\n        volumeMounts:\n        - {{name: data, mountPath: /data}}\n      volumes:\n      - name: data\n        persistentVolumeClaim: {{claimName: later}}\n"
+    );
+    ok(&workload::apply(&inst, &rs));
+    let pending = |inst: &Instance| -> Option<serde_json::Value> {
+        let out = inst.podshim(&["get", "pods", "-o", "json"], T);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let items = v["items"].as_array()?;
+        items
+            .iter()
+            .find(|p| {
+                p["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(&name))
+            })
+            .cloned()
+    };
+    let pod = workload::wait_until(T, "the ReplicaSet's Pod", || pending(&inst));
+    let pod_name = pod["metadata"]["name"].as_str().unwrap().to_string();
+    assert_eq!(pod["status"]["phase"], "Pending", "{pod}");
+    let cond = &pod["status"]["conditions"][0];
+    assert_eq!(
+        (&cond["type"], &cond["status"], &cond["reason"]),
+        (
+            &"PodScheduled".into(),
+            &"False".into(),
+            &"Unschedulable".into()
+        ),
+        "{pod}"
+    );
+    let message = cond["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(r#"0/1 nodes are available: persistentvolumeclaim "later" not found."#),
+        "{message}"
+    );
+    let out = inst.podshim(&["get", "pods"], T);
+    let table = stdout(&out);
+    let row = table.lines().find(|l| l.starts_with(&pod_name)).unwrap();
+    assert_eq!(row.split_whitespace().nth(2), Some("Pending"), "{table}");
+    // Nothing started, and the ReplicaSet counts it (no second Pod).
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(workload::records(&inst, &name).is_empty());
+    let again = pending(&inst).unwrap();
+    assert_eq!(again["metadata"]["name"], pod_name.as_str());
+    let status = workload::get_json(&inst, &format!("rs/{name}"))["status"].clone();
+    assert_eq!(status["replicas"], 1, "{status}");
+    assert!(
+        status["conditions"].is_null(),
+        "not a FailedCreate: {status}"
+    );
+
+    // The claim appears: the same Pod runs and writes to it.
+    ok(&apply(&inst, &claim("later", "ReadWriteOnce", None)));
+    let pods = workload::wait_running(&inst, &name, 1, T);
+    assert_eq!(pods[0].name, pod_name);
+    let dir = data_dir(&inst, "later");
+    workload::wait_until(T, "the Pod's write", || {
+        dir.join("up").exists().then_some(())
+    });
+
+    let out = inst.podshim(&["delete", &format!("rs/{name}")], Duration::from_secs(120));
+    ok(&out);
+    ok(&inst.podshim(&["delete", "pvc", "later"], T));
+    workload::assert_all_gone(&inst);
 }

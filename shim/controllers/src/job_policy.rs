@@ -142,6 +142,7 @@ mod tests {
             lost: false,
             live: false,
             starting: false,
+            held: false,
             ip: None,
             supervisor_pid: 0,
             exits: exits.iter().map(|(n, c)| (n.to_string(), *c)).collect(),

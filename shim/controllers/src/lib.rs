@@ -12,6 +12,7 @@ pub mod daemonset;
 pub mod delete;
 pub mod deployment;
 pub mod events;
+pub mod held;
 pub mod job;
 pub mod job_policy;
 pub mod names;

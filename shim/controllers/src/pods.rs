@@ -94,6 +94,8 @@ pub struct PodInfo {
     pub live: bool,
     /// Started, no record yet.
     pub starting: bool,
+    /// Kept Pending for its claims (`crate::held`): nothing started.
+    pub held: bool,
     pub ip: Option<String>,
     pub supervisor_pid: u32,
     /// Containers that ended, with their exit codes: app containers, then init containers
@@ -151,6 +153,7 @@ impl PodInfo {
             lost: e.lost,
             live: e.live,
             starting: false,
+            held: false,
             ip: st.pod_ip.clone(),
             supervisor_pid: e.record.supervisor.pid,
             exits: st
@@ -194,6 +197,8 @@ pub fn list(ctx: &Context) -> (Vec<PodInfo>, Vec<String>) {
         }
     }
     let mut failures = Vec::new();
+    // Held Pods whose claims appeared start now (and show below as starting).
+    pods.extend(crate::held::retry(ctx));
     let Ok(dir) = fs::read_dir(ctx.pending_dir()) else {
         return (pods, failures);
     };
@@ -238,6 +243,7 @@ pub fn list(ctx: &Context) -> (Vec<PodInfo>, Vec<String>) {
                 lost: false,
                 live: true,
                 starting: true,
+                held: false,
                 ip: None,
                 supervisor_pid: p.supervisor.pid,
                 exits: Vec::new(),
@@ -291,7 +297,8 @@ fn forget_stray(ctx: &Context, pods: &[PodInfo], file: &str, path: &std::path::P
 }
 
 /// A new Pod from a template: name, labels, annotations and spec (defaulted), the owner.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NewPod {
     pub namespace: String,
     pub name: String,
@@ -346,9 +353,14 @@ pub fn create(ctx: &Context, pods: &[NewPod]) -> Vec<Result<String, String>> {
     };
     pods.iter()
         .map(|p| {
-            let made = job_for(ctx, &images, p).and_then(|job| {
-                spawn(ctx, p, &job).map_err(|e| format!("start the supervisor: {e}"))
-            });
+            let made = match crate::held::unschedulable(ctx, p) {
+                // Made, and Pending: the scheduler's part, not a failure to create.
+                Some(message) => crate::held::hold(ctx, p, message)
+                    .map_err(|e| format!("keep the pod pending: {e}")),
+                None => job_for(ctx, &images, p).and_then(|job| {
+                    spawn(ctx, p, &job).map_err(|e| format!("start the supervisor: {e}"))
+                }),
+            };
             // The owner's SuccessfulCreate or FailedCreate, as its controller reports them.
             if let Some(kind) = Kind::from_name(&p.owner.kind) {
                 match &made {
@@ -449,6 +461,10 @@ pub fn reap() {
 /// supervisor is gone is torn down from its journal and its record removed.
 pub fn request_stop(ctx: &Context, pods: &[&PodInfo], grace: Option<u64>) {
     for p in pods {
+        if p.held {
+            crate::held::remove(ctx, &p.key);
+            continue;
+        }
         if p.lost {
             podshim_kube::collect::collect_one(&ctx.cfg, &p.key);
             let _ = record::remove(&ctx.cfg, &p.key);
@@ -493,6 +509,10 @@ pub fn set_owner(ctx: &Context, p: &PodInfo, owner: Option<&OwnerReference>) {
 /// Removes the records of Pods that have ended and been torn down (their supervisor is gone).
 pub fn forget(ctx: &Context, pods: &[&PodInfo]) {
     for p in pods {
+        if p.held {
+            crate::held::remove(ctx, &p.key);
+            continue;
+        }
         if p.lost {
             podshim_kube::collect::collect_one(&ctx.cfg, &p.key);
         }

@@ -8,7 +8,8 @@
 //! program that verifies it locally can use the instance's public key, published as a JWKS at
 //! `<root>/serviceaccount/jwks.json`. The private key is `<root>/serviceaccount/key.p8` (PKCS#8,
 //! 0600 in a 0700 directory), made on first use. The token is written when the Pod's sandbox
-//! is made and not renewed (the kubelet rewrites it at 80% of its lifetime).
+//! is made, and the Pod's supervisor rotates it as the kubelet does (`crate::supervise`'s
+//! token rotation: at 80% of its lifetime, or after 24 hours).
 
 use std::fs;
 use std::io;
@@ -118,7 +119,6 @@ impl Signer {
         } else {
             audience
         };
-        let header = serde_json::json!({"alg": "ES256", "kid": self.kid, "typ": "JWT"});
         let claims = serde_json::json!({
             "aud": [audience],
             "exp": now + expiration,
@@ -134,6 +134,24 @@ impl Signer {
             },
             "sub": format!("system:serviceaccount:{ns}:{sa}"),
         });
+        self.sign(&claims)
+    }
+
+    /// A new token for the same Pod, audience and lifetime as `old` (one of this instance's),
+    /// issued at `now`: what the kubelet's token manager asks the API server for when it
+    /// rotates a projected token. `None` when `old` is not such a token.
+    pub fn renew(&self, old: &str, now: i64) -> Option<Result<String, TokenError>> {
+        let mut c = claims(old)?;
+        let ttl = c["exp"].as_i64()? - c["iat"].as_i64()?;
+        c["iat"] = now.into();
+        c["nbf"] = now.into();
+        c["exp"] = (now + ttl).into();
+        c["jti"] = crate::pod::new_uid().into();
+        Some(self.sign(&c))
+    }
+
+    fn sign(&self, claims: &serde_json::Value) -> Result<String, TokenError> {
+        let header = serde_json::json!({"alg": "ES256", "kid": self.kid, "typ": "JWT"});
         let signing_input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -203,6 +221,24 @@ pub fn project(
     }
 }
 
+/// The payload of `token` if its ES256 signature verifies with the instance key published
+/// under `root` (`serviceaccount/jwks.json`), as a local verifier would check it.
+pub fn verify(root: &Path, token: &str) -> Option<serde_json::Value> {
+    use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
+    let jwks: serde_json::Value =
+        serde_json::from_slice(&fs::read(root.join("serviceaccount/jwks.json")).ok()?).ok()?;
+    let k = &jwks["keys"][0];
+    let mut point = vec![4u8];
+    for c in ["x", "y"] {
+        point.extend(URL_SAFE_NO_PAD.decode(k[c].as_str()?).ok()?);
+    }
+    let (input, sig) = token.rsplit_once('.')?;
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
+        .verify(input.as_bytes(), &URL_SAFE_NO_PAD.decode(sig).ok()?)
+        .ok()?;
+    claims(token)
+}
+
 /// The payload of a token, decoded (no signature check), for tests and `inspect`-like tools.
 pub fn claims(token: &str) -> Option<serde_json::Value> {
     let payload = token.split('.').nth(1)?;
@@ -259,6 +295,16 @@ mod tests {
         let mode = |p: &str| fs::metadata(t.path().join(p)).unwrap().mode() & 0o777;
         assert_eq!(mode("serviceaccount"), 0o700);
         assert_eq!(mode("serviceaccount/key.p8"), 0o600);
+        // A renewal: same Pod and audience, a new lifetime from `now`, and it verifies.
+        let renewed = s.renew(&token, 4000).unwrap().unwrap();
+        let r = verify(t.path(), &renewed).expect("the renewed token verifies");
+        assert_eq!(
+            (r["iat"].as_i64(), r["exp"].as_i64()),
+            (Some(4000), Some(7600))
+        );
+        assert_eq!((&r["aud"], &r["sub"]), (&c["aud"], &c["sub"]));
+        assert_ne!(r["jti"], c["jti"]);
+        assert!(verify(t.path(), &token.replace('.', ".x")).is_none());
         let default = s.token(&pod(), "u", "n", "", 600, 0).unwrap();
         assert_eq!(
             claims(&default).unwrap()["aud"],

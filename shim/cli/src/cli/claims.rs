@@ -1,7 +1,9 @@
 //! PersistentVolumeClaims on the command line: made by `podshim apply -f` (alone or next to
 //! workloads) and by `podshim run` from the Pods' own file, as `kubectl apply -f` makes every
 //! object of a file; listed by `podshim get pvc`; removed by `podshim delete pvc NAME` unless a
-//! Pod uses them (kubernetes.io/pvc-protection). The store is `podshim_kube::storage`.
+//! Pod uses them (kubernetes.io/pvc-protection). Whether a claim's size is enforced (a project
+//! quota) is in `get pvc -o wide` (SIZELIMIT) and `-o yaml` (the `podshim.io/size-limit`
+//! annotation), and noted when a claim whose size is not enforced is made. The store is `podshim_kube::storage`.
 
 use anyhow::{Context as _, Result};
 use podshim_engine::config::Config;
@@ -25,7 +27,7 @@ pub fn provision(cfg: &Config, claims: &[PersistentVolumeClaim], to_stderr: bool
     }
     let store = Claims::open(&cfg.root).context("open the claim store")?;
     for c in claims {
-        let (_, outcome) = store.provision(c)?;
+        let (stored, outcome) = store.provision(c)?;
         let line = format!(
             "persistentvolumeclaim/{} {}",
             c.metadata.name,
@@ -34,6 +36,15 @@ pub fn provision(cfg: &Config, claims: &[PersistentVolumeClaim], to_stderr: bool
         match to_stderr {
             true => eprintln!("{line}"),
             false => println!("{line}"),
+        }
+        if let (storage::Outcome::Created, storage::quota::Limit::None { .. }) =
+            (outcome, &stored.limit)
+        {
+            eprintln!(
+                "note: persistentvolumeclaim/{}: its size is {}",
+                c.metadata.name,
+                stored.limit.describe()
+            );
         }
     }
     Ok(())
@@ -127,7 +138,8 @@ pub fn get(cfg: &Config, ns: &str, name: Option<&str>, output: Option<Format>) -
             .map(String::from)
             .to_vec()];
             if output == Some(Format::Wide) {
-                rows[0].extend(["VOLUMEMODE".into(), "RECLAIMPOLICY".into(), "PATH".into()]);
+                rows[0]
+                    .extend(["VOLUMEMODE", "RECLAIMPOLICY", "SIZELIMIT", "PATH"].map(String::from));
             }
             for s in items {
                 let mut row = vec![
@@ -143,6 +155,7 @@ pub fn get(cfg: &Config, ns: &str, name: Option<&str>, output: Option<Format>) -
                 if output == Some(Format::Wide) {
                     row.push(s.claim.spec.volume_mode.clone().unwrap_or_default());
                     row.push(format!("{:?}", s.reclaim_policy));
+                    row.push(s.limit.column());
                     let path = store.as_ref().map(|st| st.volume_dir(s));
                     row.push(path.map(|p| p.display().to_string()).unwrap_or_default());
                 }

@@ -388,5 +388,25 @@ fn pods(
         }
         rows.push(r);
     }
+    // Pods of controllers kept Pending by the scheduler's checks (no record: nothing started).
+    for o in podshim_controllers::held::objects(ctx) {
+        let m = &o["metadata"];
+        if m["namespace"] != ns || name.is_some_and(|n| m["name"] != n) {
+            continue;
+        }
+        let containers = o["spec"]["containers"].as_array().map_or(0, Vec::len);
+        let mut r = vec![
+            m["name"].as_str().unwrap_or_default().to_string(),
+            format!("0/{containers}"),
+            "Pending".into(),
+            "0".into(),
+            age(m["creationTimestamp"].as_str()),
+        ];
+        if wide {
+            r.extend(["<none>".into(), "<none>".into()]);
+        }
+        rows.push(r);
+        items.push(o);
+    }
     rows
 }

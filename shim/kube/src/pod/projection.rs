@@ -49,6 +49,15 @@ impl Projection {
 
 /// Write `p` into the (existing, empty) directory `dir` with the atomic writer's layout.
 pub fn write(dir: &Path, p: &Projection) -> io::Result<()> {
+    update(dir, p)
+}
+
+/// Replace the payload in `dir` by `p` as the atomic writer's `Write` does: the new files in a
+/// new timestamped directory, `..data` switched to it by a rename (a reader sees the old
+/// payload or the new one, never a mix or a partial file), the top-level symlinks the new
+/// payload needs added, then the old directory removed.
+pub fn update(dir: &Path, p: &Projection) -> io::Result<()> {
+    let old = fs::read_link(dir.join("..data")).ok();
     let ts = format!(
         "..{}.{}",
         timestamp(SystemTime::now()),
@@ -72,10 +81,17 @@ pub fn write(dir: &Path, p: &Projection) -> io::Result<()> {
             top.insert(first.to_string());
         }
     }
+    let _ = fs::remove_file(dir.join("..data_tmp"));
     symlink(&ts, dir.join("..data_tmp"))?;
     fs::rename(dir.join("..data_tmp"), dir.join("..data"))?;
     for name in top {
-        symlink(Path::new("..data").join(&name), dir.join(&name))?;
+        let link = dir.join(&name);
+        if fs::symlink_metadata(&link).is_err() {
+            symlink(Path::new("..data").join(&name), link)?;
+        }
+    }
+    if let Some(old) = old.filter(|o| o != Path::new(&ts)) {
+        fs::remove_dir_all(dir.join(old))?;
     }
     Ok(())
 }
@@ -144,5 +160,30 @@ mod tests {
         let mode = fs::metadata(d.join("a.conf")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(!d.join("..data_tmp").exists());
+    }
+
+    #[test]
+    fn an_update_switches_data_at_once_and_removes_the_old_payload() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let file = |data: &[u8]| Projection {
+            files: vec![ProjectedFile {
+                path: "token".into(),
+                data: data.to_vec(),
+                mode: 0o600,
+            }],
+        };
+        write(d, &file(b"one")).unwrap();
+        let first = fs::read_link(d.join("..data")).unwrap();
+        update(d, &file(b"two")).unwrap();
+        let second = fs::read_link(d.join("..data")).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(fs::read_to_string(d.join("token")).unwrap(), "two");
+        assert!(!d.join(&first).exists(), "the old payload is removed");
+        let names: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 3, "..data, one payload, the link: {names:?}");
     }
 }

@@ -251,7 +251,7 @@ fn needs_ownership(dir: &Path, gid: u32, read_only: bool) -> bool {
 /// The kubelet's `SetVolumeOwnership` for `fsGroup`: every file and directory of the volume
 /// group-owned by `gid`, group read-write (read-only for `read_only` volumes), directories
 /// setgid so new files inherit the group. Symlinks (the atomic writer's) are left as they are.
-fn set_volume_ownership(dir: &Path, gid: u32, read_only: bool) -> std::io::Result<()> {
+pub(crate) fn set_volume_ownership(dir: &Path, gid: u32, read_only: bool) -> std::io::Result<()> {
     let meta = fs::symlink_metadata(dir)?;
     if meta.file_type().is_symlink() {
         return Ok(());

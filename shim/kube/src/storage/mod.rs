@@ -9,9 +9,10 @@
 //! `<root>/storage/lock` an flock(2) held while claims are made or deleted.
 //!
 //! Capacity: `resources.requests.storage` is checked against the free space of the data root's
-//! filesystem when the claim is provisioned, and reported as its capacity; it is not enforced
-//! while the Pod writes (that needs a project quota, which the hosts podshim runs on do not
-//! mount, or a loop device or tmpfs per claim, judged too much for a node-local directory).
+//! filesystem when the claim is provisioned, and reported as its capacity. Where that
+//! filesystem has project quotas on, the claim's directory gets a project of its own limited to
+//! the request ([`quota`]), so a Pod writing past it gets EDQUOT ("Disk quota exceeded");
+//! elsewhere the size is only stated, and `get pvc -o wide` (SIZELIMIT) and `-o yaml` say so.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -24,6 +25,9 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::claim::{PersistentVolumeClaim, ReclaimPolicy};
 
 pub mod admit;
+pub mod quota;
+
+use quota::Limit;
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +76,9 @@ pub struct Stored {
     /// Capacity reported in `status.capacity.storage`: the request as written.
     pub capacity: String,
     pub reclaim_policy: ReclaimPolicy,
+    /// How the size is held to.
+    #[serde(default)]
+    pub limit: Limit,
 }
 
 impl Stored {
@@ -81,6 +88,7 @@ impl Stored {
         v["metadata"]["uid"] = self.uid.clone().into();
         v["metadata"]["creationTimestamp"] = self.created.clone().into();
         v["metadata"]["finalizers"] = serde_json::json!(["kubernetes.io/pvc-protection"]);
+        v["metadata"]["annotations"][SIZE_ANNOTATION] = self.limit.describe().into();
         v["spec"]["volumeName"] = self.volume.clone().into();
         v["status"] = serde_json::json!({
             "phase": "Bound",
@@ -90,6 +98,9 @@ impl Stored {
         v
     }
 }
+
+/// The annotation `get pvc -o yaml` shows the size's enforcement in.
+pub const SIZE_ANNOTATION: &str = "podshim.io/size-limit";
 
 /// What `provision` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,6 +231,11 @@ impl Claims {
                 return Ok((old, Outcome::Unchanged));
             }
             check_update(&old.claim, &claim)?;
+            if let Limit::ProjectQuota { id } = old.limit {
+                let dir = self.volume_dir(&old);
+                quota::resize(&dir, id, claim.requested_bytes())
+                    .map_err(io_err("set the project quota of", &dir))?;
+            }
             old.capacity = storage(&claim);
             old.reclaim_policy = claim.reclaim_policy();
             old.claim = claim;
@@ -228,13 +244,14 @@ impl Claims {
         }
         self.check_space(&claim)?;
         let uid = crate::pod::new_uid();
-        let stored = Stored {
+        let mut stored = Stored {
             capacity: storage(&claim),
             reclaim_policy: claim.reclaim_policy(),
             volume: format!("pvc-{uid}"),
             created: crate::status::time(chrono::Utc::now()),
             uid,
             claim,
+            limit: Limit::default(),
         };
         let data = self.volume_dir(&stored);
         fs::DirBuilder::new()
@@ -244,11 +261,40 @@ impl Claims {
         // The umask took bits away: local-path's `mkdir -m 0777`.
         fs::set_permissions(&data, fs::Permissions::from_mode(0o777))
             .map_err(io_err("chmod", &data))?;
-        if let Err(e) = self.write(&stored) {
+        if let Err(e) = self.bind(&mut stored, &data) {
+            if let Limit::ProjectQuota { id } = stored.limit {
+                let _ = quota::clear(&self.dir.join("volumes"), None, id);
+            }
             let _ = fs::remove_dir(&data);
+            let _ = fs::remove_file(
+                self.claim_path(stored.claim.namespace(), &stored.claim.metadata.name),
+            );
             return Err(e);
         }
         Ok((stored, Outcome::Created))
+    }
+
+    /// Records the new claim `s` whose directory is `data`, with a project quota where the
+    /// filesystem has them: the ID is written down before the directory gets it, so a crash in
+    /// between leaves a claim whose deletion clears it.
+    fn bind(&self, s: &mut Stored, data: &Path) -> Result<(), StorageError> {
+        if let Err(why) = quota::probe(data) {
+            s.limit = Limit::None { why };
+            return self.write(s);
+        }
+        let taken: Vec<u32> = self
+            .list()?
+            .iter()
+            .filter_map(|o| match o.limit {
+                Limit::ProjectQuota { id } => Some(id),
+                Limit::None { .. } => None,
+            })
+            .collect();
+        let id = quota::choose(data, &taken).map_err(io_err("choose a project ID for", data))?;
+        s.limit = Limit::ProjectQuota { id };
+        self.write(s)?;
+        quota::apply(data, id, s.claim.requested_bytes())
+            .map_err(io_err("set the project quota of", data))
     }
 
     /// A claim larger than the free space of the data root's filesystem cannot be honoured.
@@ -308,8 +354,16 @@ impl Claims {
                 }
                 Deleted::Removed
             }
-            ReclaimPolicy::Retain => Deleted::Retained(data),
+            ReclaimPolicy::Retain => Deleted::Retained(data.clone()),
         };
+        // The project is freed: no limit left, and a retained directory leaves it (its files
+        // stay charged to it, so `choose` passes the ID by until they are gone).
+        if let Limit::ProjectQuota { id } = stored.limit {
+            let kept = matches!(outcome, Deleted::Retained(_)).then_some(data.as_path());
+            let volumes = self.dir.join("volumes");
+            quota::clear(&volumes, kept, id)
+                .map_err(io_err("clear the project quota of", &data))?;
+        }
         let path = self.claim_path(ns, name);
         fs::remove_file(&path).map_err(io_err("remove", &path))?;
         Ok(outcome)

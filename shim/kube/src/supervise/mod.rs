@@ -32,6 +32,8 @@ mod slot;
 mod stdin;
 mod stopping;
 mod supervision;
+mod tokens;
+pub use tokens::TEST_REFRESH_ENV as TEST_TOKEN_REFRESH_ENV;
 mod track;
 
 pub use checks::Runner;
@@ -124,6 +126,7 @@ pub fn run(cfg: &Config, jobs: Vec<PodJob>, mut opts: Options) -> Result<i32, Ru
             Ok(sb) => pods.push(PodRun {
                 active_deadline: job.plan.active_deadline.map(|d| Instant::now() + d),
                 deadline_exceeded: false,
+                token_due: None,
                 plan: job.plan,
                 object: job.object,
                 sandbox: Some(sb),
@@ -147,6 +150,9 @@ pub fn run(cfg: &Config, jobs: Vec<PodJob>, mut opts: Options) -> Result<i32, Ru
                 });
             }
         }
+    }
+    for pod in pods.iter_mut() {
+        pod.token_due = tokens::next_due(pod);
     }
     let many = pods.len() > 1;
     let now = Instant::now();

@@ -97,6 +97,11 @@ pub enum What {
     Teardown {
         problem: String,
     },
+    /// A projected service account token could not be renewed (the old one stays).
+    TokenRotation {
+        pod: String,
+        message: String,
+    },
 }
 
 impl fmt::Display for What {
@@ -147,6 +152,10 @@ impl fmt::Display for What {
             ),
             What::Record { message } => f.write_str(message),
             What::Teardown { problem } => write!(f, "teardown: {problem}"),
+            What::TokenRotation { pod, message } => write!(
+                f,
+                "pod {pod}: cannot renew the service account token ({message}); retrying in 10s"
+            ),
         }
     }
 }

@@ -123,6 +123,8 @@ pub(super) struct PodRun {
     pub(super) active_deadline: Option<Instant>,
     /// Set when that deadline failed the Pod (status reason `DeadlineExceeded`).
     pub(super) deadline_exceeded: bool,
+    /// When its projected service account tokens are next renewed (`super::tokens`).
+    pub(super) token_due: Option<Instant>,
 }
 
 /// A stopping Pod: containers get their stop signal in order, SIGKILL at the deadline.

@@ -98,6 +98,7 @@ impl Supervision<'_> {
             }
             self.start_slots(pods, slots, &apps);
             self.run_probes(pods, slots);
+            self.rotate_tokens(pods);
             self.expire_checks(pods, slots);
             self.advance_kills(slots);
             for (p, pod) in pods.iter_mut().enumerate() {
@@ -265,8 +266,28 @@ impl Supervision<'_> {
         self.stop_pod(pods, p, slots);
     }
 
+    /// Renews the projected service account tokens that are due (`super::tokens`).
+    fn rotate_tokens(&mut self, pods: &mut [PodRun]) {
+        let now = Instant::now();
+        for pod in pods.iter_mut() {
+            if pod.stop.is_some() || pod.recreating || pod.token_due.is_none_or(|d| d > now) {
+                continue;
+            }
+            match super::tokens::rotate(self.cfg, pod) {
+                None => pod.token_due = super::tokens::next_due(pod),
+                Some(message) => {
+                    self.opts.reporter.notice(&Notice::run(What::TokenRotation {
+                        pod: pod.plan.sandbox.name.clone(),
+                        message,
+                    }));
+                    pod.token_due = Some(now + Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
     /// The soonest thing the loop must do by itself: a stop deadline, a (re)start, a probe, a
-    /// check timing out, a kill step.
+    /// check timing out, a kill step, a token renewal.
     fn next_deadline(&self, pods: &[PodRun], slots: &[Slot]) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         let mut soonest = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
@@ -278,6 +299,9 @@ impl Supervision<'_> {
                 Some(stop) if running && !stop.killed => soonest(stop.deadline),
                 None => {
                     if let Some(d) = pod.active_deadline {
+                        soonest(d);
+                    }
+                    if let Some(d) = pod.token_due.filter(|_| !pod.recreating) {
                         soonest(d);
                     }
                 }
