@@ -78,6 +78,9 @@ pub struct SandboxSpec {
     /// The Pod cgroup's limits from Pod-level `spec.resources` (`pod::pod_level`).
     #[serde(default)]
     pub pod_limits: Option<podshim_engine::cgroups::Limits>,
+    /// `hostUsers: false`: a user namespace and a block of host IDs of the Pod's own.
+    #[serde(default)]
+    pub user_namespace: bool,
 }
 
 impl SandboxSpec {
@@ -113,6 +116,7 @@ impl SandboxSpec {
             images: self.images.clone(),
             share_pid: self.share_pid,
             limits: self.pod_limits.unwrap_or_default(),
+            user_namespace: self.user_namespace,
         }
     }
 }
@@ -150,6 +154,7 @@ impl Sandbox {
         let mut sandbox = engine::Sandbox::create(cfg, &spec.engine())?;
         let filled = (|| {
             let etc = write_etc(&sandbox.dir, spec, &sandbox.attachment)?;
+            give_etc(&sandbox, &etc)?;
             for v in &spec.volumes {
                 if let Some((path, type_)) = &v.host_path {
                     super::host_path::prepare(path, type_, true).map_err(|e| PodError::Io {
@@ -171,6 +176,13 @@ impl Sandbox {
                         path: path.clone(),
                         source,
                     })?;
+                }
+                // The files podshim wrote are the Pod's root's, as they are root's otherwise.
+                if let (Some(u), Some(_), Some(path)) =
+                    (&sandbox.userns, &v.contents, sandbox.volumes.get(&v.name))
+                {
+                    podshim_engine::userns::shift_tree(path, u.block)
+                        .map_err(podshim_engine::Error::from)?;
                 }
                 let dir = sandbox.volumes.get(&v.name);
                 if let (Some(gid), Some(dir), None, None) =
@@ -217,6 +229,7 @@ impl Sandbox {
     pub fn renew(&mut self, cfg: &Config, spec: &SandboxSpec) -> Result<(), PodError> {
         self.engine.renew(cfg, &spec.engine())?;
         self.etc = write_etc(&self.engine.dir, spec, &self.engine.attachment)?;
+        give_etc(&self.engine, &self.etc)?;
         Ok(())
     }
 
@@ -224,6 +237,17 @@ impl Sandbox {
     pub fn destroy(self) -> Vec<String> {
         self.engine.destroy()
     }
+}
+
+/// A Pod with its own user namespace: its `/etc` files are its root's (root's otherwise).
+fn give_etc(sandbox: &engine::Sandbox, etc: &[(PathBuf, &'static str)]) -> Result<(), PodError> {
+    if let Some(u) = &sandbox.userns {
+        for (file, _) in etc {
+            podshim_engine::userns::chown_root(file, u.block)
+                .map_err(podshim_engine::Error::from)?;
+        }
+    }
+    Ok(())
 }
 
 /// The kubelet's `SetVolumeOwnership` for `fsGroup`: every file and directory of the volume
