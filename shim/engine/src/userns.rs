@@ -215,6 +215,62 @@ pub fn shift_tree(dir: &Path, block: IdBlock) -> Result<(), UsernsError> {
     Ok(())
 }
 
+/// What an exec'd command needs to enter its container's user namespace, which libcontainer
+/// 0.7's tenant processes do not join (it joins every other namespace of the container's init):
+/// done in the command's init after libcontainer set its credentials, which are then set again
+/// inside (entering a user namespace gives every capability in it and a full bounding set).
+#[derive(Debug, Clone)]
+pub struct TenantUserns {
+    ns: std::sync::Arc<OwnedFd>,
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+    caps: Option<libcontainer::oci_spec::runtime::LinuxCapabilities>,
+}
+
+impl TenantUserns {
+    /// For a command `process` in the container whose init is `pid`: `None` when that init is
+    /// in this process's user namespace. The namespace is opened now (the command's init sees
+    /// the container's /proc, not the host's).
+    pub fn of(
+        pid: i32,
+        process: &libcontainer::oci_spec::runtime::Process,
+    ) -> io::Result<Option<TenantUserns>> {
+        use std::os::unix::fs::MetadataExt;
+        let theirs = PathBuf::from(format!("/proc/{pid}/ns/user"));
+        if fs::metadata(&theirs)?.ino() == fs::metadata("/proc/self/ns/user")?.ino() {
+            return Ok(None);
+        }
+        let user = process.user();
+        Ok(Some(TenantUserns {
+            ns: std::sync::Arc::new(fs::File::open(&theirs)?.into()),
+            uid: user.uid(),
+            gid: user.gid(),
+            groups: user.additional_gids().clone().unwrap_or_default(),
+            caps: process.capabilities().clone(),
+        }))
+    }
+
+    /// Enter the namespace, then set the command's user, groups and capabilities again.
+    pub fn enter(&self) -> Result<(), String> {
+        use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+        let e = |what: &'static str| move |err: nix::Error| format!("{what}: {err}");
+        nix::sched::setns(&*self.ns, nix::sched::CloneFlags::CLONE_NEWUSER)
+            .map_err(e("join the container's user namespace"))?;
+        let groups: Vec<Gid> = self.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+        setgroups(&groups).map_err(e("setgroups"))?;
+        let (uid, gid) = (Uid::from_raw(self.uid), Gid::from_raw(self.gid));
+        setresgid(gid, gid, gid).map_err(e("setresgid"))?;
+        setresuid(uid, uid, uid).map_err(e("setresuid"))?;
+        if let Some(caps) = &self.caps {
+            let syscall = libcontainer::syscall::syscall::create_syscall();
+            libcontainer::capabilities::drop_privileges(caps, &*syscall)
+                .map_err(|err| format!("set the capabilities: {err}"))?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
