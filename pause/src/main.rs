@@ -1,7 +1,13 @@
 //! The pause process of a podshim Pod, in the spirit of Kubernetes' `build/pause/linux/pause.c`.
 //!
 //! `pause [--hostname NAME] [--user UID:GID] [--host-network | --netns PATH] [--pid]
-//! [--die-with-parent PID]`
+//! [--die-with-parent PID] [--new-userns | --userns PATH]`
+//!
+//! With `--new-userns` (a Pod with `hostUsers: false`) it first unshares a user namespace, writes
+//! `userns\n` and waits for one byte on stdin: the runtime writes the namespace's ID maps
+//! meanwhile. With `--userns PATH` it joins that user namespace instead (a sandbox made anew
+//! keeps the Pod's). Every namespace it makes afterwards is then owned by that user namespace,
+//! so that the Pod's containers, which join it, are privileged over them.
 //!
 //! With `--hostname` it first unshares new network, IPC and UTS namespaces (only IPC and UTS with
 //! `--host-network`: a `hostNetwork` Pod stays in the host's) and sets the hostname
@@ -91,6 +97,54 @@ fn join_netns(path: &str) {
     unsafe { libc::close(fd) };
     if rc != 0 {
         fail("setns to the --netns path");
+    }
+}
+
+/// The Pod's user namespace: a new one (`None`), whose ID maps the runtime writes while pause
+/// waits, or an existing one joined by path.
+fn user_namespace(join: Option<&str>, parent: Option<libc::pid_t>) {
+    match join {
+        Some(path) => {
+            let Ok(c) = CString::new(path) else {
+                fail("--userns path")
+            };
+            // SAFETY: `c` is a valid C string; the returned descriptor is checked and closed.
+            let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+            if fd < 0 {
+                fail("open the --userns path");
+            }
+            // SAFETY: setns takes a descriptor we own and a namespace type; the process is
+            // single-threaded, which joining a user namespace requires.
+            let rc = unsafe { libc::setns(fd, libc::CLONE_NEWUSER) };
+            // SAFETY: `fd` is ours and closed once.
+            unsafe { libc::close(fd) };
+            if rc != 0 {
+                fail("setns to the --userns path");
+            }
+        }
+        None => {
+            // SAFETY: unshare takes only flags; the process is single-threaded.
+            if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+                fail("unshare a user namespace");
+            }
+            let mut out = std::io::stdout();
+            if out
+                .write_all(b"userns\n")
+                .and_then(|_| out.flush())
+                .is_err()
+            {
+                exit(1);
+            }
+            let mut byte = 0u8;
+            // SAFETY: reads at most one byte into `byte`, which outlives the call.
+            if unsafe { libc::read(0, (&mut byte as *mut u8).cast(), 1) } != 1 {
+                exit(1);
+            }
+        }
+    }
+    // The credential change of entering a user namespace clears the parent-death signal.
+    if let Some(pid) = parent {
+        die_with(pid);
     }
 }
 
@@ -239,7 +293,12 @@ fn main() {
     let (mut hostname, mut user, mut network) = (None, None, Net::New);
     let mut parent = None;
     let mut share_pid = false;
+    let (mut new_userns, mut join_userns) = (false, None);
     while let Some(arg) = args.next() {
+        if arg == "--new-userns" {
+            new_userns = true;
+            continue;
+        }
         if arg == "--host-network" {
             network = Net::Host;
             continue;
@@ -251,6 +310,7 @@ fn main() {
         match (arg.as_str(), args.next()) {
             ("--hostname", Some(v)) => hostname = Some(v),
             ("--netns", Some(v)) => network = Net::Join(v),
+            ("--userns", Some(v)) => join_userns = Some(v),
             ("--die-with-parent", Some(v)) => match v.parse::<libc::pid_t>() {
                 Ok(pid) => {
                     parent = Some(pid);
@@ -270,7 +330,7 @@ fn main() {
             },
             _ => {
                 eprintln!(
-                    "usage: pause [--hostname NAME] [--user UID:GID] [--host-network | --netns PATH] [--pid] [--die-with-parent PID]"
+                    "usage: pause [--hostname NAME] [--user UID:GID] [--host-network | --netns PATH] [--pid] [--die-with-parent PID] [--new-userns | --userns PATH]"
                 );
                 exit(2)
             }
@@ -281,6 +341,9 @@ fn main() {
     install(libc::SIGINT, on_stop);
     install(libc::SIGTERM, on_stop);
     install(libc::SIGCHLD, on_child);
+    if new_userns || join_userns.is_some() {
+        user_namespace(join_userns.as_deref(), parent);
+    }
     if let Some(name) = &hostname {
         new_namespaces(name, &network);
     }
@@ -294,6 +357,17 @@ fn main() {
         drop_privileges(uid, gid);
         if let Some(pid) = parent {
             die_with(pid);
+        }
+        if new_userns || join_userns.is_some() {
+            // Changing uids made pause non-dumpable, and a non-dumpable process's namespace
+            // files only open to a process privileged in the user namespace it was executed in
+            // (the host's): the Pod's containers, privileged in the Pod's user namespace only,
+            // could not join pause's UTS and IPC namespaces by /proc/PID/ns. Dumpable, they are
+            // checked against the Pod's user namespace, where pause runs.
+            // SAFETY: prctl with PR_SET_DUMPABLE takes only integers.
+            if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) } != 0 {
+                fail("PR_SET_DUMPABLE");
+            }
         }
     }
     if share_pid {

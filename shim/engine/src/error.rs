@@ -50,6 +50,8 @@ pub enum Error {
     Cgroup(#[from] crate::cgroups::CgroupError),
     #[error(transparent)]
     Mount(#[from] crate::mounts::MountError),
+    #[error(transparent)]
+    Userns(#[from] crate::userns::UsernsError),
     #[error("pod network")]
     Network(#[from] podshim_cni::CniError),
     #[error("container {container:?}: the runtime failed to {action} it: {detail}")]
@@ -116,6 +118,7 @@ impl Error {
             | Error::Journal(_)
             | Error::Cgroup(_)
             | Error::Mount(_)
+            | Error::Userns(_)
             | Error::Runtime { .. }
             | Error::Renew { .. }
             | Error::Threads { .. } => ErrorKind::Internal,

@@ -170,10 +170,17 @@ pub fn start(
     } else {
         None
     };
+    let pid = container.pid().map_or(0, |p| p.as_raw());
+    let userns = crate::userns::TenantUserns::of(pid, &process).map_err(|e| Error::Runtime {
+        container: id.to_string(),
+        action: "exec in",
+        detail: format!("cannot open its user namespace: {e}"),
+    })?;
     let executor = TenantExecutor {
         parent,
         window,
         seccomp,
+        userns,
     };
     let start = |e: libcontainer::error::LibcontainerError| Error::Runtime {
         container: id.to_string(),
@@ -351,6 +358,8 @@ struct TenantExecutor {
     parent: Option<Arc<OwnedFd>>,
     window: Option<sys::WinSize>,
     seccomp: Option<Seccomp>,
+    /// The container's user namespace, when it has one of its own (`hostUsers: false`).
+    userns: Option<crate::userns::TenantUserns>,
 }
 
 impl Executor for TenantExecutor {
@@ -366,6 +375,10 @@ impl Executor for TenantExecutor {
         &self,
         envs: std::collections::HashMap<String, String>,
     ) -> Result<(), ExecutorSetEnvsError> {
+        // First: it changes credentials, which clears the death signal set below.
+        if let Some(userns) = &self.userns {
+            userns.enter().map_err(ExecutorSetEnvsError::Other)?;
+        }
         if let Some(parent) = &self.parent {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
                 .map_err(|e| ExecutorSetEnvsError::Other(format!("PR_SET_PDEATHSIG: {e}")))?;

@@ -85,6 +85,8 @@ pub fn gc(cfg: &Config) -> Vec<Outcome> {
     if let Some(outcome) = collect_bridge(cfg) {
         outcomes.push(outcome);
     }
+    // User ID blocks whose Pod's journal is gone (any instance's: the blocks are the host's).
+    crate::userns::gc_claims(Path::new(crate::userns::CLAIMS_DIR));
     for (list, cni_path) in lists.into_iter().filter(|(l, _)| l.has_gc()) {
         // Read right before the GC, to miss as few Pods started meanwhile as can be.
         let valid = valid_attachments(cfg, &list.name);

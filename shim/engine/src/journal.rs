@@ -87,6 +87,13 @@ pub enum Resource {
     },
     /// A mount point (overlay root filesystem, Memory emptyDir).
     Mount { path: PathBuf },
+    /// The Pod's block of host user IDs (`hostUsers: false`): host IDs `base..base+65536`,
+    /// claimed by the file `claim`, which names the claiming journal `owner`.
+    IdBlock {
+        base: u32,
+        claim: PathBuf,
+        owner: PathBuf,
+    },
     /// A libcontainer container (its state lives under `runtime_dir/id`).
     Container {
         id: String,

@@ -16,6 +16,11 @@ use std::path::{Path, PathBuf};
 
 /// The mode of podshim's own directories.
 pub const DIR_MODE: u32 = 0o700;
+/// The mode of the state root and its `pods` directory while a Pod with its own user namespace
+/// runs: others may pass through (no listing, no reading), as containerd's roots are 0711, so
+/// that the Pod's root can reach its own directory, which is open to the Pod's group only
+/// ([`open_to_group`]). The mode [`ensure_dir`] keeps as it is.
+pub const TRAVERSE_MODE: u32 = 0o711;
 /// The mode of files that hold specs, records or secrets.
 pub const FILE_MODE: u32 = 0o600;
 
@@ -48,10 +53,26 @@ pub fn ensure_dir(dir: &Path) -> Result<(), PrivateError> {
         // Another user owning it could open it again with chmod.
         std::os::unix::fs::chown(dir, Some(0), Some(0)).map_err(err("chown"))?;
     }
-    if meta.mode() & 0o7777 != DIR_MODE {
+    let mode = meta.mode() & 0o7777;
+    if mode != DIR_MODE && mode != TRAVERSE_MODE {
         fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE)).map_err(err("chmod"))?;
     }
     Ok(())
+}
+
+/// Let others pass through `dir` (mode 0711), e.g. the state root, for a Pod with its own user
+/// namespace (see [`TRAVERSE_MODE`]).
+pub fn open_for_traversal(dir: &Path) -> io::Result<()> {
+    fs::set_permissions(dir, fs::Permissions::from_mode(TRAVERSE_MODE))
+}
+
+/// Make `dir` (created if needed) root's, group `gid`'s with mode 0710: the group may pass
+/// through it, nobody else may (a Pod's directories, to the Pod's root group in its own user
+/// namespace, whose container processes reach their root filesystem and volumes through it).
+pub fn open_to_group(dir: &Path, gid: u32) -> io::Result<()> {
+    create_dir_all(dir)?;
+    std::os::unix::fs::chown(dir, Some(0), Some(gid))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o710))
 }
 
 /// [`ensure_dir`] for a directory that exists; nothing is created.

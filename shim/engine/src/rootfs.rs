@@ -30,6 +30,10 @@ pub enum Rootfs {
     Overlay {
         layers: Vec<PathBuf>,
         layer_dir: PathBuf,
+        /// The Pod's user namespace (`hostUsers: false`): the layers are seen through an
+        /// ID-mapped bind (root's files are the Pod's root's) and the writable layer is owned
+        /// by the Pod's root.
+        idmap: Option<crate::sandbox::PodUserns>,
     },
     /// Mounts stacked on the target in order (containerd's rootfs of a task).
     Mounts(Vec<MountSpec>),
@@ -41,10 +45,23 @@ pub enum Rootfs {
 pub fn mount(journal: &mut Journal, rootfs: &Rootfs, target: &Path) -> Result<(), Error> {
     match rootfs {
         Rootfs::Existing => Ok(()),
-        Rootfs::Overlay { layers, layer_dir } => {
-            let _ = fs::remove_dir_all(layer_dir);
+        Rootfs::Overlay {
+            layers,
+            layer_dir,
+            idmap,
+        } => {
+            // Unmounts what is mounted inside first (an ID-mapped bind of the layers), so that
+            // nothing of an image is ever removed through it.
+            let _ = crate::teardown::remove_dir(layer_dir);
             let (upper, work) = (layer_dir.join("upper"), layer_dir.join("work"));
             let mut lower: Vec<PathBuf> = layers.iter().rev().cloned().collect();
+            if let Some(userns) = idmap {
+                lower = idmapped_layers(journal, &lower, layer_dir, userns)?;
+                for dir in [&upper, &work] {
+                    fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
+                    crate::userns::chown_root(dir, userns.block)?;
+                }
+            }
             if lower.is_empty() {
                 let empty = layer_dir.join("empty");
                 fs::create_dir_all(&empty).map_err(Error::io("create", &empty))?;
@@ -67,6 +84,66 @@ pub fn mount(journal: &mut Journal, rootfs: &Rootfs, target: &Path) -> Result<()
             Ok(())
         }
     }
+}
+
+/// The layers (top first) as an overlay sees them in a Pod's user namespace: one ID-mapped bind
+/// of the directory that holds them (the image store's layer directory; overlayfs takes
+/// ID-mapped lower layers, though this kernel cannot ID-map an overlay mount itself), recorded
+/// first, at `layer_dir/lower`; the layers' paths below it.
+fn idmapped_layers(
+    journal: &mut Journal,
+    layers: &[PathBuf],
+    layer_dir: &Path,
+    userns: &crate::sandbox::PodUserns,
+) -> Result<Vec<PathBuf>, Error> {
+    let Some(store) = layers.first().and_then(|l| l.parent()) else {
+        return Ok(layers.to_vec());
+    };
+    if layers.iter().any(|l| l.parent() != Some(store)) {
+        return Err(Error::Spec {
+            id: layer_dir.display().to_string(),
+            detail:
+                "the image layers of a Pod with its own user namespace must be in one directory"
+                    .into(),
+        });
+    }
+    let mapped = layer_dir.join("lower");
+    fs::create_dir_all(&mapped).map_err(Error::io("create", &mapped))?;
+    journal.record(Resource::Mount {
+        path: mapped.clone(),
+    })?;
+    let ns = crate::userns::open(&userns.pin)?;
+    crate::sys::idmapped_bind(store, &mapped, ns).map_err(|source| MountError::Mount {
+        what: "ID-mapped bind of the image layers",
+        target: mapped.clone(),
+        source: nix::errno::Errno::from_raw(source.raw_os_error().unwrap_or(libc::EIO)),
+    })?;
+    Ok(layers
+        .iter()
+        .map(|l| mapped.join(l.file_name().unwrap_or_default()))
+        .collect())
+}
+
+/// Remove a container's writable-layer directory: the ID-mapped bind of the image layers in it
+/// (a Pod with its own user namespace) is unmounted and forgotten first, so that nothing is
+/// ever removed through it.
+pub fn remove_layer_dir(journal: &mut Journal, layer_dir: &Path) -> Result<(), Error> {
+    let mapped = Resource::Mount {
+        path: layer_dir.join("lower"),
+    };
+    if journal.resources.contains(&mapped) {
+        crate::teardown::remove(&mapped).map_err(|detail| Error::Runtime {
+            container: layer_dir.display().to_string(),
+            action: "unmount the image layers of",
+            detail,
+        })?;
+        journal.forget(&mapped)?;
+    }
+    crate::teardown::remove_dir(layer_dir).map_err(|detail| Error::Runtime {
+        container: layer_dir.display().to_string(),
+        action: "remove the writable layer of",
+        detail,
+    })
 }
 
 /// Mount flags and data of containerd's option strings (mount(8) names).

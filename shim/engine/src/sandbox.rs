@@ -80,6 +80,17 @@ pub struct SandboxSpec {
     /// The Pod cgroup's memory and CPU limits (Kubernetes' Pod-level `spec.resources`).
     #[serde(default)]
     pub limits: crate::cgroups::Limits,
+    /// A user namespace of the Pod's own (Kubernetes' `hostUsers: false`), with a block of
+    /// host IDs claimed for it; needs a network namespace of the Pod's own.
+    #[serde(default)]
+    pub user_namespace: bool,
+}
+
+/// A Pod's user namespace: its ID block and the nsfs pin containers join it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodUserns {
+    pub block: crate::userns::IdBlock,
+    pub pin: PathBuf,
 }
 
 /// A Pod's sandbox, alive.
@@ -99,6 +110,8 @@ pub struct Sandbox {
     pub volumes: BTreeMap<String, PathBuf>,
     pub cgroup: String,
     pub state: SandboxState,
+    /// The Pod's user namespace (`hostUsers: false`).
+    pub userns: Option<PodUserns>,
 }
 
 impl Sandbox {
@@ -227,7 +240,32 @@ fn build(
         cgroups.set_limits(&spec.cgroup, &spec.limits, true)?;
     }
     step("cgroup");
-    let (mut pause, netns, attachment) = pause_and_network(cfg, spec, &dir, journal)?;
+    let userns = match spec.user_namespace {
+        false => None,
+        true => {
+            if !matches!(spec.network, Network::Pod { .. }) {
+                return Err(Error::Spec {
+                    id: key.clone(),
+                    detail: "a Pod's own user namespace needs a network namespace of its own (its namespaces are owned by the user namespace)".into(),
+                });
+            }
+            let claims = Path::new(crate::userns::CLAIMS_DIR);
+            let block = crate::userns::claim(journal, claims)?;
+            // The Pod's containers set themselves up as its root, on the host the block's
+            // first ID, which must reach the Pod's directory (their root filesystem, volumes,
+            // /etc files) through the state root: open to pass through for it, not to list.
+            for d in [&cfg.state, &cfg.pods_dir()] {
+                crate::private::open_for_traversal(d).map_err(Error::io("chmod", d))?;
+            }
+            crate::private::open_to_group(&dir, block.base).map_err(Error::io("chmod", &dir))?;
+            Some(PodUserns {
+                block,
+                pin: dir.join("userns"),
+            })
+        }
+    };
+    let (mut pause, netns, attachment) =
+        pause_and_network(cfg, spec, &dir, journal, userns.as_ref(), true)?;
     step("pause and network");
     let result = (|| {
         let mut volumes = BTreeMap::new();
@@ -238,6 +276,10 @@ fn build(
                 mounts::tmpfs(&path, v.size_limit)?;
             } else {
                 fs::create_dir_all(&path).map_err(Error::io("create", &path))?;
+            }
+            // The Pod's root owns its emptyDirs, as root owns them on the host otherwise.
+            if let Some(u) = &userns {
+                crate::userns::chown_root(&path, u.block)?;
             }
             // Kubernetes makes emptyDirs world-writable (0777) so any container user can use them.
             fs::set_permissions(&path, fs::Permissions::from_mode(0o777))
@@ -263,6 +305,7 @@ fn build(
             volumes,
             cgroup: spec.cgroup.clone(),
             state: SandboxState::Ready,
+            userns,
         }),
         Err(e) => {
             // The journal's teardown kills pause; reap our child handle as well.
@@ -281,8 +324,20 @@ fn pause_and_network(
     spec: &SandboxSpec,
     dir: &Path,
     journal: &mut Journal,
+    userns: Option<&PodUserns>,
+    new_userns: bool,
 ) -> Result<(Child, PathBuf, Attachment), Error> {
-    let mut pause = spawn_pause(cfg, &spec.hostname, &spec.network, spec.share_pid)?;
+    let userns_arg = userns.map(|u| match new_userns {
+        true => UsernsArg::New,
+        false => UsernsArg::Join(&u.pin),
+    });
+    let mut pause = spawn_pause(
+        cfg,
+        &spec.hostname,
+        &spec.network,
+        spec.share_pid,
+        userns_arg,
+    )?;
     let pid = pause.id() as i32;
     let started = start_time(pid).unwrap_or(0);
     let result = (|| {
@@ -293,6 +348,9 @@ fn pause_and_network(
             pid,
             start_time: started,
         })?;
+        if let (Some(u), true) = (userns, new_userns) {
+            map_and_pin(cfg, &mut pause, u, journal)?;
+        }
         pause_ready(cfg, &mut pause)?;
         let netns = dir.join("netns");
         journal.record(Resource::NetnsPin {
@@ -361,8 +419,14 @@ impl Sandbox {
         if !problems.is_empty() {
             return Err(Error::Renew { problems });
         }
-        let (mut pause, netns, attachment) =
-            pause_and_network(cfg, spec, &self.dir, &mut self.journal)?;
+        let (mut pause, netns, attachment) = pause_and_network(
+            cfg,
+            spec,
+            &self.dir,
+            &mut self.journal,
+            self.userns.as_ref(),
+            false,
+        )?;
         if let Err(e) = hand_over(cfg, &mut pause) {
             let _ = pause.kill();
             let _ = pause.wait();
@@ -516,11 +580,55 @@ fn unattached() -> Attachment {
 /// (`--die-with-parent`: a parent-death signal, set before anything else it does and again
 /// after it changed its credentials, which clear it) until [`hand_over`] releases it: a
 /// podshim killed between the fork and the journal's record of pause takes pause with it.
+/// How pause gets the Pod's user namespace.
+enum UsernsArg<'a> {
+    /// It makes it (see [`map_and_pin`]).
+    New,
+    /// It joins the Pod's, by its pin.
+    Join(&'a Path),
+}
+
+/// The handshake of `pause --new-userns`: once pause says `userns`, write the namespace's ID
+/// maps, pin it (recorded first), and let pause go on to make the Pod's other namespaces in it.
+fn map_and_pin(
+    cfg: &Config,
+    child: &mut Child,
+    userns: &PodUserns,
+    journal: &mut Journal,
+) -> Result<(), Error> {
+    use std::io::Write;
+    let err = |source| Error::Pause {
+        path: cfg.pause.clone(),
+        source,
+    };
+    let out = child.stdout.take().expect("piped stdout");
+    let mut reader = BufReader::new(out);
+    let mut line = String::new();
+    let _ = reader.read_line(&mut line);
+    // pause writes nothing more until it is answered, so nothing is left in the buffer.
+    child.stdout = Some(reader.into_inner());
+    if line.trim() != "userns" {
+        let status = child.wait().map_err(err)?;
+        return Err(err(std::io::Error::other(format!(
+            "pause exited before it made the user namespace ({status})"
+        ))));
+    }
+    let pid = child.id() as i32;
+    crate::userns::write_maps(pid, userns.block)?;
+    journal.record(Resource::Mount {
+        path: userns.pin.clone(),
+    })?;
+    mounts::bind_file(Path::new(&format!("/proc/{pid}/ns/user")), &userns.pin)?;
+    let stdin = child.stdin.as_mut().expect("piped stdin");
+    stdin.write_all(b"\n").map_err(err)
+}
+
 fn spawn_pause(
     cfg: &Config,
     hostname: &str,
     network: &Network,
     share_pid: bool,
+    userns: Option<UsernsArg<'_>>,
 ) -> Result<Child, Error> {
     let err = |source| Error::Pause {
         path: cfg.pause.clone(),
@@ -544,6 +652,14 @@ fn spawn_pause(
     }
     if share_pid {
         args.push("--pid".into());
+    }
+    match userns {
+        None => {}
+        Some(UsernsArg::New) => args.push("--new-userns".into()),
+        Some(UsernsArg::Join(pin)) => {
+            args.push("--userns".into());
+            args.push(pin.into());
+        }
     }
     let mut cmd = Command::new(&cfg.pause);
     crate::sys::inherit_only_stdio(&mut cmd);

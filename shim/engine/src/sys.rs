@@ -1,11 +1,12 @@
 //! The one place in the engine that needs `unsafe`: process-wide signal dispositions, the fork
 //! of the runtime helper, and the few calls nix offers only as `unsafe` (pidfds, descriptors
-//! received over a socket, terminal window sizes, the descriptors a child inherits), and the
-//! project quota calls no crate offers.
+//! received over a socket, terminal window sizes, the descriptors a child inherits, ID-mapped
+//! mounts), and the project quota calls no crate offers.
 #![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
 
 /// Give every signal its default disposition back where podshim's parent (or the Rust runtime,
 /// for SIGPIPE) left it ignored.
@@ -502,4 +503,66 @@ pub mod quota {
         }
         Ok(())
     }
+}
+
+/// A read-only, ID-mapped bind mount of `source` at `target` (mount_setattr(2),
+/// `MOUNT_ATTR_IDMAP`): a detached clone of the mount at `source` (open_tree(2)) gets the ID
+/// mapping of the user namespace `userns` and is then attached at `target` (move_mount(2)), so
+/// it is never visible unmapped. Files owned by ID `n` on disk appear owned by the ID `n` maps to
+/// in `userns`. Read-only because host root keeps its power over files through it (their
+/// owners are mapped host IDs): a recursive removal of a directory holding it must not reach
+/// the files below (image layers).
+pub fn idmapped_bind(source: &Path, target: &Path, userns: impl AsFd) -> io::Result<()> {
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    };
+    let (source, target) = (c(source)?, c(target)?);
+    let empty = c"";
+    let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC as libc::c_uint;
+    // SAFETY: open_tree takes a directory fd, a valid C string and flags; it returns a new
+    // descriptor (owned by nobody else, so `OwnedFd` may own it) or -1.
+    let tree =
+        unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, source.as_ptr(), flags) };
+    if tree < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: see above.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_IDMAP | libc::MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_fd().as_raw_fd() as u64,
+    };
+    // SAFETY: `attr` is a valid mount_attr of the size passed, alive for the call; the path is
+    // an empty C string with AT_EMPTY_PATH (the descriptor itself is changed).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both paths are valid C strings alive for the call; only integers besides.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -196,13 +196,6 @@ fn check_values(doc: &Value) -> Vec<FieldError> {
             "true is not supported by podshim yet: podshim has no service account token to mount",
         ));
     }
-    if let Some(Value::Bool(false)) = lookup(doc, "spec.hostUsers") {
-        errs.push(FieldError::forbidden(
-            &spec.child("hostUsers"),
-            "false is not supported by podshim yet: a user namespace per Pod needs ID-mapped \
-             mounts of the root filesystem and volumes, which libcontainer 0.7 refuses",
-        ));
-    }
     if let Some(Value::String(p)) = lookup(doc, "spec.dnsPolicy") {
         if !DNS_POLICIES.contains(&p.as_str()) {
             errs.push(FieldError::not_supported(
@@ -376,7 +369,6 @@ mod tests {
         let v = serde_json::json!({
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "generateName": "x-"},
             "spec": {
-                "hostUsers": false,
                 "containers": [{"name": "c", "livenessProbe": {"grpc": {"port": 9000, "service": "s"}},
                   "lifecycle": {"preStop": {"tcpSocket": {"port": 80}}},
                   "readinessProbe": {"httpGet": {"port": 80, "scheme": "HTTPS"}},
@@ -394,7 +386,6 @@ mod tests {
         let errs = gate(v);
         for want in [
             "metadata.generateName: Forbidden: not supported by podshim yet",
-            "spec.hostUsers: Forbidden: false is not supported by podshim yet: a user namespace per Pod needs ID-mapped mounts of the root filesystem and volumes, which libcontainer 0.7 refuses",
             "spec.containers[0].lifecycle.preStop.tcpSocket: Forbidden: not supported by podshim yet",
             "spec.containers[0].readinessProbe.httpGet.scheme: Forbidden: HTTPS is not supported by podshim yet (only HTTP)",
             "spec.containers[0].env[0].valueFrom.fileKeyRef: Forbidden: not supported by podshim yet",
@@ -409,7 +400,7 @@ mod tests {
         ] {
             assert!(errs.contains(&want.to_string()), "missing {want} in {errs:#?}");
         }
-        assert_eq!(errs.len(), 13, "{errs:#?}");
+        assert_eq!(errs.len(), 12, "{errs:#?}");
     }
 
     #[test]

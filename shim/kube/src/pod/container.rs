@@ -243,10 +243,18 @@ fn prepare(
     };
     let (bundle, rootfs, layer) = paths(cfg, sandbox, &name);
     let id = container_id(sandbox, &name);
+    if let Some(u) = &sandbox.userns {
+        // Its root sets the container up from here (see `private::open_to_group`).
+        for dir in [bundle.parent().unwrap_or(&bundle), &bundle] {
+            podshim_engine::private::open_to_group(dir, u.block.base)
+                .map_err(io("open to the Pod's root", &dir.to_path_buf()))?;
+        }
+    }
     // The root filesystem first: the user and the working directory are resolved in it.
     let layers = Rootfs::Overlay {
         layers: plan.layers.clone(),
         layer_dir: layer,
+        idmap: sandbox.userns.clone(),
     };
     rootfs::mount(&mut sandbox.journal, &layers, &rootfs)?;
     step("rootfs");
@@ -362,6 +370,7 @@ fn prepare(
         no_new_privileges: plan.no_new_privileges,
         netns: sandbox.netns.clone(),
         utsns: sandbox.pause_ns("uts"),
+        userns: sandbox.userns.as_ref().map(|u| u.pin.clone()),
         ipc: match sandbox.spec.host_ipc {
             true => Namespace::Host,
             false => Namespace::Join(sandbox.pause_ns("ipc")),
@@ -514,6 +523,6 @@ pub fn remove_container(cfg: &Config, sandbox: &mut Sandbox, name: &str) -> Resu
         &cgroup,
         &rootfs,
     )?;
-    let _ = fs::remove_dir_all(layer);
+    podshim_engine::rootfs::remove_layer_dir(&mut sandbox.journal, &layer)?;
     Ok(())
 }

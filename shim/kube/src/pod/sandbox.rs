@@ -86,6 +86,9 @@ pub struct SandboxSpec {
     /// The Pod cgroup's limits from Pod-level `spec.resources` (`pod::pod_level`).
     #[serde(default)]
     pub pod_limits: Option<podshim_engine::cgroups::Limits>,
+    /// `hostUsers: false`: a user namespace and a block of host IDs of the Pod's own.
+    #[serde(default)]
+    pub user_namespace: bool,
 }
 
 impl SandboxSpec {
@@ -121,6 +124,7 @@ impl SandboxSpec {
             images: self.images.clone(),
             share_pid: self.share_pid,
             limits: self.pod_limits.unwrap_or_default(),
+            user_namespace: self.user_namespace,
         }
     }
 }
@@ -158,6 +162,7 @@ impl Sandbox {
         let mut sandbox = engine::Sandbox::create(cfg, &spec.engine())?;
         let filled = (|| {
             let etc = write_etc(&sandbox.dir, spec, &sandbox.attachment)?;
+            give_etc(&sandbox, &etc)?;
             for v in &spec.volumes {
                 if let Some((path, type_)) = &v.host_path {
                     super::host_path::prepare(path, type_, true).map_err(|e| PodError::Io {
@@ -179,6 +184,13 @@ impl Sandbox {
                         path: path.clone(),
                         source,
                     })?;
+                }
+                // The files podshim wrote are the Pod's root's, as they are root's otherwise.
+                if let (Some(u), Some(_), Some(path)) =
+                    (&sandbox.userns, &v.contents, sandbox.volumes.get(&v.name))
+                {
+                    podshim_engine::userns::shift_tree(path, u.block)
+                        .map_err(podshim_engine::Error::from)?;
                 }
                 let dir = sandbox.volumes.get(&v.name);
                 let owned = (v.host_path.is_none() || v.claim) && v.image.is_none();
@@ -227,6 +239,7 @@ impl Sandbox {
     pub fn renew(&mut self, cfg: &Config, spec: &SandboxSpec) -> Result<(), PodError> {
         self.engine.renew(cfg, &spec.engine())?;
         self.etc = write_etc(&self.engine.dir, spec, &self.engine.attachment)?;
+        give_etc(&self.engine, &self.etc)?;
         Ok(())
     }
 
@@ -246,6 +259,17 @@ fn needs_ownership(dir: &Path, gid: u32, read_only: bool) -> bool {
     };
     let want = if read_only { 0o440 } else { 0o660 } | 0o110 | 0o2000;
     !meta.is_dir() || meta.gid() != gid || meta.mode() & want != want
+}
+
+/// A Pod with its own user namespace: its `/etc` files are its root's (root's otherwise).
+fn give_etc(sandbox: &engine::Sandbox, etc: &[(PathBuf, &'static str)]) -> Result<(), PodError> {
+    if let Some(u) = &sandbox.userns {
+        for (file, _) in etc {
+            podshim_engine::userns::chown_root(file, u.block)
+                .map_err(podshim_engine::Error::from)?;
+        }
+    }
+    Ok(())
 }
 
 /// The kubelet's `SetVolumeOwnership` for `fsGroup`: every file and directory of the volume

@@ -101,6 +101,9 @@ pub struct ContainerSpec {
     /// Namespaces joined by path: the netns pin, and the pause process's UTS.
     pub netns: PathBuf,
     pub utsns: PathBuf,
+    /// The Pod's user namespace (`hostUsers: false`), joined by path: no ID maps in the spec,
+    /// so libcontainer neither makes one nor checks the mounts for ID-mapping options.
+    pub userns: Option<PathBuf>,
     /// The Pod's IPC namespace (pause's), or the host's.
     pub ipc: Namespace,
     /// The container's own PID namespace, the Pod's shared one, or the host's.
@@ -138,6 +141,9 @@ fn namespace(typ: LinuxNamespaceType, path: Option<&Path>) -> Result<LinuxNamesp
 /// the masked and read-only paths.
 fn linux(c: &ContainerSpec) -> Result<Linux, SpecError> {
     let mut namespaces = Vec::new();
+    if let Some(path) = &c.userns {
+        namespaces.push(namespace(LinuxNamespaceType::User, Some(path))?);
+    }
     for (typ, ns) in [
         (LinuxNamespaceType::Pid, &c.pid),
         (LinuxNamespaceType::Mount, &Namespace::Own),

@@ -22,6 +22,7 @@ fn sample() -> ContainerSpec {
         ipc: Namespace::Join("/proc/9/ns/ipc".into()),
         pid: Namespace::Own,
         utsns: "/proc/9/ns/uts".into(),
+        userns: None,
         cgroups_path: "/podshim/u/c".into(),
         binds: vec![Bind::private("/v".into(), "/data", true)],
         resources: Resources::default(),

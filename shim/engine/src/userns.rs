@@ -1,0 +1,296 @@
+//! A Pod's own user namespace (Kubernetes' `hostUsers: false`): a block of 65536 host IDs per
+//! Pod, as the kubelet gives one, mapped to IDs 0-65535 inside. The block is claimed host-wide
+//! (two podshim instances share the host's IDs, so the claims live in [`CLAIMS_DIR`], not in an
+//! instance's state), recorded in the Pod's journal before it is claimed, and released by the
+//! Pod's teardown or `gc`. The namespace itself is made by pause (`--new-userns`), which then
+//! makes the Pod's network, IPC and UTS namespaces inside it; podshim writes its ID maps and pins
+//! it (an nsfs bind mount), and containers join it by that path.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use crate::journal::{Journal, JournalError, Resource};
+
+/// IDs per Pod: 65536, the kubelet's block size (0-65535 inside, `nobody` included).
+pub const BLOCK: u32 = 65536;
+/// The first block handed out: IDs below 32 × 65536 (2 Mi) stay the host's users' (login
+/// users, system users and the usual /etc/subuid ranges, which start at 100000).
+pub const FIRST_BLOCK: u32 = 32;
+/// Blocks handed out at most (IDs up to 2^32 - 65536: the last block ends below the 32-bit
+/// limit, whose top value is the kernel's invalid ID).
+pub const BLOCKS: u32 = 65536 - FIRST_BLOCK - 1;
+/// Host-wide claims of ID blocks, one file per block (`<index>`) holding the path of the
+/// claiming Pod's journal. Under /run: the namespaces the blocks map die with the host too.
+pub const CLAIMS_DIR: &str = "/run/podshim/userns-blocks";
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsernsError {
+    #[error("no free block of {BLOCK} user IDs left for a Pod's user namespace (claims in {dir})")]
+    Exhausted { dir: PathBuf },
+    #[error("cannot {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> UsernsError + 'a {
+    move |source| UsernsError::Io {
+        action,
+        path: path.into(),
+        source,
+    }
+}
+
+/// The ID block of one Pod: host IDs `base..base+65536` are IDs `0..65536` inside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdBlock {
+    pub base: u32,
+}
+
+impl IdBlock {
+    /// The `uid_map`/`gid_map` line: `0 BASE 65536`.
+    pub fn map_line(&self) -> String {
+        format!("0 {} {BLOCK}\n", self.base)
+    }
+}
+
+/// Host ID ranges in use by the host's users: each /etc/passwd and /etc/group ID, and the
+/// /etc/subuid and /etc/subgid ranges (`name:start:count`). A block overlapping one is skipped.
+fn host_ranges() -> Vec<(u64, u64)> {
+    let mut ranges = Vec::new();
+    for (file, start_field, count_field) in [
+        ("/etc/subuid", 1, Some(2)),
+        ("/etc/subgid", 1, Some(2)),
+        ("/etc/passwd", 2, None),
+        ("/etc/group", 2, None),
+    ] {
+        let text = fs::read_to_string(file).unwrap_or_default();
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split(':').collect();
+            let Some(start) = fields.get(start_field).and_then(|s| s.parse::<u64>().ok()) else {
+                continue;
+            };
+            let count = match count_field {
+                Some(i) => fields
+                    .get(i)
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0),
+                None => 1,
+            };
+            ranges.push((start, start + count));
+        }
+    }
+    ranges
+}
+
+fn overlaps(block: u32, ranges: &[(u64, u64)]) -> bool {
+    let (lo, hi) = (
+        u64::from(block) * u64::from(BLOCK),
+        (u64::from(block) + 1) * u64::from(BLOCK),
+    );
+    ranges.iter().any(|&(s, e)| s < hi && lo < e)
+}
+
+/// Claim a free block for the Pod of `journal`: the block is recorded in the journal first,
+/// then claimed with an exclusive create of its claim file (a block claimed meanwhile by
+/// someone else is forgotten again and the next one tried).
+pub fn claim(journal: &mut Journal, claims: &Path) -> Result<IdBlock, UsernsError> {
+    crate::private::create_dir_all(claims).map_err(io_err("create", claims))?;
+    let ranges = host_ranges();
+    let owner = journal.path().to_path_buf();
+    for index in FIRST_BLOCK..FIRST_BLOCK + BLOCKS {
+        let path = claims.join(index.to_string());
+        if overlaps(index, &ranges) || path.exists() {
+            continue;
+        }
+        let block = IdBlock {
+            base: index * BLOCK,
+        };
+        let record = Resource::IdBlock {
+            base: block.base,
+            claim: path.clone(),
+            owner: owner.clone(),
+        };
+        journal.record(record.clone())?;
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                f.write_all(owner.as_os_str().as_encoded_bytes())
+                    .map_err(io_err("write", &path))?;
+                return Ok(block);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => journal.forget(&record)?,
+            Err(e) => return Err(io_err("create", &path)(e)),
+        }
+    }
+    Err(UsernsError::Exhausted {
+        dir: claims.to_path_buf(),
+    })
+}
+
+/// Release a claim: its file is removed when it still names `owner` (a crash between the
+/// journal's record and the claim leaves a record whose block another Pod may hold).
+pub fn release(claim: &Path, owner: &Path) -> Result<(), String> {
+    match fs::read(claim) {
+        Ok(bytes) if bytes == owner.as_os_str().as_encoded_bytes() => {
+            match fs::remove_file(claim) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(format!("cannot remove {}: {e}", claim.display())),
+            }
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot read {}: {e}", claim.display())),
+    }
+}
+
+/// Release claims whose Pod journal is gone (a Pod removed by an older podshim, or by hand):
+/// returns the claims removed. A claim whose journal exists is its Pod's to release.
+pub fn gc_claims(claims: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(claims) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(owner) = fs::read_to_string(&path) else {
+            continue;
+        };
+        if !owner.is_empty() && !Path::new(&owner).exists() && fs::remove_file(&path).is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
+}
+
+/// Write the ID maps of the user namespace that process `pid` has just made.
+pub fn write_maps(pid: i32, block: IdBlock) -> Result<(), UsernsError> {
+    for file in ["uid_map", "gid_map"] {
+        let path = PathBuf::from(format!("/proc/{pid}/{file}"));
+        fs::write(&path, block.map_line()).map_err(io_err("write", &path))?;
+    }
+    Ok(())
+}
+
+/// Open a user namespace by its nsfs path (the Pod's pin), for ID-mapped mounts.
+pub fn open(pin: &Path) -> Result<OwnedFd, UsernsError> {
+    fs::File::open(pin)
+        .map(OwnedFd::from)
+        .map_err(io_err("open", pin))
+}
+
+/// Make `path` (a Pod's writable directory: an overlay's upper and work directories, an
+/// emptyDir) owned by the Pod's root, ID 0 inside.
+pub fn chown_root(path: &Path, block: IdBlock) -> Result<(), UsernsError> {
+    std::os::unix::fs::lchown(path, Some(block.base), Some(block.base))
+        .map_err(io_err("chown", path))
+}
+
+/// Give every file under `dir` (the volumes podshim writes itself: configMap, secret, projected,
+/// downwardAPI) to the Pod's IDs: ID `n` becomes `base + n`, so a file that root wrote shows as
+/// root inside. Symbolic links are changed themselves, never followed.
+pub fn shift_tree(dir: &Path, block: IdBlock) -> Result<(), UsernsError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(dir).map_err(io_err("stat", dir))?;
+    let shift = |id: u32| if id < BLOCK { block.base + id } else { id };
+    std::os::unix::fs::lchown(dir, Some(shift(meta.uid())), Some(shift(meta.gid())))
+        .map_err(io_err("chown", dir))?;
+    if meta.is_dir() {
+        for entry in fs::read_dir(dir).map_err(io_err("read", dir))? {
+            let entry = entry.map_err(io_err("read", dir))?;
+            shift_tree(&entry.path(), block)?;
+        }
+    }
+    Ok(())
+}
+
+/// What an exec'd command needs to enter its container's user namespace, which libcontainer
+/// 0.7's tenant processes do not join (it joins every other namespace of the container's init):
+/// done in the command's init after libcontainer set its credentials, which are then set again
+/// inside (entering a user namespace gives every capability in it and a full bounding set).
+#[derive(Debug, Clone)]
+pub struct TenantUserns {
+    ns: std::sync::Arc<OwnedFd>,
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+    caps: Option<libcontainer::oci_spec::runtime::LinuxCapabilities>,
+}
+
+impl TenantUserns {
+    /// For a command `process` in the container whose init is `pid`: `None` when that init is
+    /// in this process's user namespace. The namespace is opened now (the command's init sees
+    /// the container's /proc, not the host's).
+    pub fn of(
+        pid: i32,
+        process: &libcontainer::oci_spec::runtime::Process,
+    ) -> io::Result<Option<TenantUserns>> {
+        use std::os::unix::fs::MetadataExt;
+        let theirs = PathBuf::from(format!("/proc/{pid}/ns/user"));
+        if fs::metadata(&theirs)?.ino() == fs::metadata("/proc/self/ns/user")?.ino() {
+            return Ok(None);
+        }
+        let user = process.user();
+        Ok(Some(TenantUserns {
+            ns: std::sync::Arc::new(fs::File::open(&theirs)?.into()),
+            uid: user.uid(),
+            gid: user.gid(),
+            groups: user.additional_gids().clone().unwrap_or_default(),
+            caps: process.capabilities().clone(),
+        }))
+    }
+
+    /// Enter the namespace, then set the command's user, groups and capabilities again.
+    pub fn enter(&self) -> Result<(), String> {
+        use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+        let e = |what: &'static str| move |err: nix::Error| format!("{what}: {err}");
+        nix::sched::setns(&*self.ns, nix::sched::CloneFlags::CLONE_NEWUSER)
+            .map_err(e("join the container's user namespace"))?;
+        let groups: Vec<Gid> = self.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+        setgroups(&groups).map_err(e("setgroups"))?;
+        let (uid, gid) = (Uid::from_raw(self.uid), Gid::from_raw(self.gid));
+        setresgid(gid, gid, gid).map_err(e("setresgid"))?;
+        setresuid(uid, uid, uid).map_err(e("setresuid"))?;
+        if let Some(caps) = &self.caps {
+            let syscall = libcontainer::syscall::syscall::create_syscall();
+            libcontainer::capabilities::drop_privileges(caps, &*syscall)
+                .map_err(|err| format!("set the capabilities: {err}"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_overlapping_a_host_range_is_skipped() {
+        let ranges = [(100_000, 165_536), (1000, 1001)];
+        assert!(overlaps(1, &ranges));
+        assert!(overlaps(2, &ranges));
+        assert!(!overlaps(3, &ranges));
+        assert!(overlaps(0, &ranges));
+        assert!(!overlaps(FIRST_BLOCK, &ranges));
+    }
+
+    #[test]
+    fn the_map_line_is_the_kubelets() {
+        let b = IdBlock {
+            base: FIRST_BLOCK * BLOCK,
+        };
+        assert_eq!(b.map_line(), "0 2097152 65536\n");
+        assert!(u64::from(FIRST_BLOCK + BLOCKS) * u64::from(BLOCK) < 1 << 32);
+    }
+}

@@ -1,0 +1,241 @@
+//! `hostUsers: false`, end to end: "a user namespace per Pod" (Kubernetes: User Namespaces).
+//! The documentation says: "the UIDs/GIDs of the pod are mapped to a 64K range on the host
+//! [...] a process running as root inside a container can run as a different (non-root) user
+//! on the host"; each Pod gets a block of its own; files of the image and of the Pod's volumes
+//! keep the owners the container expects. Each Pod runs in a private podshim instance and
+//! leaves nothing behind: no mount, no ID block, no process of its IDs.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use podshim_tests::*;
+
+const SUITE: u32 = 35;
+const T: Duration = Duration::from_secs(60);
+/// The engine's host-wide claims of ID blocks (`podshim_engine::userns::CLAIMS_DIR`).
+const CLAIMS: &str = "/run/podshim/userns-blocks";
+
+fn userns_pod(name: &str, uid: &str) -> String {
+    let app = container(
+        "app",
+        "touch /tmp/ready; exec sleep 300",
+        "    volumeMounts: [{name: data, mountPath: /data}]\n    \
+         readinessProbe:\n      exec: {command: [cat, /tmp/ready]}\n      periodSeconds: 1\n",
+    );
+    pod(
+        name,
+        uid,
+        "Always",
+        &app,
+        "  hostUsers: false\n  volumes:\n  - {name: data, emptyDir: {}}\n",
+    )
+}
+
+fn exec(inst: &Instance, pod: &str, script: &str) -> String {
+    let out = inst.podshim(&["exec", pod, "--", "sh", "-c", script], T);
+    ok(&out);
+    stdout(&out)
+}
+
+/// The container's ID block: `0 BASE 65536` in its uid_map (and the same gid_map).
+fn base_of(inst: &Instance, pod: &str) -> u32 {
+    let map = exec(inst, pod, "cat /proc/self/uid_map; cat /proc/self/gid_map");
+    let lines: Vec<Vec<&str>> = map
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines.len(), 2, "{map}");
+    assert_eq!(lines[0], lines[1], "uid and gid maps differ: {map}");
+    assert_eq!(lines[0][0], "0", "{map}");
+    assert_eq!(lines[0][2], "65536", "{map}");
+    let base: u32 = lines[0][1].parse().unwrap();
+    assert!(base > 0 && base.is_multiple_of(65536), "{map}");
+    base
+}
+
+/// The host PIDs of the processes in container `name` of Pod `uid`.
+fn container_pids(inst: &Instance, uid: &str, name: &str) -> Vec<u32> {
+    let dir = cgroup_dir("pids", &inst.container_cgroup(uid, name));
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect()
+}
+
+/// The real, effective, saved and filesystem UIDs of a host process.
+fn host_uids(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .unwrap()
+        .split_whitespace()
+        .map(|u| u.parse().unwrap())
+        .collect()
+}
+
+/// Processes on the host running with a UID of the block at `base`.
+fn processes_in_block(base: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|u| u.parse::<u32>().ok());
+        if uid.is_some_and(|u| (base..base + 65536).contains(&u)) {
+            found.push(format!(
+                "{} {}",
+                e.file_name().to_string_lossy(),
+                status.lines().next().unwrap_or("")
+            ));
+        }
+    }
+    found
+}
+
+fn claim_of(base: u32) -> PathBuf {
+    Path::new(CLAIMS).join((base / 65536).to_string())
+}
+
+/// Nothing of the block at `base` is left: no claim, no process of its IDs.
+fn assert_block_released(base: u32) {
+    assert!(
+        !claim_of(base).exists(),
+        "claim {} left",
+        claim_of(base).display()
+    );
+    let procs = processes_in_block(base);
+    assert!(
+        procs.is_empty(),
+        "processes of block {base} left: {procs:?}"
+    );
+}
+
+fn ready(v: &serde_json::Value) -> bool {
+    v["status"]["containerStatuses"][0]["ready"] == true
+}
+
+#[test]
+fn a_pod_of_its_own_user_namespace_maps_root_to_its_block() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let (u1, u2) = (uid(1), uid(2));
+    let (p1, p2) = (inst.name("userns-a"), inst.name("userns-b"));
+    ok(&inst.detach(&userns_pod(&p1, &u1)));
+    ok(&inst.detach(&userns_pod(&p2, &u2)));
+    // The readiness probe (an exec in the container's namespaces) passes.
+    inst.wait_for(&p1, T, "ready", ready);
+    inst.wait_for(&p2, T, "ready", ready);
+
+    // "0 BASE 65536" inside, two Pods' blocks disjoint, each claimed by its Pod's journal.
+    let (b1, b2) = (base_of(&inst, &p1), base_of(&inst, &p2));
+    assert!(b1.abs_diff(b2) >= 65536, "blocks {b1} and {b2} overlap");
+    for (b, p) in [(b1, &p1), (b2, &p2)] {
+        let owner = std::fs::read_to_string(claim_of(b)).unwrap();
+        assert!(
+            owner.ends_with(&format!("default_{p}/journal.json")),
+            "{owner}"
+        );
+    }
+
+    // Root in the container is BASE on the host (every UID of the process).
+    let pids = container_pids(&inst, &u1, "app");
+    assert!(!pids.is_empty(), "no process in the container's cgroup");
+    for pid in &pids {
+        assert_eq!(host_uids(*pid), vec![b1; 4], "process {pid}");
+    }
+    // exec runs as root inside too, in the same namespace.
+    assert_eq!(
+        exec(&inst, &p1, "id -u; id -g")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["0", "0"]
+    );
+
+    // The image's root-owned files are root's inside; the writable layer is the Pod's root's.
+    assert_eq!(
+        exec(&inst, &p1, "stat -c %u:%g /bin/busybox /etc/passwd /").trim(),
+        "0:0\n0:0\n0:0"
+    );
+    assert_eq!(
+        exec(&inst, &p1, "touch /made && stat -c %u /made").trim(),
+        "0"
+    );
+
+    // A file root writes into an emptyDir is BASE's on the host.
+    exec(&inst, &p1, "echo hi > /data/by-root");
+    let host_file = inst
+        .state
+        .join("pods")
+        .join(format!("default_{p1}"))
+        .join("volumes/data/by-root");
+    let meta = std::fs::metadata(&host_file).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (b1, b1),
+        "{}",
+        host_file.display()
+    );
+    assert_eq!(exec(&inst, &p1, "stat -c %u /data/by-root").trim(), "0");
+
+    // rm: nothing of the first Pod is left.
+    ok(&inst.podshim(&["rm", "-f", &p1], T));
+    assert_block_released(b1);
+    assert!(
+        inst.leaks(&[&u1])
+            .iter()
+            .all(|l| !l.contains(&u1) && !l.contains(&p1)),
+        "{:?}",
+        inst.leaks(&[&u1])
+    );
+
+    // A SIGKILLed supervisor, then gc: nothing of the second Pod is left either.
+    let sup = inst
+        .supervisor_pid(&p2)
+        .expect("supervisor of the second Pod");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sup as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    ok(&inst.podshim(&["gc"], T));
+    // The container's processes die with the Pod's teardown (asynchronously after SIGKILL).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !processes_in_block(b2).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_block_released(b2);
+    inst.assert_clean(&[&u1, &u2]);
+}
+
+#[test]
+fn host_path_volumes_are_refused_with_host_users_false() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(3);
+    let c = container(
+        "c",
+        "true",
+        "    volumeMounts: [{name: h, mountPath: /h}]\n",
+    );
+    let yaml = pod(
+        &inst.name("userns-hp"),
+        &u,
+        "Never",
+        &c,
+        "  hostUsers: false\n  volumes:\n  - {name: h, hostPath: {path: /tmp}}\n",
+    );
+    let out = inst.run(&yaml, T);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("spec.volumes[0]: Forbidden: hostPath, persistentVolumeClaim and image volumes are not supported by podshim yet when spec.hostUsers is false"),
+        "{}",
+        stderr(&out)
+    );
+    inst.assert_clean(&[&u]);
+}
