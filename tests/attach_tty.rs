@@ -10,7 +10,8 @@
 //!
 //! Kubernetes' documentation ("Get a Shell to a Running Container", `kubectl attach -it`):
 //! `tty` allocates a TTY for the container (it needs `stdin` to be typed into); `stdinOnce`
-//! closes stdin after the first attach session ends.
+//! closes stdin after the first attach session ends, which containerd's CRI does only without a
+//! terminal (tested in `attach.rs`).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -184,7 +185,7 @@ fn attach_it_gives_a_shell_its_terminal_size_resizes_and_detaches() {
 }
 
 #[test]
-fn stdin_once_with_a_tty_ends_the_shell_at_detach_and_the_log_is_all_stdout() {
+fn stdin_once_with_a_tty_keeps_the_terminal_and_the_log_is_all_stdout() {
     let inst = Instance::new(SUITE);
     inst.import_busybox();
     let u = uid(2);
@@ -204,7 +205,16 @@ fn stdin_once_with_a_tty_ends_the_shell_at_detach_and_the_log_is_all_stdout() {
     term.type_in(b"\x10\x11");
     assert!(wait_exit(child).status.success(), "{}", term.text());
 
-    // The first attach's end closed the shell's terminal input: it exits 0.
+    // With a terminal, stdinOnce leaves it open (containerd's CRI: `StdinOnce && !Tty`): the
+    // shell runs on, a second attach reaches it, and its `exit` ends the run and the attach.
+    let mut term = Terminal::new(24, 80);
+    let child = term.attach(&inst, &["-it", &name]);
+    term.wait_raw();
+    term.type_in(b"echo second; exit 0\n");
+    let out = wait_exit(child);
+    assert!(out.status.success(), "{}", term.text());
+    assert!(term.wait_line("second", T), "{}", term.text());
+    assert!(!term.raw(), "mode not restored");
     let v = inst.wait_for(&name, T, "the Pod to succeed", |v| {
         v["status"]["phase"] == "Succeeded"
     });
@@ -212,7 +222,6 @@ fn stdin_once_with_a_tty_ends_the_shell_at_detach_and_the_log_is_all_stdout() {
         v["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
         0
     );
-    // No attach after a used stdinOnce.
     let again = inst.podshim(&["attach", "-i", &name], T);
     assert!(!again.status.success(), "{}", stdout(&again));
 
@@ -339,6 +348,42 @@ fn attach_follows_output_live_with_and_without_a_terminal() {
             v["status"]["containerStatuses"][i]["state"]["running"].is_object(),
             "{v:#}"
         );
+    }
+    ok(&inst.podshim(&["rm", "-f", &name], T));
+    inst.assert_clean(&[&u]);
+}
+
+#[test]
+fn a_restarted_tty_container_gets_a_new_terminal() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(4);
+    let name = inst.name("again");
+    // The first run ends at once; the second runs on.
+    let c = container(
+        "t",
+        "tty; if [ -e /tmp/ran ]; then exec sleep 3600; fi; touch /tmp/ran; exit 1",
+        "    tty: true\n",
+    );
+    let c = c + "    volumeMounts: [{name: tmp, mountPath: /tmp}]\n";
+    let volumes = "  volumes: [{name: tmp, emptyDir: {}}]\n";
+    ok(&inst.detach(&pod(&name, &u, "OnFailure", &c, volumes)));
+    inst.wait_for(&name, T, "the restart to run", |v| {
+        let s = &v["status"]["containerStatuses"][0];
+        s["restartCount"] == 1 && s["state"]["running"].is_object()
+    });
+    let dir = podshim_kube::logs::pod_dir(&inst.dir.join("logs"), "default", &name, &u);
+    for run in 0..2 {
+        let log = podshim_kube::logs::file(&dir, "t", run);
+        let deadline = Instant::now() + T;
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains(" stdout F /dev/pts/0\r\n") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "run {run}: {text:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
     ok(&inst.podshim(&["rm", "-f", &name], T));
     inst.assert_clean(&[&u]);

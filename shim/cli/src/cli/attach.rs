@@ -9,9 +9,9 @@
 //! It ends when the container's run ends, or on detach: Ctrl-P Ctrl-Q typed with `-t` (the
 //! default detach keys of docker and podman; kubectl has none, and a terminal in raw mode passes
 //! Ctrl-C to the container, so a key sequence is the only way out that leaves it running), or
-//! the end of the local input when the container has no `stdinOnce`. With `stdinOnce`, the end
-//! of the input (or a detach) closes the container's stdin, as in Kubernetes, and the output is
-//! followed until the container ends.
+//! the end of the local input when the container has no `stdinOnce`. With `stdinOnce` and no
+//! terminal, the end of the input (or a detach) closes the container's stdin, as in Kubernetes,
+//! and the output is followed until the container ends.
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::net::Shutdown;
@@ -166,7 +166,7 @@ fn send_input(writer: Arc<Mutex<UnixStream>>, tty: bool, once: bool) {
     let w = writer.lock().unwrap_or_else(|p| p.into_inner());
     // The end of the input: with stdinOnce the container's stdin closes and its output is still
     // followed; otherwise, as a detach, this attach ends (the container's stdin stays open).
-    let how = match once && !detached {
+    let how = match once && !tty && !detached {
         true => Shutdown::Write,
         false => Shutdown::Both,
     };

@@ -3,9 +3,12 @@
 //! kubelet's attach reaches the runtime's streams. Every attach gets what the container writes
 //! from then on (stdout and stderr apart, or its terminal), live; an attach that asked for input
 //! feeds the container's stdin (`stdin: true`): the pipe the supervisor keeps, or with `tty: true`
-//! the pty master, whose window size an attach sets. With `stdinOnce` the container's stdin is
-//! closed once the first attach with input ends, as the CRI's `StdinOnce` does, and no attach is
-//! taken after it.
+//! the pty master, whose window size an attach sets. With `stdinOnce` and no terminal, the
+//! container's stdin is closed once the first attach with input ends, as the CRI's `StdinOnce`
+//! does, and no attach is taken after it; with a terminal it stays open, as containerd's CRI
+//! keeps it (`StdinOnce && !Tty` in its `ContainerIO.Attach`: a terminal has no end of input to
+//! give while the master is held, and its end-of-file character would be lost or taken for a
+//! key by a shell that switches its terminal's mode).
 //!
 //! Everything here is non-blocking and driven by the supervision loop's poll (no threads: the
 //! supervisor forks for libcontainer). The wire format is [`Frame`]s both ways.
@@ -283,15 +286,9 @@ impl Attach {
         };
         let was = !c.done;
         c.done = true;
-        if was && c.input && self.once && self.writer.is_some() {
+        if was && c.input && self.once && self.tty.is_none() && self.writer.is_some() {
             // StdinOnce: the container sees the end of its input, and no attach comes after.
             self.closing = true;
-            if self.tty.is_some() {
-                // A terminal has no end of its own while the supervisor holds the master: its
-                // end-of-file character is what a program reading it (canonical mode) takes
-                // for one.
-                self.pending.push(0x04);
-            }
             self.listener = None;
             let _ = fs::remove_file(&self.path);
         }
