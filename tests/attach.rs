@@ -1,6 +1,7 @@
-//! End-to-end tests of `stdin`/`stdinOnce` and `podshim attach`: a container with `stdin: true`
-//! reads a pipe its supervisor keeps; `podshim attach` sends input to it through a root-only
-//! socket, and what the container prints lands in its log.
+//! End-to-end tests of `stdin`/`stdinOnce` and `podshim attach -i`: a container with `stdin: true`
+//! reads a pipe its supervisor keeps; `podshim attach -i` sends input to it through a root-only
+//! socket, and what the container prints lands in its log and comes back to the attach. Terminals
+//! (`tty: true`) are tested in `attach_tty.rs`.
 //!
 //! Kubernetes' documentation ("Get a Shell to a Running Container", `kubectl attach -i`):
 //! `stdin` allocates a buffer for the container's stdin (without it reads get EOF);
@@ -16,11 +17,11 @@ use podshim_tests::{container, ok, pod, stderr, stdout, uid, wait_output, Instan
 const SUITE: u32 = 34;
 const T: Duration = Duration::from_secs(60);
 
-/// `podshim attach POD -c NAME` with `input` as its stdin.
+/// `podshim attach POD -c NAME -i` with `input` as its stdin.
 fn attach(inst: &Instance, pod: &str, name: &str, input: &str) -> Output {
     let mut child = inst
         .command()
-        .args(["attach", pod, "-c", name])
+        .args(["attach", pod, "-c", name, "-i"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -60,6 +61,8 @@ fn attach_sends_a_line_to_cat_and_stdin_once_ends_it() {
     assert_eq!(mode(&sock.join("cat.sock")), 0o600);
     let out = attach(&inst, &name, "cat", "hello from attach\n");
     ok(&out);
+    // The attach followed cat's output until cat ended.
+    assert_eq!(stdout(&out), "hello from attach\n");
     // stdinOnce: the attach's end is cat's EOF, so the container completes.
     let v = inst.wait_for(&name, T, "the Pod to succeed", |v| {
         v["status"]["phase"] == "Succeeded"
@@ -110,21 +113,5 @@ fn stdin_stays_open_across_attaches_without_stdin_once() {
         stderr(&refused)
     );
     ok(&inst.podshim(&["rm", "-f", &name], T));
-    inst.assert_clean(&[&u]);
-}
-
-#[test]
-fn a_tty_is_refused_as_not_supported_yet() {
-    let inst = Instance::new(SUITE);
-    let u = uid(3);
-    let c = container("sh", "true", "    stdin: true\n    tty: true\n");
-    let out = inst.run(&pod(&inst.name("tty"), &u, "Never", &c, ""), T);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out)
-            .contains("spec.containers[0].tty: Forbidden: true is not supported by podshim yet"),
-        "{}",
-        stderr(&out)
-    );
     inst.assert_clean(&[&u]);
 }

@@ -174,7 +174,7 @@ enum Command {
     Logs(cli::logs::LogsArgs),
     /// Run a command in a running container of a Pod (exit code: the command's)
     Exec(cli::exec::ExecArgs),
-    /// Send input to a running container's stdin (a container with stdin: true)
+    /// Follow a running container's output live, and with -i send it input (-t: its terminal)
     Attach(cli::attach::AttachArgs),
     /// Resize a running container in place (its resizePolicy says whether it restarts)
     Resize(cli::resize::ResizeArgs),

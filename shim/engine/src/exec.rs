@@ -19,9 +19,7 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -40,6 +38,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use crate::console::ConsoleSocket;
 use crate::error::Error;
 use crate::state::ContainerState;
 use crate::{chain, sys};
@@ -150,16 +149,9 @@ pub fn start(
     crate::private::write_file(&process_path, &json).map_err(io("write", &process_path))?;
 
     // With a terminal of its own, the command's init sends the pty master over a Unix socket.
-    // Bound through /proc/self/fd so that a long state path never exceeds sun_path's 108 bytes.
     let console = if tty {
-        let dirfd: OwnedFd = fs::File::open(&dir).map_err(io("open", &dir))?.into();
         let name = format!("exec-{me}.sock");
-        let path = PathBuf::from(format!(
-            "/proc/self/fd/{}/{name}",
-            std::os::fd::AsRawFd::as_raw_fd(&dirfd)
-        ));
-        let listener = UnixListener::bind(&path).map_err(io("listen on", &dir.join(&name)))?;
-        Some((dirfd, path, Remove(dir.join(&name)), listener))
+        Some(ConsoleSocket::bind(&dir, &name).map_err(io("listen on", &dir.join(&name)))?)
     } else {
         None
     };
@@ -191,7 +183,7 @@ pub fn start(
         .with_executor(executor)
         .with_root_path(runtime_dir)
         .map_err(start)?
-        .with_console_socket(console.as_ref().map(|c| &c.1));
+        .with_console_socket(console.as_ref().map(ConsoleSocket::path));
     if let ExecStdio::Console(path) = &stdio {
         builder = builder.with_console_socket(Some(path));
     }
@@ -238,23 +230,12 @@ pub fn start(
 
     let pty = match console {
         None => None,
-        Some((_dirfd, _path, _socket_file, listener)) => {
-            Some(receive_master(&listener).map_err(io(
-                "receive the terminal of the command from",
-                &dir.join(format!("exec-{me}.sock")),
-            ))?)
-        }
+        Some(console) => Some(console.receive().map_err(io(
+            "receive the terminal of the command from",
+            console.file(),
+        ))?),
     };
     Ok(Exec { pid, pty })
-}
-
-/// The pty master the command's init sent: it connected and sent it before `build()` returned,
-/// so nothing here blocks.
-fn receive_master(listener: &UnixListener) -> io::Result<OwnedFd> {
-    listener.set_nonblocking(true)?;
-    let (conn, _) = listener.accept()?;
-    conn.set_nonblocking(false)?;
-    sys::recv_fd(conn.as_fd())
 }
 
 /// The files libcontainer makes for tenants in a container directory.

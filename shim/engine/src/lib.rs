@@ -10,6 +10,7 @@ pub mod arglimit;
 mod batch;
 pub mod cgroups;
 pub mod config;
+pub mod console;
 pub mod container;
 pub mod error;
 pub mod exe;

@@ -402,6 +402,7 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
             strict_groups: psc.supplemental_groups_policy.as_deref() == Some("Strict"),
             stdin: c.stdin == Some(true),
             stdin_once: c.stdin_once == Some(true),
+            tty: c.tty == Some(true),
         };
         if list == "containers" {
             containers.push(plan);

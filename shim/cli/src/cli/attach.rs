@@ -1,22 +1,46 @@
-//! `podshim attach POD [-c NAME]`: send this terminal's (or pipe's) input to the stdin of a
-//! running container that has `stdin: true`, through the root-only socket its supervisor listens
-//! on, until the input ends (with `stdinOnce` the container's stdin then closes too). What the
-//! container writes goes to its log as always: follow it with `podshim logs -f`.
+//! `podshim attach POD [-c NAME] [-i] [-t]`: follow what a running container writes, live (its
+//! stdout and stderr, or its terminal), as `kubectl attach` does, through the root-only socket
+//! its supervisor listens on (`podshim_kube::supervise::attach`). With `-i` this terminal's (or
+//! pipe's) input goes to the container's stdin (it must have `stdin: true`). With `-t` (implied
+//! when the container has `tty: true`, as kubectl forces it) and a local terminal, that terminal
+//! is put in raw mode (restored at the end) and its window size goes to the container's at once
+//! and at each SIGWINCH.
+//!
+//! It ends when the container's run ends, or on detach: Ctrl-P Ctrl-Q typed with `-t` (the
+//! default detach keys of docker and podman; kubectl has none, and a terminal in raw mode passes
+//! Ctrl-C to the container, so a key sequence is the only way out that leaves it running), or
+//! the end of the local input when the container has no `stdinOnce`. With `stdinOnce` and no
+//! terminal, the end of the input (or a detach) closes the container's stdin, as in Kubernetes,
+//! and the output is followed until the container ends.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Read, Write};
+use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use podshim_engine::config::Config;
+use podshim_engine::sys;
 use podshim_kube::record;
+use podshim_kube::supervise::attach::{Frame, HELLO, INPUT, STDERR, STDOUT};
 use podshim_kube::supervise::attach_socket;
+
+use super::exec::RawMode;
 
 #[derive(Args)]
 pub struct AttachArgs {
     /// The container (may be left out when the Pod has one container)
     #[arg(short, long)]
     container: Option<String>,
+    /// Pass this input to the container's stdin (it needs stdin: true)
+    #[arg(short = 'i', long)]
+    stdin: bool,
+    /// The container has a terminal: relay this one in raw mode with its window size
+    /// (detach: Ctrl-P Ctrl-Q)
+    #[arg(short = 't', long)]
+    tty: bool,
     pod: String,
 }
 
@@ -34,22 +58,164 @@ pub fn attach(cfg: &Config, a: AttachArgs) -> Result<i32> {
         );
     }
     let spec = &e.record.pod["spec"];
-    let stdin = ["containers", "initContainers"]
+    let c = ["containers", "initContainers"]
         .iter()
         .filter_map(|l| spec.get(*l)?.as_array())
         .flatten()
-        .find(|c| c["name"] == name.as_str())
-        .is_some_and(|c| c["stdin"] == true);
-    if !stdin {
+        .find(|c| c["name"] == name.as_str());
+    let field = |f: &str| c.is_some_and(|c| c[f] == true);
+    let (has_stdin, once, has_tty) = (field("stdin"), field("stdinOnce"), field("tty"));
+    if a.stdin && !has_stdin {
         bail!("container {name} of pod {pod} does not read stdin (its spec has no stdin: true)");
     }
+    if a.tty && !has_tty {
+        // kubectl's words; it goes on without a terminal.
+        eprintln!("error: Unable to use a TTY - container {name} did not allocate one");
+    }
+    let tty = has_tty;
     let path = attach_socket(&cfg.pod_dir(&e.key), &name);
-    let mut sock = UnixStream::connect(&path).with_context(|| {
+    let sock = UnixStream::connect(&path).with_context(|| {
         format!("container {name} of pod {pod} takes no attach now (not running, or its stdinOnce stdin was used)")
     })?;
-    let copied = io::copy(&mut io::stdin().lock(), &mut sock).context("send stdin")?;
-    sock.flush()?;
-    sock.shutdown(std::net::Shutdown::Write)?;
-    eprintln!("podshim: sent {copied} bytes to {pod}/{name}; its output is in `podshim logs {pod} -c {name}`");
+    let writer = Arc::new(Mutex::new(sock.try_clone().context("attach socket")?));
+    send(&writer, &Frame::encode(HELLO, &[a.stdin as u8]))?;
+    if !a.stdin {
+        sock.shutdown(Shutdown::Write).context("attach socket")?;
+    }
+    // A reader that goes away makes writes fail with EPIPE rather than kill podshim in raw mode.
+    signal_hook::flag::register(
+        signal_hook::consts::SIGPIPE,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .context("handle SIGPIPE")?;
+    let local_tty = tty && io::stdin().is_terminal();
+    let _raw = if local_tty && a.stdin {
+        RawMode::enter()?
+    } else {
+        None
+    };
+    if local_tty {
+        resize_on_sigwinch(writer.clone())?;
+    }
+    if a.stdin {
+        let writer = writer.clone();
+        std::thread::spawn(move || send_input(writer, tty, once));
+    }
+    let mut reader = sock;
+    let (mut out, mut err) = (io::stdout(), io::stderr());
+    // Until the run ends, or a detach shuts the socket.
+    while let Ok(Some((kind, data))) = Frame::read(&mut reader) {
+        let to: &mut dyn Write = match kind {
+            STDOUT => &mut out,
+            STDERR => &mut err,
+            _ => continue,
+        };
+        if to.write_all(&data).and_then(|()| to.flush()).is_err() {
+            break;
+        }
+    }
     Ok(0)
+}
+
+fn send(writer: &Mutex<UnixStream>, frame: &[u8]) -> Result<()> {
+    let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+    w.write_all(frame).context("write to the attach socket")
+}
+
+/// Send this terminal's window size now and at each SIGWINCH.
+fn resize_on_sigwinch(writer: Arc<Mutex<UnixStream>>) -> Result<()> {
+    let resize = move || {
+        if let Ok(size) = sys::window_size(io::stdin()) {
+            let _ = send(&writer, &Frame::resize(size));
+        }
+    };
+    resize();
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGWINCH])
+        .context("handle SIGWINCH")?;
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            resize();
+        }
+    });
+    Ok(())
+}
+
+/// Copy stdin to the container until it ends or the detach keys are typed (with a terminal).
+fn send_input(writer: Arc<Mutex<UnixStream>>, tty: bool, once: bool) {
+    let mut keys = DetachKeys::default();
+    let mut buf = [0u8; 8192];
+    let mut stdin = io::stdin().lock();
+    let detached = loop {
+        let n = match stdin.read(&mut buf) {
+            Ok(0) => break false,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break false,
+        };
+        let (data, detach) = match tty {
+            true => keys.filter(&buf[..n]),
+            false => (buf[..n].to_vec(), false),
+        };
+        if !data.is_empty() && send(&writer, &Frame::encode(INPUT, &data)).is_err() {
+            return;
+        }
+        if detach {
+            break true;
+        }
+    };
+    let w = writer.lock().unwrap_or_else(|p| p.into_inner());
+    // The end of the input: with stdinOnce the container's stdin closes and its output is still
+    // followed; otherwise, as a detach, this attach ends (the container's stdin stays open).
+    let how = match once && !tty && !detached {
+        true => Shutdown::Write,
+        false => Shutdown::Both,
+    };
+    let _ = w.shutdown(how);
+}
+
+/// Ctrl-P Ctrl-Q in the typed input: a Ctrl-P is held back until the next byte shows whether it
+/// starts the sequence (then neither is sent), as docker does.
+#[derive(Default)]
+struct DetachKeys {
+    held: bool,
+}
+
+const CTRL_P: u8 = 0x10;
+const CTRL_Q: u8 = 0x11;
+
+impl DetachKeys {
+    /// The bytes to send, and whether the sequence was typed (what follows it is dropped).
+    fn filter(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len());
+        for &b in input {
+            if self.held {
+                self.held = false;
+                if b == CTRL_Q {
+                    return (out, true);
+                }
+                out.push(CTRL_P);
+            }
+            if b == CTRL_P {
+                self.held = true;
+            } else {
+                out.push(b);
+            }
+        }
+        (out, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctrl_p_ctrl_q_detaches_even_across_reads_and_a_lone_ctrl_p_passes() {
+        let mut k = DetachKeys::default();
+        assert_eq!(k.filter(b"ab\x10c"), (b"ab\x10c".to_vec(), false));
+        assert_eq!(k.filter(b"x\x10"), (b"x".to_vec(), false));
+        assert_eq!(k.filter(b"\x11rest"), (vec![], true));
+        let mut k = DetachKeys::default();
+        assert_eq!(k.filter(b"\x10\x10\x11"), (b"\x10".to_vec(), true));
+    }
 }

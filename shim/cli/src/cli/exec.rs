@@ -268,12 +268,12 @@ fn forward_signals(pid: Pid, pty: Option<Arc<OwnedFd>>, reaped: Arc<AtomicBool>)
 
 /// This terminal in raw mode (keys, Ctrl-C included, go to the command's terminal), restored
 /// when dropped. Nothing to do when stdin is not a terminal.
-struct RawMode {
+pub(super) struct RawMode {
     saved: Termios,
 }
 
 impl RawMode {
-    fn enter() -> Result<Option<RawMode>> {
+    pub(super) fn enter() -> Result<Option<RawMode>> {
         let stdin = std::io::stdin();
         if !stdin.is_terminal() {
             return Ok(None);

@@ -62,8 +62,8 @@ const SUPPORTED: &[&str] = &[
     // `check_values`); resize policies honoured by `podshim resize`.
     "spec.resources.{limits,requests}",
     "spec.containers[].resizePolicy[].{resourceName,restartPolicy}",
-    // A pipe the supervisor keeps, reached by `podshim attach` (tty only false, checked in
-    // `check_values`).
+    // A pipe, or with `tty` a pseudo-terminal, whose other end the supervisor keeps, reached by
+    // `podshim attach` (`supervise::attach`).
     "spec.containers[].{stdin,stdinOnce,tty}",
     "spec.volumes[].name",
     // A claim of the built-in local-path provisioner (`crate::storage`), bind-mounted.

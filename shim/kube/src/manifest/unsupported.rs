@@ -274,15 +274,6 @@ fn check_container_values(doc: &Value, list_name: &str) -> Vec<FieldError> {
         }
     }
     for (i, c) in containers.into_iter().flatten().enumerate() {
-        if c.get("tty") == Some(&Value::Bool(true)) {
-            let p = spec.child(list_name).index(i).child("tty");
-            errs.push(FieldError::forbidden(
-                &p,
-                "true is not supported by podshim yet (stdin is a pipe, not a terminal)",
-            ));
-        }
-    }
-    for (i, c) in containers.into_iter().flatten().enumerate() {
         let handlers = [
             ("livenessProbe", None),
             ("readinessProbe", None),

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use nix::fcntl::OFlag;
 use nix::unistd::{pipe2, Pid};
 use podshim_engine::cgroups::cgroupfs_path;
+use podshim_engine::console::ConsoleSocket;
 use podshim_engine::rootfs::{self, Rootfs};
 use podshim_engine::{Container, Create, Stdio};
 
@@ -76,6 +77,10 @@ pub struct ContainerPlan {
     pub stdin: bool,
     #[serde(default)]
     pub stdin_once: bool,
+    /// `tty`: the container's stdin, stdout and stderr are a pseudo-terminal whose master side
+    /// the supervisor keeps (its output is logged as stdout, as the kubelet does).
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// One `volumeMounts[]` entry, resolved except for `subPathExpr` (expanded with the container's
@@ -101,17 +106,21 @@ fn private() -> String {
     "rprivate".into()
 }
 
-/// A started container: its init PID (our child) and the read ends of its stdout and stderr.
+/// A started container: its init PID (our child) and the supervisor's ends of its streams.
 #[derive(Debug)]
 pub struct Started {
     pub id: String,
     pub pid: Pid,
+    /// What it writes: the read end of its stdout pipe, or with a tty the pty master.
     pub stdout: File,
-    pub stderr: File,
-    /// The write end of its stdin pipe (`stdin: true`).
+    /// The read end of its stderr pipe (none with a tty, which carries both).
+    pub stderr: Option<File>,
+    /// Where its input goes (`stdin: true`): its stdin pipe, or with a tty the pty master.
     pub stdin: Option<File>,
     /// The identity its first process runs with (`status.containerStatuses[].user`).
     pub user: User,
+    /// With a tty: the pty master, whose window size an attach sets.
+    pub tty: Option<File>,
 }
 
 /// The libcontainer id of a Pod's container.
@@ -191,6 +200,8 @@ pub fn start_all(
         .map(|p| {
             let p = p?;
             let mut container = created.next().expect("one result per create")?;
+            // The init sent its terminal before the create returned.
+            let io = p.io.receive()?;
             container.start()?;
             tracing::debug!(
                 container = p.id,
@@ -200,9 +211,10 @@ pub fn start_all(
             Ok(Started {
                 id: p.id,
                 pid: container.pid,
-                stdout: p.stdout,
-                stderr: p.stderr,
-                stdin: p.stdin,
+                stdout: io.stdout,
+                stderr: io.stderr,
+                stdin: io.stdin,
+                tty: io.tty,
                 user: p.user,
             })
         })
@@ -214,10 +226,59 @@ pub fn start_all(
 struct Prepared {
     id: String,
     create: Option<Create>,
-    stdout: File,
-    stderr: File,
-    stdin: Option<File>,
+    io: PreparedIo,
     user: User,
+}
+
+/// The supervisor's ends of a container's streams, before its create.
+enum PreparedIo {
+    Pipes {
+        stdout: File,
+        stderr: File,
+        stdin: Option<File>,
+    },
+    /// `tty: true`: the socket its init sends the pty master to (the OCI console socket).
+    Console { socket: ConsoleSocket, stdin: bool },
+}
+
+/// The streams of a created container (see [`Started`]).
+struct Io {
+    stdout: File,
+    stderr: Option<File>,
+    stdin: Option<File>,
+    tty: Option<File>,
+}
+
+impl PreparedIo {
+    fn receive(self) -> Result<Io, PodError> {
+        match self {
+            PreparedIo::Pipes {
+                stdout,
+                stderr,
+                stdin,
+            } => Ok(Io {
+                stdout,
+                stderr: Some(stderr),
+                stdin,
+                tty: None,
+            }),
+            PreparedIo::Console { socket, stdin } => {
+                let fail = |source| PodError::Io {
+                    what: "receive the container's terminal from",
+                    path: socket.file().to_path_buf(),
+                    source,
+                };
+                let master = File::from(socket.receive().map_err(fail)?);
+                let dup = || master.try_clone().map_err(fail);
+                Ok(Io {
+                    stdout: dup()?,
+                    stderr: None,
+                    stdin: if stdin { Some(dup()?) } else { None },
+                    tty: Some(master),
+                })
+            }
+        }
+    }
 }
 
 /// Everything of a container's start before the runtime's create: its root filesystem, user,
@@ -368,6 +429,7 @@ fn prepare(
         readonly_rootfs: plan.readonly_rootfs,
         capabilities: plan.security.capabilities.clone(),
         no_new_privileges: plan.no_new_privileges,
+        terminal: plan.tty,
         netns: sandbox.netns.clone(),
         utsns: sandbox.pause_ns("uts"),
         userns: sandbox.userns.as_ref().map(|u| u.pin.clone()),
@@ -402,6 +464,28 @@ fn prepare(
         detail: format!("the spec podshim made is not an OCI spec: {e}"),
     })?;
 
+    if plan.tty {
+        let socket = ConsoleSocket::bind(&bundle, "console.sock")
+            .map_err(io("listen on a console socket in", &bundle))?;
+        let create = Create {
+            id: id.clone(),
+            bundle,
+            spec,
+            rootfs: Rootfs::Existing,
+            stdio: Stdio::Console(socket.path().to_path_buf()),
+        };
+        oom_base(sandbox, &name);
+        step("prepared");
+        return Ok(Prepared {
+            id,
+            create: Some(create),
+            io: PreparedIo::Console {
+                socket,
+                stdin: plan.stdin,
+            },
+            user,
+        });
+    }
     let (out_r, out_w) =
         pipe2(OFlag::O_CLOEXEC).map_err(|e| io("create a pipe for", &bundle)(e.into()))?;
     let (err_r, err_w) =
@@ -429,24 +513,30 @@ fn prepare(
             stderr: err_w,
         },
     };
-    if podshim_engine::cgroups::slice_unit(&sandbox.cgroup).is_some() {
-        // Before the container exists: an OOM kill of it counts above this (see oom_killed).
-        if let Some(n) = Cgroups::detect()
-            .ok()
-            .and_then(|c| c.oom_kills(&sandbox.cgroup))
-        {
-            sandbox.oom_base.insert(name.clone(), n);
-        }
-    }
+    oom_base(sandbox, &name);
     step("prepared");
     Ok(Prepared {
         id,
         create: Some(create),
-        stdout: File::from(out_r),
-        stderr: File::from(err_r),
-        stdin: stdin_w,
+        io: PreparedIo::Pipes {
+            stdout: File::from(out_r),
+            stderr: File::from(err_r),
+            stdin: stdin_w,
+        },
         user,
     })
+}
+
+/// Before the container exists: an OOM kill of it counts above this (see oom_killed).
+fn oom_base(sandbox: &mut Sandbox, name: &str) {
+    if podshim_engine::cgroups::slice_unit(&sandbox.cgroup).is_some() {
+        if let Some(n) = Cgroups::detect()
+            .ok()
+            .and_then(|c| c.oom_kills(&sandbox.cgroup))
+        {
+            sandbox.oom_base.insert(name.to_string(), n);
+        }
+    }
 }
 
 fn propagation(p: &str) -> &'static str {

@@ -98,6 +98,8 @@ pub struct ContainerSpec {
     pub readonly_rootfs: bool,
     pub capabilities: Vec<String>,
     pub no_new_privileges: bool,
+    /// `process.terminal`: the container gets a pseudo-terminal (`tty: true`).
+    pub terminal: bool,
     /// Namespaces joined by path: the netns pin, and the pause process's UTS.
     pub netns: PathBuf,
     pub utsns: PathBuf,

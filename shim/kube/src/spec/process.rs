@@ -200,7 +200,7 @@ pub fn build(c: &ContainerSpec) -> Result<Process, SpecError> {
         b = b.apparmor_profile(profile.clone());
     }
 
-    b.terminal(false)
+    b.terminal(c.terminal)
         .user(user)
         .args(c.args.clone())
         .env(c.env.clone())

@@ -17,6 +17,7 @@ fn sample() -> ContainerSpec {
         rootfs: "/r".into(),
         readonly_rootfs: false,
         capabilities: capabilities(&[], &[]),
+        terminal: false,
         no_new_privileges: false,
         netns: "/run/p/netns".into(),
         ipc: Namespace::Join("/proc/9/ns/ipc".into()),

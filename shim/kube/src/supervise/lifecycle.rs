@@ -69,20 +69,23 @@ impl Supervision<'_> {
                         None
                     }
                 };
-                s.out.attach(started.stdout, started.stderr, log);
-                s.out.stdin = None;
-                if let Some(w) = started.stdin {
-                    let path = super::stdin::socket_path(&sandbox.dir, &plan.name);
-                    match super::stdin::Stdin::open(path.clone(), w, plan.stdin_once) {
-                        Ok(stdin) => s.out.stdin = Some(stdin),
-                        Err(e) => self.opts.reporter.notice(&Notice::container(
-                            &s.out.label,
-                            What::StartFailed {
-                                message: format!("cannot listen for attach on {path:?}: {e}"),
-                            },
-                        )),
-                    }
-                }
+                s.out.follow(started.stdout, started.stderr, log);
+                // Every run takes attaches (its output); input only with `stdin: true`.
+                let path = super::attach::socket_path(&sandbox.dir, &plan.name);
+                let (w, tty) = (started.stdin, started.tty);
+                s.out.attach =
+                    match super::attach::Attach::open(path.clone(), w, tty, plan.stdin_once) {
+                        Ok(attach) => Some(attach),
+                        Err(e) => {
+                            self.opts.reporter.notice(&Notice::container(
+                                &s.out.label,
+                                What::StartFailed {
+                                    message: format!("cannot listen for attach on {path:?}: {e}"),
+                                },
+                            ));
+                            None
+                        }
+                    };
                 let now = Instant::now();
                 s.state = State::Running {
                     pid: started.pid,

@@ -19,6 +19,7 @@ use std::time::Instant;
 use chrono::Utc;
 use podshim_engine::config::Config;
 
+pub mod attach;
 mod checks;
 mod lifecycle;
 mod notice;
@@ -29,17 +30,16 @@ mod report;
 mod resizing;
 mod signals;
 mod slot;
-mod stdin;
 mod stopping;
 mod supervision;
 mod tokens;
 pub use tokens::TEST_REFRESH_ENV as TEST_TOKEN_REFRESH_ENV;
 mod track;
 
+pub use attach::socket_path as attach_socket;
 pub use checks::Runner;
 pub use notice::{Notice, Reporter, Silent, What};
 pub use owners::{owners_request_path, set_owner_references};
-pub use stdin::socket_path as attach_socket;
 pub use stopping::{stop_request_path, stop_signal, StopRequest};
 
 use output::Output;

@@ -1,5 +1,6 @@
-//! Container output: each container's stdout and stderr, line by line, into its CRI log file and
-//! to the run's reporter (which shows it, labelled with the container, or not).
+//! Container output: each container's stdout and stderr (or its terminal, logged as stdout as the
+//! kubelet does), line by line, into its CRI log file and to the run's reporter (which shows it,
+//! labelled with the container, or not), and as it comes to the attaches (see `attach`).
 
 use std::fs::File;
 use std::io::{self, ErrorKind, Read};
@@ -25,8 +26,8 @@ pub(super) struct Output {
     pub label: String,
     streams: Vec<Stream>,
     log: Option<logs::Writer>,
-    /// The container's stdin and its attach socket (`stdin: true`).
-    pub stdin: Option<super::stdin::Stdin>,
+    /// The attach socket of the container's current run, with its stdin (`stdin: true`).
+    pub attach: Option<super::attach::Attach>,
 }
 
 /// poll(2) the wake pipe and every open stream; returns the (output, stream) pairs that are
@@ -45,7 +46,7 @@ pub(super) fn wait<'a>(
             fds.push(PollFd::new(st.file.as_fd(), PollFlags::POLLIN));
             index.push((i, j));
         }
-        for (fd, flags, j) in o.stdin.iter().flat_map(|s| s.poll_fds()) {
+        for (fd, flags, j) in o.attach.iter().flat_map(|s| s.poll_fds()) {
             fds.push(PollFd::new(fd, flags));
             index.push((i, j));
         }
@@ -71,15 +72,17 @@ impl Output {
             label,
             streams: Vec::new(),
             log: None,
-            stdin: None,
+            attach: None,
         }
     }
 
-    /// Copy a (re)started container's stdout and stderr from now on, into `log`.
-    pub(super) fn attach(&mut self, stdout: File, stderr: File, log: Option<logs::Writer>) {
+    /// Copy a (re)started container's stdout and stderr (none with a tty) from now on, into
+    /// `log`.
+    pub(super) fn follow(&mut self, stdout: File, stderr: Option<File>, log: Option<logs::Writer>) {
         self.log = log;
-        self.streams = [(stdout, false), (stderr, true)]
+        self.streams = [Some((stdout, false)), stderr.map(|e| (e, true))]
             .into_iter()
+            .flatten()
             .map(|(file, to_stderr)| {
                 let _ = fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
                 Stream {
@@ -93,9 +96,9 @@ impl Output {
 
     /// Read what a stream has, print whole lines; at EOF print the rest and close it.
     pub(super) fn pump(&mut self, j: usize, reporter: &mut dyn Reporter) {
-        if super::stdin::is_stdin(j) {
-            if let Some(stdin) = self.stdin.as_mut() {
-                stdin.ready(j);
+        if super::attach::is_attach(j) {
+            if let Some(attach) = self.attach.as_mut() {
+                attach.ready(j);
             }
             return;
         }
@@ -110,7 +113,13 @@ impl Output {
                         eof = true;
                         break;
                     }
-                    Ok(n) => st.buf.extend_from_slice(&chunk[..n]),
+                    Ok(n) => {
+                        st.buf.extend_from_slice(&chunk[..n]);
+                        // Attaches get it as it comes, whole lines or not (a shell's prompt).
+                        if let Some(a) = s.attach.as_mut() {
+                            a.output(st.to_stderr, &chunk[..n]);
+                        }
+                    }
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(_) => {
@@ -128,8 +137,6 @@ impl Output {
 
     /// Read every stream to its end (after the container exited), printing everything.
     pub(super) fn flush(&mut self, reporter: &mut dyn Reporter) {
-        // The container is gone: so is its stdin (a restart gets a new one).
-        self.stdin = None;
         let s = self;
         while !s.streams.is_empty() {
             let last = s.streams.len() - 1;
@@ -142,6 +149,10 @@ impl Output {
                 let mut st = s.streams.remove(last);
                 emit(&s.label, reporter, &mut s.log, &mut st, true);
             }
+        }
+        // The container is gone: so are its stdin and its attaches (a restart gets new ones).
+        if let Some(a) = s.attach.take() {
+            a.finish();
         }
     }
 }
