@@ -235,6 +235,31 @@ impl Journal {
         Ok(())
     }
 
+    /// Where this process reaches the Pod's netns pin: its recorded path when the pin is
+    /// mounted in this process's mount namespace (the supervisor's own), else the same path in
+    /// the mount namespace of the Pod's pause (`/proc/PID/root/...`), where a supervisor makes
+    /// its Pod's mounts (see [`crate::mounts::private_namespace`]). None without a pin, and
+    /// when neither is there (pause gone: so is the namespace, unless a supervisor still holds it).
+    pub fn netns_pin(&self) -> Option<PathBuf> {
+        let path = self.resources.iter().find_map(|r| match r {
+            Resource::NetnsPin { path } => Some(path),
+            _ => None,
+        })?;
+        if crate::mounts::is_namespace_file(path) {
+            return Some(path.clone());
+        }
+        self.resources.iter().rev().find_map(|r| match r {
+            Resource::Pause { pid, start_time } if crate::teardown::alive(*pid, *start_time) => {
+                let there = Path::new("/proc")
+                    .join(pid.to_string())
+                    .join("root")
+                    .join(path.strip_prefix("/").unwrap_or(path));
+                crate::mounts::is_namespace_file(&there).then_some(there)
+            }
+            _ => None,
+        })
+    }
+
     fn save(&self) -> Result<(), JournalError> {
         let err = |source| JournalError::Write {
             path: self.path.clone(),

@@ -38,14 +38,14 @@ pub fn check(
     host_network: bool,
 ) -> Result<Checked, String> {
     let journal = Journal::load(journal_path).map_err(|e| chain(&e))?;
-    let netns = journal.resources.iter().find_map(|r| match r {
-        Resource::NetnsPin { path } => Some(path.clone()),
-        _ => None,
-    });
+    let netns = journal.netns_pin();
     for resource in &journal.resources {
         match resource {
             Resource::CniChain { result, .. } => {
-                let (list, rt) = resource.cni_chain()?;
+                let (list, mut rt) = resource.cni_chain()?;
+                if let Some(pin) = &netns {
+                    rt.netns = pin;
+                }
                 let prev = resource.cached_result().ok_or_else(|| {
                     format!(
                         "no cached ADD result ({}): the network is not set up yet",
