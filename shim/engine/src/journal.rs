@@ -260,6 +260,29 @@ impl Journal {
         })
     }
 
+    /// Move this process into the mount namespace in which the Pod's mounts were made (its
+    /// pause's), when they are not in this one: then the paths the journal records (the netns
+    /// pin a CNI plugin's CHECK compares with its cached result) mean there what they meant to
+    /// the supervisor. For a single-threaded command; the root and working directory become
+    /// that namespace's. Whether it moved.
+    pub fn enter_mount_namespace(&self) -> bool {
+        let Some(pin) = self.netns_pin() else {
+            return false;
+        };
+        let Some(pid) = pin
+            .strip_prefix("/proc")
+            .ok()
+            .and_then(|rest| rest.iter().next())
+            .and_then(|pid| pid.to_str())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            return false;
+        };
+        fs::File::open(format!("/proc/{pid}/ns/mnt"))
+            .ok()
+            .is_some_and(|ns| nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS).is_ok())
+    }
+
     fn save(&self) -> Result<(), JournalError> {
         let err = |source| JournalError::Write {
             path: self.path.clone(),

@@ -42,10 +42,7 @@ pub fn check(
     for resource in &journal.resources {
         match resource {
             Resource::CniChain { result, .. } => {
-                let (list, mut rt) = resource.cni_chain()?;
-                if let Some(pin) = &netns {
-                    rt.netns = pin;
-                }
+                let (list, rt) = resource.cni_chain()?;
                 let prev = resource.cached_result().ok_or_else(|| {
                     format!(
                         "no cached ADD result ({}): the network is not set up yet",
