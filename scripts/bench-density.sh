@@ -8,6 +8,8 @@
 # 30 ms; under 1.1 MB Pss per Pod; nothing left after removing them all.
 #
 # usage: scripts/bench-density.sh [-n PODS] [--debug] [--no-build]     (as root)
+# BENCH_BIN=PATH (with --no-build) times another podshim binary, e.g. the build before a change,
+# with the same pause.
 # Report: stdout and target/bench/bench-density.md. A private instance (--root under /var/tmp,
 # --state under /run, bridge psdens0, subnet 10.127.0.0/22), removed with `podshim reset` on
 # exit.
@@ -27,7 +29,7 @@ done
 [[ $pods =~ ^[1-9][0-9]*$ ]] && [ "$pods" -ge 20 ] && [ "$pods" -le 1000 ] || { echo "-n: 20 to 1000 Pods" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "the benchmark needs root" >&2; exit 1; }
 [ "$build" = 1 ] && scripts/build.sh "$profile"
-bin=target/$profile/podshim
+bin=${BENCH_BIN:-target/$profile/podshim}
 [ -x "$bin" ] || { echo "missing $bin" >&2; exit 1; }
 image=target/test-images/busybox-oci.tar
 [ -s "$image" ] || scripts/make-busybox-image.sh "$image" >/dev/null
@@ -35,7 +37,8 @@ image=target/test-images/busybox-oci.tar
 
 tmp=$(mktemp -d /var/tmp/podshim-density.XXXXXX)
 run=$(mktemp -d /run/podshim-density.XXXXXX)
-P=("$PWD/$bin" --root "$tmp/root" --state "$run/state" --log-root "$tmp/logs"
+[[ $bin = /* ]] || bin=$PWD/$bin
+P=("$bin" --root "$tmp/root" --state "$run/state" --log-root "$tmp/logs"
     --bridge psdens0 --subnet 10.127.0.0/22)
 export PODSHIM_PAUSE=$PWD/target/$profile/pause
 cleanup() {
@@ -45,6 +48,8 @@ for p in json.load(sys.stdin)["items"]: print(p["metadata"]["name"])' |
         xargs -r "${P[@]}" rm -f --grace-period 0 >/dev/null 2>&1
     "${P[@]}" gc >/dev/null 2>&1
     "${P[@]}" reset >/dev/null 2>&1
+    # BENCH_KEEP_LOGS=DIR keeps the Pods' logs (with PODSHIM_LOG=debug, each start's steps).
+    [ -n "${BENCH_KEEP_LOGS:-}" ] && cp -a "$tmp/logs" "$BENCH_KEEP_LOGS"
     rm -rf --one-file-system "$tmp" "$run"
 }
 trap cleanup EXIT

@@ -329,10 +329,16 @@ fn wait_network(inst: &Instance, name: &str) {
     }
 }
 
-/// `ip ARGS` inside the network namespace pinned at `netns`.
+/// `ip ARGS` inside the network namespace pinned at `netns`: the pin is mounted in the Pod's
+/// supervisor's mount namespace, reached here through the Pod's journal (its pause).
 fn ip_in(netns: &Path, args: &[&str]) -> String {
+    let journal = podshim_engine::journal::Journal::load(&netns.with_file_name("journal.json"))
+        .expect("the Pod's journal");
+    let pin = journal
+        .netns_pin()
+        .expect("the Pod's netns pin is reachable");
     let out = Command::new("nsenter")
-        .arg(format!("--net={}", netns.display()))
+        .arg(format!("--net={}", pin.display()))
         .arg("ip")
         .args(args)
         .output()

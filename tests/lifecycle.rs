@@ -393,6 +393,7 @@ fn a_killed_supervisor_leaves_nothing_after_gc() {
             }
         }
         let pid = inst.supervisor_pid(&name).expect("a supervisor");
+        let mount_ns = (*point == "running").then(|| pod_mounts_are_private(&inst, &name, pid));
         sigkill(pid);
         if let Some(run) = run {
             let out = wait_output(run, T);
@@ -429,7 +430,53 @@ fn a_killed_supervisor_leaves_nothing_after_gc() {
         assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
         assert!(inst.pod_logs(&name, &u).exists());
         inst.assert_clean(&[&u]);
+        if let Some(ns) = mount_ns {
+            // Its mounts went with the last process in the supervisor's mount namespace.
+            let left: Vec<String> = std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter(|p| mount_ns_of(&p.path()) == Some(ns))
+                .map(|p| p.file_name().to_string_lossy().to_string())
+                .collect();
+            assert!(
+                left.is_empty(),
+                "processes left in the Pod's mount namespace: {left:?}"
+            );
+        }
     }
+}
+
+/// The mount namespace (its inode) of the process at `/proc/PID`.
+fn mount_ns_of(proc_dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(proc_dir.join("ns/mnt"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// A supervisor keeps its Pod's mounts out of the host's mount table (issue 16 §3: the table,
+/// and with it every new container's start, would grow with the number of Pods): the root
+/// filesystem's overlay is mounted in the supervisor's own mount namespace only, and `podshim
+/// check` still reaches the Pod's network namespace from the host. Returns that namespace.
+fn pod_mounts_are_private(inst: &Instance, name: &str, supervisor: u32) -> u64 {
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{supervisor}"));
+    let ns = mount_ns_of(&proc_dir).expect("the supervisor's mount namespace");
+    assert_ne!(Some(ns), mount_ns_of(std::path::Path::new("/proc/self")));
+    let mount_points = |info: &str| -> Vec<String> {
+        info.lines()
+            .filter(|l| l.contains(" - overlay ") && l.contains(&inst.dir.display().to_string()))
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .collect()
+    };
+    let theirs = mount_points(&std::fs::read_to_string(proc_dir.join("mountinfo")).unwrap());
+    assert!(
+        !theirs.is_empty(),
+        "no root filesystem in the supervisor's mounts"
+    );
+    let ours = mount_points(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+    assert!(ours.is_empty(), "Pod mounts in the host's table: {ours:?}");
+    ok(&inst.podshim(&["check", name], T));
+    ns
 }
 
 /// CVE-2019-5736: a process holding `/proc/<supervisor>/exe` cannot write the podshim binary,

@@ -159,8 +159,17 @@ spec:
         paths.push(d.to_path_buf());
         walk(d, &mut paths);
     }
+    // The Pod's mounts (its root filesystem) are in its supervisor's mount namespace, not the
+    // host's: the same directories as the supervisor sees them (`/proc/PID/root`).
+    let supervisor = inst.supervisor_pid(&name).expect("a supervisor");
+    let mut theirs = Vec::new();
+    for d in [&inst.root, &inst.state, &logs] {
+        let there =
+            PathBuf::from(format!("/proc/{supervisor}/root")).join(d.strip_prefix("/").unwrap());
+        walk(&there, &mut theirs);
+    }
     let named = |suffix: &str| {
-        let found: Vec<&PathBuf> = paths.iter().filter(|p| p.ends_with(suffix)).collect();
+        let found: Vec<&PathBuf> = theirs.iter().filter(|p| p.ends_with(suffix)).collect();
         assert!(!found.is_empty(), "no {suffix} under podshim's directories");
         found.len()
     };
@@ -172,6 +181,7 @@ spec:
     assert!(named("tmp/made-kmsg") >= 2);
     assert!(named("creds/password") >= 1);
     assert!(named("config.json") >= 1);
+    paths.extend(theirs);
     let setuid = paths
         .iter()
         .filter(|p| {

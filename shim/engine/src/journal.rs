@@ -242,6 +242,54 @@ impl Journal {
         Ok(())
     }
 
+    /// Where this process reaches the Pod's netns pin: its recorded path when the pin is
+    /// mounted in this process's mount namespace (the supervisor's own), else the same path in
+    /// the mount namespace of the Pod's pause (`/proc/PID/root/...`), where a supervisor makes
+    /// its Pod's mounts (see [`crate::mounts::private_namespace`]). None without a pin, and
+    /// when neither is there (pause gone: so is the namespace, unless a supervisor still holds it).
+    pub fn netns_pin(&self) -> Option<PathBuf> {
+        let path = self.resources.iter().find_map(|r| match r {
+            Resource::NetnsPin { path } => Some(path),
+            _ => None,
+        })?;
+        if crate::mounts::is_namespace_file(path) {
+            return Some(path.clone());
+        }
+        self.resources.iter().rev().find_map(|r| match r {
+            Resource::Pause { pid, start_time } if crate::teardown::alive(*pid, *start_time) => {
+                let there = Path::new("/proc")
+                    .join(pid.to_string())
+                    .join("root")
+                    .join(path.strip_prefix("/").unwrap_or(path));
+                crate::mounts::is_namespace_file(&there).then_some(there)
+            }
+            _ => None,
+        })
+    }
+
+    /// Move this process into the mount namespace in which the Pod's mounts were made (its
+    /// pause's), when they are not in this one: then the paths the journal records (the netns
+    /// pin a CNI plugin's CHECK compares with its cached result) mean there what they meant to
+    /// the supervisor. For a single-threaded command; the root and working directory become
+    /// that namespace's. Whether it moved.
+    pub fn enter_mount_namespace(&self) -> bool {
+        let Some(pin) = self.netns_pin() else {
+            return false;
+        };
+        let Some(pid) = pin
+            .strip_prefix("/proc")
+            .ok()
+            .and_then(|rest| rest.iter().next())
+            .and_then(|pid| pid.to_str())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            return false;
+        };
+        fs::File::open(format!("/proc/{pid}/ns/mnt"))
+            .ok()
+            .is_some_and(|ns| nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS).is_ok())
+    }
+
     fn save(&self) -> Result<(), JournalError> {
         let err = |source| JournalError::Write {
             path: self.path.clone(),

@@ -1,5 +1,10 @@
 //! The host mounts a Pod owns: container root filesystems (overlayfs), Memory emptyDirs (tmpfs)
 //! and the network namespace pin (an nsfs bind mount). Unmounting is idempotent.
+//!
+//! A Pod's supervisor makes them in a mount namespace of its own ([`private_namespace`]): the
+//! host's mount table then does not grow with every Pod, and neither does the work of each new
+//! container's mount namespace (the kernel copies every mount of its parent's namespace into it,
+//! and libcontainer reads the whole table several times per container).
 
 use std::fs;
 use std::io;
@@ -7,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::statfs::{statfs, OVERLAYFS_SUPER_MAGIC};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::statfs::{statfs, NSFS_MAGIC, OVERLAYFS_SUPER_MAGIC};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
@@ -27,6 +33,12 @@ pub enum MountError {
     #[error("cannot unmount {target}")]
     Unmount {
         target: PathBuf,
+        #[source]
+        source: Errno,
+    },
+    #[error("cannot make a mount namespace of its own ({step})")]
+    Namespace {
+        step: &'static str,
         #[source]
         source: Errno,
     },
@@ -130,6 +142,40 @@ pub fn bind_file(source: &Path, target: &Path) -> Result<(), MountError> {
         target: target.into(),
         source,
     })
+}
+
+/// Move this process into a mount namespace of its own whose mounts are slaves of the host's:
+/// mounts the host makes later (a hostPath's submounts, `HostToContainer` propagation) still
+/// reach it, and the mounts this process makes (its Pods' root filesystems, emptyDirs, netns
+/// pins) stay out of the host's table. Call it while single-threaded (only the calling thread
+/// moves) and before anything is mounted.
+///
+/// Other processes reach these mounts through the namespace's members (`/proc/PID/root/...` of
+/// the Pod's pause, which is forked after this; see [`crate::journal::Journal::netns_pin`]).
+/// When the last member dies (the supervisor SIGKILLed, then `gc` stops pause) the kernel
+/// unmounts them all; `gc`'s unmount of the recorded paths then finds nothing mounted, which
+/// counts as done.
+pub fn private_namespace() -> Result<(), MountError> {
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|source| MountError::Namespace {
+        step: "unshare",
+        source,
+    })?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .map_err(|source| MountError::Namespace {
+        step: "make / a slave",
+        source,
+    })
+}
+
+/// Whether `path` is a namespace file (an nsfs bind mount) as this process sees it.
+pub fn is_namespace_file(path: &Path) -> bool {
+    statfs(path).is_ok_and(|st| st.filesystem_type() == NSFS_MAGIC)
 }
 
 /// Unmount `target` (lazily, so a busy mount does not stop teardown). Not mounted or missing

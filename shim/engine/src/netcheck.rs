@@ -38,10 +38,7 @@ pub fn check(
     host_network: bool,
 ) -> Result<Checked, String> {
     let journal = Journal::load(journal_path).map_err(|e| chain(&e))?;
-    let netns = journal.resources.iter().find_map(|r| match r {
-        Resource::NetnsPin { path } => Some(path.clone()),
-        _ => None,
-    });
+    let netns = journal.netns_pin();
     for resource in &journal.resources {
         match resource {
             Resource::CniChain { result, .. } => {

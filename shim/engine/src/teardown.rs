@@ -42,14 +42,14 @@ pub fn teardown(journal: &mut Journal) -> Vec<String> {
     let needs_netns = network
         .iter()
         .any(|r| matches!(r, Resource::CniChain { .. }));
+    // Where this process reaches the pin: a supervisor's own mount namespace holds it, and
+    // another process (`gc`, `rm -f` after the supervisor died) reaches it through pause's.
+    let pin = journal.netns_pin();
     // An open namespace file keeps the namespace alive (the pin may be unmounted meanwhile).
     let hold_netns = if network.is_empty() {
         None
     } else {
-        local.iter().find_map(|r| match r {
-            Resource::NetnsPin { path } => fs::File::open(path).ok(),
-            _ => None,
-        })
+        pin.as_ref().and_then(|p| fs::File::open(p).ok())
     };
     std::thread::scope(|s| {
         let mut thread = (!network.is_empty()).then(|| {
@@ -57,7 +57,7 @@ pub fn teardown(journal: &mut Journal) -> Vec<String> {
                 let removed = network
                     .into_iter()
                     .map(|r| {
-                        let result = timed_remove(&r);
+                        let result = timed_remove(&with_netns(&r, pin.as_deref()));
                         (r, result)
                     })
                     .collect::<Removed>();
@@ -101,6 +101,21 @@ fn join(
             }
         }
         Err(_) => errors.push("the network teardown thread panicked".into()),
+    }
+}
+
+/// `r` with the network namespace its plugins are given replaced by `pin` (where this process
+/// reaches the recorded pin, see [`Journal::netns_pin`]).
+fn with_netns(r: &Resource, pin: Option<&Path>) -> Resource {
+    match (r, pin) {
+        (Resource::CniChain { netns, .. }, Some(pin)) if netns != pin => {
+            let mut r = r.clone();
+            if let Resource::CniChain { netns, .. } = &mut r {
+                *netns = pin.to_path_buf();
+            }
+            r
+        }
+        _ => r.clone(),
     }
 }
 

@@ -107,7 +107,14 @@ pub fn check(cfg: &Config, namespace: Option<&str>, pod: &str) -> Result<i32> {
         .as_deref()
         .and_then(|ip| ip.parse().ok())
         .filter(|_| !host_network);
+    // Absolute: entering another mount namespace moves the working directory to its root.
     let journal = cfg.pod_dir(&e.key).join("journal.json");
+    let journal = std::path::absolute(&journal).unwrap_or(journal);
+    // The Pod's pin is in its supervisor's mount namespace: a plugin's CHECK needs the path as
+    // recorded, so check from there.
+    if let Ok(j) = podshim_engine::journal::Journal::load(&journal) {
+        j.enter_mount_namespace();
+    }
     match podshim_kube::pod::netcheck::check(&journal, pod_ip, host_network) {
         Ok(podshim_kube::pod::netcheck::Checked::HostNetwork) => {
             println!("network of {name}: hostNetwork, nothing to check");

@@ -140,6 +140,7 @@ pub fn run(
     if args.detach {
         return detach(cfg, log_root, globals, jobs, args.backoff_scale);
     }
+    own_mount_namespace(&jobs);
     let opts = supervise::Options {
         backoff: Backoff::default().scaled(args.backoff_scale),
         reporter: Box::new(super::report::Terminal { echo: true }),
@@ -314,6 +315,7 @@ pub fn supervise(cfg: &Config, log_root: &Path, globals: &[OsString]) -> Result<
         nix::unistd::dup2(devnull.as_raw_fd(), 0)?;
         nix::unistd::dup2(devnull.as_raw_fd(), 1)?;
     }
+    own_mount_namespace(std::slice::from_ref(&*input.job));
     let name = input.job.plan.sandbox.name.clone();
     let opts = supervise::Options {
         backoff: Backoff::default().scaled(input.backoff_scale),
@@ -340,6 +342,32 @@ pub fn supervise(cfg: &Config, log_root: &Path, globals: &[OsString]) -> Result<
             let _ = writeln!(errors, "failed {name} {}", msg.replace('\n', " "));
             Err(anyhow::Error::from(e))
         }
+    }
+}
+
+/// Make the Pods' mounts in a mount namespace of this process's own, so that the host's mount
+/// table, and with it the cost of every container's new mount namespace, does not grow with
+/// the number of Pods (see [`podshim_engine::mounts::private_namespace`]). Not when a container
+/// asks for `Bidirectional` propagation: what it mounts must reach the host. Where it cannot be
+/// made, or with `PODSHIM_HOST_MOUNTS` set to a true value (`1`, `true`, `yes`, `on`: for
+/// comparisons), the mounts stay in the host's namespace, which works the same, only slower.
+fn own_mount_namespace(jobs: &[PodJob]) {
+    let host_mounts = std::env::var("PODSHIM_HOST_MOUNTS").is_ok_and(|v| {
+        matches!(
+            v.to_ascii_lowercase().as_str(),
+            "1" | "true" | "t" | "yes" | "y" | "on"
+        )
+    });
+    let bidirectional = jobs.iter().any(|job| {
+        job.plan
+            .ordered()
+            .any(|(_, c)| c.mounts.iter().any(|m| m.propagation == "rshared"))
+    });
+    if bidirectional || host_mounts {
+        return;
+    }
+    if let Err(e) = podshim_engine::mounts::private_namespace() {
+        tracing::debug!(error = %podshim_engine::chain(&e), "pod mounts stay in the host's mount namespace");
     }
 }
 
