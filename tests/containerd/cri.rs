@@ -22,9 +22,17 @@ use support::daemon::{Containerd, Options};
 use support::handler::Handler;
 use support::{answers, inside, wait_until};
 
-handler_tests!(runc, Handler::runc(), [cri_pod_flow, cri_oom_killed]);
+handler_tests!(
+    runc,
+    Handler::runc(),
+    [cri_pod_flow, cri_oom_killed, cri_start_errors]
+);
 
-handler_tests!(podshim, Handler::podshim(), [cri_pod_flow, cri_oom_killed]);
+handler_tests!(
+    podshim,
+    Handler::podshim(),
+    [cri_pod_flow, cri_oom_killed, cri_start_errors]
+);
 
 /// A daemon with the CRI plugin, both images imported, and a connected client.
 fn node(h: &Handler) -> (Containerd, Cri) {
@@ -442,5 +450,69 @@ fn cri_oom_killed(h: &Handler) {
         "cri_oom_killed",
         &json!({"exit_code": status.exit_code, "reason": status.reason}),
     );
+    d.shutdown();
+}
+
+/// The stream and text of each line of a CRI container log (the timestamps left out).
+fn log_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(_, rest)| rest.to_string()))
+        .collect()
+}
+
+/// Containers whose command cannot run (missing, not executable, not in `PATH`, a script whose
+/// interpreter is missing): what StartContainer answers (its gRPC code and runc's words), and
+/// what ContainerStatus reports after (the kubelet's `StartError`: state, exit code, reason,
+/// message). The Pod's other containers are not disturbed, and nothing is left once it is
+/// removed (the daemon's leak check).
+fn cri_start_errors(h: &Handler) {
+    let (d, mut cri) = node(h);
+    let mut pod = Pod::run(&d, &mut cri, h, "broken");
+    let script = pod.volume.join("s");
+    std::fs::write(&script, "#!/nope\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut seen = serde_json::Map::new();
+    for (name, cmd) in [
+        ("missing", "/nonexistent"),
+        ("not-executable", "/etc/passwd"),
+        ("not-in-path", "nope"),
+        ("no-interpreter", "/shared/s"),
+    ] {
+        let mut config = cri::container_config(name, BUSYBOX, &[cmd]);
+        config.mounts.push(shared_mount(&pod.volume));
+        let id = pod
+            .cri
+            .create_container(&pod.id, &config, &pod.config)
+            .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"));
+        let started = match pod.cri.start_container(&id) {
+            Ok(()) => json!("ok"),
+            Err(e) => json!({"code": format!("{:?}", e.code()),
+                             "message": answers::exec_words(e.message())}),
+        };
+        let status = wait_until(Duration::from_secs(30), "the container to stop", || {
+            let (s, _) = pod.status(&id);
+            (s.state == ContainerState::ContainerExited as i32).then_some(s)
+        });
+        seen.insert(
+            name.into(),
+            json!({
+                "start": started,
+                "state": ContainerState::try_from(status.state).map(|s| s.as_str_name()).ok(),
+                "log": log_lines(&pod.logs.join(format!("{name}/0.log"))),
+                "exit_code": status.exit_code,
+                "reason": status.reason,
+                "message": answers::exec_words(&status.message),
+            }),
+        );
+    }
+    // The Pod still runs a container that can.
+    let good = pod.container(&cri::container_config("good", BUSYBOX, &["sleep", "600"]));
+    let echo = pod.exec(&good, &["echo", "fine"]);
+    seen.insert("good_exec".into(), json!(text(&echo.stdout)));
+    pod.remove();
+    drop(pod);
+    answers::check(h, "cri_start_errors", &Value::Object(seen));
     d.shutdown();
 }
