@@ -25,13 +25,23 @@ use support::{answers, inside, wait_until};
 handler_tests!(
     runc,
     Handler::runc(),
-    [cri_pod_flow, cri_oom_killed, cri_start_errors]
+    [
+        cri_pod_flow,
+        cri_oom_killed,
+        cri_start_errors,
+        cri_user_sysctls_devices
+    ]
 );
 
 handler_tests!(
     podshim,
     Handler::podshim(),
-    [cri_pod_flow, cri_oom_killed, cri_start_errors]
+    [
+        cri_pod_flow,
+        cri_oom_killed,
+        cri_start_errors,
+        cri_user_sysctls_devices
+    ]
 );
 
 /// A daemon with the CRI plugin, both images imported, and a connected client.
@@ -67,6 +77,17 @@ struct Pod<'a> {
 
 impl<'a> Pod<'a> {
     fn run(d: &Containerd, cri: &'a mut Cri, h: &Handler, name: &str) -> Self {
+        Self::run_with(d, cri, h, name, |_| {})
+    }
+
+    /// [`Pod::run`] with the sandbox config changed by `edit` first.
+    fn run_with(
+        d: &Containerd,
+        cri: &'a mut Cri,
+        h: &Handler,
+        name: &str,
+        edit: impl FnOnce(&mut PodSandboxConfig),
+    ) -> Self {
         let uid = format!("{name}-{}", d.tag);
         let dir = d.layout.dir.join("pods").join(&uid);
         let logs = dir.join("logs");
@@ -76,7 +97,8 @@ impl<'a> Pod<'a> {
         // The kubelet's cgroupfs layout: Pod cgroups below a parent it removes itself.
         let parent = format!("{}/pod-{uid}", d.layout.cgroup_root);
         d.expect_cgroup(&parent);
-        let config = cri::sandbox_config(name, &uid, &logs, &parent);
+        let mut config = cri::sandbox_config(name, &uid, &logs, &parent);
+        edit(&mut config);
         let id = cri
             .run_pod_sandbox(&config, h.name)
             .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", d.log_tail(20)));
@@ -514,5 +536,50 @@ fn cri_start_errors(h: &Handler) {
     pod.remove();
     drop(pod);
     answers::check(h, "cri_start_errors", &Value::Object(seen));
+    d.shutdown();
+}
+
+/// What a container sees of the Pod's sysctls (a namespaced one of the sandbox config), of
+/// `runAsUser`/`runAsGroup`/supplemental groups, and of a device it is given (`/dev/fuse`, node
+/// and cgroup access): the same with both runtimes.
+fn cri_user_sysctls_devices(h: &Handler) {
+    let (d, mut cri) = node(h);
+    let mut pod = Pod::run_with(&d, &mut cri, h, "who", |c| {
+        let linux = c.linux.as_mut().unwrap();
+        linux.sysctls = HashMap::from([("kernel.shm_rmid_forced".to_string(), "1".to_string())]);
+    });
+    let mut config = cri::container_config(
+        "who",
+        BUSYBOX,
+        &[
+            "sh",
+            "-c",
+            "id; cat /proc/sys/kernel/shm_rmid_forced; stat -c '%F %t:%T %a' /dev/fuse; \
+             sort /sys/fs/cgroup/devices/devices.list 2>/dev/null || echo no-v1-list",
+        ],
+    );
+    let linux = config.linux.as_mut().unwrap();
+    let sc = linux.security_context.as_mut().unwrap();
+    sc.run_as_user = Some(Int64Value { value: 1000 });
+    sc.run_as_group = Some(Int64Value { value: 3000 });
+    sc.supplemental_groups = vec![4000];
+    config.devices = vec![Device {
+        container_path: "/dev/fuse".into(),
+        host_path: "/dev/fuse".into(),
+        permissions: "rwm".into(),
+    }];
+    let id = pod.container(&config);
+    let status = wait_until(Duration::from_secs(30), "the container to exit", || {
+        let (s, _) = pod.status(&id);
+        (s.state == ContainerState::ContainerExited as i32).then_some(s)
+    });
+    let log = log_lines(&pod.logs.join("who/0.log"));
+    pod.remove();
+    drop(pod);
+    answers::check(
+        h,
+        "cri_user_sysctls_devices",
+        &json!({"exit_code": status.exit_code, "log": log}),
+    );
     d.shutdown();
 }
