@@ -4,7 +4,8 @@
 //! RunPodSandbox, CreateContainer, StartContainer, ExecSync, ContainerStatus, ContainerStats,
 //! UpdateContainerResources, ReopenContainerLog, StopContainer, StopPodSandbox,
 //! RemovePodSandbox; then what each container (and pause) sees of its capabilities, seccomp
-//! mode, masked paths and limits, and an OOM kill reported as `OOMKilled`. runc's answers are
+//! mode, masked paths and limits, an OOM kill reported as `OOMKilled`, StartContainer of commands
+//! that cannot run, and a container's user, groups, Pod sysctl and device. runc's answers are
 //! recorded in `reference/runc/<host kind>/cri_*.json`; podshim's must match them.
 
 mod support;

@@ -4,7 +4,8 @@
 //! ctr 1.6 has no `task update`), an OOM kill reported as exit 137 plus a `/tasks/oom` event,
 //! a running task surviving a containerd restart, and a SIGKILLed shim cleaned up by
 //! containerd (through the shim's `delete`) with nothing left, and `--log-uri` (`file://`, and
-//! `binary://`: a logging script given the output at fds 3 and 4). Each body takes the handler; runc's
+//! `binary://`: a logging script given the output at fds 3 and 4), commands that cannot run (`run` and
+//! `exec`: runc's words, nothing left), and stdin. Each body takes the handler; runc's
 //! answers are recorded in `reference/runc/<host kind>/ctr_*.json` and podshim's must match them.
 
 mod support;
