@@ -4,8 +4,8 @@
 //! ctr 1.6 has no `task update`), an OOM kill reported as exit 137 plus a `/tasks/oom` event,
 //! a running task surviving a containerd restart, and a SIGKILLed shim cleaned up by
 //! containerd (through the shim's `delete`) with nothing left, and `--log-uri` (`file://`, and
-//! `binary://`: a logging script given the output at fds 3 and 4), commands that cannot run (`run` and
-//! `exec`: runc's words, nothing left), and stdin. Each body takes the handler; runc's
+//! `binary://`: a logging script given the output at fds 3 and 4) (commands that cannot run and stdin:
+//! `ctr_start.rs`). Each body takes the handler; runc's
 //! answers are recorded in `reference/runc/<host kind>/ctr_*.json` and podshim's must match them.
 
 mod support;
@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::cleanup::cgroup_dirs;
-use support::ctr::{ok, text};
-use support::daemon::{Containerd, Options};
+use support::ctr::{daemon, ok, text, wait_child};
+use support::daemon::Containerd;
 use support::handler::Handler;
 use support::{answers, inside, wait_until};
 
@@ -35,9 +35,7 @@ handler_tests!(
         ctr_oom_kill,
         ctr_containerd_restart,
         ctr_killed_shim,
-        ctr_log_uris,
-        ctr_start_errors,
-        ctr_stdin
+        ctr_log_uris
     ]
 );
 
@@ -54,31 +52,9 @@ handler_tests!(
         ctr_oom_kill,
         ctr_containerd_restart,
         ctr_killed_shim,
-        ctr_log_uris,
-        ctr_start_errors,
-        ctr_stdin
+        ctr_log_uris
     ]
 );
-
-fn daemon(handler: &Handler) -> Containerd {
-    let handlers = if handler.name == "runc" {
-        vec![]
-    } else {
-        vec![handler.clone()]
-    };
-    let d = Containerd::start(Options {
-        handlers,
-        cri: false,
-    });
-    d.import_busybox("default");
-    d
-}
-
-/// Wait for a child (a `ctr run` in the foreground) with a deadline.
-fn wait_child(mut child: Child, timeout: Duration) -> std::process::Output {
-    wait_until(timeout, "ctr to finish", || child.try_wait().unwrap());
-    child.wait_with_output().unwrap()
-}
 
 /// A cgroup file of a ctr container: the v1 file from its controller's hierarchy, else the v2
 /// one (a hybrid host has both kinds of hierarchy, and `cgroup.freeze` exists in its cgroup2 one
@@ -586,100 +562,5 @@ fn ctr_log_uris(h: &Handler) {
         });
         (!running).then_some(())
     });
-    d.shutdown();
-}
-
-/// A command that cannot run, as `ctr run` and `ctr task exec` report it: missing, not
-/// executable, not in `PATH` (runc's look-up fails the create, or the exec), and a script whose
-/// interpreter is missing (found, but refused by execve(2)). ctr exits non-zero with runc's words,
-/// and nothing of the failed container or exec is left (`--rm`; the daemon's leak check at the
-/// end).
-fn ctr_start_errors(h: &Handler) {
-    let d = daemon(h);
-    let dir = d.layout.dir.join("scripts");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("s"), "#!/nope\n").unwrap();
-    std::fs::set_permissions(
-        dir.join("s"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let mount = format!("type=bind,src={},dst=/w,options=rbind:ro", dir.display());
-    let failure = |out: std::process::Output| {
-        let (o, e) = text(&out);
-        json!({"exit_code": out.status.code(), "stdout": o, "error": answers::exec_words(&e)})
-    };
-    let mut answers = serde_json::Map::new();
-    for (what, cmd) in [
-        ("run_missing", "/nonexistent"),
-        ("run_not_executable", "/etc/passwd"),
-        ("run_not_in_path", "nope"),
-        ("run_no_interpreter", "/w/s"),
-    ] {
-        let child = d
-            .ctr_run(h, what, &["--rm", "--mount", &mount], &[cmd])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        answers.insert(
-            what.into(),
-            failure(wait_child(child, Duration::from_secs(60))),
-        );
-    }
-    ok(&mut d.ctr_run(h, "sleeper", &["-d", "--mount", &mount], &["sleep", "600"]));
-    d.wait_task("sleeper", "RUNNING");
-    for (n, cmd) in ["/nonexistent", "/etc/passwd", "nope", "/w/s"]
-        .into_iter()
-        .enumerate()
-    {
-        let child = d
-            .ctr_exec("sleeper", &format!("e{n}"), false)
-            .arg(cmd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        answers.insert(
-            format!("exec_{cmd}"),
-            failure(wait_child(child, Duration::from_secs(60))),
-        );
-    }
-    // The container still runs its one process, and a good exec still works.
-    let ps = ok(d.ctr("default").args(["task", "ps", "sleeper"]));
-    answers.insert("processes_after".into(), json!(ps.lines().count() - 1));
-    let again = ok(d.ctr_exec("sleeper", "e9", false).args(["echo", "still"]));
-    answers.insert("exec_after".into(), json!(again));
-    let containers = ok(d.ctr("default").args(["container", "ls", "-q"]));
-    answers.insert("containers".into(), json!(containers));
-    d.remove_task("sleeper");
-    answers::check(h, "ctr_start_errors", &serde_json::Value::Object(answers));
-    d.shutdown();
-}
-
-/// A container's stdin from `ctr run` (ctr 1.6 always passes its own): what is written reaches
-/// it. `head -n 2` ends by itself: ctr 1.6's `run` never sends CloseIO, and runc's shim gives
-/// the container no EOF without it (podshim's passes the EOF of the FIFO on). Plain
-/// assertions, the same for both handlers.
-fn ctr_stdin(h: &Handler) {
-    let d = daemon(h);
-    let mut child = d
-        .ctr_run(h, "cat", &["--rm"], &["sh", "-c", "head -n 2; echo end"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"one\ntwo\n").unwrap();
-    }
-    let out = wait_child(child, Duration::from_secs(30));
-    let (o, e) = text(&out);
-    assert!(out.status.success(), "{o} {e}");
-    assert_eq!(o, "one\ntwo\nend\n");
     d.shutdown();
 }

@@ -238,7 +238,7 @@ impl Prepared {
             }
         }
         if problems.is_empty() {
-            e
+            without_cleanup_error(e)
         } else {
             Error::Rollback {
                 error: Box::new(e),
@@ -560,5 +560,33 @@ fn deny_console(cgroup: &str) {
     };
     if let Err(e) = std::fs::write(dir.join("devices.deny"), "c 5:1 rwm") {
         tracing::warn!(cgroup, "cannot deny /dev/console: {e}");
+    }
+}
+
+/// `e` without libcontainer's `. error during cleanup: ...` once the undo has cleaned up: a
+/// create refused early (runc's look-up of the command) can fail to remove the cgroup while the
+/// init is still exiting, which the undo then removes; the caller (containerd's client) should
+/// see only why the create failed, as runc says it.
+fn without_cleanup_error(e: Error) -> Error {
+    const CLEANUP: &str = ". error during cleanup: ";
+    let cut = |s: String| match s.find(CLEANUP) {
+        Some(at) => s[..at].to_string(),
+        None => s,
+    };
+    match e {
+        Error::Runtime {
+            container,
+            action,
+            detail,
+        } => Error::Runtime {
+            container,
+            action,
+            detail: cut(detail),
+        },
+        Error::Remote { kind, message } => Error::Remote {
+            kind,
+            message: cut(message),
+        },
+        e => e,
     }
 }
