@@ -4,7 +4,8 @@
 //! RunPodSandbox, CreateContainer, StartContainer, ExecSync, ContainerStatus, ContainerStats,
 //! UpdateContainerResources, ReopenContainerLog, StopContainer, StopPodSandbox,
 //! RemovePodSandbox; then what each container (and pause) sees of its capabilities, seccomp
-//! mode, masked paths and limits, and an OOM kill reported as `OOMKilled`. runc's answers are
+//! mode, masked paths and limits, an OOM kill reported as `OOMKilled`, StartContainer of commands
+//! that cannot run, and a container's user, groups, Pod sysctl and device. runc's answers are
 //! recorded in `reference/runc/<host kind>/cri_*.json`; podshim's must match them.
 
 mod support;
@@ -22,9 +23,27 @@ use support::daemon::{Containerd, Options};
 use support::handler::Handler;
 use support::{answers, inside, wait_until};
 
-handler_tests!(runc, Handler::runc(), [cri_pod_flow, cri_oom_killed]);
+handler_tests!(
+    runc,
+    Handler::runc(),
+    [
+        cri_pod_flow,
+        cri_oom_killed,
+        cri_start_errors,
+        cri_user_sysctls_devices
+    ]
+);
 
-handler_tests!(podshim, Handler::podshim(), [cri_pod_flow, cri_oom_killed]);
+handler_tests!(
+    podshim,
+    Handler::podshim(),
+    [
+        cri_pod_flow,
+        cri_oom_killed,
+        cri_start_errors,
+        cri_user_sysctls_devices
+    ]
+);
 
 /// A daemon with the CRI plugin, both images imported, and a connected client.
 fn node(h: &Handler) -> (Containerd, Cri) {
@@ -59,6 +78,17 @@ struct Pod<'a> {
 
 impl<'a> Pod<'a> {
     fn run(d: &Containerd, cri: &'a mut Cri, h: &Handler, name: &str) -> Self {
+        Self::run_with(d, cri, h, name, |_| {})
+    }
+
+    /// [`Pod::run`] with the sandbox config changed by `edit` first.
+    fn run_with(
+        d: &Containerd,
+        cri: &'a mut Cri,
+        h: &Handler,
+        name: &str,
+        edit: impl FnOnce(&mut PodSandboxConfig),
+    ) -> Self {
         let uid = format!("{name}-{}", d.tag);
         let dir = d.layout.dir.join("pods").join(&uid);
         let logs = dir.join("logs");
@@ -68,7 +98,8 @@ impl<'a> Pod<'a> {
         // The kubelet's cgroupfs layout: Pod cgroups below a parent it removes itself.
         let parent = format!("{}/pod-{uid}", d.layout.cgroup_root);
         d.expect_cgroup(&parent);
-        let config = cri::sandbox_config(name, &uid, &logs, &parent);
+        let mut config = cri::sandbox_config(name, &uid, &logs, &parent);
+        edit(&mut config);
         let id = cri
             .run_pod_sandbox(&config, h.name)
             .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", d.log_tail(20)));
@@ -441,6 +472,115 @@ fn cri_oom_killed(h: &Handler) {
         h,
         "cri_oom_killed",
         &json!({"exit_code": status.exit_code, "reason": status.reason}),
+    );
+    d.shutdown();
+}
+
+/// The stream and text of each line of a CRI container log (the timestamps left out).
+fn log_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(_, rest)| rest.to_string()))
+        .collect()
+}
+
+/// Containers whose command cannot run (missing, not executable, not in `PATH`, a script whose
+/// interpreter is missing): what StartContainer answers (its gRPC code and runc's words), and
+/// what ContainerStatus reports after (the kubelet's `StartError`: state, exit code, reason,
+/// message). The Pod's other containers are not disturbed, and nothing is left once it is
+/// removed (the daemon's leak check).
+fn cri_start_errors(h: &Handler) {
+    let (d, mut cri) = node(h);
+    let mut pod = Pod::run(&d, &mut cri, h, "broken");
+    let script = pod.volume.join("s");
+    std::fs::write(&script, "#!/nope\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut seen = serde_json::Map::new();
+    for (name, cmd) in [
+        ("missing", "/nonexistent"),
+        ("not-executable", "/etc/passwd"),
+        ("not-in-path", "nope"),
+        ("no-interpreter", "/shared/s"),
+    ] {
+        let mut config = cri::container_config(name, BUSYBOX, &[cmd]);
+        config.mounts.push(shared_mount(&pod.volume));
+        let id = pod
+            .cri
+            .create_container(&pod.id, &config, &pod.config)
+            .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"));
+        let started = match pod.cri.start_container(&id) {
+            Ok(()) => json!("ok"),
+            Err(e) => json!({"code": format!("{:?}", e.code()),
+                             "message": answers::exec_words(e.message())}),
+        };
+        let status = wait_until(Duration::from_secs(30), "the container to stop", || {
+            let (s, _) = pod.status(&id);
+            (s.state == ContainerState::ContainerExited as i32).then_some(s)
+        });
+        seen.insert(
+            name.into(),
+            json!({
+                "start": started,
+                "state": ContainerState::try_from(status.state).map(|s| s.as_str_name()).ok(),
+                "log": log_lines(&pod.logs.join(format!("{name}/0.log"))),
+                "exit_code": status.exit_code,
+                "reason": status.reason,
+                "message": answers::exec_words(&status.message),
+            }),
+        );
+    }
+    // The Pod still runs a container that can.
+    let good = pod.container(&cri::container_config("good", BUSYBOX, &["sleep", "600"]));
+    let echo = pod.exec(&good, &["echo", "fine"]);
+    seen.insert("good_exec".into(), json!(text(&echo.stdout)));
+    pod.remove();
+    drop(pod);
+    answers::check(h, "cri_start_errors", &Value::Object(seen));
+    d.shutdown();
+}
+
+/// What a container sees of the Pod's sysctls (a namespaced one of the sandbox config), of
+/// `runAsUser`/`runAsGroup`/supplemental groups, and of a device it is given (`/dev/fuse`, node
+/// and cgroup access): the same with both runtimes.
+fn cri_user_sysctls_devices(h: &Handler) {
+    let (d, mut cri) = node(h);
+    let mut pod = Pod::run_with(&d, &mut cri, h, "who", |c| {
+        let linux = c.linux.as_mut().unwrap();
+        linux.sysctls = HashMap::from([("kernel.shm_rmid_forced".to_string(), "1".to_string())]);
+    });
+    let mut config = cri::container_config(
+        "who",
+        BUSYBOX,
+        &[
+            "sh",
+            "-c",
+            "id; cat /proc/sys/kernel/shm_rmid_forced; stat -c '%F %t:%T %a' /dev/fuse; \
+             sort /sys/fs/cgroup/devices/devices.list 2>/dev/null || echo no-v1-list",
+        ],
+    );
+    let linux = config.linux.as_mut().unwrap();
+    let sc = linux.security_context.as_mut().unwrap();
+    sc.run_as_user = Some(Int64Value { value: 1000 });
+    sc.run_as_group = Some(Int64Value { value: 3000 });
+    sc.supplemental_groups = vec![4000];
+    config.devices = vec![Device {
+        container_path: "/dev/fuse".into(),
+        host_path: "/dev/fuse".into(),
+        permissions: "rwm".into(),
+    }];
+    let id = pod.container(&config);
+    let status = wait_until(Duration::from_secs(30), "the container to exit", || {
+        let (s, _) = pod.status(&id);
+        (s.state == ContainerState::ContainerExited as i32).then_some(s)
+    });
+    let log = log_lines(&pod.logs.join("who/0.log"));
+    pod.remove();
+    drop(pod);
+    answers::check(
+        h,
+        "cri_user_sysctls_devices",
+        &json!({"exit_code": status.exit_code, "log": log}),
     );
     d.shutdown();
 }

@@ -4,7 +4,8 @@
 //! ctr 1.6 has no `task update`), an OOM kill reported as exit 137 plus a `/tasks/oom` event,
 //! a running task surviving a containerd restart, and a SIGKILLed shim cleaned up by
 //! containerd (through the shim's `delete`) with nothing left, and `--log-uri` (`file://`, and
-//! `binary://`: a logging script given the output at fds 3 and 4). Each body takes the handler; runc's
+//! `binary://`: a logging script given the output at fds 3 and 4) (commands that cannot run and stdin:
+//! `ctr_start.rs`). Each body takes the handler; runc's
 //! answers are recorded in `reference/runc/<host kind>/ctr_*.json` and podshim's must match them.
 
 mod support;
@@ -16,8 +17,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::cleanup::cgroup_dirs;
-use support::ctr::{ok, text};
-use support::daemon::{Containerd, Options};
+use support::ctr::{daemon, ok, text, wait_child};
+use support::daemon::Containerd;
 use support::handler::Handler;
 use support::{answers, inside, wait_until};
 
@@ -54,26 +55,6 @@ handler_tests!(
         ctr_log_uris
     ]
 );
-
-fn daemon(handler: &Handler) -> Containerd {
-    let handlers = if handler.name == "runc" {
-        vec![]
-    } else {
-        vec![handler.clone()]
-    };
-    let d = Containerd::start(Options {
-        handlers,
-        cri: false,
-    });
-    d.import_busybox("default");
-    d
-}
-
-/// Wait for a child (a `ctr run` in the foreground) with a deadline.
-fn wait_child(mut child: Child, timeout: Duration) -> std::process::Output {
-    wait_until(timeout, "ctr to finish", || child.try_wait().unwrap());
-    child.wait_with_output().unwrap()
-}
 
 /// A cgroup file of a ctr container: the v1 file from its controller's hierarchy, else the v2
 /// one (a hybrid host has both kinds of hierarchy, and `cgroup.freeze` exists in its cgroup2 one

@@ -52,6 +52,21 @@ handler_tests!(
     [shim_runs_a_bundle, killed_shim_is_cleaned_up_by_delete]
 );
 
+// A measurement, not a check (`--ignored`): how long `start` takes until the server answers.
+handler_tests!(
+    #[ignore = "a measurement: cargo test --test shim_protocol -- --ignored start_time"]
+    start_time_runc,
+    (Handler::runc(), Caller::Containerd16),
+    [shim_start_time]
+);
+
+handler_tests!(
+    #[ignore = "a measurement: cargo test --test shim_protocol -- --ignored start_time"]
+    start_time_podshim,
+    (Handler::podshim(), Caller::Containerd16),
+    [shim_start_time]
+);
+
 // podshim's own answers to wrong calls (runc's shim answers several of them UNKNOWN).
 handler_tests!(
     podshim_errors,
@@ -475,5 +490,47 @@ fn wrong_calls_are_clear_errors_and_leave_nothing((h, caller): &Case) {
     wait_until(Duration::from_secs(10), "the shim to exit", || {
         (!pid_alive(shim_pid)).then_some(())
     });
+    env.finish();
+}
+
+/// `start` of a shim until its server answers Connect, then Shutdown, `PODSHIM_BENCH_N` times
+/// (default 20): the median, minimum and maximum of the start, from spawning `start` to a parsed
+/// reply (the server listens by then) and to Connect's answer.
+fn shim_start_time((h, caller): &Case) {
+    let n: usize = std::env::var("PODSHIM_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let mut env = Env::new();
+    let (mut started, mut answered) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let id = format!("t{i}");
+        let (path, _create, _fifos) = env.bundle(h, &id, &["true"]);
+        let config = env.config(&id, &path, *caller);
+        let t0 = std::time::Instant::now();
+        let shim = Shim::start(&h.shim, config, *caller);
+        let connect = shim.task.connect_info(&id).unwrap();
+        answered.push(t0.elapsed().as_secs_f64() * 1e3);
+        started.push(shim.start_time.as_secs_f64() * 1e3);
+        shim.task.shutdown(&id).unwrap();
+        wait_until(Duration::from_secs(10), "the shim to exit", || {
+            (!pid_alive(connect.shim_pid)).then_some(())
+        });
+    }
+    let summary = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        format!(
+            "median {:.2} ms (min {:.2}, max {:.2})",
+            v[v.len() / 2],
+            v[0],
+            v[v.len() - 1]
+        )
+    };
+    eprintln!(
+        "{} start, {n} runs: reply {}; Connect answered {}",
+        h.name,
+        summary(&mut started),
+        summary(&mut answered)
+    );
     env.finish();
 }

@@ -14,6 +14,7 @@
 //!   `{"version":3,...}`. Either way version 3 says the task API v3; the server answers both.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -136,8 +137,21 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&socket_dir).with_context(|| format!("create {socket_dir}"))?;
 
     adjust_oom_score();
-    let exe = std::env::current_exe().context("this executable")?;
+    // The server runs from a read-only bind mount of this binary (CVE-2019-5736, see
+    // `podshim_engine::exe`). Made here and the server started through it, the server finds
+    // itself protected and need not execute itself again (an `execve` and the loading of the
+    // binary saved on every Pod start). Where mounting fails, the server protects itself.
+    let read_only = podshim_engine::exe::read_only_binary();
+    let exe = match &read_only {
+        // Close-on-exec, but execve(2) opens the file before it closes such descriptors.
+        Ok(fd) => PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+        Err(_) => std::env::current_exe().context("this executable")?,
+    };
     let mut cmd = Command::new(exe);
+    if let Some(name) = std::env::args_os().next() {
+        // What ps shows, rather than /proc/self/fd/N.
+        cmd.arg0(name);
+    }
     cmd.args([
         "-namespace",
         &args.namespace,

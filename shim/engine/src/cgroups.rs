@@ -295,6 +295,20 @@ impl Cgroups {
         }
     }
 
+    /// Kill what is left in the container cgroup `rel` and remove it (children first) from every
+    /// hierarchy; already gone counts as done. After a create that failed half-way libcontainer
+    /// may have removed its state but not the cgroup (its init had not exited when it tried).
+    pub fn remove_leftover(&self, rel: &str) -> Result<(), CgroupError> {
+        self.kill_all(rel);
+        let mut first_error = None;
+        for h in &self.hierarchies {
+            if let Err(e) = remove_tree(&join(&h.mount, rel)) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// Remove the Pod cgroup from every hierarchy (children first), then the shared top-level
     /// directory if the kernel shows nothing else in it. Already gone counts as done. Processes
     /// still in it are killed first.

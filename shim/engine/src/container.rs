@@ -93,6 +93,8 @@ pub(crate) struct Prepared {
     /// The devices the systemd driver's scope must be given (libcontainer's systemd manager
     /// applies none on cgroup v2): `Some` only for a systemd `cgroupsPath`.
     scope_devices: Option<Option<Vec<libcontainer::oci_spec::runtime::LinuxDeviceCgroup>>>,
+    /// Whether the spec's device rules allow `/dev/console` (see [`deny_console`]).
+    console_allowed: bool,
     started: std::time::Instant,
 }
 
@@ -151,6 +153,7 @@ impl Prepared {
             rootfs,
             cgroup,
             scope_devices: scope_devices(&c.spec),
+            console_allowed: console_allowed(&c.spec),
             started: t,
         };
         let written = (|| -> Result<(), Error> {
@@ -195,6 +198,9 @@ impl Prepared {
             Ok(created) => created,
             Err(e) => return Err(self.undo(journal, e)),
         };
+        if !self.console_allowed {
+            deny_console(&self.cgroup);
+        }
         tracing::debug!(
             container = self.id,
             step = "created",
@@ -232,7 +238,7 @@ impl Prepared {
             }
         }
         if problems.is_empty() {
-            e
+            without_cleanup_error(e)
         } else {
             Error::Rollback {
                 error: Box::new(e),
@@ -517,4 +523,70 @@ pub fn remove(
         journal.forget(&r)?;
     }
     Ok(())
+}
+
+/// Whether a device rule of the spec allows the host's console (`c 5:1`): a privileged
+/// container's `a *:* rwm`, or a rule naming it.
+fn console_allowed(spec: &Spec) -> bool {
+    let rules = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.devices().clone())
+        .unwrap_or_default();
+    rules.iter().any(|d| {
+        use libcontainer::oci_spec::runtime::LinuxDeviceType as T;
+        d.allow()
+            && matches!(d.typ(), None | Some(T::A) | Some(T::C))
+            && d.major().is_none_or(|m| m == 5)
+            && d.minor().is_none_or(|m| m == 1)
+    })
+}
+
+/// libcontainer adds `c 5:1 rwm` (the host's `/dev/console`) to every container's v1 device
+/// rules after the spec's, where runc allows only `m` (mknod) of it: a container able to
+/// mknod could then write to the host's console. Deny it again, after libcontainer's rules and
+/// before the container's process starts, unless the spec allows it (on cgroup v2 there is no
+/// file to write: the device program is libcontainer's).
+fn deny_console(cgroup: &str) {
+    if cgroup.is_empty() || crate::cgroups::is_systemd_path(cgroup) {
+        return;
+    }
+    let Some(dir) = Cgroups::detect()
+        .ok()
+        .and_then(|c| c.dir_of("devices", cgroup))
+    else {
+        return;
+    };
+    if let Err(e) = std::fs::write(dir.join("devices.deny"), "c 5:1 rwm") {
+        tracing::warn!(cgroup, "cannot deny /dev/console: {e}");
+    }
+}
+
+/// `e` without libcontainer's `. error during cleanup: ...` once the undo has cleaned up: a
+/// create refused early (runc's look-up of the command) can fail to remove the cgroup while the
+/// init is still exiting, which the undo then removes; the caller (containerd's client) should
+/// see only why the create failed, as runc says it.
+fn without_cleanup_error(e: Error) -> Error {
+    const CLEANUP: &str = ". error during cleanup: ";
+    let cut = |s: String| match s.find(CLEANUP) {
+        Some(at) => s[..at].to_string(),
+        None => s,
+    };
+    match e {
+        Error::Runtime {
+            container,
+            action,
+            detail,
+        } => Error::Runtime {
+            container,
+            action,
+            detail: cut(detail),
+        },
+        Error::Remote { kind, message } => Error::Remote {
+            kind,
+            message: cut(message),
+        },
+        e => e,
+    }
 }

@@ -61,8 +61,14 @@ pub fn ensure_protected() -> Result<(), ExeError> {
     }
 }
 
-/// An `O_PATH` descriptor of this binary reached through a read-only bind mount that is already
-/// detached (and its mount point removed).
+/// An `O_PATH` descriptor (close-on-exec) of this binary reached through a read-only bind mount
+/// that is already detached (and its mount point removed). A program started through it
+/// (`/proc/self/fd/N`) runs protected from its first instruction, so [`ensure_protected`] has
+/// nothing to do in it (the containerd shim starts its server so, saving an `execve`).
+pub fn read_only_binary() -> Result<std::os::fd::OwnedFd, ExeError> {
+    bind_read_only()
+}
+
 fn bind_read_only() -> Result<std::os::fd::OwnedFd, ExeError> {
     let dir = ["/run", "/tmp"]
         .into_iter()

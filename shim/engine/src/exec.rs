@@ -345,7 +345,8 @@ struct TenantExecutor {
 
 impl Executor for TenantExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
-        DefaultExecutor {}.exec(spec)
+        // A refused execve is printed on the command's stderr and exits 1, as runc's.
+        crate::launch::exec(spec, None)
     }
 
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {

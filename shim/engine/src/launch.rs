@@ -8,7 +8,10 @@
 //! a binary for another machine, a `noexec` mount): nobody waits on the init any more, so the
 //! init writes the error (`exec /x: no such file or directory`) to [`EXEC_ERROR`], a file in
 //! the bundle opened before the fork and closed by a successful `execve` (close-on-exec),
-//! where the caller reads it after the exit ([`exec_failure`]).
+//! where the caller reads it after the exit ([`exec_failure`]). It also does what runc's init
+//! does then (runc 1.1, whose parent is gone by that time): it prints the error on the process's
+//! stderr and exits with status 1, so a containerd client (`ctr run`, `ctr task exec`, the CRI's
+//! exec) sees what it sees with runc. An exec'd process fails the same way.
 
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
@@ -86,7 +89,7 @@ pub(crate) fn validate(spec: &Spec) -> Result<(), ExecutorValidationError> {
 }
 
 /// Run the command (`execvp`, as libcontainer's default executor); when the kernel refuses
-/// it, say why in `report` first.
+/// it, say why in `report` and on stderr, and exit with status 1 (see the module's note).
 pub(crate) fn exec(spec: &Spec, report: Option<&OwnedFd>) -> Result<(), ExecutorError> {
     let args = spec
         .process()
@@ -104,7 +107,9 @@ pub(crate) fn exec(spec: &Spec, report: Option<&OwnedFd>) -> Result<(), Executor
     if let Some(fd) = report {
         let _ = nix::unistd::write(fd, message.as_bytes());
     }
-    Err(ExecutorError::Execution(message.into()))
+    let _ = nix::unistd::write(std::io::stderr(), format!("{message}\n").as_bytes());
+    // This process is a fork of the caller: no exit handlers or buffers of the caller's to run.
+    crate::sys::exit_now(1)
 }
 
 /// What the init of the container with bundle `bundle` reported of a failed `execve`, if it
@@ -172,7 +177,17 @@ mod tests {
         let report: OwnedFd = std::fs::File::create(dir.join(EXEC_ERROR)).unwrap().into();
         let s = spec(&[script.to_str().unwrap()], &[]);
         assert!(validate(&s).is_ok());
-        assert!(exec(&s, Some(&report)).is_err());
+        // It exits (status 1, as runc's init): in a child, which does nothing else.
+        match crate::sys::fork().unwrap() {
+            None => {
+                let _ = exec(&s, Some(&report));
+                crate::sys::exit_now(2)
+            }
+            Some(pid) => assert_eq!(
+                nix::sys::wait::waitpid(pid, None).unwrap(),
+                nix::sys::wait::WaitStatus::Exited(pid, 1)
+            ),
+        }
         assert_eq!(
             exec_failure(&dir).unwrap(),
             format!("exec {}: no such file or directory", script.display())

@@ -218,15 +218,22 @@ fn remove_container(id: &str, runtime_dir: &Path, cgroup: Option<&str>) -> Resul
             c.kill_all(cg);
         }
     };
+    // Without libcontainer's state (a create that failed half-way removes it, and may leave
+    // the cgroup behind), the cgroup is ours to remove.
+    let remove_cgroup = || match (cgroup, Cgroups::detect()) {
+        (Some(cg), Ok(c)) => c
+            .remove_leftover(cg)
+            .map_err(|e| format!("remove the cgroup of container {id}: {e}")),
+        _ => Ok(()),
+    };
     let dir = runtime_dir.join(id);
     if !dir.exists() {
-        kill_cgroup();
-        return Ok(());
+        return remove_cgroup();
     }
     let mut container = match Container::load(dir.clone()) {
         Ok(c) => c,
         Err(_) => {
-            kill_cgroup();
+            remove_cgroup()?;
             return remove_dir(&dir);
         }
     };

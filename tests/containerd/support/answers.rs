@@ -108,3 +108,18 @@ pub fn diff(path: &str, want: &Value, got: &Value) -> Vec<String> {
         (w, g) => vec![format!("{path}: runc {w}, got {g}")],
     }
 }
+
+/// The part of a start failure's message from runc's words on (`exec: "/x": stat /x: ...` or
+/// `exec /x: ...`) to the end of its line, with what follows them (containerd's name of the
+/// ttrpc code, e.g. `: unknown`): what the runtime said, without the prefixes of containerd,
+/// ctr or the runtime's own name. The whole message when the words are not in it (so that a diff
+/// shows it).
+pub fn exec_words(message: &str) -> String {
+    let message = message.trim();
+    ["exec: \"", "exec /"]
+        .iter()
+        .filter_map(|w| message.find(w))
+        .min()
+        .map(|at| message[at..].lines().next().unwrap_or_default().to_string())
+        .unwrap_or_else(|| message.to_string())
+}

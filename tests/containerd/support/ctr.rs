@@ -168,3 +168,24 @@ impl Containerd {
         ok(self.ctr("default").args(["container", "delete", id]));
     }
 }
+
+/// A daemon for the ctr tests of `handler` (no CRI), busybox imported.
+pub fn daemon(handler: &Handler) -> Containerd {
+    let handlers = if handler.name == "runc" {
+        vec![]
+    } else {
+        vec![handler.clone()]
+    };
+    let d = super::daemon::Containerd::start(super::daemon::Options {
+        handlers,
+        cri: false,
+    });
+    d.import_busybox("default");
+    d
+}
+
+/// Wait for a child (a `ctr run` in the foreground) with a deadline.
+pub fn wait_child(mut child: std::process::Child, timeout: Duration) -> std::process::Output {
+    wait_until(timeout, "ctr to finish", || child.try_wait().unwrap());
+    child.wait_with_output().unwrap()
+}
