@@ -29,6 +29,7 @@ pub mod spawner;
 pub mod state;
 pub mod sys;
 pub mod teardown;
+mod usage;
 
 pub use container::{Container, Create};
 pub use error::{Error, ErrorKind};
