@@ -162,6 +162,8 @@ impl Prepared {
         let written = (|| -> Result<(), Error> {
             let cgroups = Cgroups::detect()?;
             cgroups.harden(&mut c.spec, &rt.cgroup_skeleton)?;
+            let unified = cgroups.mode == crate::cgroups::Mode::Unified;
+            crate::cgroups::memlock::keep(&mut c.spec, unified);
             let config = c.bundle.join("config.json");
             let json = serde_json::to_vec_pretty(&c.spec).map_err(|e| Error::Spec {
                 id: id.clone(),
