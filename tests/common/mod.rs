@@ -463,7 +463,7 @@ impl Drop for Instance {
                 .args(["-TERM", &pid.to_string()])
                 .status();
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + scaled(Duration::from_secs(10));
         while pids.iter().any(alive) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
