@@ -32,7 +32,17 @@
 # Environment: PODSHIM_VM_DIR, PODSHIM_VM_TIMEOUT (seconds for the command, default 3600),
 # PODSHIM_VM_BOOT_TIMEOUT (default 300), PODSHIM_VM_MEMORY (MiB, default 4096), PODSHIM_VM_CPUS
 # (default 2), PODSHIM_VM_ACCEL (tcg or kvm, default tcg), PODSHIM_VM_TEST_THREADS (--smoke and
-# --suite, default 2), PODSHIM_DEBIAN_MIRROR.
+# --suite, default 2), PODSHIM_VM_TESTS (--suite: only the test executables whose label,
+# PACKAGE:KIND:NAME such as podshim-tests:test:pod, matches this awk regex), PODSHIM_DEBIAN_MIRROR.
+# The guest's command gets no environment of the host but these: PODSHIM_VM_ENV, a list of
+# NAME=VALUE words exported as they are (e.g. PODSHIM_VM_ENV="PODSHIM_CGROUP_DRIVER=cgroupfs"
+# runs the tests with the cgroupfs driver, the guest's default being systemd); and, when set on
+# the host, PODSHIM_CGROUP_DRIVER, PODSHIM_RECORD_ANSWERS (record runc's answers for this kind of
+# host into tests/containerd/reference/runc/cgroup-v2/, shared back through 9p),
+# PODSHIM_TEST_TIME_SCALE and PODSHIM_CRASH_ITERATIONS. Under emulation everything is some ten
+# times slower than on the host, so the tests' waits on the wall clock are stretched by
+# PODSHIM_TEST_TIME_SCALE (default 4 with tcg, 1 with kvm) and tests/crash.rs kills 30 runs,
+# not 200 (PODSHIM_CRASH_ITERATIONS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
@@ -57,6 +67,20 @@ memory=${PODSHIM_VM_MEMORY:-4096}
 cpus=${PODSHIM_VM_CPUS:-2}
 accel=${PODSHIM_VM_ACCEL:-tcg}
 threads=${PODSHIM_VM_TEST_THREADS:-2}
+# What the guest's command runs with (see above); checked here, not in the guest.
+guest_env=()
+scale=4
+[ "$accel" = kvm ] && scale=1
+guest_env+=("PODSHIM_TEST_TIME_SCALE=${PODSHIM_TEST_TIME_SCALE:-$scale}")
+guest_env+=("PODSHIM_CRASH_ITERATIONS=${PODSHIM_CRASH_ITERATIONS:-30}")
+for v in PODSHIM_CGROUP_DRIVER PODSHIM_RECORD_ANSWERS; do
+    if [ -n "${!v+set}" ]; then guest_env+=("$v=${!v}"); fi
+done
+read -r -a words <<<"${PODSHIM_VM_ENV:-}"
+for w in "${words[@]}"; do
+    [[ "$w" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || { say "PODSHIM_VM_ENV: '$w' is not NAME=VALUE"; exit 2; }
+    guest_env+=("$w")
+done
 
 # Host tools: qemu (Debian's), debootstrap, mkfs.ext4 -d (e2fsprogs >= 1.43).
 missing=()
@@ -225,6 +249,7 @@ if [ "$mode" = command ]; then
     {
         echo "export RUSTUP_HOME=${rustup_home@Q} CARGO_HOME=${cargo_home@Q}"
         echo "export PATH=${cargo_home@Q}/bin:\$PATH"
+        printf 'export %q\n' "${guest_env[@]}"
         printf 'exec'
         printf ' %q' "$@"
         echo
@@ -235,6 +260,9 @@ else
     scripts/build.sh debug >&2
     test_image=target/test-images/busybox-oci.tar
     [ -s "$test_image" ] || scripts/make-busybox-image.sh "$test_image" >&2
+    # podshim's pause as the containerd tests' sandbox image, as scripts/test.sh makes it.
+    pause_image=target/test-images/pause-oci.tar
+    [ "$pause_image" -nt target/pause/release/pause ] || scripts/pause-image.sh "$pause_image" >/dev/null
     if [ "$mode" = smoke ]; then
         mapfile -t smoke < <(scripts/test.sh --smoke-list)
         cargo_args=(-p podshim-tests --test pod --test cgroup_driver)
@@ -263,10 +291,18 @@ for line in sys.stdin:
         print(m["executable"], os.path.dirname(m["manifest_path"]), pkg + ":" + t["kind"][0] + ":" + t["name"], sep="\t")
 ' >"$run/tests" || { say "building the tests failed"; exit 1; }
     [ -s "$run/tests" ] || { say "cargo built no test executable"; exit 1; }
+    if [ -n "${PODSHIM_VM_TESTS:-}" ]; then
+        awk -F '\t' -v re="$PODSHIM_VM_TESTS" '$3 ~ re' "$run/tests" >"$run/tests.sel"
+        mv "$run/tests.sel" "$run/tests"
+        [ -s "$run/tests" ] || { say "PODSHIM_VM_TESTS=$PODSHIM_VM_TESTS selects no test executable"; exit 1; }
+    fi
     say "built $(wc -l <"$run/tests") test executable(s) on the host"
     {
         echo "export PODSHIM_BIN=${src@Q}/target/debug/podshim PODSHIM_PAUSE=${src@Q}/target/debug/pause"
         echo "export PODSHIM_TEST_IMAGE=${src@Q}/$test_image RUST_BACKTRACE=\${RUST_BACKTRACE:-1}"
+        echo "export PODSHIM_PAUSE_IMAGE=${src@Q}/$pause_image"
+        echo "export PODSHIM_SHIM=${src@Q}/target/debug/containerd-shim-podshim-v1"
+        printf 'export %q\n' "${guest_env[@]}"
         echo "test_args=(--test-threads=$threads${test_args[*]:+ $(printf '%q ' "${test_args[@]}")})"
         echo "mode=$mode"
         cat <<'EOF'

@@ -70,7 +70,7 @@ fn replicaset_scales_heals_follows_its_template_and_survives_its_controller() {
     let pause = pause_pid(&victim.name).expect("the Pod's pause process");
     let t0 = Instant::now();
     kill9(pause);
-    let deadline = Instant::now() + T;
+    let deadline = Instant::now() + podshim_tests::scaled(T);
     loop {
         let all = records(&i, &name);
         let me = all.iter().find(|p| p.name == victim.name);
@@ -292,7 +292,7 @@ fn sample_rollout(
     name: &str,
     mut done: impl FnMut(&[PodRec]) -> bool,
 ) -> (usize, usize) {
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + podshim_tests::scaled(Duration::from_secs(120));
     let (mut min_ready, mut max_pods) = (usize::MAX, 0);
     loop {
         let pods = records(i, name);
@@ -335,7 +335,9 @@ fn deployment_rolls_out_within_surge_and_unavailability_and_rolls_back() {
             "status",
             &format!("deploy/{name}"),
             "--timeout",
-            "60",
+            &podshim_tests::scaled(Duration::from_secs(60))
+                .as_secs()
+                .to_string(),
         ],
         T,
     );
@@ -379,7 +381,9 @@ fn deployment_rolls_out_within_surge_and_unavailability_and_rolls_back() {
             "status",
             &format!("deploy/{name}"),
             "--timeout",
-            "30",
+            &podshim_tests::scaled(Duration::from_secs(30))
+                .as_secs()
+                .to_string(),
         ],
         T,
     );

@@ -43,6 +43,18 @@ fn seed() -> u64 {
         })
 }
 
+/// How many runs to kill: `PODSHIM_CRASH_ITERATIONS`, else 200 (about a minute here; the VM
+/// run of scripts/test-in-vm.sh, ten times slower, kills fewer).
+fn iterations() -> u32 {
+    match std::env::var("PODSHIM_CRASH_ITERATIONS") {
+        Err(_) => 200,
+        Ok(s) => match s.trim().parse() {
+            Ok(n) if n > 0 => n,
+            _ => panic!("PODSHIM_CRASH_ITERATIONS={s:?}: want a positive number"),
+        },
+    }
+}
+
 /// The reaper: a child subreaper that starts the command given as its arguments, prints its
 /// PID, and reaps every process that ends below it until none is left, as a host's init reaps
 /// what a killed podshim leaves (pause, container processes, libcontainer's forks). Without
@@ -190,10 +202,12 @@ fn a_half_made_pod_is_removed_by_gc_rm_f_and_replace() {
     }
 }
 
-/// 200 times: `podshim run` of the same Pod, SIGKILLed after 1 to 300 ms; then `podshim gc`
-/// leaves nothing (links, netns pins, mounts, cgroups, processes, state, IPAM leases, NAT
-/// rules), and the same Pod runs again to completion. A kill lands anywhere from before the
-/// journal exists to the teardown (a run of this Pod takes about 200 ms here).
+/// 200 times (`PODSHIM_CRASH_ITERATIONS`): `podshim run` of the same Pod, SIGKILLed after 1 to
+/// 300 ms (stretched by `PODSHIM_TEST_TIME_SCALE`); then `podshim gc` leaves nothing (links,
+/// netns pins, mounts, cgroups, processes, state, IPAM leases, NAT rules), and the same Pod runs
+/// again to completion. A kill lands anywhere from before the journal exists to the teardown (a
+/// run of this Pod takes about 200 ms here, and about as many times longer as the scale says on
+/// a slower host, so the window is stretched with it).
 fn a_run_killed_at_any_moment_leaves_nothing_after_gc() {
     let inst = Instance::new(SUITE);
     inst.import_busybox();
@@ -211,12 +225,13 @@ fn a_run_killed_at_any_moment_leaves_nothing_after_gc() {
     let seed = seed();
     eprintln!("seed {seed} (PODSHIM_CRASH_SEED replays it)");
     let mut rng = Rng(seed);
-    let iterations = 200;
+    let iterations = iterations();
+    let window = (300.0 * podshim_tests::time_scale()) as u64;
     let started = Instant::now();
     let mut finished_before_kill = 0;
     let exe = std::env::current_exe().unwrap();
     for i in 0..iterations {
-        let delay = 1 + rng.next() % 300;
+        let delay = 1 + rng.next() % window;
         let mut run = inst.command();
         run.arg("run").arg(&path);
         let mut reaper = Command::new(&exe)
@@ -244,7 +259,7 @@ fn a_run_killed_at_any_moment_leaves_nothing_after_gc() {
         let at = format!("iteration {i}, killed after {delay} ms (seed {seed})");
         // SIGKILL takes effect when the process leaves the kernel (a mount, a netlink request):
         // gc runs once it is dead (and reaped by the reaper), as an operator's would.
-        let deadline = Instant::now() + T;
+        let deadline = Instant::now() + podshim_tests::scaled(T);
         while std::path::Path::new(&format!("/proc/{pid}")).exists() {
             assert!(Instant::now() < deadline, "{at}: podshim does not die");
             std::thread::sleep(Duration::from_millis(2));
@@ -258,7 +273,7 @@ fn a_run_killed_at_any_moment_leaves_nothing_after_gc() {
         );
         // Once gc killed what was left, nothing remains below the reaper: it exits.
         let reaper_pid = reaper.id();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + podshim_tests::scaled(Duration::from_secs(10));
         let mut leaks = Vec::new();
         while reaper.try_wait().unwrap().is_none() {
             if Instant::now() > deadline {

@@ -102,6 +102,8 @@ impl Drop for Cleanup {
             let _ = std::fs::remove_dir(h.path().join("podshim"));
             let _ = std::fs::remove_dir(h.path().join("podshim.slice"));
         }
+        // cgroup v2: the single tree's own podshim directory (the loop above sees v1's).
+        let _ = std::fs::remove_dir("/sys/fs/cgroup/podshim");
         let _ = std::fs::remove_dir("/sys/fs/cgroup/podshim.slice");
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -507,6 +509,7 @@ fn main() {
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         let _ = std::fs::remove_dir(h.path().join("podshim"));
     }
+    let _ = std::fs::remove_dir("/sys/fs/cgroup/podshim");
     drop(cleanup);
     assert!(!tmp.exists());
     println!("engine: create, start, exec, pause, resume, update, stats, pids, kill, exit and delete from a process with {threads} threads, and a systemd-form cgroupsPath: ok");

@@ -372,7 +372,7 @@ fn a_killed_exec_takes_its_command_with_it_and_signals_are_forwarded() {
     };
     child.kill().unwrap();
     child.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + podshim_tests::scaled(Duration::from_secs(5));
     while cgroup_procs(&u, "a").contains(&exec_pid) {
         assert!(
             Instant::now() < deadline,
@@ -382,7 +382,7 @@ fn a_killed_exec_takes_its_command_with_it_and_signals_are_forwarded() {
     }
 
     // SIGTERM to `podshim exec` goes to the command; podshim exits with the command's code.
-    let child = inst
+    let mut child = inst
         .command()
         .args([
             "exec",
@@ -397,19 +397,17 @@ fn a_killed_exec_takes_its_command_with_it_and_signals_are_forwarded() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + T;
-    while !cgroup_procs(&u, "a")
-        .iter()
-        .any(|p| cmdline(*p).contains("trap"))
-    {
-        assert!(Instant::now() < deadline, "the exec'd sh never appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(100));
+    // "ready" once the trap is set (on a slow host the sh is seen in the cgroup well before).
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
     term(&child);
     let o = wait_output(child, T);
     assert_eq!(code(&o), 9, "{}", stderr(&o));
-    assert_eq!(stdout(&o), "ready\n");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert_eq!(rest, "", "nothing after ready");
 
     ok(&inst.podshim(&["rm", "-f", &name], T));
     inst.assert_clean(&[&u]);

@@ -10,6 +10,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+mod time;
+pub use time::{scaled, time_scale};
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// The podshim binary under test (`PODSHIM_BIN`, else the workspace's debug build).
@@ -297,6 +300,7 @@ impl Instance {
         what: &str,
         check: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
+        let timeout = scaled(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             let out = self.podshim(&["inspect", pod], Duration::from_secs(30));
@@ -477,7 +481,7 @@ impl Drop for Instance {
                 .args(["-TERM", &pid.to_string()])
                 .status();
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + scaled(Duration::from_secs(10));
         while pids.iter().any(alive) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -567,7 +571,6 @@ pub fn host_veth(uid: &str) -> String {
     podshim_cni::host_veth_name(uid)
 }
 
-/// Wait for a child with a deadline; on timeout it is killed and the test fails.
 /// Starts `cmd` with its stdout piped and waits for its first line, which must be `ready` (a
 /// helper server saying it listens).
 pub fn spawn_ready(cmd: &mut Command) -> Child {
@@ -581,7 +584,10 @@ pub fn spawn_ready(cmd: &mut Command) -> Child {
     child
 }
 
+/// Wait for a child with a deadline (`timeout`, [`scaled`]); on timeout it is killed and the
+/// test fails.
 pub fn wait_output(mut child: Child, timeout: Duration) -> Output {
+    let timeout = scaled(timeout);
     let deadline = Instant::now() + timeout;
     loop {
         if child.try_wait().unwrap().is_some() {

@@ -106,6 +106,7 @@ pub fn running_pods(i: &Instance, prefix: &str) -> Vec<PodRec> {
 
 /// Polls `f` every 20 ms until it gives a value (fails after `timeout`).
 pub fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let timeout = podshim_tests::scaled(timeout);
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -118,6 +119,7 @@ pub fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
 
 /// Waits until exactly `n` Pods of `prefix` exist, all Running and Ready.
 pub fn wait_running(i: &Instance, prefix: &str, n: usize, timeout: Duration) -> Vec<PodRec> {
+    let timeout = podshim_tests::scaled(timeout);
     let deadline = Instant::now() + timeout;
     loop {
         let all = records(i, prefix);

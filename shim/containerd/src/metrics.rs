@@ -118,6 +118,36 @@ pub fn v2(s: &Stats) -> v2::Metrics {
     let mut events = v2::MemoryEvents::new();
     events.oom_kill = s.oom_kills;
     m.memory_events = MessageField::some(events);
+    // As containerd's own cgroup v2 manager (and so runc's shim) reports them: every huge page
+    // size the host has, the io of every device, and an rdma entry (empty without devices).
+    m.hugetlb = s
+        .hugetlb
+        .iter()
+        .map(|(size, h)| {
+            let mut e = v2::HugeTlbStat::new();
+            e.pagesize = size.clone();
+            e.current = h.usage;
+            e.max = h.limit;
+            e.failcnt = h.failures;
+            e
+        })
+        .collect();
+    let mut io = v2::IOStat::new();
+    io.usage =
+        s.io.iter()
+            .map(|d| {
+                let mut e = v2::IOEntry::new();
+                e.major = d.major;
+                e.minor = d.minor;
+                e.rbytes = d.read_bytes;
+                e.wbytes = d.write_bytes;
+                e.rios = d.read_ops;
+                e.wios = d.write_ops;
+                e
+            })
+            .collect();
+    m.io = MessageField::some(io);
+    m.rdma = MessageField::some(v2::RdmaStat::new());
     m
 }
 
@@ -148,6 +178,19 @@ mod tests {
             ..Stats::default()
         };
         s.memory_stat.insert("total_rss".into(), 100);
+        s.hugetlb.insert(
+            "2MB".into(),
+            podshim_engine::container::HugeTlbUsage {
+                usage: 0,
+                limit: u64::MAX,
+                failures: 0,
+            },
+        );
+        s.io.push(podshim_engine::container::IoUsage {
+            major: 8,
+            read_bytes: 4096,
+            ..Default::default()
+        });
         let a = to_any(&s, false);
         assert_eq!(a.type_url, "io.containerd.cgroups.v1.Metrics");
         let m = v1::Metrics::parse_from_bytes(&a.value).unwrap();
@@ -159,6 +202,12 @@ mod tests {
         assert_eq!(
             (b.cpu.usage_usec, b.memory.usage, b.pids.current),
             (5000, 4096, 1)
+        );
+        assert!(b.rdma.is_some() && b.memory_events.is_some());
+        assert_eq!((b.io.usage[0].major, b.io.usage[0].rbytes), (8, 4096));
+        assert_eq!(
+            (b.hugetlb[0].pagesize.as_str(), b.hugetlb[0].max),
+            ("2MB", u64::MAX)
         );
     }
 }

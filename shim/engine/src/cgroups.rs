@@ -21,6 +21,7 @@ use libcontainer::oci_spec::runtime::{
 mod detect;
 mod driver;
 mod limits;
+pub mod memlock;
 mod paths;
 #[cfg(test)]
 mod tests;

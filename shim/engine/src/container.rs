@@ -22,6 +22,8 @@ use crate::journal::{Journal, Resource};
 use crate::rootfs::{self, Rootfs};
 use crate::spawner::{Runtime, Stdio};
 use crate::state::{ContainerState, Operation};
+use crate::usage;
+pub use crate::usage::{HugeTlbUsage, IoUsage};
 use crate::{chain, teardown};
 
 /// What a container is created from.
@@ -58,6 +60,10 @@ pub struct Stats {
     pub oom_kills: u64,
     /// The raw `memory.stat` counters.
     pub memory_stat: std::collections::BTreeMap<String, u64>,
+    /// hugetlb usage per page size (`2MB`, `1GB`, as the cgroup files name them).
+    pub hugetlb: std::collections::BTreeMap<String, HugeTlbUsage>,
+    /// Block I/O per device, in device order.
+    pub io: Vec<IoUsage>,
 }
 
 /// A container this process created (or loaded).
@@ -159,6 +165,8 @@ impl Prepared {
         let written = (|| -> Result<(), Error> {
             let cgroups = Cgroups::detect()?;
             cgroups.harden(&mut c.spec, &rt.cgroup_skeleton)?;
+            let unified = cgroups.mode == crate::cgroups::Mode::Unified;
+            crate::cgroups::memlock::keep(&mut c.spec, unified);
             let config = c.bundle.join("config.json");
             let json = serde_json::to_vec_pretty(&c.spec).map_err(|e| Error::Spec {
                 id: id.clone(),
@@ -418,6 +426,8 @@ impl Container {
             pids_limit: s.pids.limit,
             oom_kills: self.oom_kills(),
             memory_stat: stat,
+            hugetlb: usage::hugetlb(&s.hugetlb, &self.cgroup),
+            io: usage::io(&s.blkio),
         })
     }
 

@@ -30,6 +30,7 @@ pub mod spawner;
 pub mod state;
 pub mod sys;
 pub mod teardown;
+mod usage;
 pub mod userns;
 
 pub use container::{Container, Create};

@@ -45,6 +45,8 @@ pub fn workspace() -> PathBuf {
 
 /// Poll `f` every 20 ms until it returns `Some`, or panic after `timeout` describing `what`.
 pub fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    // A deadline only: stretched on slow hosts (PODSHIM_TEST_TIME_SCALE, the VM's emulation).
+    let timeout = podshim_tests::scaled(timeout);
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
