@@ -10,7 +10,9 @@
 #   --smoke      build podshim, pause, the busybox test image and the test binaries on the host,
 #                then run in the guest the smoke subset of `scripts/test.sh --smoke` from those
 #                binaries, the cgroup driver tests (tests/cgroup_driver.rs, which need this
-#                guest's systemd and are ignored on other hosts), and scripts/check-leaks.sh
+#                guest's systemd and are ignored on other hosts), the claim quota test
+#                (tests/pod_pvc_quota.rs, which needs ext4 project quotas, absent from some
+#                hosts' kernels) and scripts/check-leaks.sh
 #   --suite      the same for every test binary of the workspace (`cargo test --workspace`,
 #                the cgroup driver tests with --include-ignored); TEST-ARGs go to each binary
 #                (e.g. a name filter, --skip NAME, --exact)
@@ -265,7 +267,7 @@ else
     [ "$pause_image" -nt target/pause/release/pause ] || scripts/pause-image.sh "$pause_image" >/dev/null
     if [ "$mode" = smoke ]; then
         mapfile -t smoke < <(scripts/test.sh --smoke-list)
-        cargo_args=(-p podshim-tests --test pod --test cgroup_driver)
+        cargo_args=(-p podshim-tests --test pod --test cgroup_driver --test pod_pvc_quota)
         test_args=(--exact "${smoke[@]}")
     else
         cargo_args=(--workspace --exclude podshim-pause)
