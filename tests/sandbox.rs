@@ -210,10 +210,21 @@ fn pause_is_unprivileged_and_holds_the_shared_namespaces() {
         .join("pods")
         .join(format!("default_{name}"))
         .join("netns");
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    // The pin is a mount in the Pod's own mount namespace (the supervisor's, which pause
+    // shares), not in the host's (see lifecycle.rs).
+    let mounted = |pid: String| {
+        std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            .unwrap()
+            .contains(&format!(" {} ", pin.display()))
+    };
     assert!(
-        mounts.contains(&format!(" {} ", pin.display())),
-        "netns pin {} is not mounted",
+        mounted(p.to_string()),
+        "netns pin {} is not mounted in pause's mount namespace",
+        pin.display()
+    );
+    assert!(
+        !mounted("self".into()),
+        "netns pin {} is mounted in the host's mount namespace",
         pin.display()
     );
     term(&child);
