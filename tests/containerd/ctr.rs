@@ -5,7 +5,7 @@
 //! a running task surviving a containerd restart, and a SIGKILLed shim cleaned up by
 //! containerd (through the shim's `delete`) with nothing left, and `--log-uri` (`file://`, and
 //! `binary://`: a logging script given the output at fds 3 and 4) (commands that cannot run and stdin:
-//! `ctr_start.rs`). Each body takes the handler; runc's
+//! `ctr_start.rs`; terminal sizes, CloseIO and a systemd `cgroupsPath`: `ctr_io.rs`). Each body takes the handler; runc's
 //! answers are recorded in `reference/runc/<host kind>/ctr_*.json` and podshim's must match them.
 
 mod support;

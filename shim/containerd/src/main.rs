@@ -20,6 +20,7 @@ mod metrics;
 mod oom;
 mod server;
 mod service;
+mod slices;
 mod start;
 mod stdio;
 mod tasks;

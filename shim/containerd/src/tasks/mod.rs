@@ -30,6 +30,7 @@ use crate::cgroupview;
 use crate::error::{Result, ShimError};
 use crate::events::{Event, Publish};
 use crate::oom;
+use crate::slices::MadeSlices;
 use crate::stdio::{self, IoSpec, Plan};
 
 mod exits;
@@ -73,6 +74,8 @@ pub struct Task {
     pub bundle: PathBuf,
     pub init: Proc,
     pub execs: HashMap<String, Proc>,
+    /// `.slice` parents its create made (a systemd `cgroupsPath` on a cgroupfs host).
+    slices: MadeSlices,
 }
 
 /// What a State call reports of a process.
@@ -154,8 +157,14 @@ impl Tasks {
         let config = req.bundle.join("config.json");
         let mut spec = Spec::load(&config)
             .map_err(|e| ShimError::Invalid(format!("{}: {e}", config.display())))?;
+        let given = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.display().to_string());
         // In the cgroupfs form before the v1 view is made from it (the engine does it again).
-        podshim_engine::cgroups::cgroupfs_spec_path(&mut spec);
+        let laid_out = podshim_engine::cgroups::cgroupfs_spec_path(&mut spec);
+        let slices = MadeSlices::before_create(given.as_deref(), &laid_out);
         let named = cgroupview::runc_view(&mut spec);
         let rootfs = if req.rootfs.is_empty() {
             Rootfs::Existing
@@ -203,6 +212,7 @@ impl Tasks {
             if let Err(e) = made {
                 let _ = podshim_engine::teardown::teardown(&mut journal);
                 let _ = std::fs::remove_file(&journal_path);
+                slices.remove();
                 return Err(e);
             }
         }
@@ -222,6 +232,7 @@ impl Tasks {
             Err(e) => {
                 let _ = podshim_engine::teardown::teardown(&mut journal);
                 let _ = std::fs::remove_file(&journal_path);
+                slices.remove();
                 return Err(e.into());
             }
         };
@@ -232,6 +243,7 @@ impl Tasks {
             let _ = container.kill(Signal::SIGKILL, true);
             let _ = podshim_engine::teardown::teardown(&mut journal);
             let _ = std::fs::remove_file(&journal_path);
+            slices.remove();
             return Err(e);
         }
         if let Some(oom) = &self.oom {
@@ -265,6 +277,7 @@ impl Tasks {
                     process: None,
                 },
                 execs: HashMap::new(),
+                slices,
             },
         );
         Ok(pid)
@@ -472,6 +485,7 @@ impl Tasks {
         if !left.is_empty() {
             crate::log(&format!("{id}: delete left {left:?}"));
         }
+        task.slices.remove();
         let _ = std::fs::remove_file(task.bundle.join(JOURNAL));
         if let Some(oom) = &self.oom {
             oom.unwatch(id);
