@@ -57,7 +57,7 @@ n=$(find /sys/fs/cgroup -maxdepth 3 -type d -name 'podshim-pod*.slice' 2>/dev/nu
 # The containerd tests (tests/containerd): their private containerd daemons and shims (which name
 # the test's /tmp/podshim-test-* directory), and their cgroup roots /podshim-test-*.
 n=$(pgrep -fc '^/usr/bin/containerd(-shim-[a-z0-9-]+)? .*/podshim-test-' || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n test containerd/shim process(es)")
-n=$(find /sys/fs/cgroup -maxdepth 2 -type d -name 'podshim-test-*' 2>/dev/null | wc -l); [ "$n" -gt 0 ] && leaks+=("$n containerd test cgroup dir(s)")
+n=$(find /sys/fs/cgroup -maxdepth 3 -type d -name 'podshim-test-*' 2>/dev/null | wc -l); [ "$n" -gt 0 ] && leaks+=("$n containerd test cgroup dir(s)")
 if [ "${#leaks[@]}" -gt 0 ]; then
     echo "LEAKS after the tests: ${leaks[*]}" >&2
     exit 1

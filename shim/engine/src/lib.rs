@@ -21,6 +21,7 @@ pub mod journal;
 pub mod launch;
 pub mod mounts;
 pub mod netcheck;
+mod pause;
 pub mod ports;
 pub mod private;
 pub mod reset;
