@@ -6,7 +6,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use podshim_engine::config::Config;
@@ -167,21 +167,11 @@ pub(crate) fn restarts(st: &status::PodStatus, sidecars: &[bool]) -> String {
     n.to_string()
 }
 
-/// AGE the way kubectl prints it (`HumanDuration`).
+/// AGE the way kubectl prints it (`HumanDuration`, the controllers' `events::since`).
 pub(crate) fn age(start: Option<&str>) -> String {
-    let Some(t) = start.and_then(|s| DateTime::parse_from_rfc3339(s).ok()) else {
-        return "<unknown>".into();
-    };
-    let secs = (Utc::now() - t.with_timezone(&Utc)).num_seconds().max(0);
-    let (m, h, d) = (secs / 60, secs / 3600, secs / 86400);
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        _ if m < 10 => format!("{m}m{}s", secs % 60),
-        _ if h < 3 => format!("{m}m"),
-        _ if h < 8 => format!("{h}h{}m", m % 60),
-        _ if h < 48 => format!("{h}h"),
-        _ if h < 192 => format!("{d}d{}h", h % 24),
-        _ => format!("{d}d"),
+    match start {
+        Some(t) => podshim_controllers::events::since(t, Utc::now()),
+        None => "<unknown>".into(),
     }
 }
 
