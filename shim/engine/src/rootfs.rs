@@ -113,7 +113,7 @@ fn idmapped_layers(
         path: mapped.clone(),
     })?;
     let ns = crate::userns::open(&userns.pin)?;
-    crate::sys::idmapped_bind(store, &mapped, ns).map_err(|source| MountError::Mount {
+    crate::sys::idmapped_bind(store, &mapped, ns, true).map_err(|source| MountError::Mount {
         what: "ID-mapped bind of the image layers",
         target: mapped.clone(),
         source: nix::errno::Errno::from_raw(source.raw_os_error().unwrap_or(libc::EIO)),

@@ -234,13 +234,14 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
         }
     }
     if spec.host_users == Some(false) {
-        // Volumes podshim makes for the Pod are given to the Pod's IDs; a host directory or an
-        // image's layers would need an ID-mapped bind each, which podshim does not make yet.
+        // Volumes podshim makes for the Pod are given to the Pod's IDs, and a hostPath's or a
+        // claim's directory is seen through an ID-mapped bind (`pod::sandbox`); an image's
+        // layers would need ID-mapped binds under their overlay, which podshim does not make yet.
         for (i, v) in volumes.iter().enumerate() {
-            if v.host_path.is_some() || v.image.is_some() {
+            if v.image.is_some() {
                 errors.push(format!(
-                    "spec.volumes[{i}]: Forbidden: hostPath, persistentVolumeClaim and image \
-                     volumes are not supported by podshim yet when spec.hostUsers is false"
+                    "spec.volumes[{i}]: Forbidden: image volumes are not supported by podshim \
+                     yet when spec.hostUsers is false"
                 ));
             }
         }
