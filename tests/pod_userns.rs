@@ -338,15 +338,20 @@ fn a_claims_data_is_kept_across_user_namespace_pods() {
     inst.assert_clean(&[&u1, &u2]);
 }
 
-/// Image volumes still need ID-mapped binds under their overlay: refused before anything is made.
+/// An `image` volume with `hostUsers: false`: the image's root-owned files are root's inside
+/// (its layers are read through an ID-mapped bind), and the volume stays read-only. The image
+/// has two layers (busybox plus one more), so the volume is an overlay of ID-mapped layers.
 #[test]
-fn image_volumes_are_refused_with_host_users_false() {
+fn image_volumes_are_id_mapped_with_host_users_false() {
     let inst = Instance::new(SUITE);
     inst.import_busybox();
+    inst.import_derived_busybox("layered:1", "echo extra > bundle/rootfs/extra");
     let u = uid(6);
     let c = container(
         "c",
-        "true",
+        "echo map=$(cat /proc/self/uid_map); \
+         echo owners=$(stat -c %u:%g /i/bin/busybox /i/etc/passwd /i/extra) $(cat /i/extra); \
+         touch /i/x 2>/dev/null; echo write=$?",
         "    volumeMounts: [{name: i, mountPath: /i}]\n",
     );
     let yaml = pod(
@@ -354,14 +359,29 @@ fn image_volumes_are_refused_with_host_users_false() {
         &u,
         "Never",
         &c,
-        "  hostUsers: false\n  volumes:\n  - {name: i, image: {reference: busybox:1.35}}\n",
+        "  hostUsers: false\n  volumes:\n  - {name: i, image: {reference: layered:1}}\n",
     );
     let out = inst.run(&yaml, T);
-    assert!(!out.status.success());
+    ok(&out);
+    let lines = lines_of(&stdout(&out), "c");
+    let map = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("map="))
+        .map(|m| m.split_whitespace().collect::<Vec<_>>())
+        .unwrap_or_default();
     assert!(
-        stderr(&out).contains("spec.volumes[0]: Forbidden: image volumes are not supported by podshim yet when spec.hostUsers is false"),
-        "{}",
-        stderr(&out)
+        map.len() == 3 && map[0] == "0" && map[1] != "0",
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l == "owners=0:0 0:0 0:0 extra"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("write=") && l != "write=0"),
+        "{lines:?}"
     );
     inst.assert_clean(&[&u]);
 }

@@ -89,8 +89,9 @@ pub fn mount(journal: &mut Journal, rootfs: &Rootfs, target: &Path) -> Result<()
 /// The layers (top first) as an overlay sees them in a Pod's user namespace: one ID-mapped bind
 /// of the directory that holds them (the image store's layer directory; overlayfs takes
 /// ID-mapped lower layers, though this kernel cannot ID-map an overlay mount itself), recorded
-/// first, at `layer_dir/lower`; the layers' paths below it.
-fn idmapped_layers(
+/// first, at `layer_dir/lower`; the layers' paths below it (in the order given). Also the
+/// layers of a Pod's `image` volumes.
+pub fn idmapped_layers(
     journal: &mut Journal,
     layers: &[PathBuf],
     layer_dir: &Path,

@@ -233,19 +233,6 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
             });
         }
     }
-    if spec.host_users == Some(false) {
-        // Volumes podshim makes for the Pod are given to the Pod's IDs, and a hostPath's or a
-        // claim's directory is seen through an ID-mapped bind (`pod::sandbox`); an image's
-        // layers would need ID-mapped binds under their overlay, which podshim does not make yet.
-        for (i, v) in volumes.iter().enumerate() {
-            if v.image.is_some() {
-                errors.push(format!(
-                    "spec.volumes[{i}]: Forbidden: image volumes are not supported by podshim \
-                     yet when spec.hostUsers is false"
-                ));
-            }
-        }
-    }
     let psc = spec.security_context.clone().unwrap_or_default();
     let node_security = crate::security::Host::detect();
     // The kubelet's OS admission: a Pod for another OS is refused here.
