@@ -213,29 +213,175 @@ fn a_pod_of_its_own_user_namespace_maps_root_to_its_block() {
     inst.assert_clean(&[&u1, &u2]);
 }
 
+/// "Kubernetes v1.33+ [...] allows any volume type with user namespaces, using ID-mapped
+/// mounts" (User Namespaces): a hostPath directory and file are the host's, seen through the
+/// Pod's ID mapping. The host's root-owned file is root's inside and writable by the container's
+/// root; what that root makes is host root's (ID 0 on disk, not the Pod's block). The host's
+/// files stay when the Pod is gone, and no mount is left.
 #[test]
-fn host_path_volumes_are_refused_with_host_users_false() {
+fn host_path_volumes_are_id_mapped_with_host_users_false() {
     let inst = Instance::new(SUITE);
     inst.import_busybox();
+    let host = inst.dir.join("host-dir");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("by-host-root"), "host\n").unwrap();
+    let single = inst.dir.join("host-file");
+    std::fs::write(&single, "one\n").unwrap();
     let u = uid(3);
+    let script = "echo map=$(cat /proc/self/uid_map); \
+                  echo owner=$(stat -c %u:%g /h/by-host-root) content=$(cat /h/by-host-root); \
+                  echo more >> /h/by-host-root && echo new > /h/by-pod-root && \
+                  echo made=$(stat -c %u:%g /h/by-pod-root); \
+                  echo file=$(stat -c %u /f) $(cat /f); echo two >> /f";
     let c = container(
         "c",
-        "true",
-        "    volumeMounts: [{name: h, mountPath: /h}]\n",
+        script,
+        "    volumeMounts: [{name: h, mountPath: /h}, {name: f, mountPath: /f}]\n",
+    );
+    let volumes = format!(
+        "  hostUsers: false\n  volumes:\n  - {{name: h, hostPath: {{path: {}, type: Directory}}}}\n  \
+         - {{name: f, hostPath: {{path: {}, type: File}}}}\n",
+        host.display(),
+        single.display()
+    );
+    let out = inst.run(&pod(&inst.name("userns-hp"), &u, "Never", &c, &volumes), T);
+    ok(&out);
+    let lines = lines_of(&stdout(&out), "c");
+    let field = |tag: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("{tag}=")))
+            .unwrap_or_else(|| panic!("no {tag}= in {lines:?}"))
+            .to_string()
+    };
+    let map: Vec<String> = field("map").split_whitespace().map(String::from).collect();
+    assert_eq!(map[0], "0", "{map:?}");
+    assert_ne!(
+        map[1], "0",
+        "root is host root: no user namespace ({map:?})"
+    );
+    assert_eq!(field("owner"), "0:0 content=host");
+    assert_eq!(field("made"), "0:0");
+    assert_eq!(field("file"), "0 one");
+    // On the host: what the container's root wrote is root's; everything is still there.
+    let made = std::fs::metadata(host.join("by-pod-root")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (0, 0));
+    assert_eq!(
+        std::fs::read_to_string(host.join("by-pod-root")).unwrap(),
+        "new\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.join("by-host-root")).unwrap(),
+        "host\nmore\n"
+    );
+    assert_eq!(std::fs::read_to_string(&single).unwrap(), "one\ntwo\n");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains("/idmapped/"), "{mounts}");
+    inst.assert_clean(&[&u]);
+}
+
+/// A claim's data with `hostUsers: false`: written by the first Pod's root, read by a second
+/// Pod of another block, and root's (ID 0) in the claim's directory on the host, so a Pod with
+/// or without a user namespace reads it as written.
+#[test]
+fn a_claims_data_is_kept_across_user_namespace_pods() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let claim = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\nspec:\n  \
+                 accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Mi\n";
+    let file = inst.dir.join("claim.yaml");
+    std::fs::write(&file, claim).unwrap();
+    ok(&inst.podshim(&["apply", "-f", &file.to_string_lossy()], T));
+    let volume = "  hostUsers: false\n  volumes:\n  - name: data\n    \
+                  persistentVolumeClaim: {claimName: data}\n";
+    let mount = "    volumeMounts:\n    - {name: data, mountPath: /data}\n";
+    let (u1, u2) = (uid(4), uid(5));
+    let writer = container(
+        "c",
+        "echo kept > /data/file; echo map=$(cat /proc/self/uid_map)",
+        mount,
+    );
+    let out = inst.run(&pod(&inst.name("pvc-w"), &u1, "Never", &writer, volume), T);
+    ok(&out);
+    let reader = container(
+        "c",
+        "echo got=$(cat /data/file) $(stat -c %u:%g /data/file); echo map=$(cat /proc/self/uid_map)",
+        mount,
+    );
+    let out = inst.run(&pod(&inst.name("pvc-r"), &u2, "Never", &reader, volume), T);
+    ok(&out);
+    let lines = lines_of(&stdout(&out), "c");
+    assert!(lines.iter().any(|l| l == "got=kept 0:0"), "{lines:?}");
+    // The second Pod's root is not host root: `0 BASE 65536`, BASE not 0.
+    let map = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("map="))
+        .map(|m| m.split_whitespace().collect::<Vec<_>>())
+        .unwrap_or_default();
+    assert!(
+        map.len() == 3 && map[0] == "0" && map[1] != "0",
+        "{lines:?}"
+    );
+    // `get pvc -o wide`'s last column: the claim's directory, where the file is host root's.
+    let out = inst.podshim(&["get", "pvc", "data", "-o", "wide"], T);
+    ok(&out);
+    let text = stdout(&out);
+    let dir = PathBuf::from(
+        text.lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or_else(|| panic!("{text}")),
+    );
+    let meta = std::fs::metadata(dir.join("file")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (0, 0), "{}", dir.display());
+    ok(&inst.podshim(&["delete", "-f", &file.to_string_lossy()], T));
+    inst.assert_clean(&[&u1, &u2]);
+}
+
+/// An `image` volume with `hostUsers: false`: the image's root-owned files are root's inside
+/// (its layers are read through an ID-mapped bind), and the volume stays read-only. The image
+/// has two layers (busybox plus one more), so the volume is an overlay of ID-mapped layers.
+#[test]
+fn image_volumes_are_id_mapped_with_host_users_false() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    inst.import_derived_busybox("layered:1", "echo extra > bundle/rootfs/extra");
+    let u = uid(6);
+    let c = container(
+        "c",
+        "echo map=$(cat /proc/self/uid_map); \
+         echo owners=$(stat -c %u:%g /i/bin/busybox /i/etc/passwd /i/extra) $(cat /i/extra); \
+         touch /i/x 2>/dev/null; echo write=$?",
+        "    volumeMounts: [{name: i, mountPath: /i}]\n",
     );
     let yaml = pod(
-        &inst.name("userns-hp"),
+        &inst.name("userns-iv"),
         &u,
         "Never",
         &c,
-        "  hostUsers: false\n  volumes:\n  - {name: h, hostPath: {path: /tmp}}\n",
+        "  hostUsers: false\n  volumes:\n  - {name: i, image: {reference: layered:1}}\n",
     );
     let out = inst.run(&yaml, T);
-    assert!(!out.status.success());
+    ok(&out);
+    let lines = lines_of(&stdout(&out), "c");
+    let map = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("map="))
+        .map(|m| m.split_whitespace().collect::<Vec<_>>())
+        .unwrap_or_default();
     assert!(
-        stderr(&out).contains("spec.volumes[0]: Forbidden: hostPath, persistentVolumeClaim and image volumes are not supported by podshim yet when spec.hostUsers is false"),
-        "{}",
-        stderr(&out)
+        map.len() == 3 && map[0] == "0" && map[1] != "0",
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l == "owners=0:0 0:0 0:0 extra"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("write=") && l != "write=0"),
+        "{lines:?}"
     );
     inst.assert_clean(&[&u]);
 }

@@ -89,8 +89,9 @@ pub fn mount(journal: &mut Journal, rootfs: &Rootfs, target: &Path) -> Result<()
 /// The layers (top first) as an overlay sees them in a Pod's user namespace: one ID-mapped bind
 /// of the directory that holds them (the image store's layer directory; overlayfs takes
 /// ID-mapped lower layers, though this kernel cannot ID-map an overlay mount itself), recorded
-/// first, at `layer_dir/lower`; the layers' paths below it.
-fn idmapped_layers(
+/// first, at `layer_dir/lower`; the layers' paths below it (in the order given). Also the
+/// layers of a Pod's `image` volumes.
+pub fn idmapped_layers(
     journal: &mut Journal,
     layers: &[PathBuf],
     layer_dir: &Path,
@@ -113,7 +114,7 @@ fn idmapped_layers(
         path: mapped.clone(),
     })?;
     let ns = crate::userns::open(&userns.pin)?;
-    crate::sys::idmapped_bind(store, &mapped, ns).map_err(|source| MountError::Mount {
+    crate::sys::idmapped_bind(store, &mapped, ns, true).map_err(|source| MountError::Mount {
         what: "ID-mapped bind of the image layers",
         target: mapped.clone(),
         source: nix::errno::Errno::from_raw(source.raw_os_error().unwrap_or(libc::EIO)),

@@ -505,14 +505,19 @@ pub mod quota {
     }
 }
 
-/// A read-only, ID-mapped bind mount of `source` at `target` (mount_setattr(2),
-/// `MOUNT_ATTR_IDMAP`): a detached clone of the mount at `source` (open_tree(2)) gets the ID
+/// An ID-mapped bind mount of `source` at `target` (mount_setattr(2), `MOUNT_ATTR_IDMAP`): a
+/// detached clone of the mount at `source` (open_tree(2), not its submounts) gets the ID
 /// mapping of the user namespace `userns` and is then attached at `target` (move_mount(2)), so
 /// it is never visible unmapped. Files owned by ID `n` on disk appear owned by the ID `n` maps to
-/// in `userns`. Read-only because host root keeps its power over files through it (their
-/// owners are mapped host IDs): a recursive removal of a directory holding it must not reach
-/// the files below (image layers).
-pub fn idmapped_bind(source: &Path, target: &Path, userns: impl AsFd) -> io::Result<()> {
+/// in `userns`, and a file made through it by that ID is owned by `n` on disk. `read_only` for
+/// image layers: host root keeps its power over files through it (their owners are mapped host
+/// IDs), and a recursive removal of a directory holding it must not reach the files below.
+pub fn idmapped_bind(
+    source: &Path,
+    target: &Path,
+    userns: impl AsFd,
+    read_only: bool,
+) -> io::Result<()> {
     let c = |p: &Path| {
         std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
@@ -530,7 +535,12 @@ pub fn idmapped_bind(source: &Path, target: &Path, userns: impl AsFd) -> io::Res
     // SAFETY: see above.
     let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
     let attr = libc::mount_attr {
-        attr_set: libc::MOUNT_ATTR_IDMAP | libc::MOUNT_ATTR_RDONLY,
+        attr_set: libc::MOUNT_ATTR_IDMAP
+            | if read_only {
+                libc::MOUNT_ATTR_RDONLY
+            } else {
+                0
+            },
         attr_clr: 0,
         propagation: 0,
         userns_fd: userns.as_fd().as_raw_fd() as u64,

@@ -36,6 +36,16 @@ pub enum UsernsError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "cannot make an ID-mapped bind of {source_path} at {target} (the Pod's volume, \
+         `hostUsers: false`; its filesystem must support ID-mapped mounts)"
+    )]
+    Idmap {
+        source_path: PathBuf,
+        target: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error(transparent)]
     Journal(#[from] JournalError),
 }
@@ -188,6 +198,45 @@ pub fn open(pin: &Path) -> Result<OwnedFd, UsernsError> {
     fs::File::open(pin)
         .map(OwnedFd::from)
         .map_err(io_err("open", pin))
+}
+
+/// Make `target` a writable, ID-mapped bind of a volume's host file or directory `source` (a
+/// hostPath's, a claim's), mapped with the Pod's user namespace `pin`: the host's root-owned
+/// files are root's inside, and what the Pod's root makes there is host root's, as the kubelet's
+/// ID-mapped volume mounts give. `target` (a file for a file) is made, then recorded in the
+/// journal, then mounted; the bind lives in the caller's mount namespace (the Pod's), the
+/// containers get a plain bind of it, and teardown unmounts it before anything is removed.
+pub fn bind_volume(
+    journal: &mut Journal,
+    pin: &Path,
+    source: &Path,
+    target: &Path,
+) -> Result<(), UsernsError> {
+    if fs::metadata(source)
+        .map_err(io_err("stat", source))?
+        .is_dir()
+    {
+        fs::create_dir_all(target).map_err(io_err("create", target))?;
+    } else {
+        if let Some(dir) = target.parent() {
+            fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        }
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(target)
+            .map_err(io_err("create", target))?;
+    }
+    journal.record(Resource::Mount {
+        path: target.to_path_buf(),
+    })?;
+    let ns = open(pin)?;
+    crate::sys::idmapped_bind(source, target, ns, false).map_err(|e| UsernsError::Idmap {
+        source_path: source.to_path_buf(),
+        target: target.to_path_buf(),
+        source: e,
+    })
 }
 
 /// Make `path` (a Pod's writable directory: an overlay's upper and work directories, an

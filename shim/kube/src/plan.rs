@@ -233,18 +233,6 @@ pub fn plan(pod: &Pod, manifest: &Manifest, store: &Store) -> Result<PodPlan, Ve
             });
         }
     }
-    if spec.host_users == Some(false) {
-        // Volumes podshim makes for the Pod are given to the Pod's IDs; a host directory or an
-        // image's layers would need an ID-mapped bind each, which podshim does not make yet.
-        for (i, v) in volumes.iter().enumerate() {
-            if v.host_path.is_some() || v.image.is_some() {
-                errors.push(format!(
-                    "spec.volumes[{i}]: Forbidden: hostPath, persistentVolumeClaim and image \
-                     volumes are not supported by podshim yet when spec.hostUsers is false"
-                ));
-            }
-        }
-    }
     let psc = spec.security_context.clone().unwrap_or_default();
     let node_security = crate::security::Host::detect();
     // The kubelet's OS admission: a Pod for another OS is refused here.

@@ -5,6 +5,7 @@
 //! directory (one layer: a read-only bind mount), journaled so that teardown, also after a
 //! crash, unmounts it. Containers bind-mount it read-only like any volume, so `subPath` works
 //! as for the others. The image is recorded among the Pod's images, so `image prune` keeps it.
+//! With `hostUsers: false` the layers are read through an ID-mapped bind of their store.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -80,6 +81,23 @@ pub fn mount_volume(
     layers: &[PathBuf],
 ) -> Result<PathBuf, PodError> {
     let target = sandbox.dir.join("image-volumes").join(name);
+    // A Pod with its own user namespace reads the layers through a read-only ID-mapped bind of
+    // their store (journalled before the overlay, so unmounted after it), as its containers'
+    // root filesystems do: the image's root-owned files are root's inside.
+    let mapped;
+    let layers = match sandbox.userns.clone() {
+        Some(userns) => {
+            let dir = sandbox.dir.join("idmapped-layers").join(name);
+            mapped = podshim_engine::rootfs::idmapped_layers(
+                &mut sandbox.journal,
+                layers,
+                &dir,
+                &userns,
+            )?;
+            &mapped[..]
+        }
+        None => layers,
+    };
     let io = |what: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source| PodError::Io { what, path, source }

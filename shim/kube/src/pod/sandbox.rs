@@ -208,6 +208,9 @@ impl Sandbox {
                     })?;
                 }
             }
+            if let Some(u) = sandbox.userns.clone() {
+                idmap_host_volumes(&mut sandbox, spec, &u)?;
+            }
             Ok(etc)
         })();
         match filled {
@@ -247,6 +250,27 @@ impl Sandbox {
     pub fn destroy(self) -> Vec<String> {
         self.engine.destroy()
     }
+}
+
+/// A Pod with its own user namespace: each hostPath and claim is given to its containers as an
+/// ID-mapped bind of the host's directory (or file) at `<sandbox>/idmapped/<volume>`, made after
+/// the fsGroup's ownership was set on the host's files themselves (a chown through the mapping
+/// could only name the Pod's IDs).
+fn idmap_host_volumes(
+    sandbox: &mut engine::Sandbox,
+    spec: &SandboxSpec,
+    userns: &engine::PodUserns,
+) -> Result<(), PodError> {
+    for v in spec.volumes.iter().filter(|v| v.host_path.is_some()) {
+        let Some(source) = sandbox.volumes.get(&v.name).cloned() else {
+            continue;
+        };
+        let target = sandbox.dir.join("idmapped").join(&v.name);
+        podshim_engine::userns::bind_volume(&mut sandbox.journal, &userns.pin, &source, &target)
+            .map_err(podshim_engine::Error::from)?;
+        sandbox.volumes.insert(v.name.clone(), target);
+    }
+    Ok(())
 }
 
 /// `fsGroupChangePolicy: OnRootMismatch` (the kubelet's `requiresPermissionChange`): the
