@@ -245,11 +245,14 @@ fn a_dead_pause_stops_the_pod_and_everything_is_removed() {
         &name,
         &u,
         "Never",
-        &container("c", "exec sleep 600", ""),
+        &container("c", "exec sleep 617", ""),
         "",
     ));
     let p = wait_for(&format!("pause --hostname {name} "));
-    std::thread::sleep(Duration::from_millis(200));
+    // Pause dies once the Pod runs: killed while the container is still being created, the
+    // container's start fails first (its namespaces are gone) and that is what is reported.
+    // (No other test of this binary sleeps 617.)
+    wait_for("^sleep 617$");
     assert!(Command::new("kill")
         .args(["-KILL", &p.to_string()])
         .status()
@@ -507,7 +510,7 @@ fn ctrl_c_on_the_terminal_stops_the_pod_gracefully() {
         "Always",
         &container(
             "c",
-            "trap \"echo bye; exit 0\" INT TERM; echo up; while true; do sleep 0.1; done",
+            "trap \"echo bye; exit 0\" INT TERM; echo up; while true; do sleep 0.11; done",
             "",
         ),
         "",
@@ -526,7 +529,9 @@ fn ctrl_c_on_the_terminal_stops_the_pod_gracefully() {
         .spawn()
         .unwrap();
     wait_for(&format!("pause --hostname {name} "));
-    std::thread::sleep(Duration::from_millis(500));
+    // Ctrl-C once the trap is set (its loop's sleep runs): under load the container could
+    // still be starting 500 ms after pause, and the Pod would stop before any "bye".
+    wait_for("^sleep 0\\.11$");
     assert!(Command::new("kill")
         .args(["-INT", "--", &format!("-{}", child.id())])
         .status()
@@ -584,13 +589,13 @@ fn a_closed_output_pipe_or_terminal_still_tears_everything_down() {
         "Always",
         &container(
             "c",
-            "trap \"exit 0\" TERM; while true; do sleep 0.1; done",
+            "trap \"exit 0\" TERM; while true; do sleep 0.12; done",
             "",
         ),
         "",
     ));
     wait_for(&format!("pause --hostname {name} "));
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for("^sleep 0\\.12$"); // the trap is set
     assert!(Command::new("kill")
         .args(["-HUP", &child.id().to_string()])
         .status()

@@ -529,7 +529,20 @@ fn ctr_log_uris(h: &Handler) {
     while read().len() < 2 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(read(), ["to-err", "to-out"]);
+    let lines = read();
+    if h.name == "runc" && lines.len() < 2 {
+        // The reference is not lossless: Debian's containerd-shim-runc-v2 (1.6.20) has lost a
+        // line for good under load (CI saw "to-err" still missing after the 5 s wait), its copy
+        // being cut off when `ctr run --rm` deletes the task. What it wrote must still be ours;
+        // podshim's shim is held to both lines.
+        eprintln!("runc's shim lost a log line (known, under load): {lines:?}");
+        assert!(
+            lines.iter().all(|l| l == "to-err" || l == "to-out"),
+            "{lines:?}"
+        );
+    } else {
+        assert_eq!(lines, ["to-err", "to-out"]);
+    }
 
     // Ignores SIGTERM (runc's shim sends one at delete) so that what it read is written out.
     let script = dir.join("logger.sh");
