@@ -2,7 +2,8 @@
 //! `ctr_start.rs`: a terminal for a task's main process (`ctr run -t`: the console socket) and
 //! the sizes ctr gives it (ResizePty, at start and on SIGWINCH), stdin closed by CloseIO (`ctr
 //! task start` and `ctr task exec` send it when their own stdin ends), and a `cgroupsPath` in
-//! the systemd driver's form (`slice:prefix:name`) on this cgroupfs host. runc's answers are
+//! the systemd driver's form (`slice:prefix:name`) on this cgroupfs host (read as runc's cgroupfs
+//! driver reads it, or refused where the engine cannot place it so). runc's answers are
 //! recorded in `reference/runc/<host kind>/ctr_*.json` and podshim's must match them.
 
 mod support;
@@ -29,15 +30,15 @@ handler_tests!(
     [ctr_run_tty_resize, ctr_close_io]
 );
 
-// Not yet podshim's answer: runc's cgroupfs driver (containerd's runc options carry no
-// SystemdCgroup from ctr) takes `slice:prefix:name` as a plain name relative to the shim's own
-// cgroup in each hierarchy; podshim's engine lays it out as systemd would
-// (`/podshim.slice/podshim-test.slice/<tag>.slice/podshim-sd.scope`) from every hierarchy's root.
+// podshim reads the path as runc's cgroupfs driver does (ctr sends podshim no runc options, so
+// no SystemdCgroup): below the shim's own cgroup in each hierarchy. Where those differ between
+// hierarchies (here: the test's memory cgroup is not its pids cgroup), the engine's single path
+// cannot follow and the Create is refused, naming the option; where they agree, the answer must
+// be runc's.
 handler_tests!(
-    #[ignore = "podshim lays a systemd cgroupsPath out as systemd would; runc takes it as a relative cgroupfs name (issue 13)"]
     podshim_systemd_path,
     Handler::podshim(),
-    [ctr_systemd_cgroup_path]
+    [ctr_systemd_cgroup_path_as_runc]
 );
 
 /// A command line for `sh -c` (script(1) takes one): every word single-quoted.
@@ -238,6 +239,77 @@ fn ctr_systemd_cgroup_path(h: &Handler) {
         "ctr_systemd_cgroup_path",
         &json!({"cgroup": lines.iter().map(|l| l.replace(&tag, "TAG")).collect::<Vec<_>>()}),
     );
+    d.shutdown();
+}
+
+/// podshim's answer to [`ctr_systemd_cgroup_path`]: runc's, when this process's cgroup (which
+/// containerd and so the shim inherit) is one path in every controller hierarchy; otherwise a
+/// refusal that names `SystemdCgroup`, leaving nothing behind, since runc's recorded answer then
+/// has the task below different parents per hierarchy (which one libcontainer cgroup path, joined
+/// to every hierarchy's mount point, cannot be).
+fn ctr_systemd_cgroup_path_as_runc(h: &Handler) {
+    let own = own_cgroups();
+    let mut bases: Vec<&String> = own
+        .iter()
+        .filter(|(ctl, _)| !ctl.starts_with("name=") && !ctl.is_empty())
+        .map(|(_, p)| p)
+        .collect();
+    bases.sort();
+    bases.dedup();
+    if bases.len() <= 1 {
+        return ctr_systemd_cgroup_path(h);
+    }
+    let recorded = support::workspace()
+        .join("tests/containerd/reference/runc")
+        .join(answers::host_kind())
+        .join("ctr_systemd_cgroup_path.json");
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&recorded).unwrap()).unwrap();
+    let parents: Vec<String> = recorded["cgroup"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().split_once(':').unwrap().1.to_string())
+        .collect();
+    assert!(
+        parents.iter().any(|p| p.starts_with("OWN/")) && parents.iter().any(|p| p.starts_with("/TAG")),
+        "runc's recorded answer has one parent for every hierarchy: podshim must match it ({parents:?})"
+    );
+    let d = daemon(h);
+    let tag = d.layout.cgroup_root.trim_start_matches('/').to_string();
+    let path = format!("{tag}.slice:podshim:sd");
+    let mut run = d.ctr("default");
+    run.args([
+        "run",
+        "--rm",
+        "--runtime",
+        h.runtime_type,
+        "--cgroup",
+        &path,
+    ])
+    .arg("--fifo-dir")
+    .arg(d.fifo_dir());
+    d.note_shim("default", "sd");
+    run.args([BUSYBOX, "sd", "true"]);
+    let out = wait_child(
+        run.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(60),
+    );
+    let (o, e) = text(&out);
+    assert!(!out.status.success(), "ran: {o}");
+    assert!(
+        e.contains("SystemdCgroup = true") && e.contains("cgroupsPath"),
+        "not a clear refusal: {e}"
+    );
+    let _ = d
+        .ctr("default")
+        .args(["container", "delete", "sd"])
+        .output();
+    let left = leftover_cgroups(&tag, &own);
+    assert!(left.is_empty(), "cgroups left: {left:?}");
     d.shutdown();
 }
 

@@ -1,6 +1,7 @@
 //! The `delete` action: containerd's cleanup after a shim that died (SIGKILL, OOM, a crash).
 //! Everything the container held is in the journal in its bundle, recorded before it was made:
-//! its processes are killed, its libcontainer state and cgroup removed, its rootfs unmounted.
+//! its processes are killed, its libcontainer state and cgroup removed, its rootfs unmounted,
+//! and the `.slice` parents recorded in the bundle removed (see [`crate::slices`]).
 //! The reply is a `DeleteResponse` on stdout, with exit status 137 as containerd-shim-runc-v2
 //! reports a task it had to kill.
 
@@ -55,6 +56,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             }
         }
     }
+    // The `.slice` parents its create made for a systemd-form path, after the container's
+    // cgroup (only empty ones go).
+    crate::slices::MadeSlices::load(&bundle).remove();
     for p in &problems {
         eprintln!("containerd-shim-podshim-v1 delete {}: {p}", args.id);
     }
