@@ -399,7 +399,6 @@ fn killed_shim_leaves_no_systemd_slices((h, caller): &Case) {
         );
     }
     assert!(path.join("podshim-slices.json").exists(), "no record");
-    eprintln!(std::fs::read_to_string(path.join("podshim-slices.json")));
     kill(Pid::from_raw(connect.shim_pid as i32), Signal::SIGKILL).unwrap();
     wait_until(Duration::from_secs(10), "the shim to die", || {
         (!pid_alive(connect.shim_pid)).then_some(())
@@ -410,18 +409,6 @@ fn killed_shim_leaves_no_systemd_slices((h, caller): &Case) {
     assert!(!pid_alive(task_pid), "delete left the container running");
     let _ = std::fs::remove_file(shim_socket(&env.layout.address, NAMESPACE, id));
     let left = cleanup::cgroup_dirs(&slice);
-    eprintln!(std::fs::read_to_string(path.join("podshim-slices.json")));
-    for l in &left {
-        eprintln!(
-            l.display(),
-            std::fs::read_dir(l)
-                .unwrap()
-                .flatten()
-                .filter(|e| e.path().is_dir())
-                .map(|e| e.path())
-                .collect::<Vec<_>>()
-        );
-    }
     assert!(left.is_empty(), "slices left: {left:?}");
     for (p, before) in parents.iter().zip(&existed) {
         assert_eq!(&cleanup::cgroup_dirs(p), before, "{p}: made and left");

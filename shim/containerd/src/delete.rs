@@ -29,6 +29,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .map(|p| p.as_raw() as u32)
         .unwrap_or(0);
     let journal = bundle.join(JOURNAL);
+    // Read before the teardown: the journal's first record is the bundle directory, which goes
+    // last, with the record in it.
+    let slices = crate::slices::MadeSlices::load(&bundle);
     let mut problems = Vec::new();
     match Journal::load(&journal) {
         Ok(mut j) => {
@@ -58,7 +61,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     // The `.slice` parents its create made for a systemd-form path, after the container's
     // cgroup (only empty ones go).
-    crate::slices::MadeSlices::load(&bundle).remove();
+    slices.remove();
     for p in &problems {
         eprintln!("containerd-shim-podshim-v1 delete {}: {p}", args.id);
     }
