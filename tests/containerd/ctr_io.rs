@@ -2,7 +2,8 @@
 //! `ctr_start.rs`: a terminal for a task's main process (`ctr run -t`: the console socket) and
 //! the sizes ctr gives it (ResizePty, at start and on SIGWINCH), stdin closed by CloseIO (`ctr
 //! task start` and `ctr task exec` send it when their own stdin ends), and a `cgroupsPath` in
-//! the systemd driver's form (`slice:prefix:name`) on this cgroupfs host. runc's answers are
+//! the systemd driver's form (`slice:prefix:name`) on this cgroupfs host (read as runc's cgroupfs
+//! driver reads it, or refused where the engine cannot place it so). runc's answers are
 //! recorded in `reference/runc/<host kind>/ctr_*.json` and podshim's must match them.
 
 mod support;
@@ -20,7 +21,12 @@ use support::handler::Handler;
 handler_tests!(
     runc,
     Handler::runc(),
-    [ctr_run_tty_resize, ctr_close_io, ctr_systemd_cgroup_path]
+    [
+        ctr_run_tty_resize,
+        ctr_close_io,
+        ctr_systemd_cgroup_path,
+        ctr_systemd_cgroup_path_one_parent
+    ]
 );
 
 handler_tests!(
@@ -29,15 +35,18 @@ handler_tests!(
     [ctr_run_tty_resize, ctr_close_io]
 );
 
-// Not yet podshim's answer: runc's cgroupfs driver (containerd's runc options carry no
-// SystemdCgroup from ctr) takes `slice:prefix:name` as a plain name relative to the shim's own
-// cgroup in each hierarchy; podshim's engine lays it out as systemd would
-// (`/podshim.slice/podshim-test.slice/<tag>.slice/podshim-sd.scope`) from every hierarchy's root.
+// podshim reads the path as runc's cgroupfs driver does (ctr sends podshim no runc options, so
+// no SystemdCgroup): below the shim's own cgroup in each hierarchy. Where those differ between
+// hierarchies (here: the test's memory cgroup is not its pids cgroup), the engine's single path
+// cannot follow and the Create is refused, naming the option; where they agree, the answer must
+// be runc's (`_one_parent`: containerd started in one cgroup in every hierarchy).
 handler_tests!(
-    #[ignore = "podshim lays a systemd cgroupsPath out as systemd would; runc takes it as a relative cgroupfs name (issue 13)"]
     podshim_systemd_path,
     Handler::podshim(),
-    [ctr_systemd_cgroup_path]
+    [
+        ctr_systemd_cgroup_path_as_runc,
+        ctr_systemd_cgroup_path_one_parent
+    ]
 );
 
 /// A command line for `sh -c` (script(1) takes one): every word single-quoted.
@@ -176,7 +185,94 @@ fn ctr_close_io(h: &Handler) {
 /// options as ctr sends them (no SystemdCgroup): where the container's cgroup is, as the
 /// container sees it in /proc/self/cgroup and as the host has it.
 fn ctr_systemd_cgroup_path(h: &Handler) {
+    systemd_path_case(h, daemon(h), own_cgroups(), "ctr_systemd_cgroup_path");
+}
+
+/// [`ctr_systemd_cgroup_path`] with containerd (and so the shim and runc) started in one cgroup,
+/// the same in every v1 hierarchy: runc puts the task below it in each, and so must podshim.
+fn ctr_systemd_cgroup_path_one_parent(h: &Handler) {
+    let own = OneCgroup::enter();
     let d = daemon(h);
+    own.leave();
+    let map = own.map.clone();
+    systemd_path_case(h, d, map, "ctr_systemd_cgroup_path_one_parent");
+}
+
+/// This thread moved into `/podshim-test-own-TAG` in every v1 hierarchy (v1 moves a thread
+/// alone: the test harness's other threads stay), so what it spawns starts there; the cgroups
+/// are removed when dropped (after the daemon it started, which is declared after it).
+struct OneCgroup {
+    /// (the hierarchy's directory of it, where the thread was).
+    dirs: Vec<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Controller -> the cgroup, as `own_cgroups` has them.
+    map: std::collections::HashMap<String, String>,
+}
+
+impl OneCgroup {
+    fn enter() -> Self {
+        let name = format!("/podshim-test-own-{}", support::unique_tag().0);
+        let text = std::fs::read_to_string("/proc/thread-self/cgroup").unwrap();
+        let mounts = support::cleanup::cgroup_mounts();
+        let mut one = OneCgroup {
+            dirs: Vec::new(),
+            map: Default::default(),
+        };
+        for l in text.lines() {
+            let mut f = l.splitn(3, ':');
+            let (id, ctls, path) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
+            if id == "0" {
+                continue;
+            }
+            let base = ctls.trim_start_matches("name=");
+            let mount = mounts
+                .iter()
+                .find(|m| m.file_name().is_some_and(|n| n == base))
+                .unwrap_or_else(|| panic!("no mount of the {ctls} hierarchy: {mounts:?}"));
+            let dir = mount.join(name.trim_start_matches('/'));
+            std::fs::create_dir_all(&dir).unwrap();
+            // A new v1 cpuset cgroup has no CPUs nor memory nodes: nothing can join it.
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                if let Ok(v) = std::fs::read_to_string(mount.join(file)) {
+                    std::fs::write(dir.join(file), v.trim()).unwrap();
+                }
+            }
+            let tid = nix::unistd::gettid().to_string();
+            std::fs::write(dir.join("tasks"), &tid).unwrap();
+            one.dirs
+                .push((dir, mount.join(path.trim_start_matches('/'))));
+            for c in ctls.split(',') {
+                one.map.insert(c.to_string(), name.clone());
+            }
+        }
+        one
+    }
+
+    /// Move this thread back where it was.
+    fn leave(&self) {
+        let tid = nix::unistd::gettid().to_string();
+        for (_, was) in &self.dirs {
+            std::fs::write(was.join("tasks"), &tid).unwrap();
+        }
+    }
+}
+
+impl Drop for OneCgroup {
+    fn drop(&mut self) {
+        self.leave();
+        for (dir, _) in &self.dirs {
+            remove_tree(dir);
+        }
+    }
+}
+
+/// Run `slice:prefix:name` on daemon `d`, whose shim runs in `own`, and compare with runc's
+/// answers for `test`.
+fn systemd_path_case(
+    h: &Handler,
+    d: support::daemon::Containerd,
+    own: std::collections::HashMap<String, String>,
+    test: &str,
+) {
     let tag = d.layout.cgroup_root.trim_start_matches('/').to_string();
     let path = format!("{tag}.slice:podshim:sd");
     let mut run = d.ctr("default");
@@ -203,8 +299,7 @@ fn ctr_systemd_cgroup_path(h: &Handler) {
     ]);
     let seen = ok(&mut run);
     // runc's cgroupfs driver takes the path as relative to its own cgroup (the shim's, which is
-    // this test's: the daemon inherits it), per hierarchy: that part is written `OWN`.
-    let own = own_cgroups();
+    // the daemon's: `own`), per hierarchy: that part is written `OWN`.
     let mut lines: Vec<String> = seen
         .lines()
         .map(|l| {
@@ -235,9 +330,80 @@ fn ctr_systemd_cgroup_path(h: &Handler) {
     assert!(left.is_empty(), "cgroups left: {left:?}");
     answers::check(
         h,
-        "ctr_systemd_cgroup_path",
+        test,
         &json!({"cgroup": lines.iter().map(|l| l.replace(&tag, "TAG")).collect::<Vec<_>>()}),
     );
+    d.shutdown();
+}
+
+/// podshim's answer to [`ctr_systemd_cgroup_path`]: runc's, when this process's cgroup (which
+/// containerd and so the shim inherit) is one path in every controller hierarchy; otherwise a
+/// refusal that names `SystemdCgroup`, leaving nothing behind, since runc's recorded answer then
+/// has the task below different parents per hierarchy (which one libcontainer cgroup path, joined
+/// to every hierarchy's mount point, cannot be).
+fn ctr_systemd_cgroup_path_as_runc(h: &Handler) {
+    let own = own_cgroups();
+    let mut bases: Vec<&String> = own
+        .iter()
+        .filter(|(ctl, _)| !ctl.starts_with("name=") && !ctl.is_empty())
+        .map(|(_, p)| p)
+        .collect();
+    bases.sort();
+    bases.dedup();
+    if bases.len() <= 1 {
+        return ctr_systemd_cgroup_path(h);
+    }
+    let recorded = support::workspace()
+        .join("tests/containerd/reference/runc")
+        .join(answers::host_kind())
+        .join("ctr_systemd_cgroup_path.json");
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&recorded).unwrap()).unwrap();
+    let parents: Vec<String> = recorded["cgroup"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().split_once(':').unwrap().1.to_string())
+        .collect();
+    assert!(
+        parents.iter().any(|p| p.starts_with("OWN/")) && parents.iter().any(|p| p.starts_with("/TAG")),
+        "runc's recorded answer has one parent for every hierarchy: podshim must match it ({parents:?})"
+    );
+    let d = daemon(h);
+    let tag = d.layout.cgroup_root.trim_start_matches('/').to_string();
+    let path = format!("{tag}.slice:podshim:sd");
+    let mut run = d.ctr("default");
+    run.args([
+        "run",
+        "--rm",
+        "--runtime",
+        h.runtime_type,
+        "--cgroup",
+        &path,
+    ])
+    .arg("--fifo-dir")
+    .arg(d.fifo_dir());
+    d.note_shim("default", "sd");
+    run.args([BUSYBOX, "sd", "true"]);
+    let out = wait_child(
+        run.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(60),
+    );
+    let (o, e) = text(&out);
+    assert!(!out.status.success(), "ran: {o}");
+    assert!(
+        e.contains("SystemdCgroup = true") && e.contains("cgroupsPath"),
+        "not a clear refusal: {e}"
+    );
+    let _ = d
+        .ctr("default")
+        .args(["container", "delete", "sd"])
+        .output();
+    let left = leftover_cgroups(&tag, &own);
+    assert!(left.is_empty(), "cgroups left: {left:?}");
     d.shutdown();
 }
 

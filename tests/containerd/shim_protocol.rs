@@ -2,7 +2,8 @@
 //! (arguments, environment, stdin, the reply on a combined stdout+stderr pipe read to EOF), the
 //! task service over ttrpc (Connect, Create with an overlay rootfs mount and a stdout FIFO, State,
 //! Start, Wait, Delete, Shutdown), the events it publishes to containerd's ttrpc address, the
-//! error codes of wrong calls, and `delete` after the shim was SIGKILLed. Runs against Debian's
+//! error codes of wrong calls, and `delete` after the shim was SIGKILLed (also with a
+//! systemd-form `cgroupsPath`, whose `.slice` parents it must remove). Runs against Debian's
 //! containerd-shim-runc-v2 with containerd 1.6's invocation (task API v2); the same bodies run
 //! podshim's shim with 1.6's and with 2.3's invocation (task API v3) once it exists.
 
@@ -43,13 +44,21 @@ handler_tests!(
 handler_tests!(
     podshim_containerd16,
     (Handler::podshim(), Caller::Containerd16),
-    [shim_runs_a_bundle, killed_shim_is_cleaned_up_by_delete]
+    [
+        shim_runs_a_bundle,
+        killed_shim_is_cleaned_up_by_delete,
+        killed_shim_leaves_no_systemd_slices
+    ]
 );
 
 handler_tests!(
     podshim_containerd23,
     (Handler::podshim(), Caller::Containerd23),
-    [shim_runs_a_bundle, killed_shim_is_cleaned_up_by_delete]
+    [
+        shim_runs_a_bundle,
+        killed_shim_is_cleaned_up_by_delete,
+        killed_shim_leaves_no_systemd_slices
+    ]
 );
 
 // A measurement, not a check (`--ignored`): how long `start` takes until the server answers.
@@ -345,6 +354,65 @@ fn killed_shim_is_cleaned_up_by_delete((h, caller): &Case) {
             "socket_left_after_sigkill": socket_left,
         }),
     );
+    env.finish();
+}
+
+/// A task in a systemd-form `cgroupsPath` with runc's options asking for the systemd cgroup
+/// driver (as the CRI sends them with `SystemdCgroup = true`): podshim lays it out as systemd
+/// would on this host without systemd (runc's shim would need systemd itself, so podshim's
+/// layout is checked here, not compared). The shim is SIGKILLed: `delete` removes the `.slice`
+/// parents the Create made, recorded in the bundle, and no directory of them is left in any
+/// hierarchy.
+fn killed_shim_leaves_no_systemd_slices((h, caller): &Case) {
+    let mut env = Env::new();
+    let id = "sdorphan";
+    let (path, mut create, _stdout) = env.bundle(h, id, &["sleep", "600"]);
+    // Two `.slice` levels of the test's own (`U-a.slice` nests in `U.slice` by systemd's naming;
+    // U has no `-`), so that parallel tests share no parent.
+    let u = env.layout.cgroup_root.replace(['/', '-'], "");
+    let config_json = path.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_json).unwrap()).unwrap();
+    spec["linux"]["cgroupsPath"] = json!(format!("{u}-a.slice:podshim:{id}"));
+    std::fs::write(&config_json, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let mut o = RuncOptions::new();
+    o.systemd_cgroup = true;
+    let mut any = Any::new();
+    any.type_url = "containerd.runc.v1.Options".into();
+    any.value = o.write_to_bytes().unwrap();
+    create.options = Some(any).into();
+    let top = format!("/{u}.slice");
+    let slice = format!("{top}/{u}-a.slice");
+    let config = env.config(id, &path, *caller);
+    let shim = Shim::start(&h.shim, config.clone(), *caller);
+    let connect = shim.task.connect_info(id).unwrap();
+    let task_pid = shim.task.create(&create).unwrap().pid;
+    shim.task.start(id, "").unwrap();
+    let seen = std::fs::read_to_string(format!("/proc/{task_pid}/cgroup")).unwrap();
+    let scope = format!("{slice}/podshim-{id}.scope");
+    for ctl in ["memory", "pids"] {
+        let line = seen.lines().find(|l| l.split(':').nth(1) == Some(ctl));
+        assert_eq!(
+            line.and_then(|l| l.splitn(3, ':').nth(2)),
+            Some(scope.as_str()),
+            "{seen}"
+        );
+    }
+    assert!(path.join("podshim-slices.json").exists(), "no record");
+    kill(Pid::from_raw(connect.shim_pid as i32), Signal::SIGKILL).unwrap();
+    wait_until(Duration::from_secs(10), "the shim to die", || {
+        (!pid_alive(connect.shim_pid)).then_some(())
+    });
+    drop(shim);
+    let deleted = Shim::delete_action(&h.shim, &config, *caller);
+    assert_eq!(deleted.exit_status, 137);
+    assert!(!pid_alive(task_pid), "delete left the container running");
+    let _ = std::fs::remove_file(shim_socket(&env.layout.address, NAMESPACE, id));
+    let left = cleanup::cgroup_dirs(&slice);
+    assert!(left.is_empty(), "slices left: {left:?}");
+    let left = cleanup::cgroup_dirs(&top);
+    assert!(left.is_empty(), "slices left: {left:?}");
+    assert!(!path.join("podshim-slices.json").exists(), "record left");
     env.finish();
 }
 

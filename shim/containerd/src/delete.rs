@@ -1,6 +1,7 @@
 //! The `delete` action: containerd's cleanup after a shim that died (SIGKILL, OOM, a crash).
 //! Everything the container held is in the journal in its bundle, recorded before it was made:
-//! its processes are killed, its libcontainer state and cgroup removed, its rootfs unmounted.
+//! its processes are killed, its libcontainer state and cgroup removed, its rootfs unmounted,
+//! and the `.slice` parents recorded in the bundle removed (see [`crate::slices`]).
 //! The reply is a `DeleteResponse` on stdout, with exit status 137 as containerd-shim-runc-v2
 //! reports a task it had to kill.
 
@@ -28,6 +29,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .map(|p| p.as_raw() as u32)
         .unwrap_or(0);
     let journal = bundle.join(JOURNAL);
+    // Read before the teardown: the journal's first record is the bundle directory, which goes
+    // last, with the record in it.
+    let slices = crate::slices::MadeSlices::load(&bundle);
     let mut problems = Vec::new();
     match Journal::load(&journal) {
         Ok(mut j) => {
@@ -55,6 +59,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             }
         }
     }
+    // The `.slice` parents its create made for a systemd-form path, after the container's
+    // cgroup (only empty ones go).
+    slices.remove();
     for p in &problems {
         eprintln!("containerd-shim-podshim-v1 delete {}: {p}", args.id);
     }

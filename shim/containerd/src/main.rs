@@ -12,6 +12,7 @@
 
 mod args;
 mod binlog;
+mod cgpath;
 mod cgroupview;
 mod delete;
 mod error;

@@ -76,6 +76,7 @@ impl Task for Service {
                 stderr: req.stderr.clone(),
                 terminal: req.terminal,
             },
+            systemd_cgroup: crate::cgpath::systemd_option(req.options.as_ref())?,
         })?;
         let mut r = CreateTaskResponse::new();
         r.pid = pid;

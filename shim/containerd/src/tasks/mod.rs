@@ -93,6 +93,8 @@ pub struct CreateTask {
     pub bundle: PathBuf,
     pub rootfs: Vec<MountSpec>,
     pub io: IoSpec,
+    /// Whether runc's options ask for the systemd cgroup driver (see [`crate::cgpath`]).
+    pub systemd_cgroup: bool,
 }
 
 pub struct Tasks {
@@ -157,14 +159,19 @@ impl Tasks {
         let config = req.bundle.join("config.json");
         let mut spec = Spec::load(&config)
             .map_err(|e| ShimError::Invalid(format!("{}: {e}", config.display())))?;
+        // Where runc would put it, then in the cgroupfs form before the v1 view is made from it
+        // (the engine lays a systemd form out again, to the same path).
+        let (mode, own) = crate::cgpath::own_cgroups()?;
+        let podshim_systemd =
+            podshim_engine::cgroups::Driver::current() == podshim_engine::cgroups::Driver::Systemd;
+        crate::cgpath::place(&mut spec, req.systemd_cgroup, podshim_systemd, mode, &own)?;
         let given = spec
             .linux()
             .as_ref()
             .and_then(|l| l.cgroups_path().as_ref())
             .map(|p| p.display().to_string());
-        // In the cgroupfs form before the v1 view is made from it (the engine does it again).
         let laid_out = podshim_engine::cgroups::cgroupfs_spec_path(&mut spec);
-        let slices = MadeSlices::before_create(given.as_deref(), &laid_out);
+        let mut slices = MadeSlices::before_create(given.as_deref(), &laid_out);
         let named = cgroupview::runc_view(&mut spec);
         let rootfs = if req.rootfs.is_empty() {
             Rootfs::Existing
@@ -215,6 +222,16 @@ impl Tasks {
                 slices.remove();
                 return Err(e);
             }
+        }
+        // Recorded before libcontainer makes them, for a `delete` after this shim died.
+        if let Err(e) = slices.record(&req.bundle) {
+            let _ = podshim_engine::teardown::teardown(&mut journal);
+            let _ = std::fs::remove_file(&journal_path);
+            slices.remove();
+            return Err(ShimError::io(
+                "record the cgroup slices in",
+                req.bundle.display().to_string(),
+            )(e));
         }
         let made = Container::create(
             &self.rt,

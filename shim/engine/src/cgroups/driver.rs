@@ -141,7 +141,9 @@ pub fn container_path(pod: &str, name: &str) -> String {
 
 /// Whether a `linux.cgroupsPath` is in the systemd driver's `slice:prefix:name` form.
 pub fn is_systemd_path(path: &str) -> bool {
-    path.split(':').count() == 3
+    // An absolute path is a cgroupfs one, colons and all (runc's cgroupfs driver takes a
+    // relative `slice:prefix:name` as a directory name below its own cgroup).
+    !path.starts_with('/') && path.split(':').count() == 3
 }
 
 /// Start the Pod's transient slice with `TasksMax` (its `pids.max`), and wait until its cgroup

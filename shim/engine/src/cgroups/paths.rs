@@ -7,6 +7,9 @@ use super::*;
 /// systemd driver's `slice:prefix:name` as systemd lays it out (`a-b.slice` nests in `a.slice`,
 /// the unit is `prefix-name.scope`).
 pub fn cgroupfs_path(path: &str) -> String {
+    if !super::is_systemd_path(path) {
+        return path.to_string();
+    }
     let parts: Vec<&str> = path.split(':').collect();
     let [slice, prefix, name] = parts[..] else {
         return path.to_string();
