@@ -543,3 +543,38 @@ fn after_stdin_once_was_used_later_attaches_follow_the_output() {
     ok(&inst.podshim(&["rm", "-f", &name], T));
     inst.assert_clean(&[&u]);
 }
+
+/// An attach that connects while the run ends (it waits in the listen queue of a stopped
+/// supervisor, then the container is killed) still exits with the run's code: from the exit
+/// frame, or from the record when the supervisor ended the run before taking the attach.
+#[test]
+fn an_attach_racing_the_end_of_the_run_still_exits_with_its_code() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(7);
+    let name = inst.name("race");
+    let c = container("c", "exec sleep 3600", "");
+    ok(&inst.detach(&pod(&name, &u, "Never", &c, "")));
+    inst.wait_for(&name, T, "the container to run", |v| {
+        v["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    let sup = Pid::from_raw(inst.supervisor_pid(&name).expect("a supervisor") as i32);
+    let procs = podshim_tests::cgroup_dir("pids", &inst.container_cgroup(&u, "c"));
+    let init: i32 = std::fs::read_to_string(procs.join("cgroup.procs"))
+        .unwrap()
+        .lines()
+        .next()
+        .expect("the container's init")
+        .parse()
+        .unwrap();
+    kill(sup, Signal::SIGSTOP).unwrap();
+    let (child, _out, _err) = follow(&inst, &name, "c", false);
+    std::thread::sleep(Duration::from_millis(500));
+    kill(Pid::from_raw(init), Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    kill(sup, Signal::SIGCONT).unwrap();
+    let out = wait_exit(child);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    ok(&inst.podshim(&["rm", "-f", &name], T));
+    inst.assert_clean(&[&u]);
+}

@@ -22,6 +22,7 @@ use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
@@ -144,9 +145,35 @@ pub fn attach(cfg: &Config, a: AttachArgs) -> Result<i32> {
         return Ok(0);
     }
     // The run's exit code; none when the supervisor went away first.
-    exit.ok_or_else(|| {
-        anyhow!("the attach to container {name} of pod {pod} ended without its exit code (its supervisor is gone?)")
-    })
+    // The run's exit code; without it (the run ended before the supervisor took this attach
+    // from the listen queue), the one the supervisor records right after.
+    exit.or_else(|| recorded_exit(cfg, &e.key, &name, status.container_id.as_deref()))
+        .ok_or_else(|| {
+            anyhow!("the attach to container {name} of pod {pod} ended without its exit code (its supervisor is gone?)")
+        })
+}
+
+/// The exit code of the run of container `name` whose ID was `run` (running when the attach
+/// began), from the Pod's record: its state once terminated, or its last state once a restart
+/// replaced it. Waits a moment for the record; `None` if the supervisor is gone.
+fn recorded_exit(cfg: &Config, key: &str, name: &str, run: Option<&str>) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let e = record::entry(cfg, key).filter(|e| !e.lost)?;
+        let st = super::logs::container(&e, Some(name)).ok()?;
+        if let Some(t) = &st.state.terminated {
+            return Some(t.exit_code);
+        }
+        if st.container_id.as_deref() != run {
+            if let Some(t) = &st.last_state.terminated {
+                return Some(t.exit_code);
+            }
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A container's state in words: `running`, `waiting (CrashLoopBackOff)`, `terminated with exit
