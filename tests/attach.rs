@@ -72,7 +72,8 @@ fn attach_sends_a_line_to_cat_and_stdin_once_ends_it() {
         "Completed"
     );
     assert_eq!(logs(&inst, &name, "cat"), "hello from attach\n");
-    // No second attach to a used stdinOnce stdin.
+    // The Pod has completed: no attach (later attaches of a running one follow its output only,
+    // in attach_tty.rs).
     let again = attach(&inst, &name, "cat", "more\n");
     assert!(!again.status.success(), "{}", stdout(&again));
     ok(&inst.podshim(&["rm", "-f", &name], T));

@@ -3,7 +3,10 @@
 //! supervisor keeps; `podshim attach -i -t` relays a terminal to it (raw mode, the window size
 //! at attach and at SIGWINCH, Ctrl-P Ctrl-Q to detach); everything a terminal carries is logged
 //! as `stdout`, as the kubelet logs it. Without a terminal, `attach` follows stdout and stderr
-//! apart, live.
+//! apart, live. `podshim attach` exits with the container's exit code when the run ends while
+//! attached (128 + the signal for a signal's death), as `podman attach` and `kubectl run -i`
+//! do, 0 on a detach, and refuses a container that is not running; after a `stdinOnce` stdin
+//! was used, later attaches follow the output only, as under containerd's CRI.
 //!
 //! The terminal the test types into is a pty pair the test makes (nix's `openpty`): podshim gets
 //! its slave side as stdin, stdout and stderr, the test reads and writes the master side.
@@ -179,6 +182,15 @@ fn attach_it_gives_a_shell_its_terminal_size_resizes_and_detaches() {
     assert!(term.wait_line("again-42", T), "{}", term.text());
     term.type_in(b"\x10\x11");
     assert!(wait_exit(child).status.success());
+
+    // The shell's `exit 7` ends the run while attached: attach exits 7, as `podman attach`.
+    let mut term = Terminal::new(24, 80);
+    let child = term.attach(&inst, &["-it", &name]);
+    term.wait_raw();
+    term.type_in(b"exit 7\n");
+    let out = wait_exit(child);
+    assert_eq!(out.status.code(), Some(7), "{}", term.text());
+    assert!(!term.raw(), "mode not restored");
 
     ok(&inst.podshim(&["rm", "-f", &name], T));
     inst.assert_clean(&[&u]);
@@ -385,6 +397,184 @@ fn a_restarted_tty_container_gets_a_new_terminal() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    ok(&inst.podshim(&["rm", "-f", &name], T));
+    inst.assert_clean(&[&u]);
+}
+
+/// `podshim attach` without `-i` on `container`, its stdout and stderr as line channels.
+fn follow(
+    inst: &Instance,
+    pod: &str,
+    container: &str,
+    input: bool,
+) -> (Child, mpsc::Receiver<String>, mpsc::Receiver<String>) {
+    let mut args = vec!["attach", pod, "-c", container];
+    if input {
+        args.push("-i");
+    }
+    let mut child = inst
+        .command()
+        .args(&args)
+        .stdin(if input { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    let err = lines(child.stderr.take().unwrap());
+    (child, out, err)
+}
+
+#[test]
+fn attach_exits_with_the_exit_code_and_refuses_a_container_not_running() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(5);
+    let name = inst.name("codes");
+    let c = container("done", "exit 0", "")
+        + &container(
+            "code",
+            "read x; echo got $x; exit 3",
+            "    stdin: true\n    stdinOnce: true\n",
+        )
+        // PID 1 of its namespace with no handler: SIGTERM is ignored, the stop ends in SIGKILL.
+        + &container("ticker", "while true; do echo tick; sleep 0.2; done", "");
+    ok(&inst.detach(&pod(&name, &u, "Never", &c, "")));
+    inst.wait_for(&name, T, "container done to complete", |v| {
+        v["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    });
+
+    // A container that has ended: refused, saying which and how it ended.
+    let refused = inst.podshim(&["attach", &name, "-c", "done"], T);
+    assert_eq!(refused.status.code(), Some(1));
+    let want = format!(
+        "cannot attach to container done of pod {name}: it is not running (terminated with exit code 0 (Completed))"
+    );
+    assert!(stderr(&refused).contains(&want), "{}", stderr(&refused));
+
+    // The run ends while attached: attach exits with its code.
+    let mut child = inst
+        .command()
+        .args(["attach", &name, "-c", "code", "-i"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hi\n").unwrap();
+    let out = wait_exit(child);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "got hi\n");
+
+    // A death by a signal: 128 + the signal (SIGKILL after the grace period of `stop`).
+    let (child, out, _err) = follow(&inst, &name, "ticker", false);
+    wait_for_line(&out, |l| l == "tick");
+    ok(&inst.podshim(&["stop", "--grace-period", "1", &name], T));
+    let done = wait_exit(child);
+    assert_eq!(done.status.code(), Some(137), "{}", stderr(&done));
+
+    // The Pod has completed: kubectl's words, with the Pod and the container.
+    let refused = inst.podshim(&["attach", &name, "-c", "ticker"], T);
+    assert_eq!(refused.status.code(), Some(1));
+    let want = format!(
+        "cannot attach a container in a completed pod; current phase is Failed (pod {name}, container ticker: terminated with exit code 137 (Error))"
+    );
+    assert!(stderr(&refused).contains(&want), "{}", stderr(&refused));
+    ok(&inst.podshim(&["rm", &name], T));
+    inst.assert_clean(&[&u]);
+}
+
+#[test]
+fn after_stdin_once_was_used_later_attaches_follow_the_output() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(6);
+    let name = inst.name("used");
+    let c = container(
+        "once",
+        "cat; i=0; while true; do echo after$i; i=$((i+1)); sleep 0.2; done",
+        "    stdin: true\n    stdinOnce: true\n",
+    );
+    ok(&inst.detach(&pod(&name, &u, "Never", &c, "")));
+
+    // The first attach's input, then its end: cat sees EOF, the loop starts.
+    let (mut first, out, _err) = follow(&inst, &name, "once", true);
+    first.stdin.take().unwrap().write_all(b"first\n").unwrap();
+    wait_for_line(&out, |l| l == "first");
+    wait_for_line(&out, |l| l.starts_with("after"));
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    // A later attach follows the output (Kubernetes: `kubectl attach` still streams it).
+    let (mut second, out, _err) = follow(&inst, &name, "once", false);
+    wait_for_line(&out, |l| l.starts_with("after"));
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    // With -i: told that stdin is closed, then the output all the same; its input goes nowhere.
+    let (mut third, out, err) = follow(&inst, &name, "once", true);
+    let warning = wait_for_line(&err, |l| l.starts_with("warning:"));
+    assert!(
+        warning.contains(&format!("stdin of container once of pod {name} was closed")),
+        "{warning}"
+    );
+    third
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"ignored\n")
+        .unwrap();
+    wait_for_line(&out, |l| l.starts_with("after"));
+    third.kill().unwrap();
+    third.wait().unwrap();
+
+    let v = inst.inspect(&name);
+    assert!(
+        v["status"]["containerStatuses"][0]["state"]["running"].is_object(),
+        "{v:#}"
+    );
+    let logs = inst.podshim(&["logs", &name], T);
+    assert!(
+        stdout(&logs).starts_with("first\nafter0\n"),
+        "{}",
+        stdout(&logs)
+    );
+    assert!(!stdout(&logs).contains("ignored"), "{}", stdout(&logs));
+    ok(&inst.podshim(&["rm", "-f", &name], T));
+    inst.assert_clean(&[&u]);
+}
+
+/// An attach that connects while the run ends (it waits in the listen queue of a stopped
+/// supervisor, then the container is killed) still exits with the run's code: from the exit
+/// frame, or from the record when the supervisor ended the run before taking the attach.
+#[test]
+fn an_attach_racing_the_end_of_the_run_still_exits_with_its_code() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(7);
+    let name = inst.name("race");
+    let c = container("c", "exec sleep 3600", "");
+    ok(&inst.detach(&pod(&name, &u, "Never", &c, "")));
+    inst.wait_for(&name, T, "the container to run", |v| {
+        v["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    let sup = Pid::from_raw(inst.supervisor_pid(&name).expect("a supervisor") as i32);
+    let procs = podshim_tests::cgroup_dir("pids", &inst.container_cgroup(&u, "c"));
+    let init: i32 = std::fs::read_to_string(procs.join("cgroup.procs"))
+        .unwrap()
+        .lines()
+        .next()
+        .expect("the container's init")
+        .parse()
+        .unwrap();
+    kill(sup, Signal::SIGSTOP).unwrap();
+    let (child, _out, _err) = follow(&inst, &name, "c", false);
+    std::thread::sleep(Duration::from_millis(500));
+    kill(Pid::from_raw(init), Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    kill(sup, Signal::SIGCONT).unwrap();
+    let out = wait_exit(child);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
     ok(&inst.podshim(&["rm", "-f", &name], T));
     inst.assert_clean(&[&u]);
 }

@@ -119,6 +119,16 @@ fn ready(v: &serde_json::Value) -> bool {
     v["status"]["containerStatuses"][0]["ready"] == true
 }
 
+/// The modes of the instance's state root and its `pods` directory: 0711 (others may pass
+/// through) while a Pod with its own user namespace is there, 0700 otherwise.
+fn state_modes(inst: &Instance) -> (u32, u32) {
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
+    (mode(&inst.state), mode(&inst.state.join("pods")))
+}
+
+const OPEN: (u32, u32) = (0o711, 0o711);
+const CLOSED: (u32, u32) = (0o700, 0o700);
+
 #[test]
 fn a_pod_of_its_own_user_namespace_maps_root_to_its_block() {
     let inst = Instance::new(SUITE);
@@ -133,6 +143,7 @@ fn a_pod_of_its_own_user_namespace_maps_root_to_its_block() {
 
     // "0 BASE 65536" inside, two Pods' blocks disjoint, each claimed by its Pod's journal.
     let (b1, b2) = (base_of(&inst, &p1), base_of(&inst, &p2));
+    assert_eq!(state_modes(&inst), OPEN);
     assert!(b1.abs_diff(b2) >= 65536, "blocks {b1} and {b2} overlap");
     for (b, p) in [(b1, &p1), (b2, &p2)] {
         let owner = std::fs::read_to_string(claim_of(b)).unwrap();
@@ -185,6 +196,9 @@ fn a_pod_of_its_own_user_namespace_maps_root_to_its_block() {
     // rm: nothing of the first Pod is left.
     ok(&inst.podshim(&["rm", "-f", &p1], T));
     assert_block_released(b1);
+    // The second Pod still needs to pass through the state root.
+    assert_eq!(state_modes(&inst), OPEN);
+    assert_eq!(exec(&inst, &p2, "echo still").trim(), "still");
     assert!(
         inst.leaks(&[&u1])
             .iter()
@@ -210,7 +224,56 @@ fn a_pod_of_its_own_user_namespace_maps_root_to_its_block() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_block_released(b2);
+    // gc released the last claim under this state root: closed again.
+    assert_eq!(state_modes(&inst), CLOSED);
     inst.assert_clean(&[&u1, &u2]);
+}
+
+/// The state root is opened (0711) only while a Pod with its own user namespace is there:
+/// closed again (0700) after `stop` of the last one (its teardown released its ID block), and
+/// when one Pod is removed while another is created at the same time, the new one's claim and
+/// the old one's release take the claims' lock in turn, so the root is never left closed on a
+/// running Pod.
+#[test]
+fn the_state_root_is_closed_again_after_the_last_user_namespace_pod() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(9);
+    let first = inst.name("userns-first");
+    ok(&inst.detach(&userns_pod(&first, &u)));
+    inst.wait_for(&first, T, "ready", ready);
+    assert_eq!(state_modes(&inst), OPEN);
+    ok(&inst.podshim(&["stop", "--grace-period", "1", &first], T));
+    assert_eq!(state_modes(&inst), CLOSED);
+    ok(&inst.podshim(&["rm", &first], T));
+    assert_eq!(state_modes(&inst), CLOSED);
+
+    // Removing one while creating the next, twice.
+    let mut uids = vec![u.clone()];
+    let mut running = (inst.name("userns-r0"), uid(10));
+    ok(&inst.detach(&userns_pod(&running.0, &running.1)));
+    uids.push(running.1.clone());
+    for round in 1..=2 {
+        let next = (inst.name(&format!("userns-r{round}")), uid(10 + round));
+        uids.push(next.1.clone());
+        let rm = inst
+            .command()
+            .args(["rm", "-f", &running.0])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        ok(&inst.detach(&userns_pod(&next.0, &next.1)));
+        ok(&wait_output(rm, T));
+        inst.wait_for(&next.0, T, "ready", ready);
+        assert_eq!(state_modes(&inst), OPEN, "round {round}");
+        assert_eq!(exec(&inst, &next.0, "echo up").trim(), "up");
+        running = next;
+    }
+    ok(&inst.podshim(&["rm", "-f", &running.0], T));
+    assert_eq!(state_modes(&inst), CLOSED);
+    let uids: Vec<&str> = uids.iter().map(String::as_str).collect();
+    inst.assert_clean(&uids);
 }
 
 /// "Kubernetes v1.33+ [...] allows any volume type with user namespaces, using ID-mapped

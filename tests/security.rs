@@ -146,6 +146,16 @@ spec:
     inst.wait_for(&name, T, "the container runs", |p| {
         p["status"]["containerStatuses"][0]["state"]["running"].is_object()
     });
+    // Running is not done: its files are made once it says `ready` (the walk below once came
+    // between its chmod and its mknod).
+    let deadline = std::time::Instant::now() + T;
+    while !podshim_tests::stdout(&inst.podshim(&["logs", &name], T)).contains("ready") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container never said ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     // The container's init pid, from its cgroup.
     let cgroup = podshim_tests::cgroup_dir("pids", &inst.container_cgroup(&u, "app"));
     let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap();

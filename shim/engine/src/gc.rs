@@ -86,7 +86,18 @@ pub fn gc(cfg: &Config) -> Vec<Outcome> {
         outcomes.push(outcome);
     }
     // User ID blocks whose Pod's journal is gone (any instance's: the blocks are the host's).
-    crate::userns::gc_claims(Path::new(crate::userns::CLAIMS_DIR));
+    let claims = Path::new(crate::userns::CLAIMS_DIR);
+    crate::userns::gc_claims(claims);
+    // The state root is 0711 only while a Pod of this instance has its own user namespace
+    // (opened by the claim, closed by the last release; this closes it after the claims of
+    // Pods whose journal is gone, or of journals older than that record).
+    if claims.exists() {
+        if let Err(problem) =
+            crate::userns::close_unused(claims, &[cfg.state.clone(), cfg.pods_dir()])
+        {
+            tracing::warn!(%problem, "close the state root again");
+        }
+    }
     for (list, cni_path) in lists.into_iter().filter(|(l, _)| l.has_gc()) {
         // Read right before the GC, to miss as few Pods started meanwhile as can be.
         let valid = valid_attachments(cfg, &list.name);

@@ -88,11 +88,15 @@ pub enum Resource {
     /// A mount point (overlay root filesystem, Memory emptyDir).
     Mount { path: PathBuf },
     /// The Pod's block of host user IDs (`hostUsers: false`): host IDs `base..base+65536`,
-    /// claimed by the file `claim`, which names the claiming journal `owner`.
+    /// claimed by the file `claim`, which names the claiming journal `owner`; `opened`: the
+    /// directories opened for the Pod's root to pass through, closed again (0700) when the last
+    /// claim whose owner lies below one is released (journals of older podshims have none).
     IdBlock {
         base: u32,
         claim: PathBuf,
         owner: PathBuf,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        opened: Vec<PathBuf>,
     },
     /// A libcontainer container (its state lives under `runtime_dir/id`).
     Container {

@@ -249,13 +249,12 @@ fn build(
                 });
             }
             let claims = Path::new(crate::userns::CLAIMS_DIR);
-            let block = crate::userns::claim(journal, claims)?;
             // The Pod's containers set themselves up as its root, on the host the block's
             // first ID, which must reach the Pod's directory (their root filesystem, volumes,
-            // /etc files) through the state root: open to pass through for it, not to list.
-            for d in [&cfg.state, &cfg.pods_dir()] {
-                crate::private::open_for_traversal(d).map_err(Error::io("chmod", d))?;
-            }
+            // /etc files) through the state root: open to pass through for it, not to list,
+            // until the last such Pod is gone.
+            let pods = cfg.pods_dir();
+            let block = crate::userns::claim(journal, claims, &[&cfg.state, &pods])?;
             crate::private::open_to_group(&dir, block.base).map_err(Error::io("chmod", &dir))?;
             Some(PodUserns {
                 block,

@@ -205,7 +205,12 @@ pub fn remove(resource: &Resource) -> Result<(), String> {
             .and_then(|c| c.remove_pod(path))
             .map_err(|e| chain(&e)),
         Resource::Dir { path } => remove_dir(path),
-        Resource::IdBlock { claim, owner, .. } => crate::userns::release(claim, owner),
+        Resource::IdBlock {
+            claim,
+            owner,
+            opened,
+            ..
+        } => crate::userns::release(claim, owner, opened),
     }
 }
 

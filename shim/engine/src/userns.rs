@@ -2,13 +2,16 @@
 //! Pod, as the kubelet gives one, mapped to IDs 0-65535 inside. The block is claimed host-wide
 //! (two podshim instances share the host's IDs, so the claims live in [`CLAIMS_DIR`], not in an
 //! instance's state), recorded in the Pod's journal before it is claimed, and released by the
-//! Pod's teardown or `gc`. The namespace itself is made by pause (`--new-userns`), which then
+//! Pod's teardown or `gc`. The claim opens the instance's state root for the Pod's root to pass
+//! through, and the last release under it closes it again, both under one lock. The namespace
+//! itself is made by pause (`--new-userns`), which then
 //! makes the Pod's network, IPC and UTS namespaces inside it; podshim writes its ID maps and pins
 //! it (an nsfs bind mount), and containers join it by that path.
 
 use std::fs;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::journal::{Journal, JournalError, Resource};
@@ -108,11 +111,24 @@ fn overlaps(block: u32, ranges: &[(u64, u64)]) -> bool {
     ranges.iter().any(|&(s, e)| s < hi && lo < e)
 }
 
-/// Claim a free block for the Pod of `journal`: the block is recorded in the journal first,
-/// then claimed with an exclusive create of its claim file (a block claimed meanwhile by
-/// someone else is forgotten again and the next one tried).
-pub fn claim(journal: &mut Journal, claims: &Path) -> Result<IdBlock, UsernsError> {
+/// Hold the host-wide lock of the claims: an flock(2) of the claims directory itself. Claims,
+/// releases and the opening and closing of the directories they open for traversal happen
+/// under it, so that a Pod's claim and the 0711 it needs can never fall between another Pod's
+/// release and the 0700 that follows when no claim is left (which would close the directories
+/// on a running Pod).
+fn lock(claims: &Path) -> Result<nix::fcntl::Flock<fs::File>, UsernsError> {
     crate::private::create_dir_all(claims).map_err(io_err("create", claims))?;
+    let dir = fs::File::open(claims).map_err(io_err("open", claims))?;
+    nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io_err("lock", claims)(e.into()))
+}
+
+/// Claim a free block for the Pod of `journal` and open the directories `open` for its root to
+/// pass through ([`crate::private::TRAVERSE_MODE`]): the block is recorded in the journal
+/// first (with the directories), then claimed with an exclusive create of its claim file (a
+/// block claimed meanwhile by someone else is forgotten again and the next one tried).
+pub fn claim(journal: &mut Journal, claims: &Path, open: &[&Path]) -> Result<IdBlock, UsernsError> {
+    let _lock = lock(claims)?;
     let ranges = host_ranges();
     let owner = journal.path().to_path_buf();
     for index in FIRST_BLOCK..FIRST_BLOCK + BLOCKS {
@@ -127,6 +143,7 @@ pub fn claim(journal: &mut Journal, claims: &Path) -> Result<IdBlock, UsernsErro
             base: block.base,
             claim: path.clone(),
             owner: owner.clone(),
+            opened: open.iter().map(|d| d.to_path_buf()).collect(),
         };
         journal.record(record.clone())?;
         match fs::OpenOptions::new()
@@ -137,6 +154,9 @@ pub fn claim(journal: &mut Journal, claims: &Path) -> Result<IdBlock, UsernsErro
             Ok(mut f) => {
                 f.write_all(owner.as_os_str().as_encoded_bytes())
                     .map_err(io_err("write", &path))?;
+                for d in open {
+                    crate::private::open_for_traversal(d).map_err(io_err("chmod", d))?;
+                }
                 return Ok(block);
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => journal.forget(&record)?,
@@ -149,19 +169,59 @@ pub fn claim(journal: &mut Journal, claims: &Path) -> Result<IdBlock, UsernsErro
 }
 
 /// Release a claim: its file is removed when it still names `owner` (a crash between the
-/// journal's record and the claim leaves a record whose block another Pod may hold).
-pub fn release(claim: &Path, owner: &Path) -> Result<(), String> {
+/// journal's record and the claim leaves a record whose block another Pod may hold); then each
+/// directory of `opened` that no claim's owner lies below any more is closed again (0700).
+pub fn release(claim: &Path, owner: &Path, opened: &[PathBuf]) -> Result<(), String> {
+    let claims = claim.parent().unwrap_or(Path::new(CLAIMS_DIR));
+    let _lock = lock(claims).map_err(|e| crate::chain(&e))?;
     match fs::read(claim) {
         Ok(bytes) if bytes == owner.as_os_str().as_encoded_bytes() => {
             match fs::remove_file(claim) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(format!("cannot remove {}: {e}", claim.display())),
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("cannot remove {}: {e}", claim.display())),
             }
         }
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("cannot read {}: {e}", claim.display())),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", claim.display())),
+    }
+    close_unused_locked(claims, opened)
+}
+
+/// Close each directory of `dirs` (0700) below which no claim of `claims` has its owner: the
+/// last Pod with its own user namespace under it is gone (`gc` after it released the claims of
+/// Pods whose journal is gone).
+pub fn close_unused(claims: &Path, dirs: &[PathBuf]) -> Result<(), String> {
+    let _lock = lock(claims).map_err(|e| crate::chain(&e))?;
+    close_unused_locked(claims, dirs)
+}
+
+fn close_unused_locked(claims: &Path, dirs: &[PathBuf]) -> Result<(), String> {
+    let owners: Vec<PathBuf> = fs::read_dir(claims)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| fs::read_to_string(e.path()).ok())
+                .map(PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut problems = Vec::new();
+    for dir in dirs {
+        // A claim just made has no owner written yet: none is made without the lock.
+        if owners.iter().any(|o| o.starts_with(dir)) {
+            continue;
+        }
+        match fs::set_permissions(dir, fs::Permissions::from_mode(crate::private::DIR_MODE)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => problems.push(format!("cannot close {}: {e}", dir.display())),
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(problems.join("; ")),
     }
 }
 
@@ -332,6 +392,82 @@ mod tests {
         assert!(!overlaps(3, &ranges));
         assert!(overlaps(0, &ranges));
         assert!(!overlaps(FIRST_BLOCK, &ranges));
+    }
+
+    fn journal(pods: &Path, name: &str) -> Journal {
+        let dir = pods.join(name);
+        fs::create_dir_all(&dir).unwrap();
+        let pod = crate::journal::PodRecord {
+            namespace: "default".into(),
+            name: name.into(),
+            uid: name.into(),
+            owner_pid: std::process::id(),
+            owner_start_time: 0,
+            images: Vec::new(),
+        };
+        Journal::create(&dir.join("journal.json"), pod).unwrap()
+    }
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    fn release_of(j: &Journal) {
+        for r in &j.resources {
+            if let Resource::IdBlock {
+                claim,
+                owner,
+                opened,
+                ..
+            } = r
+            {
+                release(claim, owner, opened).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn the_state_root_is_open_while_a_claim_below_it_is_held() {
+        let t = tempfile::tempdir().unwrap();
+        let (claims, state) = (t.path().join("claims"), t.path().join("state"));
+        let pods = state.join("pods");
+        let (mut a, mut b) = (journal(&pods, "a"), journal(&pods, "b"));
+        crate::private::ensure_dir(&state).unwrap();
+        let open: [&Path; 2] = [&state, &pods];
+        claim(&mut a, &claims, &open).unwrap();
+        claim(&mut b, &claims, &open).unwrap();
+        assert_eq!((mode(&state), mode(&pods)), (0o711, 0o711));
+        release_of(&a);
+        assert_eq!((mode(&state), mode(&pods)), (0o711, 0o711));
+        // The last one: closed again. Twice is fine.
+        release_of(&b);
+        release_of(&b);
+        assert_eq!((mode(&state), mode(&pods)), (0o700, 0o700));
+        assert_eq!(fs::read_dir(&claims).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn claims_and_releases_at_once_never_close_on_a_held_claim() {
+        let t = tempfile::tempdir().unwrap();
+        let (claims, state) = (t.path().join("claims"), t.path().join("state"));
+        let pods = state.join("pods");
+        crate::private::ensure_dir(&state).unwrap();
+        std::thread::scope(|s| {
+            for n in 0..4 {
+                let (claims, state, pods) = (&claims, &state, &pods);
+                s.spawn(move || {
+                    for i in 0..200 {
+                        let mut j = journal(pods, &format!("p{n}-{i}"));
+                        claim(&mut j, claims, &[state, pods]).unwrap();
+                        // Its own claim is held: no other release may have closed the root
+                        // (without the lock this fails within 4 × 300 rounds).
+                        assert_eq!(mode(state), 0o711, "thread {n}, round {i}");
+                        release_of(&j);
+                    }
+                });
+            }
+        });
+        assert_eq!(mode(&state), 0o700);
     }
 
     #[test]

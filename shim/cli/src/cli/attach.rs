@@ -6,25 +6,31 @@
 //! is put in raw mode (restored at the end) and its window size goes to the container's at once
 //! and at each SIGWINCH.
 //!
-//! It ends when the container's run ends, or on detach: Ctrl-P Ctrl-Q typed with `-t` (the
-//! default detach keys of docker and podman; kubectl has none, and a terminal in raw mode passes
-//! Ctrl-C to the container, so a key sequence is the only way out that leaves it running), or
-//! the end of the local input when the container has no `stdinOnce`. With `stdinOnce` and no
-//! terminal, the end of the input (or a detach) closes the container's stdin, as in Kubernetes,
-//! and the output is followed until the container ends.
+//! It ends when the container's run ends, exiting with the run's exit code (128 + the signal
+//! for a signal's death), as `podman attach`, `docker attach` and `kubectl run -i` do
+//! (`kubectl attach` alone exits 0: the kubelet's attach stream carries no exit status,
+//! kubernetes#63694); or on detach, exiting 0: Ctrl-P Ctrl-Q typed with `-t` (the default detach
+//! keys of docker and podman; kubectl has none, and a terminal in raw mode passes Ctrl-C to the
+//! container, so a key sequence is the only way out that leaves it running), or the end of the
+//! local input when the container has no `stdinOnce`. With `stdinOnce` and no terminal, the end
+//! of the input (or a detach) closes the container's stdin, as in Kubernetes, and the output is
+//! followed until the container ends; later attaches follow the output only (with `-i`, after
+//! a warning that stdin is closed), as they do under containerd's CRI.
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use podshim_engine::config::Config;
 use podshim_engine::sys;
 use podshim_kube::record;
-use podshim_kube::supervise::attach::{Frame, HELLO, INPUT, STDERR, STDOUT};
+use podshim_kube::status::ContainerState;
+use podshim_kube::supervise::attach::{Frame, EXIT, HELLO, INPUT, NO_STDIN, STDERR, STDOUT};
 use podshim_kube::supervise::attach_socket;
 
 use super::exec::RawMode;
@@ -46,15 +52,23 @@ pub struct AttachArgs {
 
 pub fn attach(cfg: &Config, a: AttachArgs) -> Result<i32> {
     let e = record::find(cfg, &a.pod).map_err(|e| anyhow!(e))?;
-    let name = super::logs::container(&e, a.container.as_deref())?
-        .name
-        .clone();
+    let status = super::logs::container(&e, a.container.as_deref())?;
+    let name = status.name.clone();
     let pod = &e.record.name;
     if !e.live || e.lost || e.record.finished() {
-        // kubectl's wording (`pkg/cmd/attach`).
+        // kubectl's words (`pkg/cmd/attach`), then which container and how it ended.
         bail!(
-            "cannot attach a container in a completed pod; current phase is {}",
-            e.status().phase
+            "cannot attach a container in a completed pod; current phase is {} (pod {pod}, \
+             container {name}: {})",
+            e.status().phase,
+            describe(&status.state)
+        );
+    }
+    if status.state.running.is_none() {
+        // containerd's CRI refuses too ("container is in CONTAINER_EXITED state").
+        bail!(
+            "cannot attach to container {name} of pod {pod}: it is not running ({})",
+            describe(&status.state)
         );
     }
     let spec = &e.record.pod["spec"];
@@ -75,7 +89,7 @@ pub fn attach(cfg: &Config, a: AttachArgs) -> Result<i32> {
     let tty = has_tty;
     let path = attach_socket(&cfg.pod_dir(&e.key), &name);
     let sock = UnixStream::connect(&path).with_context(|| {
-        format!("container {name} of pod {pod} takes no attach now (not running, or its stdinOnce stdin was used)")
+        format!("cannot attach to container {name} of pod {pod}: it is not running now")
     })?;
     let writer = Arc::new(Mutex::new(sock.try_clone().context("attach socket")?));
     send(&writer, &Frame::encode(HELLO, &[a.stdin as u8]))?;
@@ -97,24 +111,83 @@ pub fn attach(cfg: &Config, a: AttachArgs) -> Result<i32> {
     if local_tty {
         resize_on_sigwinch(writer.clone())?;
     }
+    let detached = Arc::new(AtomicBool::new(false));
     if a.stdin {
-        let writer = writer.clone();
-        std::thread::spawn(move || send_input(writer, tty, once));
+        let (writer, detached) = (writer.clone(), detached.clone());
+        std::thread::spawn(move || send_input(writer, tty, once, &detached));
     }
     let mut reader = sock;
     let (mut out, mut err) = (io::stdout(), io::stderr());
+    let mut exit = None;
     // Until the run ends, or a detach shuts the socket.
     while let Ok(Some((kind, data))) = Frame::read(&mut reader) {
         let to: &mut dyn Write = match kind {
             STDOUT => &mut out,
             STDERR => &mut err,
+            EXIT => {
+                exit = data.try_into().ok().map(i32::from_be_bytes);
+                continue;
+            }
+            NO_STDIN => {
+                eprintln!(
+                    "warning: the stdin of container {name} of pod {pod} was closed when its \
+                     first attach ended (stdinOnce); following its output only"
+                );
+                continue;
+            }
             _ => continue,
         };
-        if to.write_all(&data).and_then(|()| to.flush()).is_err() {
-            break;
-        }
+        to.write_all(&data)
+            .and_then(|()| to.flush())
+            .context("write the container's output")?;
     }
-    Ok(0)
+    if detached.load(Ordering::SeqCst) {
+        return Ok(0);
+    }
+    // The run's exit code; none when the supervisor went away first.
+    // The run's exit code; without it (the run ended before the supervisor took this attach
+    // from the listen queue), the one the supervisor records right after.
+    exit.or_else(|| recorded_exit(cfg, &e.key, &name, status.container_id.as_deref()))
+        .ok_or_else(|| {
+            anyhow!("the attach to container {name} of pod {pod} ended without its exit code (its supervisor is gone?)")
+        })
+}
+
+/// The exit code of the run of container `name` whose ID was `run` (running when the attach
+/// began), from the Pod's record: its state once terminated, or its last state once a restart
+/// replaced it. Waits a moment for the record; `None` if the supervisor is gone.
+fn recorded_exit(cfg: &Config, key: &str, name: &str, run: Option<&str>) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let e = record::entry(cfg, key).filter(|e| !e.lost)?;
+        let st = super::logs::container(&e, Some(name)).ok()?;
+        if let Some(t) = &st.state.terminated {
+            return Some(t.exit_code);
+        }
+        if st.container_id.as_deref() != run {
+            if let Some(t) = &st.last_state.terminated {
+                return Some(t.exit_code);
+            }
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A container's state in words: `running`, `waiting (CrashLoopBackOff)`, `terminated with exit
+/// code 3 (Error)`.
+fn describe(state: &ContainerState) -> String {
+    if let Some(t) = &state.terminated {
+        format!("terminated with exit code {} ({})", t.exit_code, t.reason)
+    } else if let Some(w) = &state.waiting {
+        format!("waiting ({})", w.reason)
+    } else if state.running.is_some() {
+        "running".into()
+    } else {
+        "not started".into()
+    }
 }
 
 fn send(writer: &Mutex<UnixStream>, frame: &[u8]) -> Result<()> {
@@ -140,8 +213,9 @@ fn resize_on_sigwinch(writer: Arc<Mutex<UnixStream>>) -> Result<()> {
     Ok(())
 }
 
-/// Copy stdin to the container until it ends or the detach keys are typed (with a terminal).
-fn send_input(writer: Arc<Mutex<UnixStream>>, tty: bool, once: bool) {
+/// Copy stdin to the container until it ends or the detach keys are typed (with a terminal);
+/// `flag` is set when that ends the attach (a detach).
+fn send_input(writer: Arc<Mutex<UnixStream>>, tty: bool, once: bool, flag: &AtomicBool) {
     let mut keys = DetachKeys::default();
     let mut buf = [0u8; 8192];
     let mut stdin = io::stdin().lock();
@@ -168,7 +242,10 @@ fn send_input(writer: Arc<Mutex<UnixStream>>, tty: bool, once: bool) {
     // followed; otherwise, as a detach, this attach ends (the container's stdin stays open).
     let how = match once && !tty && !detached {
         true => Shutdown::Write,
-        false => Shutdown::Both,
+        false => {
+            flag.store(true, Ordering::SeqCst);
+            Shutdown::Both
+        }
     };
     let _ = w.shutdown(how);
 }

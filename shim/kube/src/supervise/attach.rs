@@ -5,10 +5,13 @@
 //! feeds the container's stdin (`stdin: true`): the pipe the supervisor keeps, or with `tty: true`
 //! the pty master, whose window size an attach sets. With `stdinOnce` and no terminal, the
 //! container's stdin is closed once the first attach with input ends, as the CRI's `StdinOnce`
-//! does, and no attach is taken after it; with a terminal it stays open, as containerd's CRI
-//! keeps it (`StdinOnce && !Tty` in its `ContainerIO.Attach`: a terminal has no end of input to
-//! give while the master is held, and its end-of-file character would be lost or taken for a
-//! key by a shell that switches its terminal's mode).
+//! does; later attaches still follow the output (as `kubectl attach` does under containerd),
+//! and one that asks for input is told that stdin is closed ([`NO_STDIN`]; containerd takes it
+//! and drops its input silently). With a terminal it stays open, as containerd's CRI keeps it
+//! (`StdinOnce && !Tty` in its `ContainerIO.Attach`: a terminal has no end of input to give
+//! while the master is held, and its end-of-file character would be lost or taken for a key by
+//! a shell that switches its terminal's mode). When the run ends, each attach is told its exit
+//! code ([`EXIT`]), which `podshim attach` exits with, as `podman attach` does.
 //!
 //! Everything here is non-blocking and driven by the supervision loop's poll (no threads: the
 //! supervisor forks for libcontainer). The wire format is [`Frame`]s both ways.
@@ -32,9 +35,14 @@ pub const HELLO: u8 = 0;
 pub const INPUT: u8 = 1;
 pub const RESIZE: u8 = 2;
 /// Frame kinds, supervisor to client: bytes the container wrote to stdout (or its terminal),
-/// to stderr. The end of the stream is the end of the container's run.
+/// to stderr; the run's exit code (a big-endian i32: the status, or 128 + the signal), last;
+/// the container's stdin is closed (a `stdinOnce` stdin an earlier attach used), in answer to
+/// a hello that asked for input. The end of the stream is the end of the container's run (or
+/// of the supervisor: then without an exit code).
 pub const STDOUT: u8 = 1;
 pub const STDERR: u8 = 2;
+pub const EXIT: u8 = 3;
+pub const NO_STDIN: u8 = 4;
 
 /// A frame: kind, payload length (big-endian u32), payload.
 pub struct Frame;
@@ -247,8 +255,13 @@ impl Attach {
             match kind {
                 HELLO => {
                     let wants = payload.first() == Some(&1);
+                    let closed = self.writer.is_none() || self.closing;
                     if let Some(Some(c)) = self.clients.get_mut(k) {
-                        c.input = wants;
+                        c.input = wants && !closed;
+                        if wants && closed {
+                            c.out.extend_from_slice(&Frame::encode(NO_STDIN, &[]));
+                            gone |= write_out(c).is_err();
+                        }
                     }
                 }
                 INPUT if self.client_input(k) && self.writer.is_some() => {
@@ -287,10 +300,9 @@ impl Attach {
         let was = !c.done;
         c.done = true;
         if was && c.input && self.once && self.tty.is_none() && self.writer.is_some() {
-            // StdinOnce: the container sees the end of its input, and no attach comes after.
+            // StdinOnce: the container sees the end of its input; later attaches get its
+            // output only.
             self.closing = true;
-            self.listener = None;
-            let _ = fs::remove_file(&self.path);
         }
     }
 
@@ -331,10 +343,15 @@ impl Attach {
         }
     }
 
-    /// The container's run is over: give each attach what is left of its output (a moment
-    /// each, at most), then close them all, which ends them.
-    pub(super) fn finish(mut self) {
+    /// The container's run is over (with `exit`, its exit code, when it was seen): give each
+    /// attach what is left of its output and the exit code (a moment each, at most), then close
+    /// them all, which ends them.
+    pub(super) fn finish(mut self, exit: Option<i32>) {
         for c in self.clients.iter_mut().flatten() {
+            if let Some(code) = exit {
+                c.out
+                    .extend_from_slice(&Frame::encode(EXIT, &code.to_be_bytes()));
+            }
             if c.out.is_empty() || c.sock.set_nonblocking(false).is_err() {
                 continue;
             }
@@ -397,15 +414,25 @@ mod tests {
         let mut got = String::new();
         File::from(r).read_to_string(&mut got).unwrap();
         assert_eq!(got, "hello\n");
-        assert!(!path.exists(), "stdinOnce: no second attach");
-        // Output still reaches it until the run is over.
+        // stdinOnce: a second attach is taken; one that asks for input hears that stdin is
+        // closed, and its input goes nowhere.
+        let mut d = client(&path, true);
+        a.ready(LISTENER);
+        d.write_all(&Frame::encode(INPUT, b"more\n")).unwrap();
+        a.ready(CLIENT0 - 1);
+        assert_eq!(Frame::read(&mut d).unwrap(), Some((NO_STDIN, vec![])));
+        assert!(a.writer.is_none() && a.pending.is_empty());
+        // Output still reaches both until the run is over, then its exit code.
         a.output(true, b"err\n");
-        a.finish();
-        assert_eq!(
-            Frame::read(&mut c).unwrap(),
-            Some((STDERR, b"err\n".to_vec()))
-        );
-        assert_eq!(Frame::read(&mut c).unwrap(), None);
+        a.finish(Some(137));
+        for c in [&mut c, &mut d] {
+            assert_eq!(Frame::read(c).unwrap(), Some((STDERR, b"err\n".to_vec())));
+            assert_eq!(
+                Frame::read(c).unwrap(),
+                Some((EXIT, 137i32.to_be_bytes().to_vec()))
+            );
+            assert_eq!(Frame::read(c).unwrap(), None);
+        }
     }
 
     #[test]

@@ -192,6 +192,8 @@ impl Supervision<'_> {
             if let Some(why) = exec_failure(sandbox, &plan.name) {
                 (code, reason, message) = (128, "StartError", Some(why));
             }
+            // Its attaches end with its exit code (`podshim attach` exits with it).
+            s.out.end_attach(Some(code));
             s.track.exited(Terminated {
                 exit_code: code,
                 signal,

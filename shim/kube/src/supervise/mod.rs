@@ -202,6 +202,7 @@ pub fn run(cfg: &Config, jobs: Vec<PodJob>, mut opts: Options) -> Result<i32, Ru
     }));
     for s in slots.iter_mut() {
         s.out.flush(opts.reporter.as_mut());
+        s.out.end_attach(None);
     }
     // Anyone still waiting for readiness learns the outcome now.
     notify_ready(&mut opts.ready, &pods, &slots);

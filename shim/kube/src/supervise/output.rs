@@ -150,9 +150,13 @@ impl Output {
                 emit(&s.label, reporter, &mut s.log, &mut st, true);
             }
         }
-        // The container is gone: so are its stdin and its attaches (a restart gets new ones).
-        if let Some(a) = s.attach.take() {
-            a.finish();
+    }
+
+    /// The container is gone (with `exit`, its exit code, when it was reaped): so are its stdin
+    /// and its attaches, which are told the exit code (a restart gets new ones).
+    pub(super) fn end_attach(&mut self, exit: Option<i32>) {
+        if let Some(a) = self.attach.take() {
+            a.finish(exit);
         }
     }
 }
