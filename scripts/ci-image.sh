@@ -2,11 +2,13 @@
 # Build the image scripts/test-in-docker.sh runs the tests in: Debian 12 (bookworm) with the
 # packages of `scripts/install-deps.sh --list`. No Rust toolchain: the host's is bind-mounted.
 #
-# usage: scripts/ci-image.sh [--dockerfile]
+# usage: scripts/ci-image.sh [--dockerfile | --hash]
 #   default       no registry needed: debootstrap --variant=minbase from the host's Debian mirror
 #                 (or $PODSHIM_DEBIAN_MIRROR, else deb.debian.org), then `docker import`
 #   --dockerfile  `docker build` of ./Dockerfile (FROM debian:bookworm-slim, or $PODSHIM_CI_BASE),
 #                 for hosts that can pull
+#   --hash        only print the label an up-to-date image has (no daemon needed; test-in-vm.sh
+#                 keys its saved copy of the image by it)
 # The image ($PODSHIM_CI_IMAGE, default podshim-ci:bookworm) is labelled with a hash of the
 # package list and of this recipe; when an image with the same label exists, nothing is done.
 # Uses the docker daemon the `docker` client is configured for (DOCKER_HOST).
@@ -20,6 +22,7 @@ mapfile -t pkgs < <(scripts/install-deps.sh --list)
 recipe=1
 hash=$( { echo "recipe $recipe"; printf '%s\n' "${pkgs[@]}" | sort; } | sha256sum | cut -c1-16)
 label=org.podshim.ci.packages
+if [ "${1:-}" = --hash ]; then echo "$hash"; exit 0; fi
 have=$(docker image inspect -f "{{index .Config.Labels \"$label\"}}" "$image" 2>/dev/null || true)
 if [ "$have" = "$hash" ]; then
     echo "ci-image: $image is up to date (packages $hash)"

@@ -23,6 +23,7 @@ if [ -f "$cg/cgroup.controllers" ]; then
         # One PID per write; a process that exits meanwhile makes its write fail, which is fine.
         xargs -rn1 < "$cg/cgroup.procs" > "$cg/init/cgroup.procs" 2>/dev/null || :
         sed -e 's/ / +/g' -e 's/^/+/' < "$cg/cgroup.controllers" > "$cg/cgroup.subtree_control"
+        echo "docker-entrypoint: cgroup v2: processes moved to $cg/init, controllers enabled: $(cat "$cg/cgroup.subtree_control")" >&2
     else
         echo "docker-entrypoint: cgroup v2 without a private cgroup namespace (run with --cgroupns=private): cgroups left as they are" >&2
     fi

@@ -2,10 +2,12 @@
 # Run the test suite inside a privileged Docker container, as users' CI jobs do (GitHub Actions,
 # GitLab, Buildkite): `docker run --privileged --cgroupns=private`.
 #
-# usage: sudo scripts/test-in-docker.sh [COMMAND [ARG...]]
+# usage: sudo scripts/test-in-docker.sh [COMMAND [ARG...] | --save FILE]
 #   COMMAND defaults to scripts/test.sh (the README's test command); .ci/run passes
 #   `scripts/test.sh --smoke`. It runs in the repository, mounted at the same absolute path as on
 #   the host, so the host's target/ is reused incrementally.
+#   --save FILE  only make (or find) the image and `docker save` it to FILE, for a Docker that
+#                cannot make it (scripts/test-in-vm.sh --docker: a guest without network)
 #
 # The container gets:
 #   - the image of scripts/ci-image.sh (built or reused; PODSHIM_CI_DOCKERFILE=1 builds it from
@@ -25,6 +27,11 @@ cd "$(dirname "$0")/.."
 src=$PWD
 [ "$(id -u)" = 0 ] || { echo "test-in-docker: needs root (it may start dockerd)" >&2; exit 1; }
 [ $# -gt 0 ] || set -- scripts/test.sh
+save=
+if [ "$1" = --save ]; then
+    [ $# = 2 ] || { echo "usage: scripts/test-in-docker.sh --save FILE" >&2; exit 2; }
+    save=$2
+fi
 command -v docker >/dev/null || { echo "test-in-docker: no docker client: apt-get install docker.io" >&2; exit 1; }
 say() { echo "test-in-docker: $*" >&2; }
 t0=$(date +%s)
@@ -102,6 +109,11 @@ fi
 image=${PODSHIM_CI_IMAGE:-podshim-ci:bookworm}
 export PODSHIM_CI_IMAGE=$image
 if [ "${PODSHIM_CI_DOCKERFILE:-0}" = 1 ]; then scripts/ci-image.sh --dockerfile; else scripts/ci-image.sh; fi
+if [ -n "$save" ]; then
+    docker save -o "$save" "$image"
+    say "saved $image to $save ($(du -h "$save" | cut -f1))"
+    exit 0
+fi
 
 # Docker before 23 asks for every capability the kernel knows for --privileged, and fails with
 # "unable to apply caps: operation not permitted" where root itself lacks one (CAP_SYS_RESOURCE
@@ -161,6 +173,7 @@ run=(docker run --rm --name "$name" "${tty[@]}" "${privileged[@]}"
     -v "$src:$src" -w "$src"
     "${toolchain[@]}" -v /var/lib/podshim -v /tmp -e HOME=/root
     -e CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}" -e RUST_BACKTRACE="${RUST_BACKTRACE:-}"
+    ${PODSHIM_TEST_TIME_SCALE:+-e "PODSHIM_TEST_TIME_SCALE=$PODSHIM_TEST_TIME_SCALE"}
     --entrypoint "$src/scripts/docker-entrypoint.sh"
     "$image" "$@")
 # Not `exec`: the EXIT trap removes the container and stops dockerd. Without a terminal, the

@@ -2,7 +2,7 @@
 # Run the tests (or any command) as root inside a Debian 12 VM that boots the way most users'
 # hosts do: cgroup v2 only (cgroup2fs at /sys/fs/cgroup) and systemd as PID 1.
 #
-# usage: sudo scripts/test-in-vm.sh [--smoke | --suite [TEST-ARG...] | --image | COMMAND [ARG...]]
+# usage: sudo scripts/test-in-vm.sh [--smoke | --suite [TEST-ARG...] | --docker | --image | COMMAND [ARG...]]
 #   COMMAND      runs in the repository, shared into the guest at the same absolute path (9p),
 #                with the host's Rust toolchain (RUSTUP_HOME read-only, CARGO_HOME) at its host
 #                paths; default scripts/test.sh. Cargo in the guest reuses the host's target/, so
@@ -16,6 +16,13 @@
 #   --suite      the same for every test binary of the workspace (`cargo test --workspace`,
 #                the cgroup driver tests with --include-ignored); TEST-ARGs go to each binary
 #                (e.g. a name filter, --skip NAME, --exact)
+#   --docker     the Docker smoke run of .ci/run (`scripts/test-in-docker.sh scripts/test.sh
+#                --smoke`) with the guest's Debian dockerd (cgroup v2, systemd driver, private
+#                cgroup namespaces: the entrypoint's v2 branch). The guest cannot fetch the CI
+#                image, so the host makes it (`scripts/test-in-docker.sh --save`, kept under
+#                $PODSHIM_VM_DIR keyed by its package hash) and the guest `docker load`s it;
+#                the host builds what scripts/test.sh --smoke builds, so cargo in the container
+#                only finds it fresh
 #   --image      only build the VM image (or find it in the cache) and say where it is
 #
 # The image (Debian bookworm by debootstrap from the mirror the host's apt uses, with systemd,
@@ -58,6 +65,7 @@ case "${1:-}" in
 --smoke) mode=smoke; shift ;;
 --suite) mode=suite; shift ;;
 --image) mode=image; shift ;;
+--docker) mode=docker; shift ;;
 esac
 [ "$mode" != command ] || [ $# -gt 0 ] || set -- scripts/test.sh
 
@@ -247,7 +255,45 @@ cargo_home=${CARGO_HOME:-$HOME/.cargo}
 [ -d "$rustup_home" ] && shares+=("rustup $rustup_home")
 [ -d "$cargo_home" ] && shares+=("cargo $cargo_home")
 
-if [ "$mode" = command ]; then
+if [ "$mode" = docker ]; then
+    scripts/install-deps.sh
+    scripts/build.sh debug >&2
+    test_image=target/test-images/busybox-oci.tar
+    [ -s "$test_image" ] || scripts/make-busybox-image.sh "$test_image" >&2
+    pause_image=target/test-images/pause-oci.tar
+    [ "$pause_image" -nt target/pause/release/pause ] || scripts/pause-image.sh "$pause_image" >/dev/null
+    cargo test -p podshim-tests --test pod --no-run >&2
+    ci_tar=$dir/ci-image-$(scripts/ci-image.sh --hash).tar
+    if [ ! -s "$ci_tar" ]; then
+        # Older saves (other package lists) go; the daemon test-in-docker.sh uses makes it.
+        rm -f "$dir"/ci-image-*.tar
+        scripts/test-in-docker.sh --save "$ci_tar.tmp" >&2
+        mv "$ci_tar.tmp" "$ci_tar"
+    fi
+    # Into the run directory (a hard link: the same file system, no copy) for the guest.
+    ln "$ci_tar" "$run/ci-image.tar" 2>/dev/null || cp "$ci_tar" "$run/ci-image.tar"
+    {
+        echo "export RUSTUP_HOME=${rustup_home@Q} CARGO_HOME=${cargo_home@Q}"
+        echo "export PATH=${cargo_home@Q}/bin:\$PATH"
+        printf 'export %q\n' "${guest_env[@]}"
+        cat <<'EOF'
+t0=$(date +%s)
+# Debian's dockerd as the package sets it up (its units are not started at boot here).
+if ! systemctl start docker.service; then
+    journalctl -u docker.service -u containerd.service --no-pager | tail -n 30
+    exit 1
+fi
+echo "test-in-vm: $(docker info -f 'Docker {{.ServerVersion}}, cgroup v{{.CgroupVersion}}, driver {{.CgroupDriver}}') started in $(($(date +%s) - t0)) s"
+t0=$(date +%s)
+docker load -q -i /mnt/vm-run/ci-image.tar
+echo "test-in-vm: docker load took $(($(date +%s) - t0)) s"
+PODSHIM_DOCKER_NETWORK=none scripts/test-in-docker.sh scripts/test.sh --smoke
+rc=$?
+systemctl stop docker.service docker.socket containerd.service
+exit "$rc"
+EOF
+    } >"$run/cmd.sh"
+elif [ "$mode" = command ]; then
     {
         echo "export RUSTUP_HOME=${rustup_home@Q} CARGO_HOME=${cargo_home@Q}"
         echo "export PATH=${cargo_home@Q}/bin:\$PATH"

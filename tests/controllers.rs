@@ -301,6 +301,16 @@ fn sample_rollout(
             .filter(|p| !p.terminating && !matches!(p.phase.as_str(), "Succeeded" | "Failed"))
             .collect();
         let ready = live.iter().filter(|p| p.ready && !p.terminating).count();
+        if ready < min_ready && min_ready != usize::MAX {
+            // Shown when the test fails: which Pods the new low is made of.
+            println!(
+                "{ready} Ready at {:?}: {:?}",
+                Instant::now(),
+                pods.iter()
+                    .map(|p| (&p.name, &p.phase, p.ready, p.terminating))
+                    .collect::<Vec<_>>()
+            );
+        }
         min_ready = min_ready.min(ready);
         max_pods = max_pods.max(live.len());
         if done(&pods) {

@@ -72,7 +72,7 @@ fn pod_level_limits_become_the_pod_cgroups_and_make_it_guaranteed() {
         "    limits: {cpu: 500m, memory: 64Mi}\n",
     );
     ok(&inst.detach(&yaml));
-    let seen = limits(&format!("podshim/{u}"));
+    let seen = limits(&inst.pod_cgroup(&u));
     let v = inst.inspect(&name);
     ok(&inst.podshim(&["rm", "-f", &name], T));
     let want = if v2() {
@@ -110,7 +110,7 @@ fn pod_level_requests_alone_give_shares_and_burstable() {
         "    requests: {cpu: \"1\", memory: 64Mi}\n",
     );
     ok(&inst.detach(&yaml));
-    let seen = limits(&format!("podshim/{u}"));
+    let seen = limits(&inst.pod_cgroup(&u));
     let v = inst.inspect(&name);
     ok(&inst.podshim(&["rm", "-f", &name], T));
     // Every container limits cpu and memory, so the kubelet also sets the Pod cgroup's quota and
@@ -150,8 +150,8 @@ fn pod_level_resources_below_the_containers_are_refused_as_the_api_server_does()
     inst.assert_clean(&[&u]);
 }
 
-fn container_limits(u: &str, name: &str) -> [String; 3] {
-    limits(&format!("podshim/{u}/{name}"))
+fn container_limits(inst: &Instance, u: &str, name: &str) -> [String; 3] {
+    limits(&inst.container_cgroup(u, name))
 }
 
 #[test]
@@ -184,7 +184,7 @@ fn resize_changes_the_cgroup_live_or_restarts_as_the_resize_policy_says() {
         podshim_tests::stdout(&out).contains("resized in place"),
         "{out:?}"
     );
-    let seen = container_limits(&u, "app");
+    let seen = container_limits(&inst, &u, "app");
     let want_cpu = "75000 100000";
     assert_eq!(seen[1], want_cpu, "CFS quota/period after the resize");
     assert_eq!(seen[0], "67108864", "memory unchanged");
@@ -207,19 +207,19 @@ fn resize_changes_the_cgroup_live_or_restarts_as_the_resize_policy_says() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(container_limits(&u, "app")[1], want_cpu);
+    assert_eq!(container_limits(&inst, &u, "app")[1], want_cpu);
 
     // Memory with NotRequired: raised and cut again live (memory+swap and the limit written in
     // the order the v1 kernel accepts), without a restart.
     for (memory, bytes) in [("96Mi", "100663296"), ("48Mi", "50331648")] {
         ok(&inst.podshim(&["resize", &name, "-c", "side", "--memory", memory], T));
         assert_eq!(
-            container_limits(&u, "side")[0],
+            container_limits(&inst, &u, "side")[0],
             bytes,
             "side's memory limit"
         );
         if !v2() {
-            let swap = cgroup_dir("memory", &format!("podshim/{u}/side"))
+            let swap = cgroup_dir("memory", &inst.container_cgroup(&u, "side"))
                 .join("memory.memsw.limit_in_bytes");
             if swap.exists() {
                 assert_eq!(read(&swap), bytes, "side's memory+swap limit");
@@ -249,7 +249,7 @@ fn resize_changes_the_cgroup_live_or_restarts_as_the_resize_policy_says() {
     });
     let st = &v["status"]["containerStatuses"][0];
     assert_eq!(st["resources"]["limits"]["memory"], "128Mi", "{v:#}");
-    let seen = container_limits(&u, "app");
+    let seen = container_limits(&inst, &u, "app");
     ok(&inst.podshim(&["rm", "-f", &name], T));
     assert_eq!(seen[0], "134217728", "memory limit after the restart");
     assert_eq!(seen[1], want_cpu, "the CPU resize kept across the restart");

@@ -7,6 +7,7 @@
 //! `revisionHistoryLimit` removed; the status and the `Available` and `Progressing` conditions
 //! as Kubernetes reports them. The Deployment's controller process also runs its ReplicaSets.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -95,11 +96,21 @@ struct Counts {
     available: i32,
 }
 
-fn counts(rs: &ReplicaSet, pods: &[PodInfo], min_ready: i32, now: DateTime<Utc>) -> Counts {
+/// Pods the ReplicaSet's sync asked to stop (`stopping`) count no more, as in that sync (the
+/// Kubernetes controllers' expectations): a record read before the Pod's supervisor took the
+/// request still shows it Ready, and counting it available would scale the old ReplicaSets
+/// down once more, below `maxUnavailable`.
+fn counts(
+    rs: &ReplicaSet,
+    pods: &[PodInfo],
+    stopping: Option<&BTreeSet<String>>,
+    min_ready: i32,
+    now: DateTime<Utc>,
+) -> Counts {
     let uid = rs.metadata.uid.clone().unwrap_or_default();
     let mut c = Counts::default();
     for p in replicaset::owned(pods, &uid) {
-        if p.active() {
+        if p.active() && !stopping.is_some_and(|s| s.contains(&p.key)) {
             c.active += 1;
             c.ready += i32::from(p.ready);
             c.available += i32::from(p.available(min_ready, now));
@@ -195,7 +206,11 @@ pub fn run(ctx: &Context, d: &Deployment, memory: &mut Memory) -> Duration {
     }
     let c: Vec<Counts> = rss
         .iter()
-        .map(|rs| counts(rs, &pods, min_ready, now))
+        .map(|rs| {
+            let uid = rs.metadata.uid.as_deref().unwrap_or_default();
+            let stopping = memory.replica_sets.get(uid).map(|p| &p.stopping);
+            counts(rs, &pods, stopping, min_ready, now)
+        })
         .collect();
     let mut want: Vec<i32> = rss.iter().map(|rs| rs.spec.replicas.unwrap_or(0)).collect();
     if !paused {

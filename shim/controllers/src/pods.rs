@@ -9,7 +9,7 @@
 //! file (`<state>/controllers/pending/<key>.json`, with the supervisor's pid and start time):
 //! a controller that was killed and comes back counts those Pods instead of making them again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -184,15 +184,23 @@ fn string_map(v: &Value) -> Labels {
 /// Every Pod of this instance (records, then Pods still starting), and the failures of Pods
 /// whose supervisor ended before writing a record (`namespace/name: why`).
 pub fn list(ctx: &Context) -> (Vec<PodInfo>, Vec<String>) {
+    // A stop asked for (by this worker, or by one killed since, whose memory of it is gone)
+    // whose Pod's record does not say `terminating` yet: the Pod is already going, and must
+    // not be counted as available, or a restarted worker would stop one more. The supervisor
+    // removes the request only after writing that record, so the requests are looked up
+    // *before* the records are read: a request gone by then is in every record read after.
+    let asked: BTreeSet<String> = fs::read_dir(record::dir(&ctx.cfg))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|f| Some(f.file_name().to_str()?.strip_suffix(".stop")?.to_string()))
+        .collect();
     let mut pods: Vec<PodInfo> = record::list(&ctx.cfg)
         .iter()
         .map(PodInfo::from_entry)
         .collect();
-    // A stop asked for (by this worker, or by one killed since, whose memory of it is gone)
-    // that its supervisor has not taken yet: the Pod is already going, and must not be counted
-    // as available, or a restarted worker would stop one more.
     for p in pods.iter_mut() {
-        if !p.terminating && stop_request_path(&ctx.cfg, &p.key).exists() {
+        if !p.terminating && asked.contains(&p.key) {
             p.terminating = true;
         }
     }

@@ -215,11 +215,13 @@ impl Cgroups {
     /// hierarchy (about 1.5 ms each here), which would double the cost of starting a Pod for a
     /// process that uses well under a megabyte.
     ///
-    /// A Pod that is a systemd slice (see [`Driver`]) is made by systemd instead.
-    pub fn create_pod(&self, pod: &str, pids_max: u64) -> Result<(), CgroupError> {
+    /// A Pod that is a systemd slice (see [`Driver`]) is made by systemd instead, with the
+    /// Pod-level `limits` as the unit's properties (the caller still writes them with
+    /// [`Cgroups::set_limits`]: the same values).
+    pub fn create_pod(&self, pod: &str, pids_max: u64, limits: &Limits) -> Result<(), CgroupError> {
         if let Some(unit) = slice_unit(pod) {
             let h = self.managed().next().ok_or(CgroupError::NoCgroups)?;
-            return driver::start_slice(&h.mount, pod, unit, pids_max);
+            return driver::start_slice(&h.mount, pod, unit, pids_max, limits);
         }
         for h in self.managed() {
             if !(h.v2 || h.controllers.iter().any(|c| c == "pids")) {

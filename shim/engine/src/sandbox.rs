@@ -234,7 +234,7 @@ fn build(
     journal.record(Resource::Cgroup {
         path: spec.cgroup.clone(),
     })?;
-    cgroups.create_pod(&spec.cgroup, POD_PIDS_MAX)?;
+    cgroups.create_pod(&spec.cgroup, POD_PIDS_MAX, &spec.limits)?;
     if !spec.limits.is_empty() {
         cgroups.set_limits(&spec.cgroup, &spec.limits, true)?;
     }

@@ -146,24 +146,53 @@ pub fn is_systemd_path(path: &str) -> bool {
     !path.starts_with('/') && path.split(':').count() == 3
 }
 
-/// Start the Pod's transient slice with `TasksMax` (its `pids.max`), and wait until its cgroup
-/// directory exists (the unit's start job runs after the call returns).
+/// Start the Pod's transient slice with `TasksMax` (its `pids.max`) and the Pod-level `limits`,
+/// and wait until its cgroup directory exists (the unit's start job runs after the call
+/// returns).
 pub(super) fn start_slice(
     hierarchy: &Path,
     pod: &str,
     unit: &str,
     pids_max: u64,
+    limits: &Limits,
 ) -> Result<(), CgroupError> {
     let max = pids_max.to_string();
     let description = format!("podshim Pod {unit}");
-    // StartTransientUnit(name, mode, properties a(sv), aux a(sa(sv))). Accounting on, so that
-    // systemd enables the controllers the containers' scopes need on the way down.
-    busctl(&[
+    // The Pod-level limits as the unit's properties (as runc's systemd manager sets them): only
+    // then does systemd enable the cpu controller in the slice (CPUAccounting alone does not
+    // since systemd 252, so `cpu.weight` is missing), and a unit systemd re-realizes keeps them.
+    let mut extra: Vec<(&str, String)> = Vec::new();
+    if let Some(m) = limits.memory {
+        extra.push(("MemoryMax", m.max(0).to_string()));
+        if let Some(s) = limits.memory_swap {
+            extra.push(("MemorySwapMax", (s - m).max(0).to_string()));
+        }
+    }
+    if let Some(sh) = limits.cpu_shares {
+        extra.push(("CPUWeight", shares_to_weight(sh).to_string()));
+    }
+    if let Some(q) = limits.cpu_quota.filter(|q| *q > 0) {
+        let period = limits.cpu_period.unwrap_or(100_000).max(1);
+        extra.push(("CPUQuotaPeriodUSec", period.to_string()));
+        // systemd keeps whole percents: round up to 10 ms per second, as runc does, so that
+        // the containers' quotas below still fit.
+        let per_sec = (q as u64 * 1_000_000 / period).div_ceil(10_000) * 10_000;
+        extra.push(("CPUQuotaPerSecUSec", per_sec.to_string()));
+    }
+    let count = (7 + extra.len()).to_string();
+    let mut args: Vec<&str> = vec![
         "StartTransientUnit",
         "ssa(sv)a(sa(sv))",
         unit,
         "fail",
-        "7",
+        &count,
+    ];
+    for (name, value) in &extra {
+        args.extend([*name, "t", value.as_str()]);
+    }
+    // StartTransientUnit(name, mode, properties a(sv), aux a(sa(sv))). Accounting on, so that
+    // systemd enables the controllers the containers' scopes need on the way down.
+    args.extend([
         "Description",
         "s",
         &description,
@@ -186,7 +215,8 @@ pub(super) fn start_slice(
         "b",
         "true",
         "0",
-    ])?;
+    ]);
+    busctl(&args)?;
     let dir = join(hierarchy, pod);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !dir.is_dir() {

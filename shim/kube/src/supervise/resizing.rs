@@ -95,7 +95,9 @@ impl Supervision<'_> {
             let Some(sandbox) = pods[p].sandbox.as_ref() else {
                 return refuse("the pod has no sandbox".into());
             };
-            let cgroup = container_cgroup(sandbox, &req.container);
+            // A directory path: the systemd driver's `slice:prefix:name` is not one.
+            let cgroup =
+                podshim_engine::cgroups::cgroupfs_path(&container_cgroup(sandbox, &req.container));
             let cgroups = match Cgroups::detect() {
                 Ok(c) => c,
                 Err(e) => return refuse(crate::pod::chain(&e)),

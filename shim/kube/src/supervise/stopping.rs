@@ -60,14 +60,18 @@ pub fn stop_signal(name: Option<&str>) -> Signal {
 }
 
 impl Supervision<'_> {
-    /// `podshim stop` left a request file in the Pod's directory: stop that Pod, with the
-    /// requested grace period.
-    pub(super) fn take_stop_requests(&self, pods: &mut [PodRun]) {
+    /// `podshim stop` left a request file next to the Pod's record: stop that Pod, with the
+    /// requested grace period. The files are not removed here but by `forget_stop_requests`
+    /// once the records say the Pods are terminating: a controller that lists the Pods in
+    /// between must see either the request or the record's `terminating`, or it counts a Pod
+    /// already being stopped as available and stops one more (a Deployment with
+    /// `maxUnavailable: 0` dropped to 2 Ready Pods of 4 under emulation, where that gap is long).
+    pub(super) fn take_stop_requests(&self, pods: &mut [PodRun]) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut taken = Vec::new();
         for pod in pods.iter_mut() {
             let spec = &pod.plan.sandbox;
             let path = stop_request_path(self.cfg, &pod_key(&spec.namespace, &spec.name));
             let Ok(data) = fs::read(&path) else { continue };
-            let _ = fs::remove_file(&path);
             let req: StopRequest = serde_json::from_slice(&data).unwrap_or_default();
             let grace = match req.grace_period_seconds {
                 Some(s) => grace(Duration::from_secs(s)),
@@ -85,6 +89,19 @@ impl Supervision<'_> {
                 }
             }
             pod.dirty = true;
+            taken.push((path, data));
+        }
+        taken
+    }
+
+    /// Removes the request files `take_stop_requests` applied, now that the records say so. A
+    /// file rewritten since (another request, e.g. a shorter grace period) stays for the next
+    /// pass, which its SIGUSR1 brings.
+    pub(super) fn forget_stop_requests(taken: Vec<(PathBuf, Vec<u8>)>) {
+        for (path, data) in taken {
+            if fs::read(&path).is_ok_and(|now| now == data) {
+                let _ = fs::remove_file(&path);
+            }
         }
     }
 

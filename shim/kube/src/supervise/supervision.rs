@@ -44,9 +44,10 @@ impl Supervision<'_> {
     pub(super) fn supervise(&mut self, pods: &mut [PodRun], slots: &mut [Slot]) -> io::Result<()> {
         loop {
             let signalled = self.stop_sig.load(Ordering::SeqCst) != 0;
+            let mut stops_taken = Vec::new();
             if self.requests.swap(false, Ordering::SeqCst) {
                 self.take_owner_requests(pods);
-                self.take_stop_requests(pods);
+                stops_taken = self.take_stop_requests(pods);
                 self.take_resize_requests(pods, slots);
             }
             for p in 0..pods.len() {
@@ -104,6 +105,7 @@ impl Supervision<'_> {
             for (p, pod) in pods.iter_mut().enumerate() {
                 write_record(self.cfg, pod, p, slots, self.opts, false);
             }
+            Self::forget_stop_requests(stops_taken);
             if self.opts.ready.is_some()
                 && pods
                     .iter()
