@@ -53,22 +53,32 @@ pub(crate) fn create_all(
     let last_ok = prepared.iter().rposition(Result::is_ok);
     // Fork the workers first, then create the last container here while they run.
     let mut pending = Vec::with_capacity(prepared.len());
+    let mut here = None;
     for (i, p) in prepared.into_iter().enumerate() {
         pending.push(match p {
             Err(e) => Pending::Failed(e),
-            Ok((p, stdio)) if Some(i) == last_ok => Pending::Here(p, stdio),
+            Ok((p, stdio)) if Some(i) == last_ok => {
+                here = Some((p, stdio));
+                Pending::Here
+            }
             Ok((p, stdio)) => match fork_worker(&p, stdio) {
                 Ok(worker) => Pending::Worker(p, worker),
                 Err(e) => Pending::Done(p, Err(e)),
             },
         });
     }
+    // Before any worker is waited for: waiting first would make the creates one after the
+    // other again (a worker takes as long as this create).
+    let mut here = here.map(|(p, stdio)| {
+        let created = rt.spawner.create(&p.id, &p.runtime_dir, &p.bundle, stdio);
+        (p, created)
+    });
     let mut results = Vec::with_capacity(pending.len());
     for p in pending {
         results.push(match p {
             Pending::Failed(e) => Err(e),
-            Pending::Here(p, stdio) => {
-                let created = rt.spawner.create(&p.id, &p.runtime_dir, &p.bundle, stdio);
+            Pending::Here => {
+                let (p, created) = here.take().expect("the container created here");
                 p.finish(journal, created)
             }
             Pending::Worker(p, worker) => {
@@ -83,7 +93,8 @@ pub(crate) fn create_all(
 
 enum Pending {
     Failed(Error),
-    Here(Prepared, Stdio),
+    /// The container created in this process (kept aside until its turn).
+    Here,
     Worker(Prepared, Worker),
     Done(Prepared, Result<Created, Error>),
 }
