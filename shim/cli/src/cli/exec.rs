@@ -79,6 +79,11 @@ pub fn exec(cfg: &Config, a: ExecArgs) -> Result<i32> {
     } else {
         plain_stdio(a.stdin)?
     };
+    // Caught from before the start, so that a signal sent once the command runs (it may have
+    // written its first output already) is forwarded, never podshim's own death. No thread
+    // yet: the handlers only write to a close-on-exec pipe, and an exec'd command starts
+    // with default dispositions.
+    let signals = forwarded_signals()?;
     let runtime = cfg.runtime_dir();
     let started = match exec::process_for(&runtime, &id, a.command.clone(), a.tty)
         .and_then(|process| exec::start(&runtime, &id, process, stdio, true))
@@ -102,7 +107,7 @@ pub fn exec(cfg: &Config, a: ExecArgs) -> Result<i32> {
     .context("handle SIGPIPE")?;
     let reaped = Arc::new(AtomicBool::new(false));
     let pty = started.pty.map(Arc::new);
-    forward_signals(pid, pty.clone(), reaped.clone())?;
+    forward_signals(signals, pid, pty.clone(), reaped.clone());
 
     let mut done = Vec::new();
     let _raw = match &pty {
@@ -242,11 +247,13 @@ fn copy(mut from: File, mut to: File) {
 
 /// SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to podshim go to the command (podshim then exits
 /// with the command's code); SIGWINCH copies this terminal's size to the command's.
-fn forward_signals(pid: Pid, pty: Option<Arc<OwnedFd>>, reaped: Arc<AtomicBool>) -> Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGWINCH};
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH])
-            .context("handle signals")?;
+fn forward_signals(
+    mut signals: signal_hook::iterator::Signals,
+    pid: Pid,
+    pty: Option<Arc<OwnedFd>>,
+    reaped: Arc<AtomicBool>,
+) {
+    use signal_hook::consts::SIGWINCH;
     std::thread::spawn(move || {
         for sig in signals.forever() {
             if sig == SIGWINCH {
@@ -263,7 +270,13 @@ fn forward_signals(pid: Pid, pty: Option<Arc<OwnedFd>>, reaped: Arc<AtomicBool>)
             }
         }
     });
-    Ok(())
+}
+
+/// The signals `forward_signals` passes on, caught (queued) from now on.
+fn forwarded_signals() -> Result<signal_hook::iterator::Signals> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGWINCH};
+    signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH])
+        .context("handle signals")
 }
 
 /// This terminal in raw mode (keys, Ctrl-C included, go to the command's terminal), restored
