@@ -50,7 +50,7 @@ n=$(pgrep -fc "$servers" || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n test regis
 # Mount points below a podshim directory (/var/lib/podshim/..., /run/podshim/..., the tests'
 # /tmp/podshim-test-*/...). Not the directories themselves, which may be volumes (as in
 # scripts/test-in-docker.sh's container), nor a repository checked out as .../podshim.
-n=$(awk '$5 ~ /\/podshim(-test-[^\/]*)?\//' /proc/self/mountinfo | wc -l); [ "$n" -gt 0 ] && leaks+=("$n podshim mount(s)")
+n=$(awk '$5 ~ /\/podshim(-test-[^\/]*)?\// || $5 ~ /\/\.podshim-exe-[0-9]+$/' /proc/self/mountinfo | wc -l); [ "$n" -gt 0 ] && leaks+=("$n podshim mount(s)")
 n=$(find /sys/fs/cgroup -maxdepth 2 -type d -name podshim 2>/dev/null | wc -l); [ "$n" -gt 0 ] && leaks+=("$n podshim cgroup dir(s)")
 # The systemd cgroup driver's Pod slices (podshim.slice itself stays, as kubepods.slice does).
 n=$(find /sys/fs/cgroup -maxdepth 3 -type d -name 'podshim-pod*.slice' 2>/dev/null | wc -l); [ "$n" -gt 0 ] && leaks+=("$n podshim Pod slice(s)")

@@ -550,6 +550,34 @@ fn the_supervisor_binary_cannot_be_written_through_proc_exe() {
     inst.assert_clean(&[&u]);
 }
 
+/// A podshim killed between the read-only bind of its binary and the bind's detach (the crash
+/// test's random kills hit that window) leaves the bind at `/run/.podshim-exe-PID`: `gc`
+/// removes it once that PID is gone.
+#[test]
+fn gc_removes_the_binary_bind_of_a_killed_podshim() {
+    let inst = Instance::new(SUITE);
+    let mut dead = std::process::Command::new("true").spawn().unwrap();
+    let pid = dead.id();
+    dead.wait().unwrap();
+    let point = format!("/run/.podshim-exe-{pid}");
+    std::fs::write(&point, "").unwrap();
+    let bound = std::process::Command::new("mount")
+        .args(["--bind", "/bin/true", &point])
+        .status()
+        .unwrap();
+    assert!(bound.success(), "mount --bind /bin/true {point}");
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(point.as_str()))
+    };
+    assert!(mounted());
+    ok(&inst.podshim(&["gc"], T));
+    assert!(!mounted(), "{point} is still mounted after gc");
+    assert!(!std::path::Path::new(&point).exists(), "{point} is left");
+}
+
 /// `logs -f` streams a running container's lines and returns when it exits; `ps -o yaml` is a
 /// Kubernetes List.
 #[test]

@@ -12,7 +12,7 @@ use std::ffi::CString;
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use std::os::unix::fs::OpenOptionsExt;
 
@@ -113,4 +113,31 @@ fn bind_read_only() -> Result<std::os::fd::OwnedFd, ExeError> {
     })();
     let _ = fs::remove_file(&target);
     result
+}
+
+/// Remove the bind mounts of [`bind_read_only`] whose process died between the mount and its
+/// detach (a podshim killed at that moment: the crash test kills runs at random points), so
+/// `gc` leaves no mount behind. Returns the mount points removed.
+pub fn remove_stale_binds() -> Vec<PathBuf> {
+    let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for point in mountinfo.lines().filter_map(|l| l.split(' ').nth(4)) {
+        let path = PathBuf::from(point);
+        let pid = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(".podshim-exe-"))
+            .and_then(|p| p.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if umount2(&path, MntFlags::MNT_DETACH).is_ok() {
+            let _ = fs::remove_file(&path);
+            removed.push(path);
+        }
+    }
+    removed
 }

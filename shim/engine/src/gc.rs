@@ -49,6 +49,7 @@ pub fn owner_alive(record: &PodRecord) -> bool {
 /// were on and the configured one.
 pub fn gc(cfg: &Config) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
+    crate::exe::remove_stale_binds();
     // The lists to GC, each with its CNI_PATH, once.
     let mut lists: Vec<(NetworkList, String)> = Vec::new();
     let mut add_list = |list: NetworkList, cni_path: &str| {
