@@ -16,6 +16,9 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 leaks=()
+# What each leak is (paths, names), printed after the summary so a failed CI run says which
+# Pod or test left it.
+details=()
 n=$(ps -eo stat=,comm= | awk '$2 == "pause" && $1 !~ /^Z/' | wc -l); [ "$n" -gt 0 ] && leaks+=("$n pause process(es)")
 # A bridge podshim keeps with nothing attached, and its node rules (the subnet's masquerade
 # rule tagged "<bridge>/node" in nftables' ip podshim, the iptables chain PODSHIM-FWD-<bridge>),
@@ -33,14 +36,14 @@ if command -v nft >/dev/null; then
     n=$(printf '%s\n' "$tags" | grep -c '^[^/]*/.*/' || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n Pod NAT rule(s) in nftables")
     n=0
     for t in $(printf '%s\n' "$tags" | grep -E '^[^/]+/node$' | sort -u); do
-        [ -e "/sys/class/net/${t%/node}" ] || n=$((n + 1))
+        [ -e "/sys/class/net/${t%/node}" ] || { n=$((n + 1)); details+=("nft rule $t"); }
     done
     [ "$n" -gt 0 ] && leaks+=("$n node NAT rule(s) of a bridge that is gone")
 fi
 if command -v iptables-save >/dev/null; then
     n=0
     for c in $(iptables-save -t filter 2>/dev/null | sed -n 's/^:PODSHIM-FWD-\([^ ]*\) .*/\1/p'); do
-        [ -e "/sys/class/net/$c" ] || n=$((n + 1))
+        [ -e "/sys/class/net/$c" ] || { n=$((n + 1)); details+=("iptables chain PODSHIM-FWD-$c"); }
     done
     [ "$n" -gt 0 ] && leaks+=("$n forward chain(s) of a bridge that is gone")
     n=$(iptables-save -t nat 2>/dev/null | grep -E '^-A PODSHIM-' | grep -cvE -- '--comment "?[^/" ]+/node"? ' || true)
@@ -50,8 +53,17 @@ n=$(pgrep -fc "$servers" || true); [ "${n:-0}" -gt 0 ] && leaks+=("$n test regis
 # Mount points below a podshim directory (/var/lib/podshim/..., /run/podshim/..., the tests'
 # /tmp/podshim-test-*/...). Not the directories themselves, which may be volumes (as in
 # scripts/test-in-docker.sh's container), nor a repository checked out as .../podshim.
-n=$(awk '$5 ~ /\/podshim(-test-[^\/]*)?\// || $5 ~ /\/\.podshim-exe-[0-9]+$/' /proc/self/mountinfo | wc -l); [ "$n" -gt 0 ] && leaks+=("$n podshim mount(s)")
-n=$(find /sys/fs/cgroup -maxdepth 2 -type d -name podshim 2>/dev/null | wc -l); [ "$n" -gt 0 ] && leaks+=("$n podshim cgroup dir(s)")
+mounts=$(awk '$5 ~ /\/podshim(-test-[^\/]*)?\// || $5 ~ /\/\.podshim-exe-[0-9]+$/ {print $5}' /proc/self/mountinfo)
+n=$(printf '%s' "$mounts" | grep -c . || true)
+if [ "${n:-0}" -gt 0 ]; then
+    leaks+=("$n podshim mount(s)")
+    while read -r m; do details+=("mount $m"); done <<<"$mounts"
+fi
+n=$(find /sys/fs/cgroup -maxdepth 2 -type d -name podshim 2>/dev/null | wc -l)
+if [ "$n" -gt 0 ]; then
+    leaks+=("$n podshim cgroup dir(s)")
+    while read -r d; do details+=("cgroup $d"); done < <(find /sys/fs/cgroup -maxdepth 2 -type d -name podshim -exec find {} -type d \; 2>/dev/null)
+fi
 # The systemd cgroup driver's Pod slices (podshim.slice itself stays, as kubepods.slice does).
 n=$(find /sys/fs/cgroup -maxdepth 3 -type d -name 'podshim-pod*.slice' 2>/dev/null | wc -l); [ "$n" -gt 0 ] && leaks+=("$n podshim Pod slice(s)")
 # The containerd tests (tests/containerd): their private containerd daemons and shims (which name
@@ -60,6 +72,9 @@ n=$(pgrep -fc '^/usr/bin/containerd(-shim-[a-z0-9-]+)? .*/podshim-test-' || true
 n=$(find /sys/fs/cgroup -maxdepth 3 -type d -name 'podshim-test-*' 2>/dev/null | wc -l); [ "$n" -gt 0 ] && leaks+=("$n containerd test cgroup dir(s)")
 if [ "${#leaks[@]}" -gt 0 ]; then
     echo "LEAKS after the tests: ${leaks[*]}" >&2
+    for d in "${details[@]}"; do echo "  $d" >&2; done
+    # The processes that may hold what leaked.
+    ps -eo pid,ppid,stat,args | grep -E ' (pause|[^ ]*podshim[^ ]*|containerd-shim[^ ]*) ' | grep -v -e grep -e check-leaks | head -20 | sed 's/^/  process /' >&2
     exit 1
 fi
 echo "no leaks: no pause process, veth, port on a test bridge, Pod NAT rule, orphaned node rule, podshim mount or cgroup, test containerd or shim left"

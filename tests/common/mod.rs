@@ -521,8 +521,24 @@ impl Drop for Instance {
             let _ = self.command().arg("gc").output();
         }
         // The node state the instance kept (bridge, its NAT and forward rules): a test host
-        // is left as it was found.
-        let _ = self.command().arg("reset").output();
+        // is left as it was found. A passing test whose Pods are not all gone fails here, by
+        // name: otherwise only the leak check after the whole suite would see what it left
+        // (the bridge's rules, the Pod's cgroups), without saying which test left it.
+        let reset = self.command().arg("reset").output();
+        let refused = match &reset {
+            Ok(out) if out.status.success() => None,
+            Ok(out) => Some(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )),
+            Err(e) => Some(format!("cannot run podshim reset: {e}")),
+        };
+        if refused.is_some() {
+            // Still leave the host clean (the test fails below): collect, then reset again.
+            let _ = self.command().arg("gc").output();
+            let _ = self.command().arg("reset").output();
+        }
         // Best effort: never leave a test's bridge behind even when an assertion failed.
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
@@ -530,6 +546,12 @@ impl Drop for Instance {
             .status();
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
+            if let Some(why) = refused {
+                panic!(
+                    "instance {} was not left clean: `podshim reset` failed: {why}",
+                    self.tag
+                );
+            }
         }
     }
 }

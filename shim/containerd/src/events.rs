@@ -2,10 +2,12 @@
 //! (behind [`Publish`], so the task logic is testable with a channel), and one thread forwards
 //! them to containerd's ttrpc `Events/Forward` at `TTRPC_ADDRESS`. An event that cannot be
 //! delivered (containerd restarting) is retried until it is, so none is lost or reordered.
+//! Before the shim exits it waits for the queue to drain ([`Forwarder::flush`]): a `Delete`
+//! followed at once by `Shutdown` (what `ctr run --rm` does) must not lose the `TaskDelete`.
 
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use containerd_shim_protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskPaused,
@@ -77,26 +79,63 @@ pub trait Publish: Send + Sync {
 /// A queue forwarded to containerd by a thread of its own.
 pub struct Forwarder {
     queue: Mutex<Sender<Event>>,
+    /// Events queued and not yet delivered, and the forwarding thread's signal that it
+    /// delivered one.
+    pending: Arc<(Mutex<usize>, Condvar)>,
 }
 
 impl Forwarder {
     /// Start the forwarding thread for events of `namespace` to the ttrpc socket `address`.
     pub fn start(address: String, namespace: String) -> Forwarder {
         let (tx, rx) = channel();
+        let pending = Arc::new((Mutex::new(0), Condvar::new()));
+        let delivered = pending.clone();
         std::thread::Builder::new()
             .name("events".into())
-            .spawn(move || forward(rx, &address, &namespace))
+            .spawn(move || {
+                forward(rx, &address, &namespace, || {
+                    let (count, cv) = &*delivered;
+                    let mut n: std::sync::MutexGuard<usize> =
+                        count.lock().unwrap_or_else(|p| p.into_inner());
+                    *n = n.saturating_sub(1);
+                    cv.notify_all();
+                })
+            })
             .expect("spawn the events thread");
         Forwarder {
             queue: Mutex::new(tx),
+            pending,
         }
+    }
+
+    /// Wait until every event published so far was delivered, at most `limit` (containerd may
+    /// be gone for good). Returns how many were still undelivered.
+    pub fn flush(&self, limit: Duration) -> usize {
+        let deadline = Instant::now() + limit;
+        let (count, cv) = &*self.pending;
+        let mut n = count.lock().unwrap_or_else(|p| p.into_inner());
+        while *n > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            n = cv
+                .wait_timeout(n, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        *n
     }
 }
 
 impl Publish for Forwarder {
     fn publish(&self, event: Event) {
         let q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = q.send(event);
+        // Counted before it is queued, so a flush never misses it.
+        *self.pending.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        if q.send(event).is_err() {
+            *self.pending.0.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        }
     }
 }
 
@@ -109,7 +148,8 @@ fn connect(address: &str) -> Option<EventsClient> {
     ttrpc::Client::connect(&addr).ok().map(EventsClient::new)
 }
 
-fn forward(rx: Receiver<Event>, address: &str, namespace: &str) {
+/// Deliver the queued events in order; `delivered` is called after each.
+fn forward(rx: Receiver<Event>, address: &str, namespace: &str, delivered: impl Fn()) {
     let mut client = None;
     for event in rx {
         let mut envelope = Envelope::new();
@@ -138,6 +178,7 @@ fn forward(rx: Receiver<Event>, address: &str, namespace: &str) {
             std::thread::sleep(delay);
             delay = (delay * 2).min(Duration::from_secs(2));
         }
+        delivered();
     }
 }
 
@@ -158,5 +199,53 @@ mod tests {
             Event::Oom(TaskOOM::new()).to_any().type_url,
             "containerd.events.TaskOOM"
         );
+    }
+
+    /// containerd's events service, slow to take each event (a loaded host).
+    struct SlowEvents(Arc<Mutex<Vec<String>>>);
+
+    impl containerd_shim_protos::Events for SlowEvents {
+        fn forward(
+            &self,
+            _: &ttrpc::TtrpcContext,
+            req: ForwardRequest,
+        ) -> ttrpc::Result<containerd_shim_protos::protobuf::well_known_types::empty::Empty>
+        {
+            std::thread::sleep(Duration::from_millis(150));
+            self.0.lock().unwrap().push(req.envelope.topic.clone());
+            Ok(Default::default())
+        }
+    }
+
+    #[test]
+    fn flush_waits_until_containerd_took_every_event() {
+        let dir = std::env::temp_dir().join(format!("podshim-events-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = format!("unix://{}", dir.join("events.sock").display());
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let service: Arc<dyn containerd_shim_protos::Events + Send + Sync> =
+            Arc::new(SlowEvents(got.clone()));
+        let mut server = ttrpc::Server::new()
+            .bind(&socket)
+            .unwrap()
+            .register_service(containerd_shim_protos::create_events(service));
+        server.start().unwrap();
+        let f = Forwarder::start(socket, "default".into());
+        assert_eq!(f.flush(Duration::from_millis(10)), 0, "nothing published");
+        f.publish(Event::Exit(TaskExit::new()));
+        f.publish(Event::Delete(TaskDelete::new()));
+        assert_eq!(f.flush(Duration::from_secs(10)), 0);
+        assert_eq!(*got.lock().unwrap(), ["/tasks/exit", "/tasks/delete"]);
+        server.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn flush_gives_up_when_containerd_is_gone() {
+        let f = Forwarder::start("unix:///nonexistent/podshim-events.sock".into(), "d".into());
+        f.publish(Event::Delete(TaskDelete::new()));
+        let t = Instant::now();
+        assert_eq!(f.flush(Duration::from_millis(200)), 1);
+        assert!(t.elapsed() < Duration::from_secs(2));
     }
 }

@@ -107,8 +107,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         spawner: Spawner::Helper(helper),
     };
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
-    let events: Arc<dyn Publish> =
-        Arc::new(Forwarder::start(ttrpc_address, args.namespace.clone()));
+    let forwarder = Arc::new(Forwarder::start(ttrpc_address, args.namespace.clone()));
+    let events: Arc<dyn Publish> = forwarder.clone();
     let oom = match crate::oom::Monitor::start(events.clone()) {
         Ok(m) => Some(m),
         Err(e) => {
@@ -164,6 +164,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
 
     let _ = rx.recv();
+    // The events of the last calls (the TaskDelete of a `Delete` just before this Shutdown)
+    // still go out: containerd takes this process's exit as the end of the task's events.
+    let lost = forwarder.flush(std::time::Duration::from_secs(5));
+    if lost > 0 {
+        crate::log(&format!(
+            "exiting with {lost} event(s) containerd did not take"
+        ));
+    }
     // Let the Shutdown reply go out (containerd also takes a closed connection as done).
     std::thread::sleep(std::time::Duration::from_millis(2));
     let _ = std::fs::remove_file(&path);
