@@ -3,6 +3,7 @@
 //! tools podshim runs meanwhile (iptables-save, iptables-restore, nft...) must finish: one that
 //! dies of the SIGINT fails the setup, or the teardown after it, and can leave rules behind.
 
+use std::collections::BTreeSet;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -93,24 +94,38 @@ fn iptables_rules_of(uid: &str) -> Vec<String> {
     found
 }
 
-/// What is left of the read-only bind of its own binary that podshim `pid` makes as it starts
-/// (`<dir>/.podshim-exe-PID`, detached and removed at once): its mount point or its mount.
-fn binary_binds_of(pid: u32) -> Vec<String> {
-    let name = format!("/.podshim-exe-{pid}");
-    let mut found: Vec<String> = ["/run", "/tmp"]
-        .iter()
-        .map(|d| format!("{d}{name}"))
-        .filter(|p| std::path::Path::new(p).exists())
-        .map(|p| format!("mount point {p}"))
-        .collect();
+/// The read-only binds of its own binary that podshim makes as it starts
+/// (`<dir>/.podshim-exe-PID`, detached and removed at once) found now: mount points and mounts.
+fn binary_binds() -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for dir in ["/run", "/tmp"] {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.file_name().to_string_lossy().starts_with(".podshim-exe-") {
+                found.insert(format!("mount point {}", e.path().display()));
+            }
+        }
+    }
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    found.extend(
-        mountinfo
-            .lines()
-            .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.ends_with(&name)))
-            .map(|l| format!("mount {l}")),
-    );
+    for l in mountinfo.lines() {
+        if l.split(' ')
+            .nth(4)
+            .is_some_and(|m| m.contains("/.podshim-exe-"))
+        {
+            found.insert(format!("mount {l}"));
+        }
+    }
     found
+}
+
+/// Those of podshim `pid` that were not there `before` (a mount point that a podshim killed
+/// earlier left, with the PID that `pid` now reuses, is not this one's).
+fn binary_binds_of(pid: u32, before: &BTreeSet<String>) -> Vec<String> {
+    let name = format!("/.podshim-exe-{pid}");
+    binary_binds()
+        .into_iter()
+        .filter(|b| !before.contains(b))
+        .filter(|b| b.ends_with(&name) || b.contains(&format!("{name} ")))
+        .collect()
 }
 
 /// How podshim ended: a code, or SIGINT itself before it had set its handlers up (then it had
@@ -131,6 +146,7 @@ fn ctrl_c_at_any_moment_of_setup_stops_podshim_and_kills_none_of_its_tools() {
     moments.push(Moment::NetworkUp);
     moments.push(Moment::NetworkUp);
     let mut report = Vec::new();
+    let binds_before = binary_binds();
     for (n, moment) in moments.into_iter().enumerate() {
         let u = uid(n as u32);
         let name = inst.name(&format!("int{n}"));
@@ -174,7 +190,7 @@ fn ctrl_c_at_any_moment_of_setup_stops_podshim_and_kills_none_of_its_tools() {
         );
         let mut leaks = inst.leaks(&[&u]);
         leaks.extend(iptables_rules_of(&u));
-        leaks.extend(binary_binds_of(pid));
+        leaks.extend(binary_binds_of(pid, &binds_before));
         assert!(
             leaks.is_empty(),
             "{moment:?}: left after podshim exited ({:?}):\n{}\nstderr:\n{err}",
@@ -191,6 +207,7 @@ fn ctrl_c_at_any_moment_of_setup_stops_podshim_and_kills_none_of_its_tools() {
 #[test]
 fn ctrl_c_as_podshim_starts_leaves_no_bind_of_its_binary() {
     let inst = Instance::new(SUITE);
+    let binds_before = binary_binds();
     let mut pids = Vec::new();
     let mut interrupted = 0;
     for n in 0..300u64 {
@@ -212,7 +229,10 @@ fn ctrl_c_as_podshim_starts_leaves_no_bind_of_its_binary() {
             interrupted += 1;
         }
     }
-    let leaks: Vec<String> = pids.iter().flat_map(|p| binary_binds_of(*p)).collect();
+    let leaks: Vec<String> = pids
+        .iter()
+        .flat_map(|p| binary_binds_of(*p, &binds_before))
+        .collect();
     assert!(leaks.is_empty(), "left behind:\n{}", leaks.join("\n"));
     // The Ctrl-C did land during the start, mostly.
     assert!(
