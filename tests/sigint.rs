@@ -240,3 +240,54 @@ fn ctrl_c_as_podshim_starts_leaves_no_bind_of_its_binary() {
         "only {interrupted} of 300 runs were interrupted"
     );
 }
+
+/// Ctrl-C pressed again and again while the Pod stops: its preStop hook (run by the supervisor
+/// as `podshim exec`, which passes the signals it gets on to its command) must not get them.
+/// The hook writes a file after a while; the container prints it on SIGTERM, which comes after
+/// the hook.
+#[test]
+fn ctrl_c_during_the_graceful_stop_does_not_reach_the_pre_stop_hook() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(90);
+    let name = inst.name("hook");
+    let hook = "    lifecycle:\n      preStop:\n        exec:\n          command: [sh, -c, 'sleep 0.4; echo hook-done > /data/m']\n    volumeMounts: [{name: data, mountPath: /data}]\n";
+    let c = container(
+        "c",
+        "trap \"cat /data/m; exit 0\" TERM; echo up; while true; do sleep 0.137; done",
+        hook,
+    );
+    let yaml = podshim_tests::pod(
+        &name,
+        &u,
+        "Always",
+        &c,
+        "  volumes: [{name: data, emptyDir: {}}]\n",
+    )
+    .replace(
+        "terminationGracePeriodSeconds: 1",
+        "terminationGracePeriodSeconds: 20",
+    );
+    let mut child = spawn_in_own_group(&inst, &yaml, 90);
+    // The trap is set once its loop runs.
+    let deadline = Instant::now() + T;
+    while !Command::new("pgrep")
+        .args(["-x", "-f", "sleep 0.137"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(Instant::now() < deadline, "the container never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = keep_interrupting(&mut child);
+    let out = wait_output(child, T);
+    let (text, err) = (podshim_tests::stdout(&out), stderr(&out));
+    assert!(
+        podshim_tests::lines_of(&text, "c").contains(&"hook-done".to_string()),
+        "the preStop hook did not finish ({sent} SIGINTs):\n{text}{err}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    inst.assert_clean(&[&u]);
+}
