@@ -224,6 +224,10 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Makes the child of a command leave podshim's process group before its exec (race-free: no
+/// terminal signal sent to the group reaches it, not even while it starts); see there.
+pub use podshim_cni::own_process_group;
+
 /// Makes a child started by `cmd` lead a new session (`setsid(2)` between fork and exec), for
 /// the long-lived processes podshim starts (a Pod's supervisor, a controller's keeper): they
 /// must outlive the command that started them, so a Ctrl-C (SIGINT to the terminal's foreground
