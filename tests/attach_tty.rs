@@ -58,17 +58,27 @@ impl Terminal {
         }
     }
 
-    /// `podshim attach ARGS` on this terminal.
+    /// `podshim attach ARGS` on this terminal, once it has attached (see [`Self::wait_raw`]).
     fn attach(&self, inst: &Instance, args: &[&str]) -> Child {
         let fd = || Stdio::from(self.slave.try_clone().unwrap());
-        inst.command()
+        let child = inst
+            .command()
             .arg("attach")
             .args(args)
             .stdin(fd())
             .stdout(fd())
             .stderr(fd())
             .spawn()
-            .expect("start podshim attach")
+            .expect("start podshim attach");
+        self.wait_raw();
+        child
+    }
+
+    /// Ctrl-P Ctrl-Q: the attach `child` on this terminal detaches and exits 0.
+    fn detach(&mut self, child: Child) {
+        self.type_in(b"\x10\x11");
+        let out = wait_exit(child);
+        assert!(out.status.success(), "{:?}\n{}", out.status, self.text());
     }
 
     fn raw(&self) -> bool {
@@ -127,6 +137,12 @@ fn wait_exit(child: Child) -> std::process::Output {
     wait_output(child, T)
 }
 
+/// Stop an attach that follows a container still running (the user's Ctrl-C).
+fn end(mut child: Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 #[test]
 fn attach_it_gives_a_shell_its_terminal_size_resizes_and_detaches() {
     let inst = Instance::new(SUITE);
@@ -139,7 +155,6 @@ fn attach_it_gives_a_shell_its_terminal_size_resizes_and_detaches() {
     let mut term = Terminal::new(33, 111);
     let before = tcgetattr(term.slave.as_fd()).unwrap();
     let child = term.attach(&inst, &["-i", "-t", &name]);
-    term.wait_raw();
     term.type_in(b"tty; stty size; echo hi\n");
     for line in ["/dev/pts/0", "33 111", "hi"] {
         assert!(term.wait_line(line, T), "no {line:?} in:\n{}", term.text());
@@ -162,9 +177,7 @@ fn attach_it_gives_a_shell_its_terminal_size_resizes_and_detaches() {
     assert!(resized, "the resize did not arrive:\n{}", term.text());
 
     // Ctrl-P Ctrl-Q detaches; the terminal's mode is restored; the shell runs on.
-    term.type_in(b"\x10\x11");
-    let out = wait_exit(child);
-    assert!(out.status.success(), "{:?}\n{}", out.status, term.text());
+    term.detach(child);
     let after = tcgetattr(term.slave.as_fd()).unwrap();
     assert_eq!(after.local_flags, before.local_flags, "mode not restored");
     assert!(!term.raw());
@@ -177,16 +190,13 @@ fn attach_it_gives_a_shell_its_terminal_size_resizes_and_detaches() {
     // A second attach finds the same shell (no stdinOnce).
     let mut term = Terminal::new(24, 80);
     let child = term.attach(&inst, &["-it", &name]);
-    term.wait_raw();
     term.type_in(b"echo again-$((40+2))\n");
     assert!(term.wait_line("again-42", T), "{}", term.text());
-    term.type_in(b"\x10\x11");
-    assert!(wait_exit(child).status.success());
+    term.detach(child);
 
     // The shell's `exit 7` ends the run while attached: attach exits 7, as `podman attach`.
     let mut term = Terminal::new(24, 80);
     let child = term.attach(&inst, &["-it", &name]);
-    term.wait_raw();
     term.type_in(b"exit 7\n");
     let out = wait_exit(child);
     assert_eq!(out.status.code(), Some(7), "{}", term.text());
@@ -211,17 +221,14 @@ fn stdin_once_with_a_tty_keeps_the_terminal_and_the_log_is_all_stdout() {
 
     let mut term = Terminal::new(24, 80);
     let child = term.attach(&inst, &["-i", "-t", &name]);
-    term.wait_raw();
     term.type_in(b"echo to-out; echo to-err >&2\n");
     assert!(term.wait_line("to-err", T), "{}", term.text());
-    term.type_in(b"\x10\x11");
-    assert!(wait_exit(child).status.success(), "{}", term.text());
+    term.detach(child);
 
     // With a terminal, stdinOnce leaves it open (containerd's CRI: `StdinOnce && !Tty`): the
     // shell runs on, a second attach reaches it, and its `exit` ends the run and the attach.
     let mut term = Terminal::new(24, 80);
     let child = term.attach(&inst, &["-it", &name]);
-    term.wait_raw();
     term.type_in(b"echo second; exit 0\n");
     let out = wait_exit(child);
     assert!(out.status.success(), "{}", term.text());
@@ -308,23 +315,13 @@ fn attach_follows_output_live_with_and_without_a_terminal() {
     ok(&inst.detach(&pod(&name, &u, "Never", &c, "")));
 
     // Without a terminal: stdout and stderr apart, as they come (not what came before).
-    let mut child = inst
-        .command()
-        .args(["attach", &name, "-c", "plain"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = lines(child.stdout.take().unwrap());
-    let err = lines(child.stderr.take().unwrap());
+    let (child, out, err) = follow(&inst, &name, "plain", false);
     let first = wait_for_line(&out, |l| l.starts_with("out"));
     let n: u32 = first[3..].parse().unwrap();
     wait_for_line(&out, |l| l == format!("out{}", n + 2));
     wait_for_line(&err, |l| l.starts_with("err"));
     assert!(!out.try_iter().any(|l| l.starts_with("err")));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    end(child);
 
     // tty: true without stdin: the container has its terminal, attach follows it; -i is refused.
     let mut child = inst
@@ -344,8 +341,7 @@ fn attach_follows_output_live_with_and_without_a_terminal() {
         assert!(n > 0, "attach ended: {}", String::from_utf8_lossy(&seen));
         seen.extend_from_slice(&buf[..n]);
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    end(child);
     let refused = inst.podshim(&["attach", "-i", &name, "-c", "term"], T);
     assert!(
         stderr(&refused).contains("does not read stdin"),
@@ -502,14 +498,12 @@ fn after_stdin_once_was_used_later_attaches_follow_the_output() {
     first.stdin.take().unwrap().write_all(b"first\n").unwrap();
     wait_for_line(&out, |l| l == "first");
     wait_for_line(&out, |l| l.starts_with("after"));
-    first.kill().unwrap();
-    first.wait().unwrap();
+    end(first);
 
     // A later attach follows the output (Kubernetes: `kubectl attach` still streams it).
-    let (mut second, out, _err) = follow(&inst, &name, "once", false);
+    let (second, out, _err) = follow(&inst, &name, "once", false);
     wait_for_line(&out, |l| l.starts_with("after"));
-    second.kill().unwrap();
-    second.wait().unwrap();
+    end(second);
 
     // With -i: told that stdin is closed, then the output all the same; its input goes nowhere.
     let (mut third, out, err) = follow(&inst, &name, "once", true);
@@ -525,8 +519,7 @@ fn after_stdin_once_was_used_later_attaches_follow_the_output() {
         .write_all(b"ignored\n")
         .unwrap();
     wait_for_line(&out, |l| l.starts_with("after"));
-    third.kill().unwrap();
-    third.wait().unwrap();
+    end(third);
 
     let v = inst.inspect(&name);
     assert!(

@@ -9,6 +9,7 @@
 mod attach;
 pub mod chain;
 pub mod check;
+mod child;
 mod detach;
 mod error;
 pub mod gc;
@@ -19,6 +20,8 @@ mod netns;
 mod nft_dump;
 pub mod plugin;
 mod subnet;
+
+pub use child::own_process_group;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

@@ -441,7 +441,13 @@ pub fn collect(network: &str, keep: &BTreeSet<String>) -> Result<Vec<String>, Cn
 
 /// How a packet-filter command ended: its stdout, or why it failed (its stderr on one line).
 fn exec(program: &str, args: &[&str], stdin: &str) -> Result<String, (String, io::Error)> {
-    let mut child = Command::new(program)
+    let mut cmd = Command::new(program);
+    // A process group of its own: a Ctrl-C on the terminal of `podshim run` goes to the
+    // terminal's foreground group, and a half-done iptables-save or iptables-restore killed by
+    // it fails the setup, or the rollback or teardown that podshim does on that same Ctrl-C,
+    // leaving rules behind. podshim stops the Pod itself; the tool finishes.
+    crate::own_process_group(&mut cmd);
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -57,6 +57,10 @@ pub(crate) fn exec(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // Its own process group: a plugin killed by a Ctrl-C on the terminal of `podshim run`
+    // (SIGINT to the foreground group) leaves an ADD or DEL half done (a veth, rules, a lease)
+    // under the runtime that is rolling it back; the runtime decides, the plugin finishes.
+    crate::own_process_group(&mut cmd);
     for (var, value) in [
         ("CNI_CONTAINERID", &env.container_id),
         ("CNI_NETNS", &env.netns),

@@ -148,6 +148,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Err(_) => std::env::current_exe().context("this executable")?,
     };
     let mut cmd = Command::new(exe);
+    // Its own process group: a signal to containerd's group (a Ctrl-C on a containerd run in a
+    // terminal) does not reach the shim, not even while it starts (see the function).
+    podshim_engine::sys::own_process_group(&mut cmd);
     if let Some(name) = std::env::args_os().next() {
         // What ps shows, rather than /proc/self/fd/N.
         cmd.arg0(name);
@@ -178,8 +181,6 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        // Its own process group: a signal to containerd's group does not reach the shim.
-        .process_group(0)
         .spawn()
         .context("start the shim server")?;
     let mut line = String::new();

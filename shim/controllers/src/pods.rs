@@ -425,8 +425,10 @@ fn spawn(ctx: &Context, p: &NewPod, job: &PodJob) -> std::io::Result<String> {
         .mode(podshim_engine::private::FILE_MODE)
         .open(log_dir.join("supervisor.log"))?;
     let mut cmd = Command::new(&ctx.exe);
-    // The supervisor outlives its controller: it must not keep what the controller inherited.
+    // The supervisor outlives its controller: it must not keep what the controller inherited,
+    // and leads its own session from the start (as `run -d` starts one).
     podshim_engine::sys::inherit_only_stdio(&mut cmd);
+    podshim_engine::sys::new_session(&mut cmd);
     let child = cmd
         .args(&ctx.globals)
         .arg("supervise")

@@ -152,6 +152,10 @@ fn spawn(ctx: &Context, key: &Key, keeper: bool) -> std::io::Result<std::process
     podshim_engine::sys::inherit_only_stdio(&mut c);
     c.args(&ctx.globals).arg("controller");
     if keeper {
+        // A keeper is started by a foreground command (`podshim apply`...) and outlives it:
+        // its own session from the start, so that a Ctrl-C on that command never kills it
+        // before its `setsid`. The worker it starts is in its session already.
+        podshim_engine::sys::new_session(&mut c);
         c.arg("--keeper");
     }
     c.arg(key.arg())

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::os::unix::fs::OpenOptionsExt;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::statvfs::{statvfs, FsFlags};
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,29 @@ pub fn read_only_binary() -> Result<std::os::fd::OwnedFd, ExeError> {
 }
 
 fn bind_read_only() -> Result<std::os::fd::OwnedFd, ExeError> {
+    // The signals that end podshim by default and that a terminal or a service manager sends
+    // (a Ctrl-C goes to the whole foreground process group, during podshim's first
+    // milliseconds too) wait from before the mount point is made until it is gone again:
+    // delivered in between, they would leave the mount point and its bind mount behind. Once
+    // the old mask is back, a pending one ends podshim as it would have at once.
+    let stops: SigSet = [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ]
+    .into_iter()
+    .collect();
+    let mut old = SigSet::empty();
+    let blocked = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stops), Some(&mut old)).is_ok();
+    let result = bind_and_detach();
+    if blocked {
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    }
+    result
+}
+
+fn bind_and_detach() -> Result<std::os::fd::OwnedFd, ExeError> {
     let dir = ["/run", "/tmp"]
         .into_iter()
         .map(PathBuf::from)

@@ -3,7 +3,6 @@
 //! after which it outlives podshim.
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -100,13 +99,13 @@ pub(crate) fn spawn_pause(
     }
     let mut cmd = Command::new(&cfg.pause);
     crate::sys::inherit_only_stdio(&mut cmd);
+    // Its own process group: Ctrl-C on podshim's terminal goes to the foreground process group,
+    // and must stop the Pod through podshim (graceful stop), not kill pause under it.
+    podshim_cni::own_process_group(&mut cmd);
     cmd.args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        // Its own process group: Ctrl-C on podshim's terminal goes to the foreground process
-        // group, and must stop the Pod through podshim (graceful stop), not kill pause under it.
-        .process_group(0)
         .spawn()
         .map_err(err)
 }

@@ -224,6 +224,32 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Makes the child of a command leave podshim's process group before its exec (race-free: no
+/// terminal signal sent to the group reaches it, not even while it starts); see there.
+pub use podshim_cni::own_process_group;
+
+/// Makes a child started by `cmd` lead a new session (`setsid(2)` between fork and exec), for
+/// the long-lived processes podshim starts (a Pod's supervisor, a controller's keeper): they
+/// must outlive the command that started them, so a Ctrl-C (SIGINT to the terminal's foreground
+/// process group) or the terminal's hangup must never reach them. Doing it before exec, rather
+/// than first thing in the child's `main`, leaves no moment in which they still are in the
+/// terminal's group (a Ctrl-C pressed then killed them half-started). Their own `setsid()`
+/// then fails with EPERM (already a session leader), which they ignore.
+pub fn new_session(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and makes one async-signal-safe
+    // system call, touching no memory of the parent's.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        });
+    }
+}
+
 /// Makes a child started by `cmd` inherit only its standard streams.
 ///
 /// Rust opens its own descriptors close-on-exec, but podshim may itself have inherited some

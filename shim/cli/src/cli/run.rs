@@ -235,8 +235,11 @@ fn detach(
             .with_context(|| format!("create {}", log_path.display()))?;
         let name = s.name.clone();
         let mut cmd = Command::new(&exe);
-        // The supervisor outlives this command: it must not keep what podshim inherited.
+        // The supervisor outlives this command: it must not keep what podshim inherited, nor
+        // share its terminal's process group (a Ctrl-C on `run -d` while the supervisor starts
+        // would kill it half-way through its setup).
         podshim_engine::sys::inherit_only_stdio(&mut cmd);
+        podshim_engine::sys::new_session(&mut cmd);
         let mut child = cmd
             .args(globals)
             .arg("supervise")
@@ -297,7 +300,8 @@ fn detach(
     Ok(code)
 }
 
-/// The per-Pod supervisor: its own session, stdin and stdout on /dev/null (the original stdout
+/// The per-Pod supervisor: its own session (made when it was started; still asked for here,
+/// for a supervisor started some other way), stdin and stdout on /dev/null (the original stdout
 /// is the channel on which `run -d` waits for the start), stderr into the Pod's
 /// `supervisor.log`.
 pub fn supervise(cfg: &Config, log_root: &Path, globals: &[OsString]) -> Result<i32> {

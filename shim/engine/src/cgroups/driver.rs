@@ -250,7 +250,12 @@ pub(super) fn stop_slice(hierarchy: &Path, pod: &str, unit: &str) -> Result<(), 
 
 /// Call a method of systemd's manager object on the system bus.
 fn busctl(args: &[&str]) -> Result<(), CgroupError> {
-    let out = Command::new("busctl")
+    let mut cmd = Command::new("busctl");
+    // Its own process group: a Ctrl-C on podshim's terminal (SIGINT to the foreground group)
+    // must not kill a call that starts or stops a Pod's scope half-way; podshim stops the Pod
+    // itself.
+    podshim_cni::own_process_group(&mut cmd);
+    let out = cmd
         .args([
             "call",
             "--system",

@@ -227,6 +227,13 @@ impl Runner {
                     .arg(json);
             }
         }
+        // Its own process group. A Ctrl-C on the terminal of a foreground `podshim run`
+        // (SIGINT to the foreground group) stops the Pod through this supervisor, which runs
+        // preStop hooks and ends checks itself; reaching a check directly, it would kill a
+        // preStop hook the stop is waiting for, or fail a probe, and an exec check (`podshim
+        // exec`, which passes the signals it gets on to its command) would forward it into
+        // the container.
+        podshim_cni::own_process_group(&mut cmd);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
