@@ -59,6 +59,10 @@ if [ "${n:-0}" -gt 0 ]; then
     leaks+=("$n podshim mount(s)")
     while read -r m; do details+=("mount $m"); done <<<"$mounts"
 fi
+# The mount points of the binary's bind (exe.rs) whose podshim is gone.
+for f in /run/.podshim-exe-* /tmp/.podshim-exe-*; do
+    [ -f "$f" ] && [ ! -e "/proc/${f##*-}" ] && { leaks+=("the mount point $f"); }
+done
 n=$(find /sys/fs/cgroup -maxdepth 2 -type d -name podshim 2>/dev/null | wc -l)
 if [ "$n" -gt 0 ]; then
     leaks+=("$n podshim cgroup dir(s)")

@@ -551,8 +551,8 @@ fn the_supervisor_binary_cannot_be_written_through_proc_exe() {
 }
 
 /// A podshim killed between the read-only bind of its binary and the bind's detach (the crash
-/// test's random kills hit that window) leaves the bind at `/run/.podshim-exe-PID`: `gc`
-/// removes it once that PID is gone.
+/// test's random kills hit that window) leaves the bind at `/run/.podshim-exe-PID`, one killed
+/// before the mount its bare mount point: `gc` removes both once that PID is gone.
 #[test]
 fn gc_removes_the_binary_bind_of_a_killed_podshim() {
     let inst = Instance::new(SUITE);
@@ -561,6 +561,11 @@ fn gc_removes_the_binary_bind_of_a_killed_podshim() {
     dead.wait().unwrap();
     let point = format!("/run/.podshim-exe-{pid}");
     std::fs::write(&point, "").unwrap();
+    // Killed before it mounted: only the mount point (of another dead PID) is left.
+    let mut dead2 = std::process::Command::new("true").spawn().unwrap();
+    let bare = format!("/run/.podshim-exe-{}", dead2.id());
+    dead2.wait().unwrap();
+    std::fs::write(&bare, "").unwrap();
     let bound = std::process::Command::new("mount")
         .args(["--bind", "/bin/true", &point])
         .status()
@@ -576,6 +581,7 @@ fn gc_removes_the_binary_bind_of_a_killed_podshim() {
     ok(&inst.podshim(&["gc"], T));
     assert!(!mounted(), "{point} is still mounted after gc");
     assert!(!std::path::Path::new(&point).exists(), "{point} is left");
+    assert!(!std::path::Path::new(&bare).exists(), "{bare} is left");
 }
 
 /// `logs -f` streams a running container's lines and returns when it exits; `ps -o yaml` is a

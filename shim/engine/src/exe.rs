@@ -140,8 +140,9 @@ fn bind_and_detach() -> Result<std::os::fd::OwnedFd, ExeError> {
 }
 
 /// Remove the bind mounts of [`bind_read_only`] whose process died between the mount and its
-/// detach (a podshim killed at that moment: the crash test kills runs at random points), so
-/// `gc` leaves no mount behind. Returns the mount points removed.
+/// detach (a podshim killed at that moment: the crash test kills runs at random points), and
+/// the bare mount points of such processes, so `gc` leaves no mount or file behind. Returns the
+/// mount points removed.
 pub fn remove_stale_binds() -> Vec<PathBuf> {
     let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else {
         return Vec::new();
@@ -149,12 +150,9 @@ pub fn remove_stale_binds() -> Vec<PathBuf> {
     let mut removed = Vec::new();
     for point in mountinfo.lines().filter_map(|l| l.split(' ').nth(4)) {
         let path = PathBuf::from(point);
-        let pid = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix(".podshim-exe-"))
-            .and_then(|p| p.parse::<u32>().ok());
-        let Some(pid) = pid else { continue };
+        let Some(pid) = stale_pid(&path) else {
+            continue;
+        };
         if Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
@@ -163,5 +161,30 @@ pub fn remove_stale_binds() -> Vec<PathBuf> {
             removed.push(path);
         }
     }
+    // A podshim killed between making the mount point and mounting on it (or after the detach,
+    // before removing it) leaves only the empty file.
+    for dir in ["/run", "/tmp"] {
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let Some(pid) = stale_pid(&path) else {
+                continue;
+            };
+            if !Path::new(&format!("/proc/{pid}")).exists()
+                && entry.file_type().is_ok_and(|t| t.is_file())
+                && fs::remove_file(&path).is_ok()
+            {
+                removed.push(path);
+            }
+        }
+    }
     removed
+}
+
+/// The PID in the name of a mount point made by [`bind_read_only`].
+fn stale_pid(path: &Path) -> Option<u32> {
+    path.file_name()?
+        .to_str()?
+        .strip_prefix(".podshim-exe-")?
+        .parse()
+        .ok()
 }
