@@ -97,10 +97,14 @@ fn main() {
     if std::env::var_os(REAPER).is_some() {
         return reaper();
     }
-    let tests: [(&str, fn()); 2] = [
+    let tests: [(&str, fn()); 3] = [
         (
             "a_half_made_pod_is_removed_by_gc_rm_f_and_replace",
             a_half_made_pod_is_removed_by_gc_rm_f_and_replace,
+        ),
+        (
+            "a_fork_of_a_killed_run_is_stopped_by_gc_before_it_makes_cgroups",
+            a_fork_of_a_killed_run_is_stopped_by_gc_before_it_makes_cgroups,
         ),
         (
             "a_run_killed_at_any_moment_leaves_nothing_after_gc",
@@ -200,6 +204,148 @@ fn a_half_made_pod_is_removed_by_gc_rm_f_and_replace() {
         assert!(stdout(&out).contains("[c] ran"), "{case}: {}", stdout(&out));
         inst.assert_clean(&[&u]);
     }
+}
+
+/// Starts `podshim run` of `path` below a reaper (see [`reaper`]); returns the reaper and
+/// podshim's PID.
+fn run_below_reaper(inst: &Instance, path: &std::path::Path) -> (std::process::Child, i32) {
+    let mut run = inst.command();
+    run.arg("run").arg(path);
+    let mut reaper = Command::new(std::env::current_exe().unwrap())
+        .env(REAPER, "1")
+        .arg(run.get_program())
+        .args(run.get_args())
+        .envs(
+            run.get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(reaper.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (reaper, line.trim().parse().unwrap())
+}
+
+/// Waits until the reaper exits (nothing is left below it), or kills it after 10 s and says
+/// what was left below it.
+fn wait_reaper(mut reaper: std::process::Child) -> Vec<String> {
+    let reaper_pid = reaper.id();
+    let deadline = Instant::now() + podshim_tests::scaled(Duration::from_secs(10));
+    let mut leaks = Vec::new();
+    while reaper.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            leaks.push(format!("processes below the reaper: {}", below(reaper_pid)));
+            let _ = reaper.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = reaper.wait();
+    leaks
+}
+
+/// The state letter of process `pid` (field 3 of /proc/PID/stat), `None` once it is gone.
+fn state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
+/// The forks of podshim `pid` that still run podshim's code: its children with its binary.
+fn podshim_children(pid: i32, exe: &std::path::Path) -> Vec<i32> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .filter(|c| std::fs::read_link(format!("/proc/{c}/exe")).is_ok_and(|e| e == exe))
+        .collect()
+}
+
+/// Deterministically, the race the random kills of the next test find now and then (issue 16):
+/// libcontainer's intermediate process, a fork of `podshim run`, outlives a SIGKILL of podshim,
+/// and its first step is to make the container's cgroup (and the Pod's above it) in each
+/// hierarchy and move itself in. Here it is stopped (SIGSTOP) as soon as it exists, before it
+/// joins any cgroup; podshim is killed; `gc` runs; then the fork is let go (SIGCONT). `gc` must
+/// have killed it: otherwise it makes the cgroups `gc` removed, and they stay.
+///
+/// Catching the fork before its first cgroup move is a race of its own (the test polls for it):
+/// an attempt that catches it too late is cleaned up and made again.
+fn a_fork_of_a_killed_run_is_stopped_by_gc_before_it_makes_cgroups() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let name = inst.name("fork");
+    let u = uid(2);
+    let yaml = pod(&name, &u, "Never", &container("c", "sleep 30", ""), "");
+    let path = inst.dir.join("fork.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let pod_dir = inst.state.join("pods").join(format!("default_{name}"));
+    let config = pod_dir.join("containers").join("c").join("config.json");
+    let signal = |pid: i32, s| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), s);
+    use nix::sys::signal::Signal::{SIGCONT, SIGKILL, SIGSTOP};
+    for attempt in 1..=20 {
+        let (reaper, pid) = run_below_reaper(&inst, &path);
+        // The container's config.json is written right before its create (pause and the
+        // network are up, podshim runs from its protected binary by then).
+        let deadline = Instant::now() + podshim_tests::scaled(T);
+        while !config.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "attempt {attempt}: no {config:?}"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        let mut fork = None;
+        while fork.is_none() && state(pid).is_some_and(|s| s != 'Z') {
+            assert!(Instant::now() < deadline, "attempt {attempt}: no fork");
+            if let Some(&child) = podshim_children(pid, &exe).first() {
+                let _ = signal(child, SIGSTOP);
+                fork = Some(child);
+            }
+        }
+        let Some(fork) = fork else {
+            panic!("attempt {attempt}: podshim ended before it forked");
+        };
+        while state(fork).is_some_and(|s| s != 'T') {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let cgroup = std::fs::read_to_string(format!("/proc/{fork}/cgroup")).unwrap_or_default();
+        let too_late = cgroup.contains(&u);
+        let _ = signal(pid, SIGKILL);
+        while state(pid).is_some_and(|s| s != 'Z') {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let out = inst.podshim(&["gc"], T);
+        ok(&out);
+        let after_gc = state(fork);
+        let _ = signal(fork, SIGCONT);
+        let mut leaks = wait_reaper(reaper);
+        leaks.extend(inst.leaks(&[&u]));
+        if too_late {
+            eprintln!("attempt {attempt}: the fork had joined a cgroup when stopped; again");
+            assert!(
+                leaks.is_empty(),
+                "attempt {attempt}: left:\n{}",
+                leaks.join("\n")
+            );
+            continue;
+        }
+        assert!(
+            matches!(after_gc, None | Some('Z')) && leaks.is_empty(),
+            "attempt {attempt}: the killed run's fork {fork} was {after_gc:?} after gc; left \
+             once it went on:\n{}\ngc said:\n{}{}",
+            leaks.join("\n"),
+            stdout(&out),
+            stderr(&out)
+        );
+        eprintln!("attempt {attempt}: gc killed the fork before it joined a cgroup");
+        return;
+    }
+    panic!("the fork was never stopped before it joined a cgroup (20 attempts)");
 }
 
 /// 200 times (`PODSHIM_CRASH_ITERATIONS`): `podshim run` of the same Pod, SIGKILLed after 1 to

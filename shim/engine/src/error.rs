@@ -52,6 +52,8 @@ pub enum Error {
     Mount(#[from] crate::mounts::MountError),
     #[error(transparent)]
     Userns(#[from] crate::userns::UsernsError),
+    #[error(transparent)]
+    Forks(#[from] crate::forks::ForksError),
     #[error("pod network")]
     Network(#[from] podshim_cni::CniError),
     #[error("container {container:?}: the runtime failed to {action} it: {detail}")]
@@ -119,6 +121,7 @@ impl Error {
             | Error::Cgroup(_)
             | Error::Mount(_)
             | Error::Userns(_)
+            | Error::Forks(_)
             | Error::Runtime { .. }
             | Error::Renew { .. }
             | Error::Threads { .. } => ErrorKind::Internal,

@@ -211,6 +211,14 @@ fn collect(dir: &Path, key: String) -> Outcome {
             pid: journal.pod.owner_pid,
         };
     }
+    // The dead owner's forks first: one still running would make again what the teardown
+    // removes (libcontainer's intermediate process makes the container's cgroups).
+    if let Err(e) = crate::forks::stop(dir, journal.pod.owner_start_time) {
+        return Outcome::Removed {
+            key,
+            problems: vec![chain(&e)],
+        };
+    }
     let mut problems = teardown(&mut journal);
     if problems.is_empty() && dir.exists() {
         // A journal that does not name its own directory (written by a podshim from before the

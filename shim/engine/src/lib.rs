@@ -15,6 +15,7 @@ pub mod container;
 pub mod error;
 pub mod exe;
 pub mod exec;
+pub mod forks;
 pub mod gc;
 pub mod helper;
 pub mod journal;

@@ -111,6 +111,9 @@ pub struct Sandbox {
     pub state: SandboxState,
     /// The Pod's user namespace (`hostUsers: false`).
     pub userns: Option<PodUserns>,
+    /// The Pod's owner mark, open for as long as this process may fork for the Pod: what
+    /// `gc` finds this process's forks by once it is dead (see [`crate::forks`]).
+    _owner_mark: std::os::fd::OwnedFd,
 }
 
 impl Sandbox {
@@ -160,7 +163,12 @@ impl Sandbox {
                 return Err(e.into());
             }
         };
-        match build(cfg, spec, key, dir, &mut journal) {
+        // Before any fork (pause, libcontainer's, the create workers'): each one inherits it.
+        let mark = match crate::forks::mark(&dir) {
+            Ok(mark) => mark,
+            Err(e) => return Err(rollback(e.into(), &mut journal)),
+        };
+        match build(cfg, spec, key, dir, &mut journal, mark) {
             Ok(sandbox) => Ok(sandbox),
             Err(error) => Err(rollback(error, &mut journal)),
         }
@@ -214,6 +222,7 @@ fn build(
     key: String,
     dir: PathBuf,
     journal: &mut Journal,
+    owner_mark: std::os::fd::OwnedFd,
 ) -> Result<Sandbox, Error> {
     let layers = cfg.layers_dir(&spec.uid);
     journal.record(Resource::Dir {
@@ -304,6 +313,7 @@ fn build(
             cgroup: spec.cgroup.clone(),
             state: SandboxState::Ready,
             userns,
+            _owner_mark: owner_mark,
         }),
         Err(e) => {
             // The journal's teardown kills pause; reap our child handle as well.
