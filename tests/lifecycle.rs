@@ -618,3 +618,84 @@ fn logs_follow_streams_until_the_container_exits() {
     ok(&inst.podshim(&["rm", &name], T));
     inst.assert_clean(&[&u]);
 }
+
+/// A teardown that cannot remove everything keeps the Pod's record: the name stays taken and
+/// `gc` finishes the job once the obstacle is gone, so nothing is left untracked.
+#[test]
+fn a_teardown_that_fails_keeps_the_record_for_gc() {
+    let inst = Instance::new(SUITE);
+    inst.import_busybox();
+    let u = uid(9);
+    let name = inst.name("stuck");
+    // Written to the container's writable layer, below the data root.
+    let c = container("c", "echo x > /stuck-marker; exec sleep 600", "");
+    let yaml = pod(&name, &u, "Always", &c, "");
+    ok(&inst.detach(&yaml));
+    let deadline = Instant::now() + T;
+    let marker = loop {
+        let found = find_file(&inst.root, "stuck-marker");
+        if let Some(m) = found {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the container never wrote its marker"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // An immutable file: the container's layers cannot be removed (EPERM), as a busy mount or
+    // cgroup would make some other step fail.
+    let chattr = |flag: &str| {
+        let st = std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&marker)
+            .status()
+            .expect("chattr runs (e2fsprogs)");
+        assert!(st.success(), "chattr {flag} {}", marker.display());
+    };
+    chattr("+i");
+    let out = inst.podshim(&["rm", "-f", "--grace-period", "0", &name], T);
+    let pod_dir = inst.state.join("pods").join(format!("default_{name}"));
+    let kept = pod_dir.join("journal.json").exists();
+    chattr("-i");
+    assert!(
+        !out.status.success(),
+        "rm -f reported success: {}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("podshim gc"), "{}", stderr(&out));
+    assert!(kept, "the record of what is left is gone: {}", stderr(&out));
+    // The name is still taken, with a pointer to gc.
+    let again = inst.detach(&yaml);
+    assert!(
+        !again.status.success() && stderr(&again).contains("podshim gc"),
+        "{}",
+        stderr(&again)
+    );
+    let gc = inst.podshim(&["gc"], T);
+    ok(&gc);
+    assert!(
+        stdout(&gc).contains(&format!("default_{name}: removed")),
+        "{}",
+        stdout(&gc)
+    );
+    assert!(!marker.exists(), "{} is left", marker.display());
+    inst.assert_clean(&[&u]);
+}
+
+/// The first file named `name` below `dir` (not through symbolic links nor into /proc-like
+/// mounts: a Pod's directories only).
+fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let t = entry.file_type().ok()?;
+        if t.is_file() && entry.file_name() == name {
+            return Some(entry.path());
+        }
+        if t.is_dir() && entry.file_name() != "rootfs" {
+            if let Some(f) = find_file(&entry.path(), name) {
+                return Some(f);
+            }
+        }
+    }
+    None
+}

@@ -19,7 +19,8 @@ use crate::journal::{Journal, Resource};
 use crate::mounts;
 
 /// Undo every resource in the journal, newest first, forgetting each one that is gone.
-/// Returns the problems met (empty when everything is gone).
+/// Returns the problems met (empty when everything is gone). When anything could not be
+/// removed, the directory holding the journal stays, with what is left recorded in it.
 ///
 /// The Pod's network resources come down on a thread of their own, in their own newest-first
 /// order, while this thread removes the containers and mounts: deleting links makes the kernel
@@ -74,6 +75,16 @@ pub fn teardown(journal: &mut Journal) -> Vec<String> {
                 if let Some(t) = thread.take() {
                     join(t, journal, &mut errors);
                 }
+            }
+            if holds_journal && !errors.is_empty() {
+                // Something recorded could not be removed (a cgroup still busy, a mount in
+                // use): the record of it stays, and with it the Pod's name, for `gc` or
+                // `rm -f` to finish; removing the journal would leave it untracked for good.
+                errors.push(format!(
+                    "kept {} to finish the teardown later (`podshim gc`)",
+                    journal.path().display()
+                ));
+                continue;
             }
             let result = timed_remove(&resource);
             settle(journal, &resource, result, holds_journal, &mut errors);
