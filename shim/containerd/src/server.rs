@@ -122,6 +122,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Path::new(STATE_ROOT).join("console"),
         events,
         oom,
+        crate::warm::Warmer::start(),
     ));
     let exits = tasks.clone();
     std::thread::Builder::new()
