@@ -38,6 +38,8 @@ pub struct Args {
     pub bundle: Option<PathBuf>,
     /// `-socket`: the address the server listens on (set by `start` for its server).
     pub socket: Option<String>,
+    /// `-listen-fd`: the descriptor of the socket `start` listens on for its server.
+    pub listen_fd: Option<i32>,
     pub debug: bool,
     pub action: Action,
 }
@@ -51,6 +53,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, ArgsError> 
         publish_binary: String::new(),
         bundle: None,
         socket: None,
+        listen_fd: None,
         debug: false,
         action: Action::Serve,
     };
@@ -87,6 +90,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, ArgsError> 
                     "publish-binary" => out.publish_binary = value,
                     "bundle" => out.bundle = Some(PathBuf::from(value)),
                     "socket" => out.socket = Some(value),
+                    "listen-fd" => {
+                        out.listen_fd = Some(value.parse().map_err(|_| ArgsError::Extra(value))?)
+                    }
                     _ => return Err(ArgsError::Unknown(name)),
                 }
             }
@@ -119,6 +125,8 @@ mod tests {
         let s = p("--namespace=n -id=x -socket unix:///run/x").unwrap();
         assert_eq!(s.action, Action::Serve);
         assert_eq!(s.socket.as_deref(), Some("unix:///run/x"));
+        assert_eq!(p("-listen-fd 3").unwrap().listen_fd, Some(3));
+        assert!(p("-listen-fd x").is_err());
     }
 
     #[test]

@@ -25,6 +25,7 @@ mod slices;
 mod start;
 mod stdio;
 mod tasks;
+mod warm;
 
 use args::Action;
 

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
-use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -87,6 +86,15 @@ fn trim_when_idle(tasks: &Tasks) {
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     podshim_engine::exe::ensure_protected().context("protect the shim binary")?;
+    // The socket `start` listens on for us: kept from the helper and the containers' processes
+    // (after `ensure_protected`, which may execute this binary again).
+    if let Some(fd) = args.listen_fd {
+        nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .context("the listening socket from start")?;
+    }
     podshim_engine::sys::reset_ignored_signals();
     let helper = podshim_engine::helper::start().context("fork the runtime helper")?;
     let helper_pid = helper.pid;
@@ -122,6 +130,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Path::new(STATE_ROOT).join("console"),
         events,
         oom,
+        crate::warm::Warmer::start(),
     ));
     let exits = tasks.clone();
     std::thread::Builder::new()
@@ -144,10 +153,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .strip_prefix("unix://")
         .unwrap_or(&socket)
         .to_string();
-    let _ = std::fs::remove_file(&path);
-    let mut server = ttrpc::Server::new()
-        .bind(&socket)
-        .with_context(|| format!("listen on {socket}"))?
+    let server = match args.listen_fd {
+        Some(fd) => ttrpc::Server::new()
+            .add_listener(fd)
+            .context("serve on the socket from start")?,
+        None => {
+            let _ = std::fs::remove_file(&path);
+            ttrpc::Server::new()
+                .bind(&socket)
+                .with_context(|| format!("listen on {socket}"))?
+        }
+    };
+    let mut server = server
         .register_service(task_methods(service))
         // Few idle workers per connection (a blocked Wait does not count as idle, so the pool
         // still grows with them).
@@ -155,13 +172,6 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .set_thread_count_default(2)
         .set_thread_count_max(3);
     server.start().context("start the ttrpc server")?;
-
-    // Tell `start` we listen, then let go of its pipe.
-    let mut out = std::io::stdout();
-    let _ = out.write_all(b"ok\n").and_then(|_| out.flush());
-    if let Ok(null) = OpenOptions::new().write(true).open("/dev/null") {
-        let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
-    }
 
     let _ = rx.recv();
     // The events of the last calls (the TaskDelete of a `Delete` just before this Shutdown)

@@ -5,22 +5,27 @@
 //!   spec, then the CRI's `io.kubernetes.cri.sandbox-id`, then the task's own id. The socket is
 //!   `/run/containerd/s/<sha256 of address/namespace/group>` (containerd's `SocketAddress`), so a
 //!   second container of a Pod finds the first one's server there.
-//! - The server is this binary again without the action, in a process group of its own; it
-//!   says `ok` on its stdout once it listens. Its stdout and stderr are never containerd's
-//!   pipe: containerd reads that pipe to EOF before it uses the address.
+//! - The server is this binary again without the action, in a process group of its own. As
+//!   containerd-shim-runc-v2 does, `start` makes the listening socket and hands it to the
+//!   server (`-listen-fd`), then replies at once: containerd's first calls wait in the socket's
+//!   backlog while the server starts (an `execve` and its setup, about 3 ms, that would
+//!   otherwise come before containerd's own work on the reply instead of beside it). A server
+//!   that fails to start closes the socket: containerd's call fails, and it runs `delete`. The
+//!   server's stdout and stderr are never containerd's pipe: containerd reads that pipe to EOF
+//!   before it uses the address.
 //! - The reply: containerd 1.6/1.7 read a bare address (task API v2). containerd 2.x sets
 //!   `GRPC_ADDRESS`/`MAX_SHIM_VERSION` in the environment; 2.3+ also writes `BootstrapParams`
 //!   (protobuf) on stdin and takes a protobuf `BootstrapResult` back, 2.0-2.2 a JSON
 //!   `{"version":3,...}`. Either way version 3 says the task API v3; the server answers both.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use containerd_shim_protos::bootstrap_api::{BootstrapParams, BootstrapResult};
 use containerd_shim_protos::protobuf::Message;
 use sha2::{Digest, Sha256};
@@ -137,6 +142,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&socket_dir).with_context(|| format!("create {socket_dir}"))?;
 
     adjust_oom_score();
+    let listener =
+        UnixListener::bind(&socket).with_context(|| format!("listen on {}", socket.display()))?;
+    // Inherited by the server (std opens it close-on-exec); the server marks it so again.
+    nix::fcntl::fcntl(
+        listener.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .context("hand the socket to the server")?;
     // The server runs from a read-only bind mount of this binary (CVE-2019-5736, see
     // `podshim_engine::exe`). Made here and the server started through it, the server finds
     // itself protected and need not execute itself again (an `execve` and the loading of the
@@ -164,6 +177,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         &args.address,
     ]);
     cmd.args(["-publish-binary", &args.publish_binary, "-socket", &address]);
+    cmd.args(["-listen-fd", &listener.as_raw_fd().to_string()]);
     if args.debug {
         cmd.arg("-debug");
     }
@@ -176,23 +190,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     // One malloc arena for all the server's threads (they allocate little, and each arena
     // of its own would stay resident).
     cmd.env("MALLOC_ARENA_MAX", "1");
-    let mut child = cmd
+    let spawned = cmd
         .current_dir(&bundle)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
-        .context("start the shim server")?;
-    let mut line = String::new();
-    let out = child.stdout.take().context("the server's stdout")?;
-    let _ = BufReader::new(out).read_line(&mut line);
-    if line.trim() != "ok" {
-        let status = child.wait().ok();
-        bail!(
-            "the shim server did not start ({}): {}",
-            status.map(|s| s.to_string()).unwrap_or_default(),
-            line.trim()
-        );
+        .spawn();
+    if let Err(e) = spawned {
+        let _ = std::fs::remove_file(&socket);
+        return Err(e).context("start the shim server");
     }
     finish(&bundle, caller, &address)
 }

@@ -32,6 +32,7 @@ use crate::events::{Event, Publish};
 use crate::oom;
 use crate::slices::MadeSlices;
 use crate::stdio::{self, IoSpec, Plan};
+use crate::warm::Warmer;
 
 mod exits;
 
@@ -108,6 +109,7 @@ pub struct Tasks {
     oom: Option<Arc<oom::Monitor>>,
     unified: bool,
     touched: AtomicBool,
+    warm: Warmer,
 }
 
 fn ts_now() -> Timestamp {
@@ -121,6 +123,7 @@ impl Tasks {
         console_dir: PathBuf,
         events: Arc<dyn Publish>,
         oom: Option<Arc<oom::Monitor>>,
+        warm: Warmer,
     ) -> Tasks {
         let unified = podshim_engine::cgroups::Cgroups::detect()
             .is_ok_and(|c| c.mode == podshim_engine::cgroups::Mode::Unified);
@@ -134,6 +137,7 @@ impl Tasks {
             oom,
             unified,
             touched: AtomicBool::new(false),
+            warm,
         }
     }
 
@@ -223,6 +227,9 @@ impl Tasks {
                 return Err(e);
             }
         }
+        // The cgroups this create makes itself are made: the grace period of the container's
+        // cgroup migration may start (see `crate::warm`).
+        self.warm.nudge();
         // Recorded before libcontainer makes them, for a `delete` after this shim died.
         if let Err(e) = slices.record(&req.bundle) {
             let _ = podshim_engine::teardown::teardown(&mut journal);
