@@ -51,9 +51,11 @@ fn an_http_liveness_probe_restarts_the_container_when_the_file_disappears() {
     inst.import_busybox();
     let u = uid(1);
     let name = inst.name("live");
-    // The first run removes the served file after 2 s; later runs keep it.
+    // The first run removes the served file after 2 s; later runs keep it. The startup probe
+    // holds the liveness probe back until httpd listens: a (re)start slower than the liveness
+    // probe's two periods (an emulated host's) is no failure of the container.
     let setup = "echo ok > /www/index.html; if [ ! -e /www/.once ]; then touch /www/.once; (sleep 2; rm /www/index.html) & fi";
-    let probe = "    livenessProbe:\n      httpGet: {path: /index.html, port: web}\n      periodSeconds: 1\n      failureThreshold: 2\n    ports: [{name: web, containerPort: 8080}]\n";
+    let probe = "    startupProbe:\n      tcpSocket: {port: web}\n      periodSeconds: 1\n      failureThreshold: 60\n    livenessProbe:\n      httpGet: {path: /index.html, port: web}\n      periodSeconds: 1\n      failureThreshold: 2\n    ports: [{name: web, containerPort: 8080}]\n";
     let yaml = pod(&name, &u, "Always", &web("h", setup, probe), WWW);
     ok(&inst.detach(&yaml));
     let v = inst.wait_for(&name, T, "a restart by the liveness probe", |v| {
@@ -63,7 +65,7 @@ fn an_http_liveness_probe_restarts_the_container_when_the_file_disappears() {
     let last = &status(&v, "h")["lastState"]["terminated"];
     assert_eq!(last["exitCode"], 137, "{last}");
     // The restarted container keeps its file: no further restarts.
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(scaled(Duration::from_secs(4)));
     let v = inst.inspect(&name);
     assert_eq!(status(&v, "h")["restartCount"], 1, "{}", v["status"]);
     assert_eq!(status(&v, "h")["ready"], true);
@@ -79,10 +81,18 @@ fn a_readiness_probe_flips_ready_after_the_startup_probe() {
     inst.import_busybox();
     let u = uid(2);
     let name = inst.name("ready");
-    // httpd listens after 1 s (startup probe); /ready exists from 0-3 s and from 6 s on.
+    // httpd listens after 1 s (startup probe); /ready exists from 0-3 s and from 6 s on: times
+    // the time scale, since the test must see each phase after a container start and a probe
+    // period that are that much slower on a slow host.
+    let k = time_scale();
+    let script = format!(
+        "mkdir -p /www; echo ok > /www/ready; (sleep {}; exec httpd -f -p 8080 -h /www) & sleep {t}; rm /www/ready; sleep {t}; echo ok > /www/ready; wait",
+        k,
+        t = 3.0 * k
+    );
     let c = container(
         "r",
-        "mkdir -p /www; echo ok > /www/ready; (sleep 1; exec httpd -f -p 8080 -h /www) & sleep 3; rm /www/ready; sleep 3; echo ok > /www/ready; wait",
+        &script,
         "    startupProbe:\n      tcpSocket: {port: 8080}\n      periodSeconds: 1\n      failureThreshold: 30\n    readinessProbe:\n      httpGet: {path: /ready, port: 8080}\n      periodSeconds: 1\n      failureThreshold: 1\n",
     );
     ok(&inst.detach(&pod(&name, &u, "Always", &c, "")));
@@ -134,9 +144,13 @@ fn pre_stop_hooks_run_before_the_stop_signal() {
         "trap \"echo got-term; exit 0\" TERM; while true; do sleep 0.1; done",
         "    lifecycle:\n      preStop:\n        sleep: {seconds: 2}\n",
     );
+    // The stop must end well within the grace period (the containers end at their SIGTERM):
+    // both stretched by the time scale, as hooks, signals and teardown are that much slower
+    // on a slow host.
+    let grace = (10.0 * time_scale()).ceil() as u64;
     let yaml = pod(&name, &u, "Always", &format!("{h}{s}"), WWW).replace(
         "terminationGracePeriodSeconds: 1",
-        "terminationGracePeriodSeconds: 10",
+        &format!("terminationGracePeriodSeconds: {grace}"),
     );
     ok(&inst.detach(&yaml));
     std::thread::sleep(Duration::from_millis(500));
@@ -147,7 +161,10 @@ fn pre_stop_hooks_run_before_the_stop_signal() {
         took >= Duration::from_secs(2),
         "the sleep hook took {took:?}"
     );
-    assert!(took < Duration::from_secs(9), "{took:?}");
+    assert!(
+        took < Duration::from_secs(grace) - Duration::from_secs(1),
+        "{took:?} (grace period {grace} s)"
+    );
     let out = inst.podshim(&["logs", "-c", "h", &name], T);
     assert_eq!(stdout(&out), "prestop-hook\ngot-term\n");
     let out = inst.podshim(&["logs", "-c", "s", &name], T);
@@ -337,12 +354,14 @@ impl Drop for HealthServer {
     }
 }
 
-/// `podshim probe` (what the supervisor runs) with `action` against the Pod's IP.
-fn probe_once(inst: &Instance, pod: &str, action: &str) -> std::process::Output {
+/// `podshim probe` (what the supervisor runs) with `action` against the Pod's IP, with a timeout
+/// of `timeout_ms`.
+fn probe_once(inst: &Instance, pod: &str, action: &str, timeout_ms: u32) -> std::process::Output {
     let v = inst.inspect(pod);
     let ip = v["status"]["podIP"].as_str().expect("a Pod IP").to_string();
+    let timeout = timeout_ms.to_string();
     inst.podshim(
-        &["probe", "--pod-ip", &ip, "--timeout-ms", "1000", action],
+        &["probe", "--pod-ip", &ip, "--timeout-ms", &timeout, action],
         T,
     )
 }
@@ -383,14 +402,24 @@ fn grpc_probes_follow_the_health_service() {
     };
     let v = inst.wait_for(&name, T, "Ready", ready("True"));
     assert_eq!(status(&v, "g")["started"], true);
-    let out = probe_once(&inst, &name, r#"{"grpc":{"port":9090,"service":"app"}}"#);
+    let out = probe_once(
+        &inst,
+        &name,
+        r#"{"grpc":{"port":9090,"service":"app"}}"#,
+        5000,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
 
     // Readiness: "app" NOT_SERVING takes the Pod out of Ready, without a restart.
     server.set("app", "NOT_SERVING");
     let v = inst.wait_for(&name, T, "not Ready", ready("False"));
     assert_eq!(status(&v, "g")["ready"], false);
-    let out = probe_once(&inst, &name, r#"{"grpc":{"port":9090,"service":"app"}}"#);
+    let out = probe_once(
+        &inst,
+        &name,
+        r#"{"grpc":{"port":9090,"service":"app"}}"#,
+        5000,
+    );
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr(&out).trim(),
@@ -448,7 +477,7 @@ fn grpc_probes_fail_where_nothing_listens() {
     });
     assert_eq!(condition(&v, "Ready"), "False", "{}", v["status"]);
     assert_eq!(status(&v, "n")["ready"], false);
-    let out = probe_once(&inst, &name, r#"{"grpc":{"port":9091,"service":""}}"#);
+    let out = probe_once(&inst, &name, r#"{"grpc":{"port":9091,"service":""}}"#, 1000);
     assert_eq!(out.status.code(), Some(1));
     let ip = v["status"]["podIP"].as_str().unwrap();
     assert!(
