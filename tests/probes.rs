@@ -90,11 +90,13 @@ fn a_readiness_probe_flips_ready_after_the_startup_probe() {
         k,
         t = 3.0 * k
     );
-    let c = container(
-        "r",
-        &script,
-        "    startupProbe:\n      tcpSocket: {port: 8080}\n      periodSeconds: 1\n      failureThreshold: 30\n    readinessProbe:\n      httpGet: {path: /ready, port: 8080}\n      periodSeconds: 1\n      failureThreshold: 1\n",
+    // Probe timeouts of 5 s (scaled), not the default 1 s: a timed-out probe fails, and a
+    // probe's own process takes longer than 1 s under emulation.
+    let probes = format!(
+        "    startupProbe:\n      tcpSocket: {{port: 8080}}\n      periodSeconds: 1\n      timeoutSeconds: {to}\n      failureThreshold: 30\n    readinessProbe:\n      httpGet: {{path: /ready, port: 8080}}\n      periodSeconds: 1\n      timeoutSeconds: {to}\n      failureThreshold: 1\n",
+        to = probe_timeout()
     );
+    let c = container("r", &script, &probes);
     ok(&inst.detach(&pod(&name, &u, "Always", &c, "")));
     // Right after the start: not started (the startup probe has not passed), not ready.
     let v = inst.inspect(&name);
@@ -243,11 +245,18 @@ fn an_exec_liveness_probe_runs_inside_the_container() {
     // probe can only see from inside); the first run removes it after 2 s. A probe that times
     // out fails too: 5 s, not the default 1 s, which `podshim exec` of a debug build can take on
     // a slow or emulated host (scripts/test-in-vm.sh).
-    let c = container(
-        "e",
-        "touch /tmp/healthy; if [ ! -e /data/once ]; then touch /data/once; (sleep 2; rm /tmp/healthy) & fi; trap \"exit 0\" TERM; while true; do sleep 0.1; done",
-        "    volumeMounts: [{name: data, mountPath: /data}]\n    livenessProbe:\n      exec: {command: [test, -e, /tmp/healthy]}\n      periodSeconds: 1\n      timeoutSeconds: 5\n      failureThreshold: 1\n",
+    // A startup probe holds the liveness probe back until the file is there (a restart whose
+    // shell has not yet made it is no failure of the container); the first run's 2 s scale with
+    // the host's slowness, so that the startup probe sees the file before it goes.
+    let script = format!(
+        "touch /tmp/healthy; if [ ! -e /data/once ]; then touch /data/once; (sleep {}; rm /tmp/healthy) & fi; trap \"exit 0\" TERM; while true; do sleep 0.1; done",
+        2.0 * time_scale()
     );
+    let probes = format!(
+        "    volumeMounts: [{{name: data, mountPath: /data}}]\n    startupProbe:\n      exec: {{command: [test, -e, /tmp/healthy]}}\n      periodSeconds: 1\n      timeoutSeconds: {to}\n      failureThreshold: 60\n    livenessProbe:\n      exec: {{command: [test, -e, /tmp/healthy]}}\n      periodSeconds: 1\n      timeoutSeconds: {to}\n      failureThreshold: 1\n",
+        to = probe_timeout()
+    );
+    let c = container("e", &script, &probes);
     let yaml = pod(
         &name,
         &u,
@@ -352,6 +361,12 @@ impl Drop for HealthServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A probe's `timeoutSeconds` where the default 1 s would time out on a slow host: 5 s, times
+/// the time scale.
+fn probe_timeout() -> u64 {
+    (5.0 * time_scale()).ceil() as u64
 }
 
 /// `podshim probe` (what the supervisor runs) with `action` against the Pod's IP, with a timeout
