@@ -55,8 +55,11 @@ fn an_http_liveness_probe_restarts_the_container_when_the_file_disappears() {
     // holds the liveness probe back until httpd listens: a (re)start slower than the liveness
     // probe's two periods (an emulated host's) is no failure of the container.
     let setup = "echo ok > /www/index.html; if [ ! -e /www/.once ]; then touch /www/.once; (sleep 2; rm /www/index.html) & fi";
-    let probe = "    startupProbe:\n      tcpSocket: {port: web}\n      periodSeconds: 1\n      failureThreshold: 60\n    livenessProbe:\n      httpGet: {path: /index.html, port: web}\n      periodSeconds: 1\n      failureThreshold: 2\n    ports: [{name: web, containerPort: 8080}]\n";
-    let yaml = pod(&name, &u, "Always", &web("h", setup, probe), WWW);
+    let probe = format!(
+        "    startupProbe:\n      tcpSocket: {{port: web}}\n      periodSeconds: 1\n      timeoutSeconds: {to}\n      failureThreshold: 60\n    livenessProbe:\n      httpGet: {{path: /index.html, port: web}}\n      periodSeconds: 1\n      timeoutSeconds: {to}\n      failureThreshold: 2\n    ports: [{{name: web, containerPort: 8080}}]\n",
+        to = probe_timeout()
+    );
+    let yaml = pod(&name, &u, "Always", &web("h", setup, &probe), WWW);
     ok(&inst.detach(&yaml));
     let v = inst.wait_for(&name, T, "a restart by the liveness probe", |v| {
         status(v, "h")["restartCount"] == 1 && status(v, "h")["state"]["running"].is_object()
@@ -64,7 +67,11 @@ fn an_http_liveness_probe_restarts_the_container_when_the_file_disappears() {
     // httpd (PID 1) ignores SIGTERM: the kill came after the grace period.
     let last = &status(&v, "h")["lastState"]["terminated"];
     assert_eq!(last["exitCode"], 137, "{last}");
-    // The restarted container keeps its file: no further restarts.
+    // The restarted container keeps its file: ready once its startup probe passes, and no
+    // further restarts.
+    inst.wait_for(&name, T, "ready after the restart", |v| {
+        status(v, "h")["ready"] == true
+    });
     std::thread::sleep(scaled(Duration::from_secs(4)));
     let v = inst.inspect(&name);
     assert_eq!(status(&v, "h")["restartCount"], 1, "{}", v["status"]);
@@ -399,10 +406,9 @@ fn grpc_probes_follow_the_health_service() {
     // Startup and liveness ask for the server as a whole (""), readiness for service "app".
     // Timeouts of 5 s, not the default 1 s: a timed-out probe fails, and the Python server
     // answers slowly on an emulated host (scripts/test-in-vm.sh).
-    let c = idle(
-        "g",
-        "    ports: [{name: health, containerPort: 9090}]\n    startupProbe:\n      grpc: {port: 9090}\n      periodSeconds: 1\n      timeoutSeconds: 5\n      failureThreshold: 60\n    livenessProbe:\n      grpc: {port: 9090}\n      periodSeconds: 1\n      timeoutSeconds: 5\n      failureThreshold: 2\n    readinessProbe:\n      grpc: {port: 9090, service: app}\n      periodSeconds: 1\n      timeoutSeconds: 5\n      failureThreshold: 1\n",
-    );
+    let probes = "    ports: [{name: health, containerPort: 9090}]\n    startupProbe:\n      grpc: {port: 9090}\n      periodSeconds: 1\n      timeoutSeconds: 5\n      failureThreshold: 60\n    livenessProbe:\n      grpc: {port: 9090}\n      periodSeconds: 1\n      timeoutSeconds: 5\n      failureThreshold: 2\n    readinessProbe:\n      grpc: {port: 9090, service: app}\n      periodSeconds: 1\n      timeoutSeconds: 5\n      failureThreshold: 1\n"
+        .replace("timeoutSeconds: 5", &format!("timeoutSeconds: {}", probe_timeout()));
+    let c = idle("g", &probes);
     ok(&inst.detach(&pod(&name, &u, "Always", &c, "")));
     let v = inst.inspect(&name);
     assert_eq!(status(&v, "g")["started"], false, "{}", v["status"]);
