@@ -29,7 +29,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::termios::{tcgetattr, LocalFlags};
 use nix::unistd::Pid;
 use podshim_engine::sys::{set_window_size, WinSize};
-use podshim_tests::{container, ok, pod, stderr, stdout, uid, wait_output, Instance};
+use podshim_tests::{container, ok, pod, scaled, stderr, stdout, uid, wait_output, Instance};
 
 const SUITE: u32 = 35;
 const T: Duration = Duration::from_secs(60);
@@ -562,9 +562,11 @@ fn an_attach_racing_the_end_of_the_run_still_exits_with_its_code() {
         .unwrap();
     kill(sup, Signal::SIGSTOP).unwrap();
     let (child, _out, _err) = follow(&inst, &name, "c", false);
-    std::thread::sleep(Duration::from_millis(500));
+    // Time for the attach to start and connect (scaled: a podshim start is seconds under
+    // emulation, and an attach that comes after the exit is refused, which is not this race).
+    std::thread::sleep(scaled(Duration::from_millis(500)));
     kill(Pid::from_raw(init), Signal::SIGKILL).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(scaled(Duration::from_millis(200)));
     kill(sup, Signal::SIGCONT).unwrap();
     let out = wait_exit(child);
     assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));

@@ -18,8 +18,11 @@ fn indexed_job_completes_five_two_at_a_time_after_index_3_fails_once() {
     i.import_busybox();
     let name = i.name("idx");
     // Index 3 waits to be told (SIGUSR1: fail) or 3 s (succeed); the others succeed at once.
+    // The 3 s scale with the host's slowness: the test must see index 3 run and exec into it
+    // before then (an exec takes seconds under emulation).
+    let wait = (3.0 * time_scale()).ceil() as u64;
     let yaml = format!(
-        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {name}\nspec:\n  completions: 5\n  parallelism: 2\n  completionMode: Indexed\n  backoffLimit: 2\n  template:\n    spec:\n      restartPolicy: Never\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox:1.35\n        command: [sh, -c, 'echo index $JOB_COMPLETION_INDEX; if [ \"$JOB_COMPLETION_INDEX\" = 3 ]; then trap \"exit 1\" USR1; sleep 3 & wait; fi; exit 0']\n"
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {name}\nspec:\n  completions: 5\n  parallelism: 2\n  completionMode: Indexed\n  backoffLimit: 2\n  template:\n    spec:\n      restartPolicy: Never\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox:1.35\n        command: [sh, -c, 'echo index $JOB_COMPLETION_INDEX; if [ \"$JOB_COMPLETION_INDEX\" = 3 ]; then trap \"exit 1\" USR1; sleep {wait} & wait; fi; exit 0']\n"
     );
     ok(&apply(&i, &yaml));
     let mut max_active = 0;

@@ -227,7 +227,14 @@ fn detached_pod_is_managed_with_ps_inspect_logs_stop_and_rm() {
 
 #[test]
 fn a_crashing_container_backs_off_longer_each_time() {
-    let inst = Instance::new(SUITE);
+    let mut inst = Instance::new(SUITE);
+    // What is asserted is the back-off's growth between runs, measured across a container start
+    // whose jitter grows with the host's slowness (seconds under emulation): the back-off is
+    // stretched by the same time scale (0, 0.5, 1, 2 s at scale 1), so the margins below, taken
+    // in units of it, keep their strength on a slow host instead of drowning in the jitter.
+    let scale = time_scale();
+    inst.env
+        .push(("PODSHIM_BACKOFF_SCALE".into(), format!("{}", 0.05 * scale)));
     inst.import_busybox();
     let u = uid(2);
     let name = inst.name("crash");
@@ -250,15 +257,15 @@ fn a_crashing_container_backs_off_longer_each_time() {
     assert_eq!(cs["lastState"]["terminated"]["reason"], "Error", "{cs}");
     assert_eq!(v["status"]["phase"], "Running");
     // ps shows CrashLoopBackOff while it waits (most of the time, with the back-off growing).
-    let deadline = Instant::now() + T;
+    let deadline = Instant::now() + scaled(T);
     while !seen_backoff && Instant::now() < deadline {
         let row = ps_row(&inst, &name);
         seen_backoff = row[2] == "CrashLoopBackOff";
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(seen_backoff, "ps never showed CrashLoopBackOff");
-    // Each run has its own log file; the time between runs grows (scaled back-off: 0 s, 0.5 s,
-    // 1 s, 2 s; plus the start of the container each time).
+    // Each run has its own log file; the time between runs grows (back-off: 0 s, 0.5 s, 1 s,
+    // 2 s, times the time scale; plus the start of the container each time).
     let dir = inst.pod_logs(&name, &u).join("c");
     let starts: Vec<f64> = (0..5)
         .map(|n| {
@@ -269,10 +276,18 @@ fn a_crashing_container_backs_off_longer_each_time() {
         })
         .collect();
     let gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
-    // Back-offs of 0, 0.5, 1 and 2 s; the container's start adds a varying part on a loaded
-    // machine, so compare gaps two steps apart.
-    assert!(gaps[2] > gaps[0] + 0.6, "{gaps:?}");
-    assert!(gaps[3] > gaps[1] + 1.0, "{gaps:?}");
+    eprintln!("gaps between runs: {gaps:?} s (time scale {scale})");
+    // Back-offs of 0, 0.5, 1 and 2 s (scaled); the container's start adds a varying part on a
+    // loaded machine, so compare gaps two steps apart: they must differ by at least 0.6 of the
+    // 1 s and 1.0 of the 1.5 s that the back-offs differ by.
+    assert!(
+        gaps[2] > gaps[0] + 0.6 * scale,
+        "{gaps:?} (time scale {scale})"
+    );
+    assert!(
+        gaps[3] > gaps[1] + 1.0 * scale,
+        "{gaps:?} (time scale {scale})"
+    );
     let out = inst.podshim(&["logs", "--previous", &name], T);
     ok(&out);
     assert_eq!(stdout(&out), "run\n");

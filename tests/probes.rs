@@ -51,10 +51,15 @@ fn an_http_liveness_probe_restarts_the_container_when_the_file_disappears() {
     inst.import_busybox();
     let u = uid(1);
     let name = inst.name("live");
-    // The first run removes the served file after 2 s; later runs keep it.
+    // The first run removes the served file after 2 s; later runs keep it. The startup probe
+    // holds the liveness probe back until httpd listens: a (re)start slower than the liveness
+    // probe's two periods (an emulated host's) is no failure of the container.
     let setup = "echo ok > /www/index.html; if [ ! -e /www/.once ]; then touch /www/.once; (sleep 2; rm /www/index.html) & fi";
-    let probe = "    livenessProbe:\n      httpGet: {path: /index.html, port: web}\n      periodSeconds: 1\n      failureThreshold: 2\n    ports: [{name: web, containerPort: 8080}]\n";
-    let yaml = pod(&name, &u, "Always", &web("h", setup, probe), WWW);
+    let probe = format!(
+        "    startupProbe:\n      tcpSocket: {{port: web}}\n      periodSeconds: 1\n      timeoutSeconds: {to}\n      failureThreshold: 60\n    livenessProbe:\n      httpGet: {{path: /index.html, port: web}}\n      periodSeconds: 1\n      timeoutSeconds: {to}\n      failureThreshold: 2\n    ports: [{{name: web, containerPort: 8080}}]\n",
+        to = probe_timeout()
+    );
+    let yaml = pod(&name, &u, "Always", &web("h", setup, &probe), WWW);
     ok(&inst.detach(&yaml));
     let v = inst.wait_for(&name, T, "a restart by the liveness probe", |v| {
         status(v, "h")["restartCount"] == 1 && status(v, "h")["state"]["running"].is_object()
@@ -62,8 +67,12 @@ fn an_http_liveness_probe_restarts_the_container_when_the_file_disappears() {
     // httpd (PID 1) ignores SIGTERM: the kill came after the grace period.
     let last = &status(&v, "h")["lastState"]["terminated"];
     assert_eq!(last["exitCode"], 137, "{last}");
-    // The restarted container keeps its file: no further restarts.
-    std::thread::sleep(Duration::from_secs(4));
+    // The restarted container keeps its file: ready once its startup probe passes, and no
+    // further restarts.
+    inst.wait_for(&name, T, "ready after the restart", |v| {
+        status(v, "h")["ready"] == true
+    });
+    std::thread::sleep(scaled(Duration::from_secs(4)));
     let v = inst.inspect(&name);
     assert_eq!(status(&v, "h")["restartCount"], 1, "{}", v["status"]);
     assert_eq!(status(&v, "h")["ready"], true);
@@ -79,12 +88,22 @@ fn a_readiness_probe_flips_ready_after_the_startup_probe() {
     inst.import_busybox();
     let u = uid(2);
     let name = inst.name("ready");
-    // httpd listens after 1 s (startup probe); /ready exists from 0-3 s and from 6 s on.
-    let c = container(
-        "r",
-        "mkdir -p /www; echo ok > /www/ready; (sleep 1; exec httpd -f -p 8080 -h /www) & sleep 3; rm /www/ready; sleep 3; echo ok > /www/ready; wait",
-        "    startupProbe:\n      tcpSocket: {port: 8080}\n      periodSeconds: 1\n      failureThreshold: 30\n    readinessProbe:\n      httpGet: {path: /ready, port: 8080}\n      periodSeconds: 1\n      failureThreshold: 1\n",
+    // httpd listens after 1 s (startup probe); /ready exists from 0-3 s and from 6 s on: times
+    // the time scale, since the test must see each phase after a container start and a probe
+    // period that are that much slower on a slow host.
+    let k = time_scale();
+    let script = format!(
+        "mkdir -p /www; echo ok > /www/ready; (sleep {}; exec httpd -f -p 8080 -h /www) & sleep {t}; rm /www/ready; sleep {t}; echo ok > /www/ready; wait",
+        k,
+        t = 3.0 * k
     );
+    // Probe timeouts of 5 s (scaled), not the default 1 s: a timed-out probe fails, and a
+    // probe's own process takes longer than 1 s under emulation.
+    let probes = format!(
+        "    startupProbe:\n      tcpSocket: {{port: 8080}}\n      periodSeconds: 1\n      timeoutSeconds: {to}\n      failureThreshold: 30\n    readinessProbe:\n      httpGet: {{path: /ready, port: 8080}}\n      periodSeconds: 1\n      timeoutSeconds: {to}\n      failureThreshold: 1\n",
+        to = probe_timeout()
+    );
+    let c = container("r", &script, &probes);
     ok(&inst.detach(&pod(&name, &u, "Always", &c, "")));
     // Right after the start: not started (the startup probe has not passed), not ready.
     let v = inst.inspect(&name);
@@ -134,9 +153,13 @@ fn pre_stop_hooks_run_before_the_stop_signal() {
         "trap \"echo got-term; exit 0\" TERM; while true; do sleep 0.1; done",
         "    lifecycle:\n      preStop:\n        sleep: {seconds: 2}\n",
     );
+    // The stop must end well within the grace period (the containers end at their SIGTERM):
+    // both stretched by the time scale, as hooks, signals and teardown are that much slower
+    // on a slow host.
+    let grace = (10.0 * time_scale()).ceil() as u64;
     let yaml = pod(&name, &u, "Always", &format!("{h}{s}"), WWW).replace(
         "terminationGracePeriodSeconds: 1",
-        "terminationGracePeriodSeconds: 10",
+        &format!("terminationGracePeriodSeconds: {grace}"),
     );
     ok(&inst.detach(&yaml));
     std::thread::sleep(Duration::from_millis(500));
@@ -147,7 +170,10 @@ fn pre_stop_hooks_run_before_the_stop_signal() {
         took >= Duration::from_secs(2),
         "the sleep hook took {took:?}"
     );
-    assert!(took < Duration::from_secs(9), "{took:?}");
+    assert!(
+        took < Duration::from_secs(grace) - Duration::from_secs(1),
+        "{took:?} (grace period {grace} s)"
+    );
     let out = inst.podshim(&["logs", "-c", "h", &name], T);
     assert_eq!(stdout(&out), "prestop-hook\ngot-term\n");
     let out = inst.podshim(&["logs", "-c", "s", &name], T);
@@ -226,11 +252,18 @@ fn an_exec_liveness_probe_runs_inside_the_container() {
     // probe can only see from inside); the first run removes it after 2 s. A probe that times
     // out fails too: 5 s, not the default 1 s, which `podshim exec` of a debug build can take on
     // a slow or emulated host (scripts/test-in-vm.sh).
-    let c = container(
-        "e",
-        "touch /tmp/healthy; if [ ! -e /data/once ]; then touch /data/once; (sleep 2; rm /tmp/healthy) & fi; trap \"exit 0\" TERM; while true; do sleep 0.1; done",
-        "    volumeMounts: [{name: data, mountPath: /data}]\n    livenessProbe:\n      exec: {command: [test, -e, /tmp/healthy]}\n      periodSeconds: 1\n      timeoutSeconds: 5\n      failureThreshold: 1\n",
+    // A startup probe holds the liveness probe back until the file is there (a restart whose
+    // shell has not yet made it is no failure of the container); the first run's 2 s scale with
+    // the host's slowness, so that the startup probe sees the file before it goes.
+    let script = format!(
+        "touch /tmp/healthy; if [ ! -e /data/once ]; then touch /data/once; (sleep {}; rm /tmp/healthy) & fi; trap \"exit 0\" TERM; while true; do sleep 0.1; done",
+        2.0 * time_scale()
     );
+    let probes = format!(
+        "    volumeMounts: [{{name: data, mountPath: /data}}]\n    startupProbe:\n      exec: {{command: [test, -e, /tmp/healthy]}}\n      periodSeconds: 1\n      timeoutSeconds: {to}\n      failureThreshold: 60\n    livenessProbe:\n      exec: {{command: [test, -e, /tmp/healthy]}}\n      periodSeconds: 1\n      timeoutSeconds: {to}\n      failureThreshold: 1\n",
+        to = probe_timeout()
+    );
+    let c = container("e", &script, &probes);
     let yaml = pod(
         &name,
         &u,
@@ -337,12 +370,20 @@ impl Drop for HealthServer {
     }
 }
 
-/// `podshim probe` (what the supervisor runs) with `action` against the Pod's IP.
-fn probe_once(inst: &Instance, pod: &str, action: &str) -> std::process::Output {
+/// A probe's `timeoutSeconds` where the default 1 s would time out on a slow host: 5 s, times
+/// the time scale.
+fn probe_timeout() -> u64 {
+    (5.0 * time_scale()).ceil() as u64
+}
+
+/// `podshim probe` (what the supervisor runs) with `action` against the Pod's IP, with a timeout
+/// of `timeout_ms`.
+fn probe_once(inst: &Instance, pod: &str, action: &str, timeout_ms: u32) -> std::process::Output {
     let v = inst.inspect(pod);
     let ip = v["status"]["podIP"].as_str().expect("a Pod IP").to_string();
+    let timeout = timeout_ms.to_string();
     inst.podshim(
-        &["probe", "--pod-ip", &ip, "--timeout-ms", "1000", action],
+        &["probe", "--pod-ip", &ip, "--timeout-ms", &timeout, action],
         T,
     )
 }
@@ -365,10 +406,9 @@ fn grpc_probes_follow_the_health_service() {
     // Startup and liveness ask for the server as a whole (""), readiness for service "app".
     // Timeouts of 5 s, not the default 1 s: a timed-out probe fails, and the Python server
     // answers slowly on an emulated host (scripts/test-in-vm.sh).
-    let c = idle(
-        "g",
-        "    ports: [{name: health, containerPort: 9090}]\n    startupProbe:\n      grpc: {port: 9090}\n      periodSeconds: 1\n      timeoutSeconds: 5\n      failureThreshold: 60\n    livenessProbe:\n      grpc: {port: 9090}\n      periodSeconds: 1\n      timeoutSeconds: 5\n      failureThreshold: 2\n    readinessProbe:\n      grpc: {port: 9090, service: app}\n      periodSeconds: 1\n      timeoutSeconds: 5\n      failureThreshold: 1\n",
-    );
+    let probes = "    ports: [{name: health, containerPort: 9090}]\n    startupProbe:\n      grpc: {port: 9090}\n      periodSeconds: 1\n      timeoutSeconds: 5\n      failureThreshold: 60\n    livenessProbe:\n      grpc: {port: 9090}\n      periodSeconds: 1\n      timeoutSeconds: 5\n      failureThreshold: 2\n    readinessProbe:\n      grpc: {port: 9090, service: app}\n      periodSeconds: 1\n      timeoutSeconds: 5\n      failureThreshold: 1\n"
+        .replace("timeoutSeconds: 5", &format!("timeoutSeconds: {}", probe_timeout()));
+    let c = idle("g", &probes);
     ok(&inst.detach(&pod(&name, &u, "Always", &c, "")));
     let v = inst.inspect(&name);
     assert_eq!(status(&v, "g")["started"], false, "{}", v["status"]);
@@ -383,14 +423,24 @@ fn grpc_probes_follow_the_health_service() {
     };
     let v = inst.wait_for(&name, T, "Ready", ready("True"));
     assert_eq!(status(&v, "g")["started"], true);
-    let out = probe_once(&inst, &name, r#"{"grpc":{"port":9090,"service":"app"}}"#);
+    let out = probe_once(
+        &inst,
+        &name,
+        r#"{"grpc":{"port":9090,"service":"app"}}"#,
+        5000,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
 
     // Readiness: "app" NOT_SERVING takes the Pod out of Ready, without a restart.
     server.set("app", "NOT_SERVING");
     let v = inst.wait_for(&name, T, "not Ready", ready("False"));
     assert_eq!(status(&v, "g")["ready"], false);
-    let out = probe_once(&inst, &name, r#"{"grpc":{"port":9090,"service":"app"}}"#);
+    let out = probe_once(
+        &inst,
+        &name,
+        r#"{"grpc":{"port":9090,"service":"app"}}"#,
+        5000,
+    );
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr(&out).trim(),
@@ -448,7 +498,7 @@ fn grpc_probes_fail_where_nothing_listens() {
     });
     assert_eq!(condition(&v, "Ready"), "False", "{}", v["status"]);
     assert_eq!(status(&v, "n")["ready"], false);
-    let out = probe_once(&inst, &name, r#"{"grpc":{"port":9091,"service":""}}"#);
+    let out = probe_once(&inst, &name, r#"{"grpc":{"port":9091,"service":""}}"#, 1000);
     assert_eq!(out.status.code(), Some(1));
     let ip = v["status"]["podIP"].as_str().unwrap();
     assert!(

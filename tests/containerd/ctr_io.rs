@@ -182,15 +182,28 @@ fn ctr_close_io(h: &Handler) {
 }
 
 /// `ctr run --cgroup slice:prefix:name` (the systemd driver's form) with containerd's runc
-/// options as ctr sends them (no SystemdCgroup): where the container's cgroup is, as the
-/// container sees it in /proc/self/cgroup and as the host has it.
+/// options as ctr sends them: where the container's cgroup is, as the container sees it in
+/// /proc/self/cgroup and (cgroup v2) where the host has it in the unified hierarchy. Where
+/// podshim's own cgroup driver is systemd's (a systemd host with cgroup v2), a node gives runc
+/// `SystemdCgroup = true`, so runc runs with that option and its answers are recorded as
+/// `<test>_systemd_driver`.
 fn ctr_systemd_cgroup_path(h: &Handler) {
     systemd_path_case(h, daemon(h), own_cgroups(), "ctr_systemd_cgroup_path");
 }
 
 /// [`ctr_systemd_cgroup_path`] with containerd (and so the shim and runc) started in one cgroup,
 /// the same in every v1 hierarchy: runc puts the task below it in each, and so must podshim.
+/// (cgroup v2 has one hierarchy: the daemon's cgroup is one parent already, so the case is the
+/// plain one, recorded under its own name.)
 fn ctr_systemd_cgroup_path_one_parent(h: &Handler) {
+    if unified() {
+        return systemd_path_case(
+            h,
+            daemon(h),
+            own_cgroups(),
+            "ctr_systemd_cgroup_path_one_parent",
+        );
+    }
     let own = OneCgroup::enter();
     let d = daemon(h);
     own.leave();
@@ -265,6 +278,46 @@ impl Drop for OneCgroup {
     }
 }
 
+/// Whether this host has cgroup v2 only (the answers' kind `cgroup-v2`).
+fn unified() -> bool {
+    answers::host_kind() == "cgroup-v2"
+}
+
+/// Whether podshim's cgroup driver here is systemd's (`PODSHIM_CGROUP_DRIVER`, which containerd
+/// and so the shim inherit, else detected as the shim detects it).
+fn systemd_driver() -> bool {
+    podshim_engine::cgroups::Driver::current() == podshim_engine::cgroups::Driver::Systemd
+}
+
+/// The systemd-path cases share `podshim-test.slice` under the systemd driver and stop it at
+/// their end: one at a time.
+static SYSTEMD_PATH_CASES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `ctr run --runtime RT --cgroup PATH` of busybox as container `sd` of daemon `d` (its FIFOs,
+/// for runc its state directory and, under the systemd driver, `--runc-systemd-cgroup`), then
+/// `flags` and the command `args`.
+fn ctr_run_cgroup(
+    h: &Handler,
+    d: &support::daemon::Containerd,
+    path: &str,
+    flags: &[&str],
+    args: &[&str],
+) -> Command {
+    d.note_shim("default", "sd");
+    let mut run = d.ctr("default");
+    run.args(["run", "--runtime", h.runtime_type, "--cgroup", path])
+        .arg("--fifo-dir")
+        .arg(d.fifo_dir());
+    if h.name == "runc" {
+        run.arg("--runc-root").arg(d.layout.dir.join("runc"));
+        if systemd_driver() {
+            run.arg("--runc-systemd-cgroup");
+        }
+    }
+    run.args(flags).arg(BUSYBOX).arg("sd").args(args);
+    run
+}
+
 /// Run `slice:prefix:name` on daemon `d`, whose shim runs in `own`, and compare with runc's
 /// answers for `test`.
 fn systemd_path_case(
@@ -273,49 +326,92 @@ fn systemd_path_case(
     own: std::collections::HashMap<String, String>,
     test: &str,
 ) {
+    let _one = SYSTEMD_PATH_CASES.lock().unwrap_or_else(|e| e.into_inner());
+    let systemd = systemd_driver();
+    let test = if systemd {
+        format!("{test}_systemd_driver")
+    } else {
+        test.to_string()
+    };
     let tag = d.layout.cgroup_root.trim_start_matches('/').to_string();
     let path = format!("{tag}.slice:podshim:sd");
-    let mut run = d.ctr("default");
-    run.args([
-        "run",
-        "--rm",
-        "--runtime",
-        h.runtime_type,
-        "--cgroup",
+    ok(&mut ctr_run_cgroup(
+        h,
+        &d,
         &path,
-    ])
-    .arg("--fifo-dir")
-    .arg(d.fifo_dir());
-    if h.name == "runc" {
-        run.arg("--runc-root").arg(d.layout.dir.join("runc"));
-    }
-    d.note_shim("default", "sd");
-    run.args([
-        BUSYBOX,
-        "sd",
-        "sh",
-        "-c",
-        "grep -E ':(memory|pids):' /proc/self/cgroup",
-    ]);
-    let seen = ok(&mut run);
-    // runc's cgroupfs driver takes the path as relative to its own cgroup (the shim's, which is
-    // the daemon's: `own`), per hierarchy: that part is written `OWN`.
-    let mut lines: Vec<String> = seen
-        .lines()
-        .map(|l| {
-            let (_, rest) = l.split_once(':').unwrap_or(("", l));
-            let (ctl, path) = rest.split_once(':').unwrap_or((rest, ""));
-            let mine = own.get(ctl).map(String::as_str).unwrap_or("/");
-            let path = match path.strip_prefix(mine) {
-                Some(r) if mine != "/" => format!("OWN{r}"),
-                _ => path.to_string(),
+        &["-d"],
+        &["sleep", "600"],
+    ));
+    d.wait_task("sd", "RUNNING");
+    // The host's view of the task, then the container's (an exec joins the task's cgroups and
+    // cgroup namespace, if it has one).
+    let host = std::fs::read_to_string(format!("/proc/{}/cgroup", d.task_pid("sd"))).unwrap();
+    let seen = ok(d
+        .ctr_exec("sd", "cg", false)
+        .args(["cat", "/proc/self/cgroup"]));
+    d.remove_task("sd");
+    let answers = if unified() {
+        // One line, `0::PATH`. runc's cgroupfs driver puts a relative path below the parent of
+        // its own cgroup (the shim's, which is the daemon's: `own`): that part is written
+        // `OWN/..`.
+        let own = own.get("").map(String::as_str).unwrap_or("/");
+        let line = |text: &str| {
+            let path = text
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .unwrap_or_else(|| panic!("no cgroup v2 line in {text:?}"));
+            let parent = std::path::Path::new(own)
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            let path = if own != "/" && (path == own || path.starts_with(&format!("{own}/"))) {
+                format!("OWN{}", &path[own.len()..])
+            } else if parent.len() > 1 && path.starts_with(&format!("{parent}/")) {
+                format!("OWN/..{}", &path[parent.len()..])
+            } else {
+                path.to_string()
             };
-            format!("{ctl}:{path}")
-        })
-        .collect();
-    lines.sort();
-    // What the host holds afterwards, anywhere with the test's tag in its name.
-    let left = leftover_cgroups(&tag, &own);
+            format!("0::{path}").replace(&tag, "TAG")
+        };
+        json!({"cgroup": [line(&seen)], "host": line(&host)})
+    } else {
+        // runc's cgroupfs driver takes the path as relative to its own cgroup per v1 hierarchy:
+        // that part is written `OWN`.
+        let mut lines: Vec<String> = seen
+            .lines()
+            .filter_map(|l| {
+                let (_, rest) = l.split_once(':')?;
+                let (ctl, path) = rest.split_once(':')?;
+                if ctl != "memory" && ctl != "pids" {
+                    return None;
+                }
+                let mine = own.get(ctl).map(String::as_str).unwrap_or("/");
+                let path = match path.strip_prefix(mine) {
+                    Some(r) if mine != "/" => format!("OWN{r}"),
+                    _ => path.to_string(),
+                };
+                Some(format!("{ctl}:{path}").replace(&tag, "TAG"))
+            })
+            .collect();
+        lines.sort();
+        json!({ "cgroup": lines })
+    };
+    // What the host holds afterwards, anywhere with the test's tag in its name. Under the
+    // systemd driver the slice of the path stays, as it does after runc (systemd keeps a slice
+    // unit running until it is stopped; the kubelet stops its Pods' slices): stop it.
+    let mut left = leftover_cgroups(&tag, &own);
+    if systemd {
+        let slice = format!("{tag}.slice");
+        left.retain(|dir| {
+            let empty_slice = dir.file_name().is_some_and(|n| n == slice.as_str())
+                && cgroup_children(dir).is_empty();
+            if empty_slice {
+                stop_unit(&slice);
+                stop_empty_slice(dir.parent(), "podshim-test.slice");
+            }
+            !empty_slice
+        });
+    }
     for dir in &left {
         remove_tree(dir);
         // And the empty `.slice` parents a systemd layout made on the way.
@@ -328,19 +424,55 @@ fn systemd_path_case(
         }
     }
     assert!(left.is_empty(), "cgroups left: {left:?}");
-    answers::check(
-        h,
-        test,
-        &json!({"cgroup": lines.iter().map(|l| l.replace(&tag, "TAG")).collect::<Vec<_>>()}),
+    let still = leftover_cgroups(&tag, &own);
+    assert!(
+        still.is_empty(),
+        "cgroups left after stopping the slice: {still:?}"
     );
+    answers::check(h, &test, &answers);
     d.shutdown();
 }
 
+/// The cgroup directories right below `dir`.
+fn cgroup_children(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.path())
+        .collect()
+}
+
+/// `systemctl stop UNIT`, which must work (a unit left running is a leak).
+fn stop_unit(unit: &str) {
+    let out = Command::new("systemctl")
+        .args(["stop", unit])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "systemctl stop {unit}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Stop the slice `unit` whose cgroup is `dir` (when it is), if nothing is left in it: systemd
+/// made it as the parent of the test's slice. (The systemd-path cases, its only users, run one
+/// at a time.)
+fn stop_empty_slice(dir: Option<&std::path::Path>, unit: &str) {
+    if let Some(dir) = dir.filter(|d| d.file_name().is_some_and(|n| n == unit)) {
+        if cgroup_children(dir).is_empty() {
+            stop_unit(unit);
+        }
+    }
+}
+
 /// podshim's answer to [`ctr_systemd_cgroup_path`]: runc's, when this process's cgroup (which
-/// containerd and so the shim inherit) is one path in every controller hierarchy; otherwise a
-/// refusal that names `SystemdCgroup`, leaving nothing behind, since runc's recorded answer then
-/// has the task below different parents per hierarchy (which one libcontainer cgroup path, joined
-/// to every hierarchy's mount point, cannot be).
+/// containerd and so the shim inherit) is one path in every controller hierarchy (always, on
+/// cgroup v2); otherwise a refusal that names `SystemdCgroup`, leaving nothing behind, since
+/// runc's recorded answer then has the task below different parents per hierarchy (which one
+/// libcontainer cgroup path, joined to every hierarchy's mount point, cannot be).
 fn ctr_systemd_cgroup_path_as_runc(h: &Handler) {
     let own = own_cgroups();
     let mut bases: Vec<&String> = own
@@ -372,19 +504,7 @@ fn ctr_systemd_cgroup_path_as_runc(h: &Handler) {
     let d = daemon(h);
     let tag = d.layout.cgroup_root.trim_start_matches('/').to_string();
     let path = format!("{tag}.slice:podshim:sd");
-    let mut run = d.ctr("default");
-    run.args([
-        "run",
-        "--rm",
-        "--runtime",
-        h.runtime_type,
-        "--cgroup",
-        &path,
-    ])
-    .arg("--fifo-dir")
-    .arg(d.fifo_dir());
-    d.note_shim("default", "sd");
-    run.args([BUSYBOX, "sd", "true"]);
+    let mut run = ctr_run_cgroup(h, &d, &path, &[], &["true"]);
     let out = wait_child(
         run.stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -407,7 +527,8 @@ fn ctr_systemd_cgroup_path_as_runc(h: &Handler) {
     d.shutdown();
 }
 
-/// This process's cgroup per v1 controller list (`memory` -> `/process_api/...`).
+/// This process's cgroup per v1 controller list (`memory` -> `/process_api/...`), and per the
+/// cgroup v2 line (`0::PATH`) under the empty name.
 fn own_cgroups() -> std::collections::HashMap<String, String> {
     std::fs::read_to_string("/proc/self/cgroup")
         .unwrap()
@@ -434,6 +555,10 @@ fn leftover_cgroups(
     let mut places: Vec<std::path::PathBuf> = cgroup_dirs("/");
     for dir in own.values() {
         places.extend(cgroup_dirs(dir));
+        // On cgroup v2 runc's cgroupfs driver uses the parent of its own cgroup.
+        if let Some(parent) = std::path::Path::new(dir).parent() {
+            places.extend(cgroup_dirs(&parent.display().to_string()));
+        }
     }
     places.sort();
     places.dedup();
