@@ -533,6 +533,12 @@ pub fn forget(ctx: &Context, pods: &[&PodInfo]) {
                 }
             }
             let _ = record::remove(&ctx.cfg, &p.key);
+            // Its pending file, if `spawn` wrote it after a listing had already seen the
+            // record (a Pod that ran and ended at once): no listing may follow (its owner is
+            // being deleted), and a later one would take it for a Pod that failed to start.
+            for ext in ["json", "ready"] {
+                let _ = fs::remove_file(ctx.pending_dir().join(format!("{}.{ext}", p.key)));
+            }
         }
     }
 }
