@@ -26,6 +26,7 @@ mod paths;
 #[cfg(test)]
 mod tests;
 mod view;
+pub mod warm;
 
 pub use driver::{container_path, is_systemd_path, pod_path_for, slice_unit, Driver};
 pub use limits::{shares_to_weight, Limits};

@@ -216,6 +216,26 @@ pub fn fork() -> io::Result<Option<nix::unistd::Pid>> {
     }
 }
 
+/// Fork a child that writes `data` to the file at `path` and exits (the parent does not wait):
+/// `cgroups::warm`'s move into the child's own cgroup, whose point is the kernel's wait in it.
+pub fn fork_to_write(path: &std::ffi::CStr, data: &'static [u8]) -> io::Result<nix::unistd::Pid> {
+    // SAFETY: the child only calls open(2), write(2) and _exit(2), all async-signal-safe, on
+    // data made before the fork, so this is sound in a process with threads too.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            // SAFETY: `path` is a valid C string; `data` is valid for its length.
+            unsafe {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd >= 0 {
+                    libc::write(fd, data.as_ptr().cast(), data.len());
+                }
+            }
+            exit_now(0)
+        }
+        nix::unistd::ForkResult::Parent { child } => Ok(child),
+    }
+}
+
 /// `_exit(2)`: end a forked worker at once, without the exit handlers and buffered output the
 /// parent's copy of this process still owns.
 pub fn exit_now(code: i32) -> ! {

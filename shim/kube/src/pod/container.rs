@@ -185,6 +185,9 @@ pub fn start_all(
     plans: &[ContainerPlan],
 ) -> Vec<Result<Started, PodError>> {
     let t = std::time::Instant::now();
+    // A restart, or app containers after init containers: the kernel's cgroup migration lock
+    // is taken while they are prepared (see `cgroups::warm`).
+    let _ = podshim_engine::cgroups::warm::warm();
     let mut prepared = Vec::with_capacity(plans.len());
     for plan in plans {
         prepared.push(prepare(cfg, sandbox, plan));
