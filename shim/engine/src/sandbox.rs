@@ -248,6 +248,10 @@ fn build(
         cgroups.set_limits(&spec.cgroup, &spec.limits, true)?;
     }
     step("cgroup");
+    // The first container's create waits for the kernel's cgroup migration lock: have it taken
+    // while pause and the network are made (see `cgroups::warm`). Not before the Pod's cgroup
+    // exists: the lock's first taker holds the cgroup mutex, which a mkdir needs, for its wait.
+    let _ = crate::cgroups::warm::warm();
     let userns = match spec.user_namespace {
         false => None,
         true => {

@@ -216,18 +216,46 @@ pub fn fork() -> io::Result<Option<nix::unistd::Pid>> {
     }
 }
 
-/// Fork a child that writes `data` to the file at `path` and exits (the parent does not wait):
-/// `cgroups::warm`'s move into the child's own cgroup, whose point is the kernel's wait in it.
-pub fn fork_to_write(path: &std::ffi::CStr, data: &'static [u8]) -> io::Result<nix::unistd::Pid> {
-    // SAFETY: the child only calls open(2), write(2) and _exit(2), all async-signal-safe, on
-    // data made before the fork, so this is sound in a process with threads too.
+/// Fork a child that writes `data` to the file at `path` (opened afresh each time), then again
+/// every `every`, `times` times at most, until `stop` (the read end of a pipe) reports its
+/// writer closed; the parent does not wait. The child keeps no other descriptor of this
+/// process. `cgroups::warm`'s moves into the child's own cgroup, whose point is the kernel's
+/// lock they take.
+pub fn fork_writer(
+    path: &std::ffi::CStr,
+    data: &'static [u8],
+    stop: OwnedFd,
+    every: std::time::Duration,
+    times: u32,
+) -> io::Result<nix::unistd::Pid> {
+    let keep = stop.as_raw_fd();
+    let every_ms = every.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: the child only calls close_range(2), open(2), write(2), close(2), poll(2) and
+    // _exit(2), all async-signal-safe, on data made before the fork, so this is sound in a
+    // process with threads too.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
-            // SAFETY: `path` is a valid C string; `data` is valid for its length.
+            // SAFETY: plain system calls on integers, a valid C string, a buffer valid for its
+            // length and a pollfd on this stack frame.
             unsafe {
-                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                if fd >= 0 {
-                    libc::write(fd, data.as_ptr().cast(), data.len());
+                if keep > 0 {
+                    libc::syscall(libc::SYS_close_range, 0u32, keep as u32 - 1, 0u32);
+                }
+                libc::syscall(libc::SYS_close_range, keep as u32 + 1, u32::MAX, 0u32);
+                for _ in 0..times {
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd >= 0 {
+                        libc::write(fd, data.as_ptr().cast(), data.len());
+                        libc::close(fd);
+                    }
+                    let mut p = libc::pollfd {
+                        fd: keep,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    if libc::poll(&mut p, 1, every_ms) != 0 {
+                        break;
+                    }
                 }
             }
             exit_now(0)

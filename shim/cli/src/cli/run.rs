@@ -119,9 +119,6 @@ pub fn run(
             cfg.pause.display()
         );
     }
-    // Planning and the supervisor's start overlap the kernel's wait for its cgroup migration
-    // lock, which the first container's create needs (see `cgroups::warm`).
-    let _ = podshim_engine::cgroups::warm::warm();
     if let Some(conf) = &cfg.cni_conf {
         // A broken config is an error before any Pod is created.
         podshim_cni::chain::NetworkList::load(conf)

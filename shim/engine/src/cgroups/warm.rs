@@ -8,39 +8,61 @@
 //! container's intermediate process into the container's cgroup, so every create paid the
 //! whole grace period, on the critical path of a Pod start.
 //!
+//! The first writer also holds the cgroup mutex during its wait, so a cgroup's mkdir (the
+//! Pod's, or libcontainer's of the container's) waits with it: warm up after the Pod's cgroup
+//! exists, and the container's create shares whatever is left of the wait.
+//!
 //! [`warm`] forks a child that moves itself into the cgroup it already is in (a move that
-//! changes nothing but takes the lock) and exits: its grace period runs while the caller
-//! starts pause, sets up the network and mounts the root filesystems, and the intermediate
-//! process that follows a few milliseconds later finds the lock's fast path.
+//! changes nothing but takes the lock), and again every few milliseconds, so the lock stays
+//! on its fast path while the caller starts pause, sets up the network and mounts the root
+//! filesystems, however long that takes on a loaded host; [`cool`] (or the caller's exit, or
+//! [`LIMIT`]) ends it once the containers are created.
 
 use std::ffi::CString;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::unistd::Pid;
 
 use super::{join, Cgroups, Mode};
 
-/// A warm-up within this long ago still covers a create (its grace period, or the one after).
-const FRESH: Duration = Duration::from_millis(20);
+/// How often the child moves itself: well within the ~10 ms after a move in which the next
+/// one does not wait.
+const EVERY: Duration = Duration::from_millis(4);
+/// The longest the child keeps at it without a [`cool`] (a start that failed, or a very slow
+/// one): 50 moves, 200 ms.
+const LIMIT: u32 = 50;
 
-/// Start taking the migration lock in a child process, unless a warm-up of this process did
-/// within the last [`FRESH`] interval; returns the child, which exits by itself (whoever reaps
-/// this process's children reaps it: the supervision loop and teardown reap any child). Best
-/// effort: `None` when there is nothing to do or it cannot be done.
+/// The write end of the running warm-up's stop pipe: closing it ends the child.
+static RUNNING: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Keep the migration lock on its fast path from now until [`cool`] (at most [`LIMIT`] moves),
+/// unless a warm-up of this process already does; returns the child that does it, which exits
+/// by itself (whoever reaps this process's children reaps it: the supervision loop and
+/// teardown reap any child). Best effort: `None` when there is nothing to do or it cannot be
+/// done.
 pub fn warm() -> Option<Pid> {
-    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
-    let mut last = LAST.lock().ok()?;
-    if last.is_some_and(|t| t.elapsed() < FRESH) {
+    let mut running = RUNNING.lock().ok()?;
+    if running.is_some() {
         return None;
     }
     let file = own_procs_file(&Cgroups::detect().ok()?)?;
     let path = CString::new(file.as_os_str().as_bytes()).ok()?;
-    *last = Some(Instant::now());
+    let (stop_r, stop_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
     // "0": the writing process itself, into the cgroup it is in.
-    crate::sys::fork_to_write(&path, b"0").ok()
+    let child = crate::sys::fork_writer(&path, b"0", stop_r, EVERY, LIMIT).ok()?;
+    *running = Some(stop_w);
+    Some(child)
+}
+
+/// End the warm-up (the containers are created): the next [`warm`] starts another.
+pub fn cool() {
+    if let Ok(mut running) = RUNNING.lock() {
+        running.take();
+    }
 }
 
 /// The `cgroup.procs` of this process's own cgroup in one hierarchy: v2's, or v1 `pids`' (any

@@ -186,7 +186,7 @@ pub fn start_all(
 ) -> Vec<Result<Started, PodError>> {
     let t = std::time::Instant::now();
     // A restart, or app containers after init containers: the kernel's cgroup migration lock
-    // is taken while they are prepared (see `cgroups::warm`).
+    // is kept on its fast path while they are prepared and created (see `cgroups::warm`).
     let _ = podshim_engine::cgroups::warm::warm();
     let mut prepared = Vec::with_capacity(plans.len());
     for plan in plans {
@@ -198,6 +198,7 @@ pub fn start_all(
         .collect();
     let mut created =
         Container::create_all(&cfg.runtime(), &mut sandbox.journal, creates).into_iter();
+    podshim_engine::cgroups::warm::cool();
     let results = prepared
         .into_iter()
         .map(|p| {

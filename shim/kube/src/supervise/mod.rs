@@ -108,9 +108,6 @@ pub enum RunError {
 /// Run the Pods until they finish (or a signal stops them); returns podshim's exit code.
 pub fn run(cfg: &Config, jobs: Vec<PodJob>, mut opts: Options) -> Result<i32, RunError> {
     let _ = nix::sys::prctl::set_child_subreaper(true);
-    // The first container's create waits for the kernel's cgroup migration lock: have it taken
-    // while the sandbox is made (see `cgroups::warm`).
-    let _ = podshim_engine::cgroups::warm::warm();
     let signals = Signals::install().map_err(RunError::Signals)?;
 
     let host_ip = crate::resolve::Node::detect().host_ip;
