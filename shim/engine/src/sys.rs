@@ -230,14 +230,20 @@ pub fn fork_writer(
 ) -> io::Result<nix::unistd::Pid> {
     let keep = stop.as_raw_fd();
     let every_ms = every.as_millis().clamp(1, i32::MAX as u128) as i32;
-    // SAFETY: the child only calls close_range(2), open(2), write(2), close(2), poll(2) and
-    // _exit(2), all async-signal-safe, on data made before the fork, so this is sound in a
-    // process with threads too.
+    let parent = nix::unistd::getpid().as_raw();
+    // SAFETY: the child only calls prctl(2), getppid(2), close_range(2), open(2), write(2),
+    // close(2), poll(2) and _exit(2), all async-signal-safe, on data made before the fork, so
+    // this is sound in a process with threads too.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
             // SAFETY: plain system calls on integers, a valid C string, a buffer valid for its
             // length and a pollfd on this stack frame.
             unsafe {
+                // It ends with its parent (a podshim killed mid-start), not after it.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() != parent {
+                    exit_now(0)
+                }
                 if keep > 0 {
                     libc::syscall(libc::SYS_close_range, 0u32, keep as u32 - 1, 0u32);
                 }
