@@ -375,31 +375,12 @@ fn a_run_killed_at_any_moment_leaves_nothing_after_gc() {
     let window = (300.0 * podshim_tests::time_scale()) as u64;
     let started = Instant::now();
     let mut finished_before_kill = 0;
-    let exe = std::env::current_exe().unwrap();
     for i in 0..iterations {
         let delay = 1 + rng.next() % window;
-        let mut run = inst.command();
-        run.arg("run").arg(&path);
-        let mut reaper = Command::new(&exe)
-            .env(REAPER, "1")
-            .arg(run.get_program())
-            .args(run.get_args())
-            .envs(
-                run.get_envs()
-                    .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(reaper.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let pid = line.trim().to_owned();
+        let (mut reaper, pid) = run_below_reaper(&inst, &path);
         std::thread::sleep(Duration::from_millis(delay));
         let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid.parse().unwrap()),
+            nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
         let at = format!("iteration {i}, killed after {delay} ms (seed {seed})");
